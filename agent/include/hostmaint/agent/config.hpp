@@ -1,0 +1,87 @@
+// hostmaintd's configuration: read once into this typed struct, passed down.
+//
+// Sources: the main TOML file (default /etc/hostmaint/hostmaintd.conf), then
+// every `*.conf` in `<main file>.d/` in name order, each overriding keys it
+// sets. etc/hostmaintd.conf lists every key with its default; no key is
+// required. Reference: docs/configuration.md.
+#pragma once
+
+#include <chrono>
+#include <filesystem>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "hostmaint/agent/policy.hpp"
+
+namespace hostmaint::agent {
+
+inline constexpr const char* kDefaultConfigPath = "/etc/hostmaint/hostmaintd.conf";
+
+struct LibvirtConfig {
+  std::string uri = "qemu:///system";
+  std::chrono::seconds keepalive_interval{5};
+  unsigned keepalive_count = 3;
+  std::chrono::milliseconds reconnect_min{500};
+  std::chrono::milliseconds reconnect_max{std::chrono::seconds(30)};
+};
+
+struct PathsConfig {
+  std::filesystem::path state_dir = "/var/lib/hostmaint";
+  std::filesystem::path runtime_dir = "/run/hostmaint";
+};
+
+struct LimitsConfig {
+  unsigned max_parallel_actions = 4;      // all actions at once on this host
+  unsigned max_parallel_migrations = 2;   // of which migrations
+};
+
+struct MigrationConfig {
+  // Candidate destinations (libvirt URIs); empty: migration is not possible
+  // and domains follow their fallback action.
+  std::vector<std::string> destinations;
+};
+
+struct EvidenceConfig {
+  // Which QEMU processes count against emptiness: "all" on the host, or only
+  // those whose -uuid is a domain this host ran ("known-domains", for hosts
+  // that share a kernel with another hypervisor, as in the lab).
+  std::string qemu_process_scope = "all";
+  std::filesystem::path proc_root = "/proc";
+  std::filesystem::path sysfs_root = "/sys";
+};
+
+struct DbusConfig {
+  // Besides root, members of this group may call mutating methods (enforced
+  // by the daemon from the caller's credentials, in addition to the bus
+  // policy shipped in systemd/). Empty: root only.
+  std::string admin_group;
+};
+
+struct Config {
+  LibvirtConfig libvirt;
+  PathsConfig paths;
+  LimitsConfig limits;
+  MigrationConfig migration;
+  EvidenceConfig evidence;
+  DbusConfig dbus;
+  DomainPolicy policy;  // host defaults, overridden per domain
+  std::string log_level = "info";
+
+  // Files the config was read from, in order (for --check-config output).
+  std::vector<std::filesystem::path> sources;
+};
+
+// A config error names the file, line and key: "hostmaintd.conf:12: key
+// 'limits.max_parallel_actions': must be between 1 and 64, got 0".
+class ConfigError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Reads `path` and its drop-in directory. A missing main file is an error
+// only when `must_exist` (an explicit --config); the default path may be
+// absent, giving all defaults.
+Config loadConfig(const std::filesystem::path& path, bool must_exist);
+
+}  // namespace hostmaint::agent

@@ -1,0 +1,79 @@
+// MaintenanceEngine: the state machine that plans and drives one host's
+// maintenance. Single-threaded: every entry point is called on the daemon's
+// event-loop thread, and hypervisor callbacks arrive there too.
+//
+// The engine owns no timers. After any entry point the owner asks
+// nextWakeup() and arms one timer that calls tick(); tests drive a fake
+// clock and call tick() directly.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "hostmaint/agent/config.hpp"
+#include "hostmaint/agent/journal.hpp"
+#include "hostmaint/agent/model.hpp"
+#include "hostmaint/hypervisor/hypervisor.hpp"
+
+namespace hostmaint::agent {
+
+// Settings the engine takes from the config; replaced on reload.
+struct EngineSettings {
+  DomainPolicy default_policy;
+  LimitsConfig limits;
+  std::vector<std::string> destinations;
+  std::string host_name;
+};
+
+EngineSettings engineSettingsFrom(const Config& config, std::string host_name);
+
+class EngineListener {
+ public:
+  virtual ~EngineListener() = default;
+  // The status snapshot changed (generation bumped).
+  virtual void onStatusChanged(const HostStatus& status) = 0;
+};
+
+class MaintenanceEngine final : public hv::HypervisorObserver {
+ public:
+  MaintenanceEngine(hv::Hypervisor& hypervisor, const WallClock& clock, Journal& journal,
+                    EngineSettings settings, EngineListener& listener);
+  ~MaintenanceEngine() override;
+  MaintenanceEngine(const MaintenanceEngine&) = delete;
+  MaintenanceEngine& operator=(const MaintenanceEngine&) = delete;
+
+  // Loads the journal and reconciles it with the hypervisor's inventory:
+  // a restarted daemon continues where it was, repeating no done action.
+  // Call once, before serving any interface.
+  void recover();
+
+  // Commands. Each throws CommandError with an actionable reason when refused.
+  std::string schedule(const ScheduleRequest& request);  // returns the session id
+  void cancel();
+  // `domain` is a name or a UUID.
+  void acknowledge(const std::string& domain, AckChoice choice);
+  void finish();
+
+  void updateSettings(EngineSettings settings);
+
+  // Re-evaluates time-based transitions (window start, ack deadlines, lead
+  // and recovery times, shutdown escalation).
+  void tick();
+  std::optional<TimePoint> nextWakeup() const;
+
+  const HostStatus& status() const;
+
+  // hv::HypervisorObserver
+  void onDomainEvent(const hv::DomainEvent& event) override;
+  void onInventoryRefreshed() override;
+  void onConnectionStateChanged(hv::ConnectionState state, const std::string& detail) override;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace hostmaint::agent

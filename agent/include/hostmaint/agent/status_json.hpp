@@ -1,0 +1,22 @@
+// The status document: one JSON rendering of HostStatus, used for
+// {runtime_dir}/status.json, the D-Bus StatusJSON property, hostmaintctl
+// --json and (later) the controller's status report. Schema: docs/status-json.md.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include "hostmaint/agent/model.hpp"
+
+namespace hostmaint::agent {
+
+inline constexpr int kStatusSchemaVersion = 1;
+
+nlohmann::json statusToJson(const HostStatus& status);
+
+// RFC 3339 UTC with seconds, e.g. "2026-11-25T04:00:00Z".
+std::string formatTime(TimePoint time);
+// Accepts RFC 3339 / ISO 8601 ("2026-11-25T04:00:00Z", "+02:00" offsets,
+// "2026-11-25T04:00" as UTC).
+std::optional<TimePoint> parseTime(std::string_view text);
+
+}  // namespace hostmaint::agent

@@ -1,0 +1,201 @@
+// The seam between the maintenance engine and whatever runs the domains.
+//
+// The engine (agent/) sees only this header: no libvirt type crosses it, so
+// the engine is unit-tested against a fake and runs against libvirt in
+// production. Implementations deliver every callback on the thread that owns
+// the engine (the daemon's event loop); callers never lock.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace hostmaint::hv {
+
+// Coarse run state of a domain, as the engine needs it. Mirrors libvirt's
+// virDomainState, folding states the engine treats alike.
+enum class DomainRunState {
+  running,
+  paused,       // in memory but not running: still occupies the host
+  shutoff,
+  crashed,
+  pmsuspended,  // guest-initiated S3: still occupies the host
+  shutting_down,
+  unknown,
+};
+
+std::string_view toString(DomainRunState state);
+
+// True when a domain in this state holds memory/CPU on this host.
+bool occupiesHost(DomainRunState state);
+
+struct DomainInfo {
+  std::string uuid;
+  std::string name;
+  DomainRunState state = DomainRunState::unknown;
+  std::uint64_t memory_kib = 0;  // current balloon target
+  std::uint64_t max_memory_kib = 0;
+  unsigned vcpus = 0;
+  bool persistent = false;
+  bool autostart = false;
+  bool has_managed_save = false;
+  bool job_active = false;  // a libvirt job (migration, save, dump) is running
+
+  // Owner and project from Nova's metadata (nova:owner), when present.
+  std::optional<std::string> owner;
+  std::optional<std::string> project;
+
+  // The raw <hostmaint:policy> element from the domain's <metadata>, in
+  // namespace kPolicyNamespace, when the domain has one. Parsing and
+  // validation are the agent's job (agent/policy), so that a malformed
+  // element is reported with the domain's name rather than dropped here.
+  std::optional<std::string> policy_xml;
+};
+
+// XML namespace of the per-domain policy element.
+inline constexpr std::string_view kPolicyNamespace = "https://hostmaint.org/xmlns/policy/1";
+inline constexpr std::string_view kPolicyPrefix = "hostmaint";
+
+enum class ConnectionState { connecting, connected, disconnected };
+std::string_view toString(ConnectionState state);
+
+// What happened to a domain, as reported by the hypervisor's event stream.
+enum class DomainEventKind {
+  defined,
+  undefined,
+  started,
+  stopped,
+  suspended,  // paused
+  resumed,
+  migrated_away,  // stopped because it was migrated to another host
+  saved,          // stopped by managed-save / save
+  changed,        // anything else that may change DomainInfo
+};
+std::string_view toString(DomainEventKind kind);
+
+struct DomainEvent {
+  DomainEventKind kind = DomainEventKind::changed;
+  std::string uuid;
+  std::string name;
+};
+
+// Live migration tuning. Values absent mean "leave the hypervisor default".
+struct MigrationTuning {
+  std::optional<std::chrono::milliseconds> max_downtime;
+  std::optional<std::uint64_t> bandwidth_mib_s;
+  bool auto_converge = false;
+  bool post_copy_allowed = false;
+  std::optional<unsigned> parallel_connections;
+  std::chrono::seconds completion_timeout{0};  // 0: no timeout
+};
+
+enum class ActionKind {
+  managed_save,  // suspend to disk; restored by start
+  shutdown,      // graceful ACPI shutdown, optionally forced after a timeout
+  start,         // boots, or restores from a managed-save image when present
+  live_migrate,
+  cold_migrate,
+};
+std::string_view toString(ActionKind kind);
+
+struct ActionRequest {
+  ActionKind kind = ActionKind::managed_save;
+  std::string uuid;
+  std::string name;  // for messages only
+
+  // shutdown
+  std::chrono::seconds shutdown_timeout{120};
+  bool force_after_timeout = true;
+
+  // live_migrate / cold_migrate
+  std::string destination_uri;
+  MigrationTuning tuning;
+};
+
+// Progress of a long action (migrations), delivered while it runs.
+struct ActionProgress {
+  std::uint64_t data_total_bytes = 0;
+  std::uint64_t data_processed_bytes = 0;
+  std::uint64_t data_remaining_bytes = 0;
+  std::uint64_t memory_dirty_rate_bps = 0;
+  std::uint64_t memory_bps = 0;  // throughput
+  std::chrono::milliseconds elapsed{0};
+};
+
+struct ActionResult {
+  bool ok = false;
+  // Human-readable, with context: "managed-save of 'web1' failed: <libvirt error>".
+  std::string message;
+  // Set when a shutdown had to be forced after its timeout.
+  bool forced = false;
+};
+
+using ActionDone = std::function<void(const ActionResult&)>;
+using ActionProgressFn = std::function<void(const ActionProgress&)>;
+
+// One check of the "host is empty" evidence.
+struct EvidenceCheck {
+  std::string name;    // stable identifier, e.g. "no-active-domains"
+  bool ok = false;
+  std::string detail;  // what was seen; names what still blocks when !ok
+};
+
+struct EmptinessQuery {
+  bool removal = false;  // also require nothing that would come back
+  // UUIDs of domains this host ran, for attributing QEMU processes.
+  std::vector<std::string> known_uuids;
+};
+
+struct EmptinessReport {
+  std::vector<EvidenceCheck> checks;
+  bool empty() const;
+};
+
+// What this hypervisor can do. The engine falls back visibly when an action
+// the policy asks for cannot be done here.
+struct Capabilities {
+  bool live_migration = false;
+  bool cold_migration = false;
+  bool managed_save = true;
+  std::string why_no_migration;  // e.g. "the libvirt 'test' driver cannot migrate"
+};
+
+class HypervisorObserver {
+ public:
+  virtual ~HypervisorObserver() = default;
+  virtual void onDomainEvent(const DomainEvent& event) = 0;
+  // The full inventory was re-read (after connecting or reconnecting).
+  virtual void onInventoryRefreshed() = 0;
+  virtual void onConnectionStateChanged(ConnectionState state, const std::string& detail) = 0;
+};
+
+class Hypervisor {
+ public:
+  virtual ~Hypervisor() = default;
+
+  virtual void setObserver(HypervisorObserver* observer) = 0;
+
+  virtual ConnectionState connectionState() const = 0;
+  // URI and host name of the hypervisor, for status and messages.
+  virtual std::string description() const = 0;
+  virtual Capabilities capabilities() const = 0;
+
+  // Cached inventory, kept current by events. Empty while never connected;
+  // the last known inventory while disconnected.
+  virtual std::vector<DomainInfo> domains() const = 0;
+  virtual std::optional<DomainInfo> domain(const std::string& uuid) const = 0;
+
+  // Starts an action; `done` is called exactly once, on the owning thread.
+  // `progress` (optional) is called while a migration runs.
+  virtual void startAction(const ActionRequest& request, ActionDone done,
+                           ActionProgressFn progress = {}) = 0;
+
+  // Collects the evidence that the host is empty. Cheap enough to call on
+  // every relevant event.
+  virtual EmptinessReport probeEmptiness(const EmptinessQuery& query) = 0;
+};
+
+}  // namespace hostmaint::hv

@@ -1,0 +1,1 @@
+// Keeps hostmaint_test_support non-empty before any support file exists.
