@@ -1,0 +1,2 @@
+// Placeholder: replaced by the real hostmaintctl.
+int main() { return 1; }

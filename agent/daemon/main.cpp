@@ -1,0 +1,2 @@
+// Placeholder: replaced by the real daemon entry point.
+int main() { return 1; }

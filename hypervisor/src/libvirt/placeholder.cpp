@@ -1,0 +1,1 @@
+// Placeholder until this directory has real sources; delete then.
