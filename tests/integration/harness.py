@@ -1,0 +1,220 @@
+"""Runs the real hostmaintd and hostmaintctl for integration tests.
+
+Each test gets its own private system-like D-Bus (dbus-daemon with the project's bus
+policy), a state and runtime directory, and hostmaintd on libvirt's test driver. Readiness
+of the daemon is taken from its own sd_notify READY=1 (we play the service manager's
+NOTIFY_SOCKET), not from a sleep.
+"""
+
+import json
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import unittest
+from pathlib import Path
+
+SOURCE_DIR = Path(os.environ.get("HOSTMAINT_SOURCE_DIR", Path(__file__).resolve().parents[2]))
+HOSTMAINTD = os.environ.get("HOSTMAINTD", str(SOURCE_DIR / "build/agent/hostmaintd"))
+HOSTMAINTCTL = os.environ.get("HOSTMAINTCTL", str(SOURCE_DIR / "build/agent/hostmaintctl"))
+DATA_DIR = Path(__file__).resolve().parent / "data"
+BUS_CONF_TEMPLATE = Path(__file__).resolve().parent / "dbus" / "system-bus.conf.in"
+BUS_POLICY = SOURCE_DIR / "systemd" / "org.hostmaint.Agent1.conf"
+
+BUS_NAME = "org.hostmaint.Agent1"
+OBJECT_PATH = "/org/hostmaint/Agent1"
+INTERFACE = "org.hostmaint.Agent1"
+
+
+def wait_until(predicate, timeout, what):
+    """Re-checks `predicate` until it holds; fails naming `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
+
+
+class PrivateBus:
+    """A dbus-daemon configured like the system bus, with hostmaint's bus policy."""
+
+    def __init__(self, workdir: Path):
+        self.dir = workdir / "bus"
+        self.dir.mkdir()
+        # Non-root test clients must reach the socket.
+        os.chmod(workdir, 0o755)
+        os.chmod(self.dir, 0o755)
+        socket_path = self.dir / "system_bus_socket"
+        policy_dir = self.dir / "system.d"
+        policy_dir.mkdir()
+        shutil.copy(BUS_POLICY, policy_dir / BUS_POLICY.name)
+        conf = BUS_CONF_TEMPLATE.read_text()
+        conf = conf.replace("@SOCKET_PATH@", str(socket_path)).replace("@POLICY_DIR@", str(policy_dir))
+        conf_path = self.dir / "bus.conf"
+        conf_path.write_text(conf)
+        read_fd, write_fd = os.pipe()
+        self.process = subprocess.Popen(
+            ["dbus-daemon", f"--config-file={conf_path}", "--nofork", f"--print-address={write_fd}"],
+            pass_fds=(write_fd,))
+        os.close(write_fd)
+        with os.fdopen(read_fd) as reader:
+            self.address = reader.readline().strip()
+        if not self.address:
+            raise RuntimeError("dbus-daemon did not print its address")
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+class NotifySocket:
+    """Plays systemd's NOTIFY_SOCKET so tests wait for READY=1 instead of sleeping."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.messages = []
+
+    def wait_for(self, key_value, timeout):
+        deadline = time.monotonic() + timeout
+        while not any(key_value in m for m in self.messages):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"hostmaintd did not send {key_value} within {timeout}s "
+                                     f"(got {self.messages})")
+            self.sock.settimeout(remaining)
+            try:
+                self.messages.append(self.sock.recv(4096).decode())
+            except socket.timeout:
+                pass
+
+    def close(self):
+        self.sock.close()
+
+
+class Daemon:
+    """hostmaintd with a generated config on a libvirt test-driver node."""
+
+    def __init__(self, workdir: Path, bus: PrivateBus, node_xml: Path, extra_config: str = ""):
+        self.workdir = workdir
+        self.bus = bus
+        self.state_dir = workdir / "state"
+        self.runtime_dir = workdir / "run"
+        self.config_path = workdir / "hostmaintd.conf"
+        self.config_path.write_text(
+            f'[libvirt]\nuri = "test://{node_xml}"\n\n'
+            f'[paths]\nstate_dir = "{self.state_dir}"\nruntime_dir = "{self.runtime_dir}"\n\n'
+            f'[evidence]\nqemu_process_scope = "known-domains"\n\n'
+            + extra_config)
+        self.log_path = workdir / "hostmaintd.log"
+        self.process = None
+        self.notify = None
+
+    @property
+    def env(self):
+        env = dict(os.environ)
+        env["DBUS_SYSTEM_BUS_ADDRESS"] = self.bus.address
+        return env
+
+    def start(self, timeout=20):
+        notify_path = self.workdir / f"notify-{time.monotonic_ns()}"
+        self.notify = NotifySocket(notify_path)
+        env = self.env
+        env["NOTIFY_SOCKET"] = str(notify_path)
+        self.log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [HOSTMAINTD, "--config", str(self.config_path), "--log-level", "debug"],
+            env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        try:
+            self.notify.wait_for("READY=1", timeout)
+        except AssertionError:
+            self.process.kill()
+            raise AssertionError(f"hostmaintd did not become ready; log:\n{self.log_text()}")
+
+    def log_text(self):
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig=signal.SIGTERM, timeout=20):
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(sig)
+            self.process.wait(timeout=timeout)
+        if self.notify:
+            self.notify.close()
+            self.notify = None
+        return self.process.returncode if self.process else None
+
+    def ctl(self, *args, user=None, timeout=60, check=None):
+        """Runs hostmaintctl; returns CompletedProcess. `check` asserts the exit code."""
+        command = [HOSTMAINTCTL, *args]
+        if user:
+            command = ["setpriv", f"--reuid={user}", f"--regid={pwd.getpwnam(user).pw_gid}",
+                       "--clear-groups", *command]
+        result = subprocess.run(command, env=self.env, capture_output=True, text=True,
+                                timeout=timeout)
+        if check is not None and result.returncode != check:
+            raise AssertionError(
+                f"hostmaintctl {' '.join(args)} exited {result.returncode}, expected {check}\n"
+                f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}\n"
+                f"daemon log tail:\n{self.log_text()[-4000:]}")
+        return result
+
+    def busctl(self, *args, user=None):
+        command = ["busctl", f"--address={self.bus.address}", *args]
+        if user:
+            command = ["setpriv", f"--reuid={user}", f"--regid={pwd.getpwnam(user).pw_gid}",
+                       "--clear-groups", *command]
+        return subprocess.run(command, capture_output=True, text=True, timeout=30)
+
+    def get_property(self, name, user=None):
+        result = self.busctl("--json=short", "get-property", BUS_NAME, OBJECT_PATH, INTERFACE,
+                             name, user=user)
+        if result.returncode != 0:
+            raise AssertionError(f"busctl get-property {name} failed: {result.stderr}")
+        return json.loads(result.stdout)["data"]
+
+    def status_file(self):
+        return json.loads((self.runtime_dir / "status.json").read_text())
+
+    def domain(self, name):
+        for entry in self.status_file()["domains"]:
+            if entry["name"] == name:
+                return entry
+        raise AssertionError(f"domain {name} not in status.json")
+
+
+class DaemonTestCase(unittest.TestCase):
+    """Base: a private bus and a daemon per test, torn down even on failure."""
+
+    node_xml = DATA_DIR / "node-basic.xml"
+    extra_config = ""
+
+    def setUp(self):
+        self.workdir = Path(tempfile.mkdtemp(prefix="hostmaint-it-"))
+        self.bus = PrivateBus(self.workdir)
+        self.addCleanup(self.bus.stop)
+        self.daemon = Daemon(self.workdir, self.bus, self.node_xml, self.extra_config)
+        self.addCleanup(self._stop_daemon)
+
+    def _stop_daemon(self):
+        self.daemon.stop()
+        if self._outcome_failed():
+            print(f"\n--- hostmaintd log ({self.daemon.log_path}) ---\n{self.daemon.log_text()[-6000:]}")
+        else:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def _outcome_failed(self):
+        outcome = getattr(self, "_outcome", None)
+        if outcome is None:
+            return False
+        result = getattr(outcome, "result", None)
+        if result is None:
+            return False
+        return any(test is self for test, _ in result.failures + result.errors)

@@ -1,0 +1,53 @@
+"""Blockers are named with their reason; one bad domain never stops the others."""
+
+import unittest
+
+from harness import DaemonTestCase, DATA_DIR
+
+
+class Blockers(DaemonTestCase):
+    node_xml = DATA_DIR / "node-blockers.xml"
+
+    def test_malformed_policy_and_missing_ack_block_readiness_by_name(self):
+        self.daemon.start()
+        self.daemon.ctl("schedule", "--start", "now", "--end", "+1h", check=0)
+        result = self.daemon.ctl("wait", "--ready", "--timeout", "3", check=4)
+        self.assertIn("vm-broken", result.stdout + result.stderr)
+
+        broken = self.daemon.domain("vm-broken")
+        self.assertEqual(broken["state"], "blocked")
+        self.assertIsNone(broken["action"])
+        self.assertIn("teleport", broken["policy_error"])
+        self.assertEqual(self.daemon.domain("vm-acked")["state"], "awaiting-ack")
+        # The others were drained regardless.
+        self.assertEqual(self.daemon.domain("vm-suspend")["state"], "done")
+        self.assertEqual(self.daemon.domain("vm-shutdown")["state"], "done")
+
+        blockers = self.daemon.get_property("Blockers")
+        subjects = " ".join(subject for subject, _ in blockers)
+        self.assertIn("vm-broken", subjects)
+        self.assertIn("vm-acked", subjects)
+        reasons = " ".join(reason for _, reason in blockers)
+        self.assertIn("teleport", reasons)
+        self.assertFalse(self.daemon.get_property("Ready"))
+
+        # The owner acknowledges: the domain is handled.
+        self.daemon.ctl("ack", "vm-acked", "keep", check=0)
+        self.assertEqual(self.daemon.domain("vm-acked")["ack"], "keep")
+        self.assertNotIn("vm-acked", " ".join(s for s, _ in self.daemon.get_property("Blockers")))
+
+    def test_non_root_may_read_but_not_mutate(self):
+        self.daemon.start()
+        self.assertEqual(self.daemon.get_property("Phase", user="nobody"), "idle")
+        denied = self.daemon.busctl("call", "org.hostmaint.Agent1", "/org/hostmaint/Agent1",
+                                    "org.hostmaint.Agent1", "Schedule", "ttbs",
+                                    "0", "1", "false", "x", user="nobody")
+        self.assertNotEqual(denied.returncode, 0)
+        self.assertIn("AccessDenied", denied.stderr + denied.stdout)
+        result = self.daemon.ctl("cancel", user="nobody", check=5)
+        self.assertIn("denied", (result.stderr + result.stdout).lower())
+        self.assertEqual(self.daemon.get_property("Phase"), "idle")
+
+
+if __name__ == "__main__":
+    unittest.main()
