@@ -1,0 +1,75 @@
+// String forms of the engine's vocabulary. These strings are part of the
+// public interface (D-Bus properties, status.json, the journal), so they are
+// spelled once here and never derived from C++ identifiers.
+#include "hostmaint/agent/model.hpp"
+
+#include <array>
+#include <utility>
+
+namespace hostmaint::agent {
+namespace {
+
+template <typename Enum, std::size_t N>
+std::optional<Enum> lookup(const std::array<std::pair<Enum, std::string_view>, N>& names,
+                           std::string_view text) {
+  for (const auto& [value, name] : names) {
+    if (name == text) return value;
+  }
+  return std::nullopt;
+}
+
+template <typename Enum, std::size_t N>
+std::string_view nameOf(const std::array<std::pair<Enum, std::string_view>, N>& names,
+                        Enum value) {
+  for (const auto& [candidate, name] : names) {
+    if (candidate == value) return name;
+  }
+  return "unknown";
+}
+
+constexpr std::array<std::pair<HostPhase, std::string_view>, 6> kHostPhaseNames{{
+    {HostPhase::idle, "idle"},
+    {HostPhase::scheduled, "scheduled"},
+    {HostPhase::draining, "draining"},
+    {HostPhase::empty, "empty"},
+    {HostPhase::in_maintenance, "in-maintenance"},
+    {HostPhase::restoring, "restoring"},
+}};
+
+constexpr std::array<std::pair<AckChoice, std::string_view>, 2> kAckChoiceNames{{
+    {AckChoice::move, "move"},
+    {AckChoice::keep, "keep"},
+}};
+
+constexpr std::array<std::pair<DomainStage, std::string_view>, 11> kDomainStageNames{{
+    {DomainStage::planned, "planned"},
+    {DomainStage::awaiting_ack, "awaiting-ack"},
+    {DomainStage::waiting, "waiting"},
+    {DomainStage::acting, "acting"},
+    {DomainStage::done, "done"},
+    {DomainStage::failed, "failed"},
+    {DomainStage::blocked, "blocked"},
+    {DomainStage::left, "left"},
+    {DomainStage::restoring, "restoring"},
+    {DomainStage::restored, "restored"},
+    {DomainStage::restore_failed, "restore-failed"},
+}};
+
+}  // namespace
+
+std::string_view toString(HostPhase phase) { return nameOf(kHostPhaseNames, phase); }
+std::optional<HostPhase> parseHostPhase(std::string_view text) {
+  return lookup(kHostPhaseNames, text);
+}
+
+std::string_view toString(AckChoice choice) { return nameOf(kAckChoiceNames, choice); }
+std::optional<AckChoice> parseAckChoice(std::string_view text) {
+  return lookup(kAckChoiceNames, text);
+}
+
+std::string_view toString(DomainStage stage) { return nameOf(kDomainStageNames, stage); }
+std::optional<DomainStage> parseDomainStage(std::string_view text) {
+  return lookup(kDomainStageNames, text);
+}
+
+}  // namespace hostmaint::agent
