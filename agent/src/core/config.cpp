@@ -1,0 +1,443 @@
+// Reads hostmaintd.conf and its drop-ins into Config. Every value is checked
+// where it is read, so an error can name the file, line and key it came from.
+#include "hostmaint/agent/config.hpp"
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string_view>
+#include <system_error>
+
+#include <toml++/toml.h>
+
+#include "policy_keys.hpp"
+
+namespace hostmaint::agent {
+namespace {
+
+using namespace std::chrono_literals;
+
+// Where a key was last set, so errors found after merging (cross-key
+// checks, policy combinations) still point at the right file and line.
+struct Location {
+  std::filesystem::path file;
+  std::int64_t line = 0;
+};
+
+std::string describe(const Location& where) {
+  std::string out = where.file.string();
+  if (where.line > 0) out += ":" + std::to_string(where.line);
+  return out;
+}
+
+[[noreturn]] void failAt(const Location& where, std::string_view key, std::string_view what) {
+  throw ConfigError(describe(where) + ": key '" + std::string(key) + "': " + std::string(what));
+}
+
+// Thrown by value readers; turned into a ConfigError with the location.
+struct BadValue {
+  std::string what;
+};
+
+std::string_view typeName(const toml::node& node) {
+  switch (node.type()) {
+    case toml::node_type::string: return "string";
+    case toml::node_type::integer: return "integer";
+    case toml::node_type::floating_point: return "float";
+    case toml::node_type::boolean: return "boolean";
+    case toml::node_type::date: return "date";
+    case toml::node_type::time: return "time";
+    case toml::node_type::date_time: return "date-time";
+    case toml::node_type::array: return "array";
+    case toml::node_type::table: return "table";
+    case toml::node_type::none: break;
+  }
+  return "nothing";
+}
+
+[[noreturn]] void wrongType(const toml::node& node, std::string_view expected) {
+  throw BadValue{"expected " + std::string(expected) + ", got " + std::string(typeName(node))};
+}
+
+std::string readString(const toml::node& node) {
+  if (const auto* value = node.as_string()) return value->get();
+  wrongType(node, "a string");
+}
+
+std::string readNonEmptyString(const toml::node& node) {
+  std::string value = readString(node);
+  if (value.empty()) throw BadValue{"must not be empty"};
+  return value;
+}
+
+std::int64_t readInteger(const toml::node& node, std::int64_t min, std::int64_t max) {
+  const auto* value = node.as_integer();
+  if (value == nullptr) wrongType(node, "an integer");
+  if (value->get() < min || value->get() > max) {
+    throw BadValue{"must be between " + std::to_string(min) + " and " + std::to_string(max) +
+                   ", got " + std::to_string(value->get())};
+  }
+  return value->get();
+}
+
+std::string durationHint(std::chrono::milliseconds min, std::chrono::milliseconds max) {
+  auto show = [](std::chrono::milliseconds value) {
+    if (value % 1s == 0ms) return formatDuration(std::chrono::duration_cast<std::chrono::seconds>(value));
+    return std::to_string(value.count()) + "ms";
+  };
+  return "must be between " + show(min) + " and " + show(max);
+}
+
+// A duration: a string like "30m" or "500ms", or an integer number of
+// seconds (the same as in the policy table, so integers never mean ms).
+std::chrono::milliseconds readDuration(const toml::node& node, std::chrono::milliseconds min,
+                                       std::chrono::milliseconds max) {
+  std::chrono::milliseconds value{};
+  if (const auto* integer = node.as_integer()) {
+    std::int64_t seconds = integer->get();
+    if (seconds < 0 || seconds > max.count() / 1000 + 1) {
+      throw BadValue{durationHint(min, max) + ", got " + std::to_string(seconds)};
+    }
+    value = std::chrono::seconds(seconds);
+  } else if (const auto* string = node.as_string()) {
+    std::string_view text = string->get();
+    if (text.size() > 2 && text.ends_with("ms") &&
+        std::all_of(text.begin(), text.end() - 2, [](char c) { return c >= '0' && c <= '9'; }) &&
+        text.size() <= 12) {
+      value = std::chrono::milliseconds(std::stoll(std::string(text.substr(0, text.size() - 2))));
+    } else if (auto seconds = parseDuration(text)) {
+      value = *seconds;
+    } else {
+      throw BadValue{"'" + std::string(text) +
+                     "' is not a duration (like 500ms, 90s, 30m, 2h, 1h30m or a number of seconds)"};
+    }
+  } else {
+    wrongType(node, "a duration string or an integer number of seconds");
+  }
+  if (value < min || value > max) {
+    std::string got = node.is_string() ? std::string(*node.value<std::string>())
+                                       : std::to_string(*node.value<std::int64_t>());
+    throw BadValue{durationHint(min, max) + ", got " + got};
+  }
+  return value;
+}
+
+std::filesystem::path readAbsolutePath(const toml::node& node) {
+  std::filesystem::path path = readNonEmptyString(node);
+  if (!path.is_absolute()) throw BadValue{"must be an absolute path, got '" + path.string() + "'"};
+  return path;
+}
+
+std::string readWord(const toml::node& node, std::span<const std::string_view> accepted) {
+  std::string value = readString(node);
+  if (std::find(accepted.begin(), accepted.end(), value) != accepted.end()) return value;
+  std::string list;
+  for (std::string_view word : accepted) {
+    if (!list.empty()) list += ", ";
+    list += word;
+  }
+  throw BadValue{"'" + value + "' is not one of " + list};
+}
+
+constexpr std::array<std::string_view, 2> kQemuProcessScopes{"all", "known-domains"};
+constexpr std::array<std::string_view, 7> kLogLevels{"trace", "debug", "info",    "warn",
+                                                     "error", "critical", "off"};
+
+// One settable key outside [policy] (those come from the shared policy table).
+struct SettingKey {
+  std::string_view section;
+  std::string_view name;
+  void (*set)(Config& config, const toml::node& node);
+};
+
+constexpr unsigned kMaxParallel = 64;
+
+const std::array<SettingKey, 15> kSettings{{
+    {"libvirt", "uri", [](Config& c, const toml::node& n) { c.libvirt.uri = readNonEmptyString(n); }},
+    {"libvirt", "keepalive_interval",
+     [](Config& c, const toml::node& n) {
+       auto interval = readDuration(n, 1s, 1h);
+       // libvirt takes the keepalive interval in whole seconds.
+       if (interval % 1s != 0ms) throw BadValue{"must be a whole number of seconds"};
+       c.libvirt.keepalive_interval = std::chrono::duration_cast<std::chrono::seconds>(interval);
+     }},
+    {"libvirt", "keepalive_count",
+     [](Config& c, const toml::node& n) {
+       c.libvirt.keepalive_count = static_cast<unsigned>(readInteger(n, 1, 100));
+     }},
+    {"libvirt", "reconnect_min",
+     [](Config& c, const toml::node& n) { c.libvirt.reconnect_min = readDuration(n, 10ms, 1h); }},
+    {"libvirt", "reconnect_max",
+     [](Config& c, const toml::node& n) { c.libvirt.reconnect_max = readDuration(n, 10ms, 1h); }},
+    {"paths", "state_dir", [](Config& c, const toml::node& n) { c.paths.state_dir = readAbsolutePath(n); }},
+    {"paths", "runtime_dir",
+     [](Config& c, const toml::node& n) { c.paths.runtime_dir = readAbsolutePath(n); }},
+    {"limits", "max_parallel_actions",
+     [](Config& c, const toml::node& n) {
+       c.limits.max_parallel_actions = static_cast<unsigned>(readInteger(n, 1, kMaxParallel));
+     }},
+    {"limits", "max_parallel_migrations",
+     [](Config& c, const toml::node& n) {
+       c.limits.max_parallel_migrations = static_cast<unsigned>(readInteger(n, 1, kMaxParallel));
+     }},
+    {"migration", "destinations",
+     [](Config& c, const toml::node& n) {
+       const auto* array = n.as_array();
+       if (array == nullptr) wrongType(n, "an array of strings");
+       std::vector<std::string> destinations;
+       for (std::size_t i = 0; i < array->size(); ++i) {
+         const toml::node& element = *array->get(i);
+         if (!element.is_string() || element.value<std::string>()->empty()) {
+           throw BadValue{"element " + std::to_string(i + 1) +
+                          " must be a non-empty string (a libvirt URI), got " +
+                          std::string(element.is_string() ? "\"\"" : typeName(element))};
+         }
+         destinations.push_back(*element.value<std::string>());
+       }
+       c.migration.destinations = std::move(destinations);
+     }},
+    {"evidence", "qemu_process_scope",
+     [](Config& c, const toml::node& n) { c.evidence.qemu_process_scope = readWord(n, kQemuProcessScopes); }},
+    {"evidence", "proc_root",
+     [](Config& c, const toml::node& n) { c.evidence.proc_root = readAbsolutePath(n); }},
+    {"evidence", "sysfs_root",
+     [](Config& c, const toml::node& n) { c.evidence.sysfs_root = readAbsolutePath(n); }},
+    {"dbus", "admin_group",
+     [](Config& c, const toml::node& n) {
+       std::string group = readString(n);
+       for (char ch : group) {
+         if (static_cast<unsigned char>(ch) <= 0x20 || ch == ':' || ch == 0x7f) {
+           throw BadValue{"'" + group + "' is not a valid group name"};
+         }
+       }
+       c.dbus.admin_group = std::move(group);
+     }},
+    {"log", "level", [](Config& c, const toml::node& n) { c.log_level = readWord(n, kLogLevels); }},
+}};
+
+// [policy] keys come from the table shared with the metadata parser.
+constexpr std::string_view kPolicySection = "policy";
+
+std::vector<std::string_view> knownSections() {
+  std::vector<std::string_view> sections;
+  for (const SettingKey& key : kSettings) {
+    if (std::find(sections.begin(), sections.end(), key.section) == sections.end()) {
+      sections.push_back(key.section);
+    }
+  }
+  sections.push_back(kPolicySection);
+  return sections;
+}
+
+std::vector<std::string_view> knownKeys(std::string_view section) {
+  std::vector<std::string_view> keys;
+  if (section == kPolicySection) {
+    for (const PolicyKey& key : policyKeys()) keys.push_back(key.name);
+  } else {
+    for (const SettingKey& key : kSettings) {
+      if (key.section == section) keys.push_back(key.name);
+    }
+  }
+  return keys;
+}
+
+std::string joined(std::span<const std::string_view> names) {
+  std::string out;
+  for (std::string_view name : names) {
+    if (!out.empty()) out += ", ";
+    out += name;
+  }
+  return out;
+}
+
+std::string unknownMessage(std::string_view what, std::string_view name,
+                           std::span<const std::string_view> known) {
+  std::string message = "unknown " + std::string(what);
+  if (auto guess = closestName(name, known)) message += " (did you mean '" + std::string(*guess) + "'?)";
+  return message + "; known: " + joined(known);
+}
+
+// The text form the shared policy table parses, after checking the TOML
+// type fits the key's kind.
+std::string policyText(const PolicyKey& key, const toml::node& node) {
+  switch (key.kind) {
+    case PolicyValueKind::word:
+    case PolicyValueKind::text:
+      return readString(node);
+    case PolicyValueKind::integer:
+      if (const auto* value = node.as_integer()) return std::to_string(value->get());
+      wrongType(node, "an integer");
+    case PolicyValueKind::boolean:
+      if (const auto* value = node.as_boolean()) return value->get() ? "true" : "false";
+      wrongType(node, "a boolean (true or false)");
+    case PolicyValueKind::duration:
+      if (const auto* value = node.as_integer()) return std::to_string(value->get());
+      if (const auto* value = node.as_string()) return value->get();
+      wrongType(node, "a duration string or an integer number of seconds");
+  }
+  wrongType(node, "a value");
+}
+
+struct FileCloser {
+  void operator()(std::FILE* file) const { std::fclose(file); }
+};
+
+[[noreturn]] void cannotRead(const std::filesystem::path& path, int error) {
+  throw ConfigError("cannot read config file '" + path.string() + "': " + std::strerror(error));
+}
+
+// The file's text; nullopt when it does not exist and that is allowed.
+std::optional<std::string> readFile(const std::filesystem::path& path, bool missing_ok) {
+  std::unique_ptr<std::FILE, FileCloser> file(std::fopen(path.c_str(), "re"));
+  if (!file) {
+    if (errno == ENOENT && missing_ok) return std::nullopt;
+    cannotRead(path, errno);
+  }
+  std::string text;
+  char buffer[8192];
+  std::size_t count = 0;
+  while ((count = std::fread(buffer, 1, sizeof buffer, file.get())) > 0) text.append(buffer, count);
+  // A directory opens fine and fails here with EISDIR.
+  if (std::ferror(file.get())) cannotRead(path, errno);
+  return text;
+}
+
+class ConfigReader {
+ public:
+  void readFileInto(const std::filesystem::path& path, std::string_view text) {
+    toml::table document;
+    try {
+      document = toml::parse(text, path.string());
+    } catch (const toml::parse_error& error) {
+      throw ConfigError(path.string() + ":" + std::to_string(error.source().begin.line) + ":" +
+                        std::to_string(error.source().begin.column) + ": " +
+                        std::string(error.description()));
+    }
+    config_.sources.push_back(path);
+    for (const auto& [section_key, section_node] : document) {
+      Location where{path, lineOf(section_key, section_node)};
+      const auto* section = section_node.as_table();
+      if (section == nullptr) {
+        failAt(where, section_key.str(),
+               "settings belong in a section; known sections: " + joined(knownSections()));
+      }
+      auto sections = knownSections();
+      if (std::find(sections.begin(), sections.end(), section_key.str()) == sections.end()) {
+        throw ConfigError(describe(where) + ": section '[" + std::string(section_key.str()) +
+                          "]': " + unknownMessage("section", section_key.str(), sections));
+      }
+      for (const auto& [key, node] : *section) {
+        readKey(section_key.str(), key, node, Location{path, lineOf(key, node)});
+      }
+    }
+  }
+
+  // Checks that span several keys, once every file is merged.
+  void checkMerged(const std::filesystem::path& main_file) {
+    if (config_.libvirt.reconnect_min > config_.libvirt.reconnect_max) {
+      failAt(origin("libvirt.reconnect_min", main_file), "libvirt.reconnect_min",
+             "must not be larger than libvirt.reconnect_max (" +
+                 std::to_string(config_.libvirt.reconnect_max.count()) + "ms)");
+    }
+    if (config_.limits.max_parallel_migrations > config_.limits.max_parallel_actions) {
+      failAt(origin("limits.max_parallel_migrations", main_file), "limits.max_parallel_migrations",
+             "must not be larger than limits.max_parallel_actions (" +
+                 std::to_string(config_.limits.max_parallel_actions) +
+                 "), since migrations are actions");
+    }
+    if (auto violation = findPolicyViolation(config_.policy)) {
+      std::string key = "policy." + violation->key;
+      failAt(origin(key, main_file), key, violation->message);
+    }
+  }
+
+  Config take() { return std::move(config_); }
+
+ private:
+  static std::int64_t lineOf(const toml::key& key, const toml::node& node) {
+    if (key.source().begin.line > 0) return static_cast<std::int64_t>(key.source().begin.line);
+    return static_cast<std::int64_t>(node.source().begin.line);
+  }
+
+  Location origin(const std::string& key, const std::filesystem::path& main_file) const {
+    auto found = origins_.find(key);
+    return found != origins_.end() ? found->second : Location{main_file, 0};
+  }
+
+  void readKey(std::string_view section, const toml::key& key, const toml::node& node,
+               const Location& where) {
+    std::string full = std::string(section) + "." + std::string(key.str());
+    try {
+      if (section == kPolicySection) {
+        const PolicyKey* policy_key = findPolicyKey(key.str());
+        if (policy_key == nullptr) {
+          failAt(where, full, unknownMessage("key", key.str(), knownKeys(section)));
+        }
+        if (auto problem = policy_key->apply(config_.policy, policyText(*policy_key, node))) {
+          throw BadValue{*problem};
+        }
+      } else {
+        const SettingKey* setting = nullptr;
+        for (const SettingKey& candidate : kSettings) {
+          if (candidate.section == section && candidate.name == key.str()) {
+            setting = &candidate;
+          }
+        }
+        if (setting == nullptr) {
+          failAt(where, full, unknownMessage("key", key.str(), knownKeys(section)));
+        }
+        setting->set(config_, node);
+      }
+    } catch (const BadValue& bad) {
+      failAt(where, full, bad.what);
+    }
+    origins_[full] = where;
+  }
+
+  Config config_;
+  std::map<std::string, Location> origins_;
+};
+
+std::vector<std::filesystem::path> dropInFiles(const std::filesystem::path& directory) {
+  std::vector<std::filesystem::path> files;
+  std::error_code error;
+  if (!std::filesystem::exists(directory, error)) return files;
+  std::filesystem::directory_iterator entries(directory, error);
+  if (error) {
+    throw ConfigError("cannot read config drop-in directory '" + directory.string() +
+                      "': " + error.message());
+  }
+  for (const auto& entry : entries) {
+    if (entry.path().extension() == ".conf" && entry.is_regular_file(error)) {
+      files.push_back(entry.path());
+    }
+  }
+  // Name order (bytewise, like systemd), so 10-x.conf is applied before 50-y.conf.
+  std::sort(files.begin(), files.end(), [](const auto& a, const auto& b) {
+    return a.filename().string() < b.filename().string();
+  });
+  return files;
+}
+
+}  // namespace
+
+Config loadConfig(const std::filesystem::path& path, bool must_exist) {
+  ConfigReader reader;
+  if (auto text = readFile(path, !must_exist)) reader.readFileInto(path, *text);
+  std::filesystem::path drop_in_dir = path;
+  drop_in_dir += ".d";
+  for (const auto& file : dropInFiles(drop_in_dir)) {
+    // Listed a moment ago; if it vanished since, that is worth an error.
+    reader.readFileInto(file, *readFile(file, false));
+  }
+  reader.checkMerged(path);
+  return reader.take();
+}
+
+}  // namespace hostmaint::agent
