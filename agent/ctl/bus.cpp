@@ -1,0 +1,214 @@
+#include "bus.hpp"
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <utility>
+
+#include "exit_status.hpp"
+
+namespace hostmaint::ctl {
+namespace {
+
+constexpr const char* kDefaultSystemBus = "unix:path=/run/dbus/system_bus_socket";
+
+std::string describeErrno(int negative_errno) { return std::strerror(-negative_errno); }
+
+struct FreeDeleter {
+  void operator()(char* text) const { std::free(text); }
+};
+
+}  // namespace
+
+AgentClient::AgentClient(const std::string& address) {
+  sd_bus* raw = nullptr;
+  int result = 0;
+  if (address.empty()) {
+    const char* from_env = std::getenv("DBUS_SYSTEM_BUS_ADDRESS");
+    address_ = from_env && *from_env ? from_env : kDefaultSystemBus;
+    result = sd_bus_open_system(&raw);
+    bus_.reset(raw);
+  } else {
+    address_ = address;
+    result = sd_bus_new(&raw);
+    bus_.reset(raw);
+    if (result >= 0) result = sd_bus_set_address(raw, address.c_str());
+    if (result >= 0) result = sd_bus_set_bus_client(raw, 1);
+    if (result >= 0) result = sd_bus_start(raw);
+  }
+  if (result < 0)
+    throw CtlError(ExitStatus::unreachable,
+                   "cannot connect to the system bus at " + address_ + ": " + describeErrno(result));
+}
+
+void AgentClient::throwCallFailure(int result, const BusError& error, std::string_view what) const {
+  const std::string doing(what);
+  if (!error.isSet()) {
+    throw CtlError(ExitStatus::unreachable, "lost the connection to the bus at " + address_ +
+                                                " during " + doing + ": " + describeErrno(result));
+  }
+  if (error.hasName(kRefusedError)) throw CtlError(ExitStatus::refused, error.message());
+  if (error.hasName(SD_BUS_ERROR_ACCESS_DENIED) ||
+      error.hasName(SD_BUS_ERROR_INTERACTIVE_AUTHORIZATION_REQUIRED))
+    throw CtlError(ExitStatus::access_denied,
+                   "access denied for " + doing + ": " + error.message() +
+                       " (changing maintenance needs root; anyone may read the status)");
+  if (error.hasName(SD_BUS_ERROR_SERVICE_UNKNOWN) || error.hasName(SD_BUS_ERROR_NAME_HAS_NO_OWNER))
+    throw CtlError(ExitStatus::unreachable,
+                   std::string("hostmaintd is not running (no owner for ") + kBusName +
+                       " on the system bus at " + address_ + ")");
+  if (error.hasName(SD_BUS_ERROR_NO_REPLY) || error.hasName(SD_BUS_ERROR_TIMEOUT) ||
+      error.hasName(SD_BUS_ERROR_DISCONNECTED))
+    throw CtlError(ExitStatus::unreachable,
+                   "hostmaintd did not answer " + doing + ": " + error.message());
+  if (error.hasName(SD_BUS_ERROR_INVALID_ARGS))
+    throw CtlError(ExitStatus::usage, "hostmaintd rejected the arguments of " + doing + ": " +
+                                          error.message());
+  if (error.hasName(SD_BUS_ERROR_UNKNOWN_METHOD) || error.hasName(SD_BUS_ERROR_UNKNOWN_PROPERTY) ||
+      error.hasName(SD_BUS_ERROR_UNKNOWN_OBJECT) || error.hasName(SD_BUS_ERROR_UNKNOWN_INTERFACE))
+    throw CtlError(ExitStatus::refused,
+                   "hostmaintd does not support " + doing + " (" + error.message() +
+                       "); is hostmaintctl newer than the running daemon?");
+  throw CtlError(ExitStatus::refused, doing + " failed: " + error.name() + ": " + error.message());
+}
+
+std::string AgentClient::statusJson() {
+  BusError error;
+  char* raw = nullptr;
+  const int result = sd_bus_get_property_string(bus_.get(), kBusName, kObjectPath, kInterface,
+                                                "StatusJSON", error.get(), &raw);
+  std::unique_ptr<char, FreeDeleter> text(raw);
+  if (result < 0) throwCallFailure(result, error, "reading the status");
+  return text ? std::string(text.get()) : std::string();
+}
+
+std::string AgentClient::schedule(std::uint64_t start_usec, std::uint64_t end_usec, bool removal,
+                                  const std::string& reason) {
+  BusError error;
+  sd_bus_message* raw_reply = nullptr;
+  const int result = sd_bus_call_method(bus_.get(), kBusName, kObjectPath, kInterface, "Schedule",
+                                        error.get(), &raw_reply, "ttbs", start_usec, end_usec,
+                                        static_cast<int>(removal), reason.c_str());
+  MessagePtr reply(raw_reply);
+  if (result < 0) throwCallFailure(result, error, "Schedule");
+  const char* session_id = nullptr;
+  const int read = sd_bus_message_read(reply.get(), "s", &session_id);
+  if (read < 0)
+    throw CtlError(ExitStatus::refused,
+                   "cannot read the session id from hostmaintd's reply to Schedule: " +
+                       describeErrno(read));
+  return session_id;
+}
+
+void AgentClient::callVoid(const char* method, std::string_view what) {
+  BusError error;
+  sd_bus_message* raw_reply = nullptr;
+  const int result = sd_bus_call_method(bus_.get(), kBusName, kObjectPath, kInterface, method,
+                                        error.get(), &raw_reply, "");
+  MessagePtr reply(raw_reply);
+  if (result < 0) throwCallFailure(result, error, what);
+}
+
+void AgentClient::cancel() { callVoid("Cancel", "Cancel"); }
+void AgentClient::begin() { callVoid("Begin", "Begin"); }
+void AgentClient::finish() { callVoid("Finish", "Finish"); }
+
+void AgentClient::acknowledge(const std::string& domain, const std::string& choice) {
+  BusError error;
+  sd_bus_message* raw_reply = nullptr;
+  const int result =
+      sd_bus_call_method(bus_.get(), kBusName, kObjectPath, kInterface, "Acknowledge", error.get(),
+                         &raw_reply, "ss", domain.c_str(), choice.c_str());
+  MessagePtr reply(raw_reply);
+  if (result < 0) throwCallFailure(result, error, "Acknowledge");
+}
+
+StatusWatch::StatusWatch(AgentClient& client) : client_(client) {
+  sd_bus_slot* raw = nullptr;
+  // Sender by well-known name: the bus matches it against whoever owns it now.
+  int result = sd_bus_match_signal(client_.bus(), &raw, kBusName, kObjectPath,
+                                   "org.freedesktop.DBus.Properties", "PropertiesChanged",
+                                   &StatusWatch::onPropertiesChanged, this);
+  properties_slot_.reset(raw);
+  if (result < 0)
+    throw CtlError(ExitStatus::unreachable,
+                   "cannot subscribe to hostmaintd's property changes: " + describeErrno(result));
+  const std::string owner_rule =
+      std::string("type='signal',sender='org.freedesktop.DBus',path='/org/freedesktop/DBus',"
+                  "interface='org.freedesktop.DBus',member='NameOwnerChanged',arg0='") +
+      kBusName + "'";
+  raw = nullptr;
+  result = sd_bus_add_match(client_.bus(), &raw, owner_rule.c_str(),
+                            &StatusWatch::onNameOwnerChanged, this);
+  owner_slot_.reset(raw);
+  if (result < 0)
+    throw CtlError(ExitStatus::unreachable,
+                   "cannot subscribe to hostmaintd leaving the bus: " + describeErrno(result));
+}
+
+int StatusWatch::onPropertiesChanged(sd_bus_message* message, void* self, sd_bus_error*) {
+  auto& watch = *static_cast<StatusWatch*>(self);
+  const char* interface = nullptr;
+  if (sd_bus_message_read(message, "s", &interface) < 0 || std::strcmp(interface, kInterface) != 0)
+    return 0;
+  watch.changed_ = true;
+  // A change that does not carry the document makes any carried earlier stale.
+  watch.status_json_.reset();
+  // The daemon sends StatusJSON's new value with every change; taking it from
+  // the signal saves a round trip. If it is absent, the caller re-reads it.
+  if (sd_bus_message_enter_container(message, SD_BUS_TYPE_ARRAY, "{sv}") < 0) return 0;
+  while (sd_bus_message_enter_container(message, SD_BUS_TYPE_DICT_ENTRY, "sv") > 0) {
+    const char* name = nullptr;
+    if (sd_bus_message_read(message, "s", &name) < 0) return 0;
+    if (std::strcmp(name, "StatusJSON") == 0) {
+      const char* json = nullptr;
+      if (sd_bus_message_read(message, "v", "s", &json) >= 0 && json) watch.status_json_ = json;
+    } else if (sd_bus_message_skip(message, "v") < 0) {
+      return 0;
+    }
+    if (sd_bus_message_exit_container(message) < 0) return 0;
+  }
+  return 0;
+}
+
+int StatusWatch::onNameOwnerChanged(sd_bus_message* message, void* self, sd_bus_error*) {
+  auto& watch = *static_cast<StatusWatch*>(self);
+  const char* name = nullptr;
+  const char* old_owner = nullptr;
+  const char* new_owner = nullptr;
+  if (sd_bus_message_read(message, "sss", &name, &old_owner, &new_owner) < 0) return 0;
+  if (new_owner == nullptr || *new_owner == '\0') watch.daemon_gone_ = true;
+  return 0;
+}
+
+StatusWatch::Event StatusWatch::next(std::optional<std::chrono::steady_clock::time_point> deadline) {
+  using namespace std::chrono;
+  changed_ = false;
+  while (true) {
+    // Dispatch everything already queued before deciding to block.
+    int result = 0;
+    do {
+      result = sd_bus_process(client_.bus(), nullptr);
+    } while (result > 0 && !changed_ && !daemon_gone_);
+    if (result < 0)
+      throw CtlError(ExitStatus::unreachable, "lost the connection to the bus at " +
+                                                  client_.address() + ": " + describeErrno(result));
+    if (daemon_gone_) return Event::daemon_gone;
+    if (changed_) return Event::changed;
+
+    std::uint64_t timeout_usec = UINT64_MAX;
+    if (deadline) {
+      const auto now = steady_clock::now();
+      if (now >= *deadline) return Event::timed_out;
+      timeout_usec = static_cast<std::uint64_t>(duration_cast<microseconds>(*deadline - now).count());
+    }
+    result = sd_bus_wait(client_.bus(), timeout_usec);
+    if (result < 0 && result != -EINTR)
+      throw CtlError(ExitStatus::unreachable, "lost the connection to the bus at " +
+                                                  client_.address() + ": " + describeErrno(result));
+  }
+}
+
+std::optional<std::string> StatusWatch::takeStatusJson() { return std::exchange(status_json_, std::nullopt); }
+
+}  // namespace hostmaint::ctl

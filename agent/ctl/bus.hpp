@@ -1,0 +1,115 @@
+// The D-Bus side of hostmaintctl: RAII owners for sd-bus handles, the client
+// of org.hostmaint.Agent1 (docs/dbus-api.md) and the change subscription that
+// `wait` blocks on.
+#pragma once
+
+#include <systemd/sd-bus.h>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace hostmaint::ctl {
+
+inline constexpr const char* kBusName = "org.hostmaint.Agent1";
+inline constexpr const char* kObjectPath = "/org/hostmaint/Agent1";
+inline constexpr const char* kInterface = "org.hostmaint.Agent1";
+inline constexpr const char* kRefusedError = "org.hostmaint.Agent1.Error.Refused";
+
+struct BusCloser {
+  // Flush first so a method call queued just before exit still goes out.
+  void operator()(sd_bus* bus) const { sd_bus_flush_close_unref(bus); }
+};
+struct MessageUnref {
+  void operator()(sd_bus_message* message) const { sd_bus_message_unref(message); }
+};
+struct SlotUnref {
+  void operator()(sd_bus_slot* slot) const { sd_bus_slot_unref(slot); }
+};
+using BusPtr = std::unique_ptr<sd_bus, BusCloser>;
+using MessagePtr = std::unique_ptr<sd_bus_message, MessageUnref>;
+using SlotPtr = std::unique_ptr<sd_bus_slot, SlotUnref>;
+
+// Owns an sd_bus_error; freed on scope exit whatever path is taken.
+class BusError {
+ public:
+  BusError() = default;
+  BusError(const BusError&) = delete;
+  BusError& operator=(const BusError&) = delete;
+  ~BusError() { sd_bus_error_free(&error_); }
+
+  sd_bus_error* get() { return &error_; }
+  bool isSet() const { return sd_bus_error_is_set(&error_); }
+  bool hasName(const char* name) const { return sd_bus_error_has_name(&error_, name); }
+  std::string name() const { return error_.name ? error_.name : ""; }
+  std::string message() const { return error_.message ? error_.message : ""; }
+
+ private:
+  sd_bus_error error_ = SD_BUS_ERROR_NULL;
+};
+
+// A connection to the bus hostmaintd serves on, and its methods. Every
+// failure is thrown as CtlError with the exit status it maps to.
+class AgentClient {
+ public:
+  // `address` empty: the system bus, or $DBUS_SYSTEM_BUS_ADDRESS when set.
+  explicit AgentClient(const std::string& address);
+
+  // The whole status document (the StatusJSON property).
+  std::string statusJson();
+  std::string schedule(std::uint64_t start_usec, std::uint64_t end_usec, bool removal,
+                       const std::string& reason);
+  void cancel();
+  void acknowledge(const std::string& domain, const std::string& choice);
+  void begin();
+  void finish();
+
+  sd_bus* bus() { return bus_.get(); }
+  // For messages: the address as the operator would recognise it.
+  const std::string& address() const { return address_; }
+
+  // Maps a failed call to the CtlError it means for the operator.
+  [[noreturn]] void throwCallFailure(int result, const BusError& error, std::string_view what) const;
+
+ private:
+  void callVoid(const char* method, std::string_view what);
+
+  std::string address_;
+  BusPtr bus_;
+};
+
+// Subscription to the daemon's PropertiesChanged and to its name losing its
+// owner. Subscribe before reading the first state, so no change falls in
+// between. Not movable: sd-bus keeps a pointer to it for the callbacks.
+class StatusWatch {
+ public:
+  enum class Event { changed, daemon_gone, timed_out };
+
+  explicit StatusWatch(AgentClient& client);
+  StatusWatch(const StatusWatch&) = delete;
+  StatusWatch& operator=(const StatusWatch&) = delete;
+
+  // Dispatches bus traffic until a property changes, the daemon leaves the
+  // bus, or `deadline` passes (never when nullopt).
+  Event next(std::optional<std::chrono::steady_clock::time_point> deadline);
+
+  // The StatusJSON carried by the last change signal, if it carried one;
+  // cleared by the call.
+  std::optional<std::string> takeStatusJson();
+
+ private:
+  static int onPropertiesChanged(sd_bus_message* message, void* self, sd_bus_error* error);
+  static int onNameOwnerChanged(sd_bus_message* message, void* self, sd_bus_error* error);
+
+  AgentClient& client_;
+  SlotPtr properties_slot_;
+  SlotPtr owner_slot_;
+  bool changed_ = false;
+  bool daemon_gone_ = false;
+  std::optional<std::string> status_json_;
+};
+
+}  // namespace hostmaint::ctl

@@ -1,0 +1,214 @@
+#include "commands.hpp"
+
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <iostream>
+
+#include <nlohmann/json.hpp>
+
+#include "bus.hpp"
+#include "exit_status.hpp"
+#include "render.hpp"
+#include "when.hpp"
+
+namespace hostmaint::ctl {
+namespace {
+
+using nlohmann::json;
+
+json parseStatus(const std::string& text) {
+  try {
+    return json::parse(text);
+  } catch (const json::parse_error& error) {
+    throw CtlError(ExitStatus::refused,
+                   std::string("hostmaintd's StatusJSON is not a JSON document: ") + error.what());
+  }
+}
+
+RenderOptions renderOptionsNow() { return RenderOptions{Clock::now(), true}; }
+
+std::uint64_t toUsec(TimePoint when, const std::string& text) {
+  const auto usec = std::chrono::duration_cast<std::chrono::microseconds>(when.time_since_epoch()).count();
+  if (usec < 0) throw CtlError(ExitStatus::usage, "time '" + text + "' is before 1970");
+  return static_cast<std::uint64_t>(usec);
+}
+
+std::string textOf(const json& status, const char* key) {
+  const auto found = status.find(key);
+  return found != status.end() && found->is_string() ? found->get<std::string>() : std::string();
+}
+
+bool readyOf(const json& status) {
+  const auto found = status.find("ready");
+  return found != status.end() && found->is_boolean() && found->get<bool>();
+}
+
+struct TerminalSize {
+  std::size_t columns = 80;
+  std::size_t rows = 24;
+};
+
+TerminalSize terminalSize() {
+  winsize size{};
+  if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &size) == 0 && size.ws_col > 0 && size.ws_row > 0)
+    return {size.ws_col, size.ws_row};
+  return {};
+}
+
+// Redraws the live display in place: back up over the lines drawn last time,
+// clear to the end of the screen, draw the new frame.
+class LiveDisplay {
+ public:
+  void draw(const std::vector<std::string>& lines) {
+    std::string out;
+    if (drawn_ > 0) out += "\x1b[" + std::to_string(drawn_) + "F\x1b[J";
+    for (const auto& line : lines) out += line + "\n";
+    std::cout << out << std::flush;
+    drawn_ = lines.size();
+  }
+
+ private:
+  std::size_t drawn_ = 0;
+};
+
+}  // namespace
+
+int runStatus(const std::string& address, bool as_json) {
+  AgentClient client(address);
+  const std::string document = client.statusJson();
+  if (as_json) {
+    // As is: the daemon's document is the contract (docs/status-json.md).
+    std::cout << document << (document.empty() || document.back() != '\n' ? "\n" : "");
+    return toInt(ExitStatus::success);
+  }
+  std::cout << renderStatus(parseStatus(document), renderOptionsNow());
+  return toInt(ExitStatus::success);
+}
+
+int runSchedule(const std::string& address, const ScheduleArguments& arguments) {
+  // One `now` for both ends, so "+1h" and "+3h" are exactly two hours apart.
+  const TimePoint now = Clock::now();
+  const TimePoint start = parseWhen(arguments.start, now);
+  const TimePoint end = parseWhen(arguments.end, now);
+  AgentClient client(address);
+  const std::string session_id =
+      client.schedule(toUsec(start, arguments.start), toUsec(end, arguments.end), arguments.removal,
+                      arguments.reason);
+  std::cout << "scheduled maintenance session " << session_id << "\n";
+  const json status = parseStatus(client.statusJson());
+  const RenderOptions options = renderOptionsNow();
+  std::cout << "  window: " << formatInstant(start, options.local_time) << " to "
+            << formatInstant(end, options.local_time) << " (starts "
+            << formatRelative(start, options.now) << ")" << (arguments.removal ? ", host removal" : "")
+            << "\n";
+  std::cout << "  phase:  " << textOf(status, "phase") << "\n";
+  std::cout << "  plan:   " << renderPlanSummary(status) << "\n";
+  const auto blockers = renderBlockers(status);
+  if (!blockers.empty()) {
+    std::cout << "  blockers:\n";
+    for (const auto& line : blockers) std::cout << "    " << line << "\n";
+  }
+  return toInt(ExitStatus::success);
+}
+
+int runCancel(const std::string& address) {
+  AgentClient client(address);
+  client.cancel();
+  std::cout << "maintenance cancelled; what was already done is being undone "
+               "(follow with: hostmaintctl wait --phase idle)\n";
+  return toInt(ExitStatus::success);
+}
+
+int runAcknowledge(const std::string& address, const std::string& domain, const std::string& choice) {
+  AgentClient client(address);
+  client.acknowledge(domain, choice);
+  std::cout << "acknowledged " << domain << ": " << choice << "\n";
+  return toInt(ExitStatus::success);
+}
+
+int runBegin(const std::string& address) {
+  AgentClient client(address);
+  client.begin();
+  std::cout << "maintenance begun: the host is empty and yours (end it with: hostmaintctl finish)\n";
+  return toInt(ExitStatus::success);
+}
+
+int runFinish(const std::string& address) {
+  AgentClient client(address);
+  client.finish();
+  std::cout << "maintenance finished; suspended and shut-down domains are being restored "
+               "(follow with: hostmaintctl wait --phase idle)\n";
+  return toInt(ExitStatus::success);
+}
+
+int runWait(const std::string& address, const WaitArguments& arguments) {
+  using namespace std::chrono;
+  const auto started = steady_clock::now();
+  std::optional<steady_clock::time_point> deadline;
+  if (arguments.timeout_seconds)
+    deadline = started + duration_cast<steady_clock::duration>(duration<double>(*arguments.timeout_seconds));
+  const std::string goal = arguments.ready ? "the host to be ready" : "phase " + *arguments.phase;
+
+  AgentClient client(address);
+  StatusWatch watch(client);  // before the first read: no change can slip between
+  json status = parseStatus(client.statusJson());
+  json previous;
+  const bool live = isatty(STDOUT_FILENO) == 1;
+  LiveDisplay display;
+
+  while (true) {
+    const RenderOptions options = renderOptionsNow();
+    if (live) {
+      const TerminalSize size = terminalSize();
+      display.draw(renderWaitFrame(status, options, duration_cast<seconds>(steady_clock::now() - started),
+                                   size.columns - 1, size.rows - 1));
+    } else if (previous != status) {
+      for (const auto& line : renderWaitLines(status, previous, options)) std::cout << line << "\n";
+      std::cout << std::flush;
+    }
+    previous = status;
+
+    const bool reached = arguments.ready ? readyOf(status) : textOf(status, "phase") == *arguments.phase;
+    if (reached) {
+      std::cout << (arguments.ready ? "host is ready" : "host is in phase " + *arguments.phase) << "\n";
+      return toInt(ExitStatus::success);
+    }
+    if (arguments.ready && textOf(status, "phase") == "idle")
+      throw CtlError(ExitStatus::refused,
+                     "no maintenance is scheduled, so the host will not become ready "
+                     "(schedule one with: hostmaintctl schedule)");
+
+    // On a terminal the elapsed time is redrawn every second; the status
+    // itself only ever comes from change signals.
+    auto wake = deadline;
+    if (live) {
+      const auto tick = steady_clock::now() + seconds(1);
+      wake = deadline ? std::min(*deadline, tick) : tick;
+    }
+    switch (watch.next(wake)) {
+      case StatusWatch::Event::changed: {
+        auto carried = watch.takeStatusJson();
+        status = parseStatus(carried ? *carried : client.statusJson());
+        break;
+      }
+      case StatusWatch::Event::daemon_gone:
+        throw CtlError(ExitStatus::unreachable, "hostmaintd left the bus while waiting for " + goal);
+      case StatusWatch::Event::timed_out:
+        if (deadline && steady_clock::now() >= *deadline) {
+          std::cerr << "timed out after " << formatDuration(duration_cast<seconds>(*deadline - started))
+                    << " waiting for " << goal << "; phase is " << textOf(status, "phase") << "\n";
+          const auto blockers = renderBlockers(status);
+          if (!blockers.empty()) {
+            std::cerr << "still blocking:\n";
+            for (const auto& line : blockers) std::cerr << "  " << line << "\n";
+          }
+          return toInt(ExitStatus::wait_timed_out);
+        }
+        break;
+    }
+  }
+}
+
+}  // namespace hostmaint::ctl

@@ -1,0 +1,32 @@
+// One function per hostmaintctl command. Each returns the process exit code
+// or throws CtlError; main() owns argument parsing and error printing.
+#pragma once
+
+#include <optional>
+#include <string>
+
+namespace hostmaint::ctl {
+
+struct ScheduleArguments {
+  std::string start;  // WHEN text, parsed by parseWhen
+  std::string end;
+  bool removal = false;
+  std::string reason;
+};
+
+struct WaitArguments {
+  bool ready = false;                 // wait until Ready is true
+  std::optional<std::string> phase;   // or until the host is in this phase
+  std::optional<double> timeout_seconds;
+};
+
+// `address` empty: the system bus ($DBUS_SYSTEM_BUS_ADDRESS honoured).
+int runStatus(const std::string& address, bool as_json);
+int runSchedule(const std::string& address, const ScheduleArguments& arguments);
+int runCancel(const std::string& address);
+int runAcknowledge(const std::string& address, const std::string& domain, const std::string& choice);
+int runBegin(const std::string& address);
+int runFinish(const std::string& address);
+int runWait(const std::string& address, const WaitArguments& arguments);
+
+}  // namespace hostmaint::ctl

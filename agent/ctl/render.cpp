@@ -1,0 +1,391 @@
+#include "render.hpp"
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdio>
+#include <map>
+#include <sstream>
+#include <string_view>
+
+namespace hostmaint::ctl {
+namespace {
+
+using nlohmann::json;
+
+// The document is read defensively: a missing key, a null or a value of
+// another type reads as absent.
+std::string text(const json& object, const char* key, std::string fallback = "") {
+  if (!object.is_object()) return fallback;
+  const auto found = object.find(key);
+  if (found == object.end() || found->is_null()) return fallback;
+  if (found->is_string()) return found->get<std::string>();
+  if (found->is_boolean()) return found->get<bool>() ? "yes" : "no";
+  if (found->is_number()) return found->dump();
+  return fallback;
+}
+
+bool flag(const json& object, const char* key) {
+  if (!object.is_object()) return false;
+  const auto found = object.find(key);
+  return found != object.end() && found->is_boolean() && found->get<bool>();
+}
+
+double number(const json& object, const char* key) {
+  if (!object.is_object()) return 0;
+  const auto found = object.find(key);
+  return found != object.end() && found->is_number() ? found->get<double>() : 0;
+}
+
+const json& member(const json& object, const char* key) {
+  static const json kAbsent;  // immutable: shared null for absent members
+  if (!object.is_object()) return kAbsent;
+  const auto found = object.find(key);
+  return found == object.end() ? kAbsent : *found;
+}
+
+const json& domainsOf(const json& status) {
+  static const json kNone = json::array();
+  const json& domains = member(status, "domains");
+  return domains.is_array() ? domains : kNone;
+}
+
+// Stages in the order an operator reads them: what needs attention first.
+constexpr std::array<std::string_view, 11> kStageOrder{
+    "failed", "blocked", "awaiting-ack", "acting", "waiting", "planned",
+    "restoring", "restore-failed", "done", "left", "restored"};
+
+std::size_t stageRank(const std::string& stage) {
+  const auto found = std::find(kStageOrder.begin(), kStageOrder.end(), stage);
+  return static_cast<std::size_t>(found - kStageOrder.begin());
+}
+
+// Stage counts: from the document's `counts` when present, else counted.
+std::vector<std::pair<std::string, long long>> stageCounts(const json& status) {
+  std::map<std::string, long long> counts;
+  const json& given = member(status, "counts");
+  if (given.is_object() && !given.empty()) {
+    for (const auto& [stage, count] : given.items())
+      if (count.is_number_integer() && count.get<long long>() > 0) counts[stage] = count.get<long long>();
+  } else {
+    for (const auto& domain : domainsOf(status)) ++counts[text(domain, "state", "unknown")];
+  }
+  std::vector<std::pair<std::string, long long>> ordered(counts.begin(), counts.end());
+  std::stable_sort(ordered.begin(), ordered.end(), [](const auto& a, const auto& b) {
+    return stageRank(a.first) < stageRank(b.first);
+  });
+  return ordered;
+}
+
+std::string joinCounts(const std::vector<std::pair<std::string, long long>>& counts) {
+  std::string joined;
+  for (const auto& [stage, count] : counts) {
+    if (!joined.empty()) joined += ", ";
+    joined += std::to_string(count) + " " + stage;
+  }
+  return joined;
+}
+
+// Domains off the host during a drain, or back during a restore.
+std::string settledSummary(const json& status) {
+  const json& domains = domainsOf(status);
+  const std::string phase = text(status, "phase");
+  long long settled = 0;
+  for (const auto& domain : domains) {
+    const std::string stage = text(domain, "state");
+    if (phase == "restoring" || phase == "idle") {
+      settled += stage == "restored" || stage == "left" ? 1 : 0;
+    } else {
+      settled += stage == "done" || stage == "left" ? 1 : 0;
+    }
+  }
+  const char* verb = phase == "restoring" ? "restored" : "done";
+  return std::to_string(settled) + "/" + std::to_string(domains.size()) + " " + verb;
+}
+
+std::string actionText(const json& domain) {
+  std::string action = text(domain, "action", "-");
+  if (flag(domain, "fallback_used")) action += " (fallback)";
+  return action;
+}
+
+std::string progressText(const json& progress) {
+  std::string line = renderProgressBar(number(progress, "percent"), 22);
+  char percent[16];
+  std::snprintf(percent, sizeof percent, " %3.0f%%", std::clamp(number(progress, "percent"), 0.0, 100.0));
+  line += percent;
+  const double remaining = number(progress, "data_remaining_bytes");
+  if (remaining > 0) line += " " + formatBytes(static_cast<std::uint64_t>(remaining)) + " left";
+  const double throughput = number(progress, "throughput_bps");
+  if (throughput > 0) line += " at " + formatBytes(static_cast<std::uint64_t>(throughput)) + "/s";
+  return line;
+}
+
+// What to say about a domain after its stage and action: its progress while
+// migrating, else its result and why it waits, blocks or failed.
+std::string outcomeText(const json& domain, const RenderOptions& options) {
+  const json& progress = member(domain, "progress");
+  const std::string stage = text(domain, "state");
+  if (stage == "acting" && progress.is_object()) {
+    std::string line = progressText(progress);
+    const std::string destination = text(domain, "destination");
+    if (!destination.empty()) line += " to " + destination;
+    return line;
+  }
+  std::vector<std::string> parts;
+  for (const char* key : {"result", "detail"}) {
+    const std::string part = text(domain, key);
+    if (!part.empty()) parts.push_back(part);
+  }
+  const std::string policy_error = text(domain, "policy_error");
+  if (!policy_error.empty() && text(domain, "detail").find(policy_error) == std::string::npos)
+    parts.push_back("policy: " + policy_error);
+  if (stage == "awaiting-ack") {
+    TimePoint deadline;
+    if (parseTimestamp(text(domain, "ack_deadline"), deadline))
+      parts.push_back("ack due " + formatRelative(deadline, options.now));
+  }
+  std::string joined;
+  for (const auto& part : parts) joined += (joined.empty() ? "" : "; ") + part;
+  return joined;
+}
+
+// Pads columns to the widest cell; the last column is never padded.
+std::string renderTable(const std::vector<std::vector<std::string>>& rows, const std::string& indent) {
+  std::vector<std::size_t> widths;
+  for (const auto& row : rows)
+    for (std::size_t i = 0; i < row.size(); ++i) {
+      if (widths.size() <= i) widths.push_back(0);
+      widths[i] = std::max(widths[i], row[i].size());
+    }
+  std::string out;
+  for (const auto& row : rows) {
+    std::string line = indent;
+    for (std::size_t i = 0; i < row.size(); ++i) {
+      line += row[i];
+      if (i + 1 < row.size()) line += std::string(widths[i] - row[i].size() + 2, ' ');
+    }
+    while (!line.empty() && line.back() == ' ') line.pop_back();
+    out += line + "\n";
+  }
+  return out;
+}
+
+std::string windowText(const json& window, const RenderOptions& options) {
+  TimePoint start;
+  TimePoint end;
+  const bool has_start = parseTimestamp(text(window, "start"), start);
+  const bool has_end = parseTimestamp(text(window, "end"), end);
+  if (!has_start || !has_end) return text(window, "start", "?") + " to " + text(window, "end", "?");
+  std::string line = formatInstant(start, options.local_time) + " to " +
+                     formatInstant(end, options.local_time) + " (";
+  line += start > options.now ? "starts " + formatRelative(start, options.now)
+                              : "started " + formatRelative(start, options.now);
+  line += end > options.now ? ", ends " + formatRelative(end, options.now)
+                            : ", ended " + formatRelative(end, options.now);
+  return line + ")";
+}
+
+// Cuts to `columns` characters, not splitting a UTF-8 sequence.
+std::string fitWidth(std::string line, std::size_t columns) {
+  if (columns == 0 || line.size() <= columns) return line;
+  std::size_t cut = columns;
+  while (cut > 0 && (static_cast<unsigned char>(line[cut]) & 0xC0) == 0x80) --cut;
+  line.resize(cut);
+  return line;
+}
+
+}  // namespace
+
+std::string renderProgressBar(double percent, int width) {
+  const int inner = std::max(width - 2, 1);
+  const double clamped = std::isfinite(percent) ? std::clamp(percent, 0.0, 100.0) : 0.0;
+  const int filled = static_cast<int>(std::lround(clamped / 100.0 * inner));
+  return "[" + std::string(filled, '#') + std::string(inner - filled, '.') + "]";
+}
+
+std::string formatBytes(std::uint64_t bytes) {
+  constexpr std::array<const char*, 5> units{"B", "KiB", "MiB", "GiB", "TiB"};
+  double value = static_cast<double>(bytes);
+  std::size_t unit = 0;
+  while (value >= 1024 && unit + 1 < units.size()) {
+    value /= 1024;
+    ++unit;
+  }
+  char buffer[32];
+  if (unit == 0 || value >= 100) {
+    std::snprintf(buffer, sizeof buffer, "%.0f %s", value, units[unit]);
+  } else {
+    std::snprintf(buffer, sizeof buffer, "%.1f %s", value, units[unit]);
+  }
+  return buffer;
+}
+
+std::vector<std::string> renderBlockers(const json& status) {
+  std::vector<std::string> lines;
+  const json& blockers = member(status, "blockers");
+  if (!blockers.is_array()) return lines;
+  for (const auto& blocker : blockers)
+    lines.push_back(text(blocker, "subject", "?") + ": " + text(blocker, "reason", "(no reason given)"));
+  return lines;
+}
+
+std::string renderStatus(const json& status, const RenderOptions& options) {
+  std::vector<std::vector<std::string>> head;
+  head.push_back({"host", text(status, "host", "(unknown)")});
+  std::string phase = text(status, "phase", "(unknown)");
+  const std::string session = text(status, "session_id");
+  if (!session.empty()) phase += " (session " + session + ")";
+  head.push_back({"phase", phase});
+  head.push_back({"ready", flag(status, "ready") ? "yes" : "no"});
+  const json& window = member(status, "window");
+  if (window.is_object()) {
+    head.push_back({"window", windowText(window, options)});
+    head.push_back({"removal", flag(window, "removal") ? "yes: the host leaves for good" : "no"});
+    const std::string reason = text(window, "reason");
+    if (!reason.empty()) head.push_back({"reason", reason});
+  } else {
+    head.push_back({"window", "none scheduled"});
+  }
+  const json& hypervisor = member(status, "hypervisor");
+  std::string hv = text(hypervisor, "uri", "?") + " (" + text(hypervisor, "connection", "unknown") + ")";
+  const std::string hv_detail = text(hypervisor, "detail");
+  if (!hv_detail.empty()) hv += ": " + hv_detail;
+  head.push_back({"hypervisor", hv});
+  std::string out = renderTable(head, "");
+
+  const auto blockers = renderBlockers(status);
+  if (!blockers.empty()) {
+    out += "\nblockers (" + std::to_string(blockers.size()) + "):\n";
+    for (const auto& line : blockers) out += "  " + line + "\n";
+  }
+
+  const json& evidence = member(status, "evidence");
+  if (evidence.is_array() && !evidence.empty()) {
+    out += "\nevidence:\n";
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& check : evidence)
+      rows.push_back({flag(check, "ok") ? "ok" : "NOT OK", text(check, "check", "?"), text(check, "detail")});
+    out += renderTable(rows, "  ");
+  }
+
+  const json& domains = domainsOf(status);
+  out += "\ndomains (" + std::to_string(domains.size()) + ")";
+  const auto counts = stageCounts(status);
+  if (!counts.empty()) out += ": " + joinCounts(counts);
+  out += "\n";
+  if (!domains.empty()) {
+    std::vector<std::vector<std::string>> rows;
+    rows.push_back({"NAME", "RUN STATE", "STAGE", "ACTION", "RESULT / DETAIL"});
+    for (const auto& domain : domains)
+      rows.push_back({text(domain, "name", text(domain, "uuid", "?")), text(domain, "run_state", "?"),
+                      text(domain, "state", "?"), actionText(domain), outcomeText(domain, options)});
+    out += renderTable(rows, "  ");
+  }
+  return out;
+}
+
+std::string renderPlanSummary(const json& status) {
+  std::map<std::string, long long> by_action;
+  long long without_action = 0;
+  const json& domains = domainsOf(status);
+  for (const auto& domain : domains) {
+    const std::string action = text(domain, "action");
+    if (action.empty()) {
+      ++without_action;
+    } else {
+      ++by_action[action];
+    }
+  }
+  std::string line = std::to_string(domains.size()) + " domain" + (domains.size() == 1 ? "" : "s");
+  std::string parts;
+  for (const auto& [action, count] : by_action)
+    parts += (parts.empty() ? "" : ", ") + std::to_string(count) + " " + action;
+  if (without_action > 0)
+    parts += (parts.empty() ? "" : ", ") + std::to_string(without_action) + " without an action";
+  if (!parts.empty()) line += ": " + parts;
+  return line;
+}
+
+std::vector<std::string> renderWaitFrame(const json& status, const RenderOptions& options,
+                                         std::chrono::seconds elapsed, std::size_t columns,
+                                         std::size_t max_lines) {
+  std::vector<std::string> lines;
+  lines.push_back(text(status, "host", "host") + ": phase " + text(status, "phase", "?") +
+                  ", ready " + (flag(status, "ready") ? "yes" : "no") + ", " +
+                  settledSummary(status) + ", waiting " + formatDuration(elapsed));
+  const auto counts = stageCounts(status);
+  if (!counts.empty()) lines.push_back("  " + joinCounts(counts));
+
+  const auto blockers = renderBlockers(status);
+  // Blockers are what the operator acts on: they get their room first.
+  const std::size_t blocker_room = blockers.empty() ? 0 : std::min(blockers.size(), std::size_t{8}) + 1;
+  const std::size_t used = lines.size() + blocker_room;
+  const std::size_t domain_room = max_lines > used ? max_lines - used : 0;
+
+  std::vector<const json*> domains;
+  for (const auto& domain : domainsOf(status)) domains.push_back(&domain);
+  std::stable_sort(domains.begin(), domains.end(), [](const json* a, const json* b) {
+    return stageRank(text(*a, "state")) < stageRank(text(*b, "state"));
+  });
+  std::vector<std::vector<std::string>> rows;
+  for (const json* domain : domains)
+    rows.push_back({text(*domain, "name", "?"), text(*domain, "state", "?"), actionText(*domain),
+                    outcomeText(*domain, options)});
+  if (rows.size() > domain_room) {
+    const std::size_t shown = domain_room > 0 ? domain_room - 1 : 0;
+    const std::size_t hidden = rows.size() - shown;
+    rows.resize(shown);
+    std::istringstream table(renderTable(rows, "  "));
+    for (std::string line; std::getline(table, line);) lines.push_back(line);
+    if (domain_room > 0) lines.push_back("  ... and " + std::to_string(hidden) + " more");
+  } else {
+    std::istringstream table(renderTable(rows, "  "));
+    for (std::string line; std::getline(table, line);) lines.push_back(line);
+  }
+
+  if (!blockers.empty()) {
+    lines.push_back("blockers:");
+    const std::size_t shown = std::min(blockers.size(), std::size_t{8});
+    for (std::size_t i = 0; i < shown; ++i) lines.push_back("  " + blockers[i]);
+    if (blockers.size() > shown) lines.back() += " (+" + std::to_string(blockers.size() - shown) + " more)";
+  }
+  if (lines.size() > max_lines) lines.resize(max_lines);
+  for (auto& line : lines) line = fitWidth(std::move(line), columns);
+  return lines;
+}
+
+std::vector<std::string> renderWaitLines(const json& status, const json& previous,
+                                         const RenderOptions& options) {
+  std::vector<std::string> lines;
+  const std::string clock = formatInstant(options.now, options.local_time).substr(11, 8);
+  const json& blockers = member(status, "blockers");
+  lines.push_back(clock + " phase " + text(status, "phase", "?") + ", ready " +
+                  (flag(status, "ready") ? "yes" : "no") + ", " + settledSummary(status) + ", " +
+                  std::to_string(blockers.is_array() ? blockers.size() : 0) + " blocker" +
+                  (blockers.is_array() && blockers.size() == 1 ? "" : "s"));
+
+  std::map<std::string, const json*> before;
+  for (const auto& domain : domainsOf(previous)) before[text(domain, "uuid", text(domain, "name"))] = &domain;
+  for (const auto& domain : domainsOf(status)) {
+    const auto found = before.find(text(domain, "uuid", text(domain, "name")));
+    const std::string stage = text(domain, "state", "?");
+    std::string from;
+    if (found != before.end()) {
+      if (text(*found->second, "state") == stage && text(*found->second, "result") == text(domain, "result"))
+        continue;
+      from = text(*found->second, "state", "?") + " -> ";
+    } else if (!previous.is_null()) {
+      from = "(new) ";
+    }
+    std::string line = "  " + text(domain, "name", "?") + ": " + from + stage;
+    const std::string action = text(domain, "action");
+    if (!action.empty()) line += " [" + actionText(domain) + "]";
+    const std::string outcome = outcomeText(domain, options);
+    if (!outcome.empty()) line += " " + outcome;
+    lines.push_back(line);
+  }
+  return lines;
+}
+
+}  // namespace hostmaint::ctl

@@ -1,0 +1,52 @@
+// Text for people, rendered from the status document (docs/status-json.md)
+// and nothing else, so what hostmaintctl shows cannot disagree with
+// status.json or the D-Bus properties. Fields missing from the document
+// (older or newer daemons) are shown as absent, never fail the rendering.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "when.hpp"
+
+namespace hostmaint::ctl {
+
+struct RenderOptions {
+  TimePoint now;
+  bool local_time = true;  // false: UTC, for reproducible output (tests, logs)
+};
+
+// "[#######.......]": `width` characters including the brackets; percent is
+// clamped to 0..100.
+std::string renderProgressBar(double percent, int width);
+
+// "512 B", "1.5 KiB", "300 MiB", "1.2 GiB".
+std::string formatBytes(std::uint64_t bytes);
+
+// `hostmaintctl status`: host, phase, window, hypervisor, blockers,
+// evidence and a table of domains.
+std::string renderStatus(const nlohmann::json& status, const RenderOptions& options);
+
+// After `schedule`: "10 domains: 4 live-migrate, 3 suspend, ...".
+std::string renderPlanSummary(const nlohmann::json& status);
+
+// "vm-broken: policy: unknown action 'teleport'" lines, one per blocker.
+std::vector<std::string> renderBlockers(const nlohmann::json& status);
+
+// `wait` on a terminal: the whole screen, redrawn on each change. At most
+// `max_lines` lines, each cut to `columns` characters so the redraw can count
+// the lines it printed.
+std::vector<std::string> renderWaitFrame(const nlohmann::json& status, const RenderOptions& options,
+                                         std::chrono::seconds elapsed, std::size_t columns,
+                                         std::size_t max_lines);
+
+// `wait` into a pipe or a log: one summary line, then one line per domain
+// whose stage or result changed since `previous` (null on the first call).
+std::vector<std::string> renderWaitLines(const nlohmann::json& status,
+                                         const nlohmann::json& previous,
+                                         const RenderOptions& options);
+
+}  // namespace hostmaint::ctl
