@@ -1,0 +1,212 @@
+// The status document (docs/status-json.md) and the RFC 3339 times in it.
+#include "hostmaint/agent/status_json.hpp"
+
+#include <array>
+#include <cstdio>
+
+namespace hostmaint::agent {
+namespace {
+
+using nlohmann::json;
+
+template <typename T, typename Render>
+json orNull(const std::optional<T>& value, Render render) {
+  return value ? json(render(*value)) : json(nullptr);
+}
+
+json windowToJson(const MaintenanceWindow& window) {
+  return {
+      {"start", formatTime(window.start)},
+      {"end", formatTime(window.end)},
+      {"removal", window.removal},
+      {"reason", window.reason},
+  };
+}
+
+json progressToJson(const MigrationProgress& progress) {
+  return {
+      {"data_total_bytes", progress.data_total_bytes},
+      {"data_processed_bytes", progress.data_processed_bytes},
+      {"data_remaining_bytes", progress.data_remaining_bytes},
+      {"memory_dirty_rate_bps", progress.memory_dirty_rate_bps},
+      {"throughput_bps", progress.throughput_bps},
+      {"percent", progress.percent},
+  };
+}
+
+json domainToJson(const DomainStatus& domain) {
+  auto text = [](const std::string& value) { return value; };
+  auto time = [](TimePoint value) { return formatTime(value); };
+  return {
+      {"name", domain.name},
+      {"uuid", domain.uuid},
+      // `state` is where the domain is in the maintenance; what libvirt
+      // says about it is `run_state`.
+      {"state", toString(domain.stage)},
+      {"run_state", hv::toString(domain.run_state)},
+      {"action", orNull(domain.action, [](MaintenanceAction a) { return toString(a); })},
+      {"fallback_used", domain.fallback_used},
+      {"result", domain.result},
+      {"detail", domain.detail},
+      {"group", domain.group.empty() ? json(nullptr) : json(domain.group)},
+      {"priority", domain.priority},
+      {"owner", orNull(domain.owner, text)},
+      {"project", orNull(domain.project, text)},
+      {"ack_required", domain.ack_required},
+      {"ack", orNull(domain.ack, [](AckChoice c) { return toString(c); })},
+      {"ack_deadline", orNull(domain.ack_deadline, time)},
+      {"earliest_start", orNull(domain.earliest_start, time)},
+      {"destination", orNull(domain.destination, text)},
+      {"progress", orNull(domain.progress, progressToJson)},
+      {"policy_error", domain.policy_error.empty() ? json(nullptr) : json(domain.policy_error)},
+      {"memory_mib", domain.memory_kib / 1024},
+  };
+}
+
+constexpr std::array kAllStages{
+    DomainStage::planned,   DomainStage::awaiting_ack, DomainStage::waiting,
+    DomainStage::acting,    DomainStage::done,         DomainStage::failed,
+    DomainStage::blocked,   DomainStage::left,         DomainStage::restoring,
+    DomainStage::restored,  DomainStage::restore_failed,
+};
+
+// Reads exactly `width` digits at `pos`.
+std::optional<int> digits(std::string_view text, std::size_t& pos, std::size_t width) {
+  if (pos + width > text.size()) return std::nullopt;
+  int value = 0;
+  for (std::size_t i = 0; i < width; ++i) {
+    char c = text[pos + i];
+    if (c < '0' || c > '9') return std::nullopt;
+    value = value * 10 + (c - '0');
+  }
+  pos += width;
+  return value;
+}
+
+bool expect(std::string_view text, std::size_t& pos, char c) {
+  if (pos >= text.size() || text[pos] != c) return false;
+  ++pos;
+  return true;
+}
+
+}  // namespace
+
+json statusToJson(const HostStatus& status) {
+  json blockers = json::array();
+  for (const Blocker& blocker : status.blockers) {
+    blockers.push_back({{"subject", blocker.subject}, {"reason", blocker.reason}});
+  }
+  json evidence = json::array();
+  for (const hv::EvidenceCheck& check : status.evidence) {
+    evidence.push_back({{"check", check.name}, {"ok", check.ok}, {"detail", check.detail}});
+  }
+  json counts = json::object();
+  for (DomainStage stage : kAllStages) counts[std::string(toString(stage))] = 0;
+  json domains = json::array();
+  for (const DomainStatus& domain : status.domains) {
+    json& count = counts[std::string(toString(domain.stage))];
+    count = count.get<int>() + 1;
+    domains.push_back(domainToJson(domain));
+  }
+  return {
+      {"schema_version", kStatusSchemaVersion},
+      {"generation", status.generation},
+      {"updated_at", formatTime(status.updated_at)},
+      {"host", status.host},
+      {"phase", toString(status.phase)},
+      {"ready", status.ready},
+      {"session_id", orNull(status.session_id, [](const std::string& id) { return id; })},
+      {"window", orNull(status.window, windowToJson)},
+      {"blockers", std::move(blockers)},
+      {"evidence", std::move(evidence)},
+      {"hypervisor",
+       {
+           {"uri", status.hypervisor},
+           {"connection", hv::toString(status.hypervisor_connection)},
+           {"detail", status.hypervisor_detail},
+       }},
+      {"counts", std::move(counts)},
+      {"domains", std::move(domains)},
+  };
+}
+
+std::string formatTime(TimePoint time) {
+  using namespace std::chrono;
+  auto seconds_since_epoch = floor<seconds>(time);
+  auto day = floor<days>(seconds_since_epoch);
+  year_month_day date{day};
+  hh_mm_ss clock{seconds_since_epoch - day};
+  char buffer[40];
+  std::snprintf(buffer, sizeof buffer, "%04d-%02u-%02uT%02d:%02d:%02dZ", static_cast<int>(date.year()),
+                static_cast<unsigned>(date.month()), static_cast<unsigned>(date.day()),
+                static_cast<int>(clock.hours().count()), static_cast<int>(clock.minutes().count()),
+                static_cast<int>(clock.seconds().count()));
+  return buffer;
+}
+
+std::optional<TimePoint> parseTime(std::string_view text) {
+  using namespace std::chrono;
+  std::size_t pos = 0;
+  auto year = digits(text, pos, 4);
+  if (!year || !expect(text, pos, '-')) return std::nullopt;
+  auto month = digits(text, pos, 2);
+  if (!month || !expect(text, pos, '-')) return std::nullopt;
+  auto day = digits(text, pos, 2);
+  if (!day) return std::nullopt;
+  // RFC 3339 allows a space or lowercase t for readability.
+  if (pos >= text.size() || (text[pos] != 'T' && text[pos] != 't' && text[pos] != ' ')) {
+    return std::nullopt;
+  }
+  ++pos;
+  auto hour = digits(text, pos, 2);
+  if (!hour || !expect(text, pos, ':')) return std::nullopt;
+  auto minute = digits(text, pos, 2);
+  if (!minute) return std::nullopt;
+  int second = 0;
+  nanoseconds fraction{0};
+  if (expect(text, pos, ':')) {
+    auto parsed = digits(text, pos, 2);
+    if (!parsed) return std::nullopt;
+    second = *parsed;
+    if (expect(text, pos, '.')) {
+      std::size_t start = pos;
+      std::int64_t nanos = 0;
+      while (pos < text.size() && text[pos] >= '0' && text[pos] <= '9') {
+        if (pos - start < 9) nanos = nanos * 10 + (text[pos] - '0');
+        ++pos;
+      }
+      if (pos == start) return std::nullopt;
+      for (std::size_t i = pos - start; i < 9; ++i) nanos *= 10;
+      fraction = nanoseconds(nanos);
+    }
+  }
+  // Leap seconds (:60) are rejected: the clocks we compare with never show them.
+  if (*hour > 23 || *minute > 59 || second > 59) return std::nullopt;
+  year_month_day date{std::chrono::year(*year), std::chrono::month(static_cast<unsigned>(*month)),
+                      std::chrono::day(static_cast<unsigned>(*day))};
+  if (!date.ok()) return std::nullopt;
+
+  minutes offset{0};
+  if (pos < text.size()) {
+    char sign = text[pos++];
+    if (sign == 'Z' || sign == 'z') {
+      // UTC
+    } else if (sign == '+' || sign == '-') {
+      auto offset_hours = digits(text, pos, 2);
+      if (!offset_hours) return std::nullopt;
+      expect(text, pos, ':');  // "+0200" is common in ISO 8601
+      auto offset_minutes = digits(text, pos, 2);
+      if (!offset_minutes || *offset_hours > 23 || *offset_minutes > 59) return std::nullopt;
+      offset = hours(*offset_hours) + minutes(*offset_minutes);
+      if (sign == '-') offset = -offset;
+    } else {
+      return std::nullopt;
+    }
+    if (pos != text.size()) return std::nullopt;
+  }
+
+  auto local = sys_days(date) + hours(*hour) + minutes(*minute) + seconds(second);
+  return time_point_cast<Clock::duration>(local - offset + fraction);
+}
+
+}  // namespace hostmaint::agent
