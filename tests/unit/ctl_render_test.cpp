@@ -1,0 +1,174 @@
+// hostmaintctl's rendering of the status document for people.
+//
+// hostmaintctl's sources are compiled into its executable, not into a library
+// the unit tests link, so the pure translation units under test are included.
+#include "../../agent/ctl/render.cpp"
+#include "../../agent/ctl/when.cpp"
+
+#include <gtest/gtest.h>
+
+namespace hostmaint::ctl {
+namespace {
+
+using namespace std::chrono;
+using nlohmann::json;
+
+// 2026-11-25T10:05:00Z: five minutes into the sample window.
+const TimePoint kNow = TimePoint(sys_days(year{2026} / 11 / 25).time_since_epoch() + hours(10) + minutes(5));
+
+const RenderOptions kUtc{kNow, false};
+
+json sampleStatus() {
+  return json::parse(R"({
+    "schema_version": 1, "generation": 42, "updated_at": "2026-11-25T10:04:58Z",
+    "host": "hv-07", "phase": "draining", "ready": false, "session_id": "mw-1234",
+    "window": {"start": "2026-11-25T10:00:00Z", "end": "2026-11-25T12:00:00Z",
+               "removal": false, "reason": "kernel update"},
+    "blockers": [
+      {"subject": "domain vm-broken", "reason": "policy: unknown action 'teleport'"},
+      {"subject": "domain vm-acked", "reason": "waiting for the owner's ack"}
+    ],
+    "evidence": [
+      {"check": "no-active-domains", "ok": false, "detail": "3 active"},
+      {"check": "hugepages-free", "ok": true, "detail": "0 of 0 in use"}
+    ],
+    "hypervisor": {"uri": "test:///default", "connection": "connected", "detail": ""},
+    "counts": {"acting": 1, "done": 1, "blocked": 1, "awaiting-ack": 1},
+    "domains": [
+      {"name": "vm-web", "uuid": "u-1", "state": "acting", "run_state": "running",
+       "action": "live-migrate", "fallback_used": false, "result": "", "detail": "",
+       "destination": "hv-08",
+       "progress": {"percent": 52.4, "data_remaining_bytes": 1288490189, "throughput_bps": 115343360}},
+      {"name": "vm-db", "uuid": "u-2", "state": "done", "run_state": "shutoff",
+       "action": "suspend", "fallback_used": true, "result": "suspended", "detail": "cannot live-migrate: unsupported",
+       "progress": null},
+      {"name": "vm-broken", "uuid": "u-3", "state": "blocked", "run_state": "running",
+       "action": null, "result": "", "detail": "", "policy_error": "unknown action 'teleport'"},
+      {"name": "vm-acked", "uuid": "u-4", "state": "awaiting-ack", "run_state": "running",
+       "action": "shutdown", "ack_required": true, "ack": null, "ack_deadline": "2026-11-25T10:30:00Z"}
+    ]
+  })");
+}
+
+bool contains(const std::string& haystack, const std::string& needle) {
+  return haystack.find(needle) != std::string::npos;
+}
+
+std::string lineWith(const std::string& text, const std::string& needle) {
+  std::istringstream lines(text);
+  for (std::string line; std::getline(lines, line);)
+    if (contains(line, needle)) return line;
+  return {};
+}
+
+TEST(CtlRender, ProgressBarFillsInProportionAndClamps) {
+  EXPECT_EQ(renderProgressBar(50, 12), "[#####.....]");
+  EXPECT_EQ(renderProgressBar(0, 6), "[....]");
+  EXPECT_EQ(renderProgressBar(100, 6), "[####]");
+  EXPECT_EQ(renderProgressBar(150, 6), "[####]");
+  EXPECT_EQ(renderProgressBar(-5, 6), "[....]");
+  EXPECT_EQ(renderProgressBar(std::nan(""), 6), "[....]");
+  EXPECT_EQ(renderProgressBar(52.4, 22).size(), 22u);
+}
+
+TEST(CtlRender, BytesInBinaryUnits) {
+  EXPECT_EQ(formatBytes(0), "0 B");
+  EXPECT_EQ(formatBytes(1023), "1023 B");
+  EXPECT_EQ(formatBytes(1536), "1.5 KiB");
+  EXPECT_EQ(formatBytes(300ull << 20), "300 MiB");
+  EXPECT_EQ(formatBytes(1288490189), "1.2 GiB");
+}
+
+TEST(CtlRender, StatusShowsHostPhaseWindowAndHypervisor) {
+  const std::string out = renderStatus(sampleStatus(), kUtc);
+  EXPECT_TRUE(contains(lineWith(out, "host"), "hv-07")) << out;
+  EXPECT_TRUE(contains(lineWith(out, "phase"), "draining (session mw-1234)")) << out;
+  EXPECT_TRUE(contains(lineWith(out, "ready"), "no")) << out;
+  const std::string window = lineWith(out, "window");
+  EXPECT_TRUE(contains(window, "2026-11-25 10:00:00 UTC to 2026-11-25 12:00:00 UTC")) << out;
+  EXPECT_TRUE(contains(window, "started 5m ago, ends in 1h55m")) << out;
+  EXPECT_TRUE(contains(lineWith(out, "reason"), "kernel update")) << out;
+  EXPECT_TRUE(contains(lineWith(out, "hypervisor"), "test:///default (connected)")) << out;
+}
+
+TEST(CtlRender, StatusNamesEveryBlockerWithItsReason) {
+  const std::string out = renderStatus(sampleStatus(), kUtc);
+  EXPECT_TRUE(contains(out, "blockers (2):")) << out;
+  EXPECT_TRUE(contains(out, "domain vm-broken: policy: unknown action 'teleport'")) << out;
+  EXPECT_TRUE(contains(out, "domain vm-acked: waiting for the owner's ack")) << out;
+  EXPECT_TRUE(contains(lineWith(out, "no-active-domains"), "NOT OK")) << out;
+}
+
+TEST(CtlRender, StatusTableShowsEachDomainsStageActionAndOutcome) {
+  const std::string out = renderStatus(sampleStatus(), kUtc);
+  EXPECT_TRUE(contains(out, "domains (4): 1 blocked, 1 awaiting-ack, 1 acting, 1 done")) << out;
+  const std::string web = lineWith(out, "vm-web");
+  EXPECT_TRUE(contains(web, "running")) << web;
+  EXPECT_TRUE(contains(web, "acting")) << web;
+  EXPECT_TRUE(contains(web, "live-migrate")) << web;
+  EXPECT_TRUE(contains(web, "[##########..........]")) << web;
+  EXPECT_TRUE(contains(web, " 52% 1.2 GiB left at 110 MiB/s to hv-08")) << web;
+  const std::string db = lineWith(out, "vm-db");
+  EXPECT_TRUE(contains(db, "suspend (fallback)")) << db;
+  EXPECT_TRUE(contains(db, "suspended; cannot live-migrate: unsupported")) << db;
+  const std::string broken = lineWith(out, "vm-broken  ");
+  EXPECT_TRUE(contains(broken, "blocked")) << out;
+  EXPECT_TRUE(contains(broken, "policy: unknown action 'teleport'")) << broken;
+  EXPECT_TRUE(contains(lineWith(out, "vm-acked  "), "ack due in 25m")) << out;
+}
+
+TEST(CtlRender, MissingAndMistypedFieldsReadAsAbsent) {
+  const std::string idle = renderStatus(json::parse(R"({"phase": "idle"})"), kUtc);
+  EXPECT_TRUE(contains(lineWith(idle, "window"), "none scheduled")) << idle;
+  EXPECT_TRUE(contains(idle, "domains (0)")) << idle;
+  EXPECT_FALSE(contains(idle, "blockers")) << idle;
+
+  const std::string odd = renderStatus(
+      json::parse(R"({"ready": "yes", "domains": [{"name": "x", "progress": 7}], "blockers": {}})"), kUtc);
+  EXPECT_TRUE(contains(lineWith(odd, "ready"), "no")) << odd;
+  EXPECT_TRUE(contains(odd, "domains (1): 1 unknown")) << odd;
+  EXPECT_NO_THROW(renderStatus(json::array(), kUtc));
+  EXPECT_NO_THROW(renderWaitFrame(json(), kUtc, seconds(0), 80, 24));
+}
+
+TEST(CtlRender, PlanSummaryCountsActions) {
+  EXPECT_EQ(renderPlanSummary(sampleStatus()),
+            "4 domains: 1 live-migrate, 1 shutdown, 1 suspend, 1 without an action");
+  EXPECT_EQ(renderPlanSummary(json::parse(R"({"domains": []})")), "0 domains");
+}
+
+TEST(CtlRender, WaitFrameFitsTheTerminal) {
+  json status = sampleStatus();
+  for (int i = 0; i < 40; ++i)
+    status["domains"].push_back({{"name", "vm-filler-with-a-long-name-" + std::to_string(i)},
+                                 {"state", "done"}, {"action", "suspend"}, {"result", "suspended"}});
+  const auto lines = renderWaitFrame(status, kUtc, seconds(12), 40, 15);
+  ASSERT_EQ(lines.size(), 15u);
+  for (const auto& line : lines) EXPECT_LE(line.size(), 40u) << line;
+  EXPECT_TRUE(contains(lines[0], "phase draining, ready no, 41/44")) << lines[0];
+  // What needs attention comes first; the settled rest is summarised.
+  std::string frame;
+  for (const auto& line : lines) frame += line + "\n";
+  EXPECT_TRUE(contains(frame, "vm-broken")) << frame;
+  EXPECT_TRUE(contains(frame, "more")) << frame;
+  EXPECT_TRUE(contains(frame, "blockers:")) << frame;
+  EXPECT_TRUE(contains(frame, "domain vm-acked")) << frame;
+}
+
+TEST(CtlRender, WaitLinesReportOnlyWhatChanged) {
+  const json before = sampleStatus();
+  const auto first = renderWaitLines(before, json(), kUtc);
+  ASSERT_EQ(first.size(), 5u);  // summary and every domain
+  EXPECT_EQ(first[0], "10:05:00 phase draining, ready no, 1/4 done, 2 blockers");
+
+  json after = before;
+  after["domains"][0]["state"] = "done";
+  after["domains"][0]["progress"] = nullptr;
+  after["domains"][0]["result"] = "migrated to hv-08";
+  const auto next = renderWaitLines(after, before, kUtc);
+  ASSERT_EQ(next.size(), 2u);
+  EXPECT_EQ(next[1], "  vm-web: acting -> done [live-migrate] migrated to hv-08");
+}
+
+}  // namespace
+}  // namespace hostmaint::ctl
