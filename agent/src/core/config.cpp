@@ -427,6 +427,16 @@ std::vector<std::filesystem::path> dropInFiles(const std::filesystem::path& dire
 
 }  // namespace
 
+std::vector<std::string> knownConfigKeys() {
+  std::vector<std::string> keys;
+  for (std::string_view section : knownSections()) {
+    for (std::string_view key : knownKeys(section)) {
+      keys.push_back(std::string(section) + "." + std::string(key));
+    }
+  }
+  return keys;
+}
+
 Config loadConfig(const std::filesystem::path& path, bool must_exist) {
   ConfigReader reader;
   if (auto text = readFile(path, !must_exist)) reader.readFileInto(path, *text);

@@ -84,4 +84,8 @@ class ConfigError : public std::runtime_error {
 // absent, giving all defaults.
 Config loadConfig(const std::filesystem::path& path, bool must_exist);
 
+// Every settable key as "section.key" ("libvirt.uri", "policy.priority");
+// lets a test prove the shipped etc/hostmaintd.conf lists them all.
+std::vector<std::string> knownConfigKeys();
+
 }  // namespace hostmaint::agent

@@ -65,6 +65,8 @@ struct DomainPolicy {
 
   std::chrono::seconds shutdown_timeout{120};
   bool force_stop = true;  // destroy after shutdown_timeout
+
+  bool operator==(const DomainPolicy&) const = default;
 };
 
 // A policy error names the key and why it is wrong, e.g.
