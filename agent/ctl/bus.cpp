@@ -51,8 +51,9 @@ void AgentClient::throwCallFailure(int result, const BusError& error, std::strin
   if (error.hasName(SD_BUS_ERROR_ACCESS_DENIED) ||
       error.hasName(SD_BUS_ERROR_INTERACTIVE_AUTHORIZATION_REQUIRED))
     throw CtlError(ExitStatus::access_denied,
-                   "access denied for " + doing + ": " + error.message() +
-                       " (changing maintenance needs root; anyone may read the status)");
+                   "access denied for " + doing +
+                       " (changing maintenance needs root; anyone may read the status): " +
+                       error.message());
   if (error.hasName(SD_BUS_ERROR_SERVICE_UNKNOWN) || error.hasName(SD_BUS_ERROR_NAME_HAS_NO_OWNER))
     throw CtlError(ExitStatus::unreachable,
                    std::string("hostmaintd is not running (no owner for ") + kBusName +
