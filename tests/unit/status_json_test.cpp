@@ -1,0 +1,177 @@
+// The status document's shape (docs/status-json.md) and RFC 3339 times.
+#include "hostmaint/agent/status_json.hpp"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+namespace hostmaint::agent {
+namespace {
+
+using namespace std::chrono;
+using nlohmann::json;
+
+TimePoint at(int y, unsigned mo, unsigned d, int h, int mi, int s) {
+  return sys_days(year(y) / month(mo) / day(d)) + hours(h) + minutes(mi) + seconds(s);
+}
+
+HostStatus emptyStatus() {
+  HostStatus status;
+  status.generation = 3;
+  status.updated_at = at(2026, 11, 25, 4, 0, 0);
+  status.host = "host-a";
+  status.hypervisor = "test:///default";
+  return status;
+}
+
+DomainStatus fullDomain() {
+  DomainStatus domain;
+  domain.uuid = "6695eb01-f6a4-8304-79aa-97f2502e193f";
+  domain.name = "web1";
+  domain.run_state = hv::DomainRunState::running;
+  domain.memory_kib = 4 * 1024 * 1024;
+  domain.owner = "alice";
+  domain.project = "shop";
+  domain.stage = DomainStage::acting;
+  domain.action = MaintenanceAction::live_migrate;
+  domain.result = "";
+  domain.detail = "migrating to host-b";
+  domain.group = "web";
+  domain.priority = 10;
+  domain.ack_required = true;
+  domain.ack = AckChoice::move;
+  domain.ack_deadline = at(2026, 11, 25, 8, 0, 0);
+  domain.earliest_start = at(2026, 11, 25, 3, 30, 0);
+  domain.destination = "qemu+ssh://host-b/system";
+  domain.progress = MigrationProgress{100, 40, 60, 5, 20, 40.0};
+  return domain;
+}
+
+TEST(StatusJson, IdleHostHasEveryTopLevelFieldWithNulls) {
+  json doc = statusToJson(emptyStatus());
+  EXPECT_EQ(doc["schema_version"], kStatusSchemaVersion);
+  EXPECT_EQ(doc["generation"], 3);
+  EXPECT_EQ(doc["updated_at"], "2026-11-25T04:00:00Z");
+  EXPECT_EQ(doc["host"], "host-a");
+  EXPECT_EQ(doc["phase"], "idle");
+  EXPECT_EQ(doc["ready"], false);
+  EXPECT_TRUE(doc["session_id"].is_null());
+  EXPECT_TRUE(doc["window"].is_null());
+  EXPECT_TRUE(doc["blockers"].is_array() && doc["blockers"].empty());
+  EXPECT_TRUE(doc["evidence"].is_array() && doc["evidence"].empty());
+  EXPECT_TRUE(doc["domains"].is_array() && doc["domains"].empty());
+  EXPECT_EQ(doc["hypervisor"], (json{{"uri", "test:///default"}, {"connection", "connecting"}, {"detail", ""}}));
+  EXPECT_EQ(doc["counts"].size(), 11u);
+  EXPECT_EQ(doc["counts"]["awaiting-ack"], 0);
+}
+
+TEST(StatusJson, ScheduledHostRendersWindowBlockersAndEvidence) {
+  HostStatus status = emptyStatus();
+  status.phase = HostPhase::in_maintenance;
+  status.ready = true;
+  status.session_id = "s-42";
+  status.window = MaintenanceWindow{at(2026, 11, 25, 4, 0, 0), at(2026, 11, 25, 6, 0, 0), true, "BIOS update"};
+  status.blockers = {{"domain db1", "policy metadata is malformed"}};
+  status.evidence = {{"no-active-domains", false, "db1 is running"}};
+  status.hypervisor_connection = hv::ConnectionState::disconnected;
+  status.hypervisor_detail = "libvirtd went away";
+  json doc = statusToJson(status);
+  EXPECT_EQ(doc["phase"], "in-maintenance");
+  EXPECT_EQ(doc["ready"], true);
+  EXPECT_EQ(doc["session_id"], "s-42");
+  EXPECT_EQ(doc["window"], (json{{"start", "2026-11-25T04:00:00Z"},
+                                 {"end", "2026-11-25T06:00:00Z"},
+                                 {"removal", true},
+                                 {"reason", "BIOS update"}}));
+  EXPECT_EQ(doc["blockers"], json::parse(R"([{"subject":"domain db1","reason":"policy metadata is malformed"}])"));
+  EXPECT_EQ(doc["evidence"], json::parse(R"([{"check":"no-active-domains","ok":false,"detail":"db1 is running"}])"));
+  EXPECT_EQ(doc["hypervisor"]["connection"], "disconnected");
+  EXPECT_EQ(doc["hypervisor"]["detail"], "libvirtd went away");
+}
+
+TEST(StatusJson, DomainEntryCarriesStageRunStateAndPlan) {
+  HostStatus status = emptyStatus();
+  status.domains = {fullDomain()};
+  json entry = statusToJson(status)["domains"][0];
+  EXPECT_EQ(entry["name"], "web1");
+  EXPECT_EQ(entry["uuid"], "6695eb01-f6a4-8304-79aa-97f2502e193f");
+  EXPECT_EQ(entry["state"], "acting");
+  EXPECT_EQ(entry["run_state"], "running");
+  EXPECT_EQ(entry["action"], "live-migrate");
+  EXPECT_EQ(entry["fallback_used"], false);
+  EXPECT_EQ(entry["result"], "");
+  EXPECT_EQ(entry["detail"], "migrating to host-b");
+  EXPECT_EQ(entry["group"], "web");
+  EXPECT_EQ(entry["priority"], 10);
+  EXPECT_EQ(entry["owner"], "alice");
+  EXPECT_EQ(entry["project"], "shop");
+  EXPECT_EQ(entry["ack_required"], true);
+  EXPECT_EQ(entry["ack"], "move");
+  EXPECT_EQ(entry["ack_deadline"], "2026-11-25T08:00:00Z");
+  EXPECT_EQ(entry["earliest_start"], "2026-11-25T03:30:00Z");
+  EXPECT_EQ(entry["destination"], "qemu+ssh://host-b/system");
+  EXPECT_EQ(entry["progress"]["data_remaining_bytes"], 60);
+  EXPECT_DOUBLE_EQ(entry["progress"]["percent"].get<double>(), 40.0);
+  EXPECT_TRUE(entry["policy_error"].is_null());
+  EXPECT_EQ(entry["memory_mib"], 4096);
+}
+
+TEST(StatusJson, UnsetOptionalDomainFieldsAreNull) {
+  DomainStatus domain;
+  domain.name = "broken";
+  domain.uuid = "u";
+  domain.stage = DomainStage::blocked;
+  domain.policy_error = "maintenance_action: 'teleport' is not one of ...";
+  HostStatus status = emptyStatus();
+  status.domains = {domain, fullDomain()};
+  json doc = statusToJson(status);
+  json entry = doc["domains"][0];
+  for (const char* field : {"action", "group", "owner", "project", "ack", "ack_deadline",
+                            "earliest_start", "destination", "progress"}) {
+    EXPECT_TRUE(entry.contains(field)) << field;
+    EXPECT_TRUE(entry[field].is_null()) << field;
+  }
+  EXPECT_EQ(entry["state"], "blocked");
+  EXPECT_EQ(entry["run_state"], "unknown");
+  EXPECT_EQ(entry["policy_error"], "maintenance_action: 'teleport' is not one of ...");
+  EXPECT_EQ(doc["counts"]["blocked"], 1);
+  EXPECT_EQ(doc["counts"]["acting"], 1);
+  EXPECT_EQ(doc["counts"]["done"], 0);
+}
+
+TEST(Time, FormatsUtcWithSeconds) {
+  EXPECT_EQ(formatTime(at(2026, 11, 25, 4, 0, 0)), "2026-11-25T04:00:00Z");
+  EXPECT_EQ(formatTime(at(2026, 1, 2, 3, 4, 5) + milliseconds(999)), "2026-01-02T03:04:05Z");
+  EXPECT_EQ(formatTime(TimePoint{}), "1970-01-01T00:00:00Z");
+}
+
+TEST(Time, ParsesOffsetsFractionsAndBareLocalAsUtc) {
+  TimePoint expected = at(2026, 11, 25, 4, 0, 0);
+  EXPECT_EQ(parseTime("2026-11-25T04:00:00Z"), expected);
+  EXPECT_EQ(parseTime("2026-11-25t04:00:00z"), expected);
+  EXPECT_EQ(parseTime("2026-11-25 04:00:00Z"), expected);
+  EXPECT_EQ(parseTime("2026-11-25T06:00:00+02:00"), expected);
+  EXPECT_EQ(parseTime("2026-11-25T06:00:00+0200"), expected);
+  EXPECT_EQ(parseTime("2026-11-24T23:30:00-04:30"), expected);
+  EXPECT_EQ(parseTime("2026-11-25T04:00"), expected);
+  EXPECT_EQ(parseTime("2026-11-25T04:00:00"), expected);
+  EXPECT_EQ(parseTime("2026-11-25T04:00:00.250Z"), expected + milliseconds(250));
+  EXPECT_EQ(parseTime("2026-11-25T04:00:00.1234567891Z"), expected + nanoseconds(123456789));
+}
+
+TEST(Time, RejectsGarbage) {
+  for (const char* bad : {"", "now", "2026-11-25", "2026-13-01T00:00Z", "2026-02-30T00:00Z",
+                          "2026-11-25T24:00Z", "2026-11-25T04:60Z", "2026-11-25T04:00:61Z",
+                          "2026-11-25T04:00:00.Z", "2026-11-25T04:00:00+2", "2026-11-25T04:00:00Zjunk",
+                          "2026-11-25T04:00:00 UTC", "26-11-25T04:00Z", "2026/11/25T04:00Z"}) {
+    EXPECT_EQ(parseTime(bad), std::nullopt) << "'" << bad << "'";
+  }
+}
+
+TEST(Time, RoundTrips) {
+  for (TimePoint time : {at(2026, 11, 25, 4, 0, 0), at(2000, 2, 29, 23, 59, 59), TimePoint{}}) {
+    EXPECT_EQ(parseTime(formatTime(time)), time);
+  }
+}
+
+}  // namespace
+}  // namespace hostmaint::agent
