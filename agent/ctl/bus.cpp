@@ -14,6 +14,13 @@ constexpr const char* kDefaultSystemBus = "unix:path=/run/dbus/system_bus_socket
 
 std::string describeErrno(int negative_errno) { return std::strerror(-negative_errno); }
 
+// The bus's guid says nothing to an operator reading an error message.
+std::string withoutGuid(std::string address) {
+  const auto guid = address.find(",guid=");
+  if (guid != std::string::npos) address.erase(guid);
+  return address;
+}
+
 struct FreeDeleter {
   void operator()(char* text) const { std::free(text); }
 };
@@ -25,11 +32,11 @@ AgentClient::AgentClient(const std::string& address) {
   int result = 0;
   if (address.empty()) {
     const char* from_env = std::getenv("DBUS_SYSTEM_BUS_ADDRESS");
-    address_ = from_env && *from_env ? from_env : kDefaultSystemBus;
+    address_ = withoutGuid(from_env && *from_env ? from_env : kDefaultSystemBus);
     result = sd_bus_open_system(&raw);
     bus_.reset(raw);
   } else {
-    address_ = address;
+    address_ = withoutGuid(address);
     result = sd_bus_new(&raw);
     bus_.reset(raw);
     if (result >= 0) result = sd_bus_set_address(raw, address.c_str());

@@ -97,18 +97,24 @@ int runSchedule(const std::string& address, const ScheduleArguments& arguments) 
       client.schedule(toUsec(start, arguments.start), toUsec(end, arguments.end), arguments.removal,
                       arguments.reason);
   std::cout << "scheduled maintenance session " << session_id << "\n";
-  const json status = parseStatus(client.statusJson());
   const RenderOptions options = renderOptionsNow();
   std::cout << "  window: " << formatInstant(start, options.local_time) << " to "
             << formatInstant(end, options.local_time) << " (starts "
             << formatRelative(start, options.now) << ")" << (arguments.removal ? ", host removal" : "")
             << "\n";
-  std::cout << "  phase:  " << textOf(status, "phase") << "\n";
-  std::cout << "  plan:   " << renderPlanSummary(status) << "\n";
-  const auto blockers = renderBlockers(status);
-  if (!blockers.empty()) {
-    std::cout << "  blockers:\n";
-    for (const auto& line : blockers) std::cout << "    " << line << "\n";
+  // The window is scheduled whatever happens next: a failure to show the
+  // plan is reported but does not turn the command into a failure.
+  try {
+    const json status = parseStatus(client.statusJson());
+    std::cout << "  phase:  " << textOf(status, "phase") << "\n";
+    std::cout << "  plan:   " << renderPlanSummary(status) << "\n";
+    const auto blockers = renderBlockers(status);
+    if (!blockers.empty()) {
+      std::cout << "  blockers:\n";
+      for (const auto& line : blockers) std::cout << "    " << line << "\n";
+    }
+  } catch (const CtlError& error) {
+    std::cerr << "hostmaintctl: scheduled, but cannot show the plan: " << error.what() << "\n";
   }
   return toInt(ExitStatus::success);
 }
@@ -197,8 +203,8 @@ int runWait(const std::string& address, const WaitArguments& arguments) {
         throw CtlError(ExitStatus::unreachable, "hostmaintd left the bus while waiting for " + goal);
       case StatusWatch::Event::timed_out:
         if (deadline && steady_clock::now() >= *deadline) {
-          std::cerr << "timed out after " << formatDuration(duration_cast<seconds>(*deadline - started))
-                    << " waiting for " << goal << "; phase is " << textOf(status, "phase") << "\n";
+          std::cerr << "timed out after " << *arguments.timeout_seconds << "s waiting for " << goal
+                    << "; phase is " << textOf(status, "phase") << "\n";
           const auto blockers = renderBlockers(status);
           if (!blockers.empty()) {
             std::cerr << "still blocking:\n";
