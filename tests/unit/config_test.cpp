@@ -176,9 +176,9 @@ TEST_F(ConfigTest, DropInsApplyInNameOrder) {
   EXPECT_EQ(config.policy.priority, 20);
   EXPECT_EQ(config.policy.lead_time, 5min);
   EXPECT_EQ(config.policy.group, "main");
-  EXPECT_EQ(config.sources, (std::vector<std::filesystem::path>{
-                                main(), dir_ / "hostmaintd.conf.d/10-early.conf",
-                                dir_ / "hostmaintd.conf.d/20-late.conf"}));
+  EXPECT_EQ(config.sources,
+            (std::vector<std::filesystem::path>{main(), dir_ / "hostmaintd.conf.d/10-early.conf",
+                                                dir_ / "hostmaintd.conf.d/20-late.conf"}));
 }
 
 TEST_F(ConfigTest, DropInsApplyWithoutAMainFile) {
@@ -189,19 +189,23 @@ TEST_F(ConfigTest, DropInsApplyWithoutAMainFile) {
 }
 
 TEST_F(ConfigTest, UnknownKeyNamesFileLineKeyAndSuggestion) {
-  std::string message = errorOf("[libvirt]\nuri = \"test:///default\"\n\n[limits]\nmax_paralel_actions = 3\n");
-  EXPECT_THAT(message, StartsWith(main().string() + ":5: key 'limits.max_paralel_actions': unknown key"));
+  std::string message =
+      errorOf("[libvirt]\nuri = \"test:///default\"\n\n[limits]\nmax_paralel_actions = 3\n");
+  EXPECT_THAT(message,
+              StartsWith(main().string() + ":5: key 'limits.max_paralel_actions': unknown key"));
   EXPECT_THAT(message, HasSubstr("did you mean 'max_parallel_actions'"));
 }
 
 TEST_F(ConfigTest, UnknownPolicyKeyIsAnError) {
   EXPECT_THAT(errorOf("[policy]\n\npriorty = 3\n"),
-              StartsWith(main().string() + ":3: key 'policy.priorty': unknown key (did you mean 'priority'?)"));
+              StartsWith(main().string() +
+                         ":3: key 'policy.priorty': unknown key (did you mean 'priority'?)"));
 }
 
 TEST_F(ConfigTest, UnknownSectionIsAnError) {
   EXPECT_THAT(errorOf("[libvirt]\nuri = \"x\"\n[limit]\nmax_parallel_actions = 3\n"),
-              StartsWith(main().string() + ":3: section '[limit]': unknown section (did you mean 'limits'?)"));
+              StartsWith(main().string() +
+                         ":3: section '[limit]': unknown section (did you mean 'limits'?)"));
 }
 
 TEST_F(ConfigTest, TopLevelKeyIsAnError) {
@@ -210,35 +214,43 @@ TEST_F(ConfigTest, TopLevelKeyIsAnError) {
 }
 
 TEST_F(ConfigTest, WrongTypeNamesExpectedAndActual) {
-  EXPECT_EQ(errorOf("[limits]\nmax_parallel_actions = \"four\"\n"),
-            main().string() + ":2: key 'limits.max_parallel_actions': expected an integer, got string");
+  EXPECT_EQ(
+      errorOf("[limits]\nmax_parallel_actions = \"four\"\n"),
+      main().string() + ":2: key 'limits.max_parallel_actions': expected an integer, got string");
   EXPECT_EQ(errorOf("[libvirt]\nuri = 5\n"),
             main().string() + ":2: key 'libvirt.uri': expected a string, got integer");
   EXPECT_EQ(errorOf("[policy]\nforce_stop = \"yes\"\n"),
-            main().string() + ":2: key 'policy.force_stop': expected a boolean (true or false), got string");
+            main().string() +
+                ":2: key 'policy.force_stop': expected a boolean (true or false), got string");
   EXPECT_EQ(errorOf("[policy]\npriority = 1.5\n"),
             main().string() + ":2: key 'policy.priority': expected an integer, got float");
   EXPECT_THAT(errorOf("[migration]\ndestinations = [\"a\", 3]\n"),
-              StartsWith(main().string() + ":2: key 'migration.destinations': element 2 must be a non-empty string"));
+              StartsWith(main().string() +
+                         ":2: key 'migration.destinations': element 2 must be a non-empty string"));
 }
 
 TEST_F(ConfigTest, OutOfRangeNamesTheLimits) {
-  EXPECT_EQ(errorOf("[limits]\n\nmax_parallel_actions = 0\n"),
-            main().string() + ":3: key 'limits.max_parallel_actions': must be between 1 and 64, got 0");
-  EXPECT_THAT(errorOf("[libvirt]\nreconnect_min = \"1ms\"\n"),
-              StartsWith(main().string() + ":2: key 'libvirt.reconnect_min': must be between 10ms and 1h"));
+  EXPECT_EQ(
+      errorOf("[limits]\n\nmax_parallel_actions = 0\n"),
+      main().string() + ":3: key 'limits.max_parallel_actions': must be between 1 and 64, got 0");
+  EXPECT_THAT(
+      errorOf("[libvirt]\nreconnect_min = \"1ms\"\n"),
+      StartsWith(main().string() + ":2: key 'libvirt.reconnect_min': must be between 10ms and 1h"));
   EXPECT_THAT(errorOf("[paths]\nstate_dir = \"relative/dir\"\n"),
               HasSubstr(":2: key 'paths.state_dir': must be an absolute path"));
   EXPECT_THAT(errorOf("[log]\nlevel = \"loud\"\n"),
-              HasSubstr(":2: key 'log.level': 'loud' is not one of trace, debug, info, warn, error, critical, off"));
-  EXPECT_THAT(errorOf("[evidence]\nqemu_process_scope = \"some\"\n"),
-              HasSubstr(":2: key 'evidence.qemu_process_scope': 'some' is not one of all, known-domains"));
+              HasSubstr(":2: key 'log.level': 'loud' is not one of trace, debug, info, warn, "
+                        "error, critical, off"));
+  EXPECT_THAT(
+      errorOf("[evidence]\nqemu_process_scope = \"some\"\n"),
+      HasSubstr(":2: key 'evidence.qemu_process_scope': 'some' is not one of all, known-domains"));
 }
 
 TEST_F(ConfigTest, BadPolicyValueUsesThePolicyVocabulary) {
   EXPECT_EQ(errorOf("[policy]\nmaintenance_action = \"teleport\"\n"),
-            main().string() + ":2: key 'policy.maintenance_action': 'teleport' is not one of "
-                              "live-migrate, cold-migrate, suspend, shutdown, owner");
+            main().string() +
+                ":2: key 'policy.maintenance_action': 'teleport' is not one of "
+                "live-migrate, cold-migrate, suspend, shutdown, owner");
   EXPECT_THAT(errorOf("[policy]\nshutdown_timeout = \"soon\"\n"),
               HasSubstr(":2: key 'policy.shutdown_timeout': 'soon' is not a duration"));
   EXPECT_THAT(errorOf("[policy]\nlead_time = -5\n"),
@@ -246,7 +258,8 @@ TEST_F(ConfigTest, BadPolicyValueUsesThePolicyVocabulary) {
 }
 
 TEST_F(ConfigTest, SyntaxErrorNamesLineAndColumn) {
-  EXPECT_THAT(errorOf("[libvirt]\nuri = \"x\"\nkeepalive_count = \n"), StartsWith(main().string() + ":3:"));
+  EXPECT_THAT(errorOf("[libvirt]\nuri = \"x\"\nkeepalive_count = \n"),
+              StartsWith(main().string() + ":3:"));
   EXPECT_THAT(errorOf("[libvirt\nuri = 1\n"), StartsWith(main().string() + ":1:"));
 }
 
@@ -261,13 +274,15 @@ TEST_F(ConfigTest, PolicyCombinationErrorNamesWhereTheKeyWasSet) {
   write("hostmaintd.conf", "[policy]\nack_required = true\n");
   write("hostmaintd.conf.d/10-a.conf", "[policy]\nremoval_action = \"owner\"\n");
   write("hostmaintd.conf.d/20-b.conf", "# local\n[policy]\n\nremoval_action = \"suspend\"\n");
-  EXPECT_THAT(loadError(), StartsWith((dir_ / "hostmaintd.conf.d/20-b.conf").string() +
-                                      ":4: key 'policy.removal_action': 'suspend' keeps the domain"));
+  EXPECT_THAT(loadError(),
+              StartsWith((dir_ / "hostmaintd.conf.d/20-b.conf").string() +
+                         ":4: key 'policy.removal_action': 'suspend' keeps the domain"));
 }
 
 TEST_F(ConfigTest, CrossKeyChecksNameTheKey) {
-  EXPECT_THAT(errorOf("[limits]\nmax_parallel_actions = 2\nmax_parallel_migrations = 3\n"),
-              StartsWith(main().string() + ":3: key 'limits.max_parallel_migrations': must not be larger"));
+  EXPECT_THAT(
+      errorOf("[limits]\nmax_parallel_actions = 2\nmax_parallel_migrations = 3\n"),
+      StartsWith(main().string() + ":3: key 'limits.max_parallel_migrations': must not be larger"));
   EXPECT_THAT(errorOf("[libvirt]\nreconnect_min = \"2m\"\n"),
               StartsWith(main().string() + ":2: key 'libvirt.reconnect_min': must not be larger"));
 }
@@ -275,7 +290,8 @@ TEST_F(ConfigTest, CrossKeyChecksNameTheKey) {
 // The shipped file, with every "#key = value" line uncommented, must give
 // exactly the defaults and mention every key: the file cannot drift.
 TEST(ShippedConfig, ListsEveryKeyAtItsDefault) {
-  std::filesystem::path shipped = std::filesystem::path(HOSTMAINT_SOURCE_DIR) / "etc/hostmaintd.conf";
+  std::filesystem::path shipped =
+      std::filesystem::path(HOSTMAINT_SOURCE_DIR) / "etc/hostmaintd.conf";
   std::ifstream in(shipped);
   ASSERT_TRUE(in) << shipped;
   std::regex key_line(R"(^#([a-z_]+) = .*$)");

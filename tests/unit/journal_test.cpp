@@ -94,7 +94,8 @@ TEST_F(JournalTest, WriteFileAtomicallySetsTheModeRegardlessOfUmask) {
 TEST_F(JournalTest, UnwritableDirectoryNamesThePathAndLeavesNoTemp) {
   if (::geteuid() == 0) GTEST_SKIP() << "root writes regardless of permissions";
   writeFileAtomically(dir_ / "status.json", "old");
-  std::filesystem::permissions(dir_, std::filesystem::perms::owner_read | std::filesystem::perms::owner_exec);
+  std::filesystem::permissions(
+      dir_, std::filesystem::perms::owner_read | std::filesystem::perms::owner_exec);
   try {
     writeFileAtomically(dir_ / "status.json", "new");
     FAIL() << "expected a JournalError";
@@ -138,7 +139,8 @@ TEST_F(JournalTest, FailedRenameRemovesTheTemporaryFile) {
     writeFileAtomically(dir_ / "status.json", "x");
     FAIL() << "expected a JournalError";
   } catch (const JournalError& error) {
-    EXPECT_THAT(error.what(), HasSubstr("cannot replace '" + (dir_ / "status.json").string() + "'"));
+    EXPECT_THAT(error.what(),
+                HasSubstr("cannot replace '" + (dir_ / "status.json").string() + "'"));
   }
   EXPECT_EQ(entries(dir_), std::vector<std::string>{"status.json"});
 }

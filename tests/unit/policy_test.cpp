@@ -17,8 +17,9 @@ using ::testing::HasSubstr;
 constexpr const char* kNs = "https://hostmaint.org/xmlns/policy/1";
 
 std::string policyXml(const std::string& children, const std::string& prefix = "hostmaint") {
-  std::string open = prefix.empty() ? "<policy xmlns=\"" + std::string(kNs) + "\">"
-                                    : "<" + prefix + ":policy xmlns:" + prefix + "=\"" + kNs + "\">";
+  std::string open = prefix.empty()
+                         ? "<policy xmlns=\"" + std::string(kNs) + "\">"
+                         : "<" + prefix + ":policy xmlns:" + prefix + "=\"" + kNs + "\">";
   std::string close = prefix.empty() ? "</policy>" : "</" + prefix + ":policy>";
   return open + children + close;
 }
@@ -49,9 +50,9 @@ std::string keyError(const std::string& key, const std::string& value) {
 }
 
 TEST(PolicyStrings, ActionsRoundTripInKebabCase) {
-  for (auto action : {MaintenanceAction::live_migrate, MaintenanceAction::cold_migrate,
-                      MaintenanceAction::suspend, MaintenanceAction::shutdown,
-                      MaintenanceAction::owner}) {
+  for (auto action :
+       {MaintenanceAction::live_migrate, MaintenanceAction::cold_migrate,
+        MaintenanceAction::suspend, MaintenanceAction::shutdown, MaintenanceAction::owner}) {
     EXPECT_EQ(parseMaintenanceAction(toString(action)), action);
   }
   EXPECT_EQ(toString(MaintenanceAction::live_migrate), "live-migrate");
@@ -100,9 +101,8 @@ TEST(Duration, ParsesUnitsAndBareSeconds) {
 }
 
 TEST(Duration, RejectsGarbageNegativesAndOverflow) {
-  for (const char* bad : {"", "-5", "-5m", "5x", "m", "1.5h", "1h 30m", " 30m", "30m ",
-                          "30m1h", "1h1h", "1hh", "99999999999999999999", "9999999999d",
-                          "3651d", "1e3"}) {
+  for (const char* bad : {"", "-5", "-5m", "5x", "m", "1.5h", "1h 30m", " 30m", "30m ", "30m1h",
+                          "1h1h", "1hh", "99999999999999999999", "9999999999d", "3651d", "1e3"}) {
     EXPECT_EQ(parseDuration(bad), std::nullopt) << "'" << bad << "'";
   }
   EXPECT_EQ(parseDuration("3650d"), std::chrono::days(3650));
@@ -161,16 +161,15 @@ TEST(Validate, RangesAndTimeouts) {
 }
 
 TEST(Metadata, EveryKeyIsApplied) {
-  std::string children = element("maintenance_action", "cold-migrate") +
-                         element("removal_action", "owner") +
-                         element("fallback_action", "shutdown") +
-                         element("removal_fallback_action", "cold-migrate") +
-                         element("host_shutdown_action", "shutdown") +
-                         element("ack_required", "yes") + element("ack_timeout", "2h") +
-                         element("ack_timeout_action", "block") + element("lead_time", "30m") +
-                         element("group", "db-cluster") + element("max_impacted_members", "2") +
-                         element("recovery_time", "5m") + element("priority", "-20") +
-                         element("shutdown_timeout", "45") + element("force_stop", "false");
+  std::string children =
+      element("maintenance_action", "cold-migrate") + element("removal_action", "owner") +
+      element("fallback_action", "shutdown") + element("removal_fallback_action", "cold-migrate") +
+      element("host_shutdown_action", "shutdown") + element("ack_required", "yes") +
+      element("ack_timeout", "2h") + element("ack_timeout_action", "block") +
+      element("lead_time", "30m") + element("group", "db-cluster") +
+      element("max_impacted_members", "2") + element("recovery_time", "5m") +
+      element("priority", "-20") + element("shutdown_timeout", "45") +
+      element("force_stop", "false");
   DomainPolicy policy = applyOk(policyXml(children));
   EXPECT_EQ(policy.maintenance_action, MaintenanceAction::cold_migrate);
   EXPECT_EQ(policy.removal_action, MaintenanceAction::owner);
@@ -223,7 +222,8 @@ TEST(Metadata, BadValuesNameKeyValueAndChoices) {
   EXPECT_EQ(keyError("maintenance_action", "teleport"),
             "maintenance_action: 'teleport' is not one of live-migrate, cold-migrate, suspend, "
             "shutdown, owner");
-  EXPECT_THAT(keyError("removal_action", "beam"), HasSubstr("removal_action: 'beam' is not one of"));
+  EXPECT_THAT(keyError("removal_action", "beam"),
+              HasSubstr("removal_action: 'beam' is not one of"));
   EXPECT_THAT(keyError("fallback_action", "x"), HasSubstr("fallback_action: 'x'"));
   EXPECT_THAT(keyError("removal_fallback_action", "x"), HasSubstr("removal_fallback_action: 'x'"));
   EXPECT_EQ(keyError("host_shutdown_action", "owner"),
@@ -234,15 +234,18 @@ TEST(Metadata, BadValuesNameKeyValueAndChoices) {
   EXPECT_EQ(keyError("ack_timeout_action", "wait"),
             "ack_timeout_action: 'wait' is not one of proceed, block");
   EXPECT_THAT(keyError("lead_time", "-1m"), HasSubstr("lead_time: '-1m' is not a duration"));
-  EXPECT_THAT(keyError("group", std::string(129, 'g')), HasSubstr("group: group names are at most"));
+  EXPECT_THAT(keyError("group", std::string(129, 'g')),
+              HasSubstr("group: group names are at most"));
   EXPECT_EQ(keyError("max_impacted_members", "0"),
             "max_impacted_members: must be between 1 and 100000, got 0");
-  EXPECT_EQ(keyError("max_impacted_members", "two"), "max_impacted_members: 'two' is not an integer");
+  EXPECT_EQ(keyError("max_impacted_members", "two"),
+            "max_impacted_members: 'two' is not an integer");
   EXPECT_THAT(keyError("recovery_time", "1w"), HasSubstr("recovery_time: '1w'"));
   EXPECT_EQ(keyError("priority", "5000"), "priority: must be between -1000 and 1000, got 5000");
   EXPECT_EQ(keyError("priority", "99999999999999999999"),
             "priority: must be between -1000 and 1000, got 99999999999999999999");
-  EXPECT_THAT(keyError("shutdown_timeout", "0"), HasSubstr("shutdown_timeout: must be at least 1s"));
+  EXPECT_THAT(keyError("shutdown_timeout", "0"),
+              HasSubstr("shutdown_timeout: must be at least 1s"));
   EXPECT_THAT(keyError("force_stop", ""), HasSubstr("force_stop: '' is not one of"));
 }
 

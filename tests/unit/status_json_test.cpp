@@ -59,7 +59,8 @@ TEST(StatusJson, IdleHostHasEveryTopLevelFieldWithNulls) {
   EXPECT_TRUE(doc["blockers"].is_array() && doc["blockers"].empty());
   EXPECT_TRUE(doc["evidence"].is_array() && doc["evidence"].empty());
   EXPECT_TRUE(doc["domains"].is_array() && doc["domains"].empty());
-  EXPECT_EQ(doc["hypervisor"], (json{{"uri", "test:///default"}, {"connection", "connecting"}, {"detail", ""}}));
+  EXPECT_EQ(doc["hypervisor"],
+            (json{{"uri", "test:///default"}, {"connection", "connecting"}, {"detail", ""}}));
   EXPECT_EQ(doc["counts"].size(), 11u);
   EXPECT_EQ(doc["counts"]["awaiting-ack"], 0);
 }
@@ -69,7 +70,8 @@ TEST(StatusJson, ScheduledHostRendersWindowBlockersAndEvidence) {
   status.phase = HostPhase::in_maintenance;
   status.ready = true;
   status.session_id = "s-42";
-  status.window = MaintenanceWindow{at(2026, 11, 25, 4, 0, 0), at(2026, 11, 25, 6, 0, 0), true, "BIOS update"};
+  status.window =
+      MaintenanceWindow{at(2026, 11, 25, 4, 0, 0), at(2026, 11, 25, 6, 0, 0), true, "BIOS update"};
   status.blockers = {{"domain db1", "policy metadata is malformed"}};
   status.evidence = {{"no-active-domains", false, "db1 is running"}};
   status.hypervisor_connection = hv::ConnectionState::disconnected;
@@ -82,8 +84,10 @@ TEST(StatusJson, ScheduledHostRendersWindowBlockersAndEvidence) {
                                  {"end", "2026-11-25T06:00:00Z"},
                                  {"removal", true},
                                  {"reason", "BIOS update"}}));
-  EXPECT_EQ(doc["blockers"], json::parse(R"([{"subject":"domain db1","reason":"policy metadata is malformed"}])"));
-  EXPECT_EQ(doc["evidence"], json::parse(R"([{"check":"no-active-domains","ok":false,"detail":"db1 is running"}])"));
+  EXPECT_EQ(doc["blockers"],
+            json::parse(R"([{"subject":"domain db1","reason":"policy metadata is malformed"}])"));
+  EXPECT_EQ(doc["evidence"],
+            json::parse(R"([{"check":"no-active-domains","ok":false,"detail":"db1 is running"}])"));
   EXPECT_EQ(doc["hypervisor"]["connection"], "disconnected");
   EXPECT_EQ(doc["hypervisor"]["detail"], "libvirtd went away");
 }
@@ -159,10 +163,11 @@ TEST(Time, ParsesOffsetsFractionsAndBareLocalAsUtc) {
 }
 
 TEST(Time, RejectsGarbage) {
-  for (const char* bad : {"", "now", "2026-11-25", "2026-13-01T00:00Z", "2026-02-30T00:00Z",
-                          "2026-11-25T24:00Z", "2026-11-25T04:60Z", "2026-11-25T04:00:61Z",
-                          "2026-11-25T04:00:00.Z", "2026-11-25T04:00:00+2", "2026-11-25T04:00:00Zjunk",
-                          "2026-11-25T04:00:00 UTC", "26-11-25T04:00Z", "2026/11/25T04:00Z"}) {
+  for (const char* bad :
+       {"", "now", "2026-11-25", "2026-13-01T00:00Z", "2026-02-30T00:00Z", "2026-11-25T24:00Z",
+        "2026-11-25T04:60Z", "2026-11-25T04:00:61Z", "2026-11-25T04:00:00.Z",
+        "2026-11-25T04:00:00+2", "2026-11-25T04:00:00Zjunk", "2026-11-25T04:00:00 UTC",
+        "26-11-25T04:00Z", "2026/11/25T04:00Z"}) {
     EXPECT_EQ(parseTime(bad), std::nullopt) << "'" << bad << "'";
   }
 }

@@ -2,6 +2,7 @@
 // where it is read, so an error can name the file, line and key it came from.
 #include "hostmaint/agent/config.hpp"
 
+
 #include <algorithm>
 #include <array>
 #include <cerrno>
@@ -47,16 +48,26 @@ struct BadValue {
 
 std::string_view typeName(const toml::node& node) {
   switch (node.type()) {
-    case toml::node_type::string: return "string";
-    case toml::node_type::integer: return "integer";
-    case toml::node_type::floating_point: return "float";
-    case toml::node_type::boolean: return "boolean";
-    case toml::node_type::date: return "date";
-    case toml::node_type::time: return "time";
-    case toml::node_type::date_time: return "date-time";
-    case toml::node_type::array: return "array";
-    case toml::node_type::table: return "table";
-    case toml::node_type::none: break;
+    case toml::node_type::string:
+      return "string";
+    case toml::node_type::integer:
+      return "integer";
+    case toml::node_type::floating_point:
+      return "float";
+    case toml::node_type::boolean:
+      return "boolean";
+    case toml::node_type::date:
+      return "date";
+    case toml::node_type::time:
+      return "time";
+    case toml::node_type::date_time:
+      return "date-time";
+    case toml::node_type::array:
+      return "array";
+    case toml::node_type::table:
+      return "table";
+    case toml::node_type::none:
+      break;
   }
   return "nothing";
 }
@@ -88,7 +99,8 @@ std::int64_t readInteger(const toml::node& node, std::int64_t min, std::int64_t 
 
 std::string durationHint(std::chrono::milliseconds min, std::chrono::milliseconds max) {
   auto show = [](std::chrono::milliseconds value) {
-    if (value % 1s == 0ms) return formatDuration(std::chrono::duration_cast<std::chrono::seconds>(value));
+    if (value % 1s == 0ms)
+      return formatDuration(std::chrono::duration_cast<std::chrono::seconds>(value));
     return std::to_string(value.count()) + "ms";
   };
   return "must be between " + show(min) + " and " + show(max);
@@ -114,8 +126,9 @@ std::chrono::milliseconds readDuration(const toml::node& node, std::chrono::mill
     } else if (auto seconds = parseDuration(text)) {
       value = *seconds;
     } else {
-      throw BadValue{"'" + std::string(text) +
-                     "' is not a duration (like 500ms, 90s, 30m, 2h, 1h30m or a number of seconds)"};
+      throw BadValue{
+          "'" + std::string(text) +
+          "' is not a duration (like 500ms, 90s, 30m, 2h, 1h30m or a number of seconds)"};
     }
   } else {
     wrongType(node, "a duration string or an integer number of seconds");
@@ -146,7 +159,7 @@ std::string readWord(const toml::node& node, std::span<const std::string_view> a
 }
 
 constexpr std::array<std::string_view, 2> kQemuProcessScopes{"all", "known-domains"};
-constexpr std::array<std::string_view, 7> kLogLevels{"trace", "debug", "info",    "warn",
+constexpr std::array<std::string_view, 7> kLogLevels{"trace", "debug",    "info", "warn",
                                                      "error", "critical", "off"};
 
 // One settable key outside [policy] (those come from the shared policy table).
@@ -159,7 +172,8 @@ struct SettingKey {
 constexpr unsigned kMaxParallel = 64;
 
 const std::array<SettingKey, 15> kSettings{{
-    {"libvirt", "uri", [](Config& c, const toml::node& n) { c.libvirt.uri = readNonEmptyString(n); }},
+    {"libvirt", "uri",
+     [](Config& c, const toml::node& n) { c.libvirt.uri = readNonEmptyString(n); }},
     {"libvirt", "keepalive_interval",
      [](Config& c, const toml::node& n) {
        auto interval = readDuration(n, 1s, 1h);
@@ -175,7 +189,8 @@ const std::array<SettingKey, 15> kSettings{{
      [](Config& c, const toml::node& n) { c.libvirt.reconnect_min = readDuration(n, 10ms, 1h); }},
     {"libvirt", "reconnect_max",
      [](Config& c, const toml::node& n) { c.libvirt.reconnect_max = readDuration(n, 10ms, 1h); }},
-    {"paths", "state_dir", [](Config& c, const toml::node& n) { c.paths.state_dir = readAbsolutePath(n); }},
+    {"paths", "state_dir",
+     [](Config& c, const toml::node& n) { c.paths.state_dir = readAbsolutePath(n); }},
     {"paths", "runtime_dir",
      [](Config& c, const toml::node& n) { c.paths.runtime_dir = readAbsolutePath(n); }},
     {"limits", "max_parallel_actions",
@@ -203,7 +218,9 @@ const std::array<SettingKey, 15> kSettings{{
        c.migration.destinations = std::move(destinations);
      }},
     {"evidence", "qemu_process_scope",
-     [](Config& c, const toml::node& n) { c.evidence.qemu_process_scope = readWord(n, kQemuProcessScopes); }},
+     [](Config& c, const toml::node& n) {
+       c.evidence.qemu_process_scope = readWord(n, kQemuProcessScopes);
+     }},
     {"evidence", "proc_root",
      [](Config& c, const toml::node& n) { c.evidence.proc_root = readAbsolutePath(n); }},
     {"evidence", "sysfs_root",
@@ -259,7 +276,8 @@ std::string joined(std::span<const std::string_view> names) {
 std::string unknownMessage(std::string_view what, std::string_view name,
                            std::span<const std::string_view> known) {
   std::string message = "unknown " + std::string(what);
-  if (auto guess = closestName(name, known)) message += " (did you mean '" + std::string(*guess) + "'?)";
+  if (auto guess = closestName(name, known))
+    message += " (did you mean '" + std::string(*guess) + "'?)";
   return message + "; known: " + joined(known);
 }
 

@@ -48,8 +48,7 @@ std::optional<Enum> lookup(const std::array<std::pair<Enum, std::string_view>, N
 }
 
 template <typename Enum, std::size_t N>
-std::string_view nameOf(const std::array<std::pair<Enum, std::string_view>, N>& names,
-                        Enum value) {
+std::string_view nameOf(const std::array<std::pair<Enum, std::string_view>, N>& names, Enum value) {
   for (const auto& [candidate, name] : names) {
     if (candidate == value) return name;
   }
@@ -262,7 +261,8 @@ std::optional<PolicyError> applyElement(DomainPolicy& policy, pugi::xml_node ele
     std::vector<std::string_view> names;
     for (const PolicyKey& known : policyKeys()) names.push_back(known.name);
     std::string message = "unknown key";
-    if (auto guess = closestName(local, names)) message += " (did you mean '" + std::string(*guess) + "'?)";
+    if (auto guess = closestName(local, names))
+      message += " (did you mean '" + std::string(*guess) + "'?)";
     return errorFor(local, message + "; known keys are " + policyKeyNames());
   }
   if (!seen.insert(std::string(local)).second) {
@@ -389,8 +389,8 @@ std::optional<PolicyViolation> findPolicyViolation(const DomainPolicy& policy) {
                                ", got " + std::to_string(policy.max_impacted_members)};
   }
   if (policy.priority < kMinPriority || policy.priority > kMaxPriority) {
-    return PolicyViolation{"priority", "must be between " + std::to_string(kMinPriority) +
-                                           " and " + std::to_string(kMaxPriority) + ", got " +
+    return PolicyViolation{"priority", "must be between " + std::to_string(kMinPriority) + " and " +
+                                           std::to_string(kMaxPriority) + ", got " +
                                            std::to_string(policy.priority)};
   }
   if (policy.shutdown_timeout < 1s) {
@@ -433,13 +433,12 @@ PolicyResult applyPolicyMetadata(const DomainPolicy& defaults, std::string_view 
   }
 
   pugi::xml_document document;
-  pugi::xml_parse_result parsed =
-      document.load_buffer(metadata_xml.data(), metadata_xml.size(), pugi::parse_default,
-                           pugi::encoding_utf8);
+  pugi::xml_parse_result parsed = document.load_buffer(metadata_xml.data(), metadata_xml.size(),
+                                                       pugi::parse_default, pugi::encoding_utf8);
   if (!parsed) {
-    return PolicyError{"policy metadata is not well-formed XML: " +
-                       std::string(parsed.description()) + " at offset " +
-                       std::to_string(parsed.offset)};
+    return PolicyError{
+        "policy metadata is not well-formed XML: " + std::string(parsed.description()) +
+        " at offset " + std::to_string(parsed.offset)};
   }
 
   pugi::xml_node root;
@@ -491,8 +490,8 @@ std::optional<std::chrono::seconds> parseDuration(std::string_view text) {
     return std::chrono::seconds(value);
   }
   // Units in descending order, each at most once: 1d2h30m10s.
-  constexpr std::array<std::pair<char, std::int64_t>, 4> kUnits{{
-      {'d', 86400}, {'h', 3600}, {'m', 60}, {'s', 1}}};
+  constexpr std::array<std::pair<char, std::int64_t>, 4> kUnits{
+      {{'d', 86400}, {'h', 3600}, {'m', 60}, {'s', 1}}};
   std::size_t next_unit = 0;
   std::int64_t total = 0;
   std::size_t pos = 0;
@@ -528,8 +527,8 @@ std::string formatDuration(std::chrono::seconds duration) {
     if (total == std::numeric_limits<std::int64_t>::min()) return "-" + std::to_string(total);
     total = -total;
   }
-  constexpr std::array<std::pair<char, std::int64_t>, 4> kUnits{{
-      {'d', 86400}, {'h', 3600}, {'m', 60}, {'s', 1}}};
+  constexpr std::array<std::pair<char, std::int64_t>, 4> kUnits{
+      {{'d', 86400}, {'h', 3600}, {'m', 60}, {'s', 1}}};
   for (const auto& [unit, scale] : kUnits) {
     if (total >= scale) {
       out += std::to_string(total / scale);

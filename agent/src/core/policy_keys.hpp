@@ -19,8 +19,8 @@ inline constexpr std::string_view kPolicyNamespace = "https://hostmaint.org/xmln
 // for it. Every value also has a text form, which is what the metadata
 // element carries and what `apply` parses.
 enum class PolicyValueKind {
-  word,      // one of a fixed set of words (actions)
-  text,      // free text (group)
+  word,  // one of a fixed set of words (actions)
+  text,  // free text (group)
   integer,
   boolean,   // true/false/yes/no/1/0
   duration,  // "30m", "1h30m" or a number of seconds

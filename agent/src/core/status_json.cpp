@@ -64,10 +64,10 @@ json domainToJson(const DomainStatus& domain) {
 }
 
 constexpr std::array kAllStages{
-    DomainStage::planned,   DomainStage::awaiting_ack, DomainStage::waiting,
-    DomainStage::acting,    DomainStage::done,         DomainStage::failed,
-    DomainStage::blocked,   DomainStage::left,         DomainStage::restoring,
-    DomainStage::restored,  DomainStage::restore_failed,
+    DomainStage::planned,  DomainStage::awaiting_ack,   DomainStage::waiting,
+    DomainStage::acting,   DomainStage::done,           DomainStage::failed,
+    DomainStage::blocked,  DomainStage::left,           DomainStage::restoring,
+    DomainStage::restored, DomainStage::restore_failed,
 };
 
 // Reads exactly `width` digits at `pos`.
@@ -137,9 +137,10 @@ std::string formatTime(TimePoint time) {
   year_month_day date{day};
   hh_mm_ss clock{seconds_since_epoch - day};
   char buffer[40];
-  std::snprintf(buffer, sizeof buffer, "%04d-%02u-%02uT%02d:%02d:%02dZ", static_cast<int>(date.year()),
-                static_cast<unsigned>(date.month()), static_cast<unsigned>(date.day()),
-                static_cast<int>(clock.hours().count()), static_cast<int>(clock.minutes().count()),
+  std::snprintf(buffer, sizeof buffer, "%04d-%02u-%02uT%02d:%02d:%02dZ",
+                static_cast<int>(date.year()), static_cast<unsigned>(date.month()),
+                static_cast<unsigned>(date.day()), static_cast<int>(clock.hours().count()),
+                static_cast<int>(clock.minutes().count()),
                 static_cast<int>(clock.seconds().count()));
   return buffer;
 }
