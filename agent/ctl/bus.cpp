@@ -48,36 +48,37 @@ AgentClient::AgentClient(const std::string& address) {
                    "cannot connect to the system bus at " + address_ + ": " + describeErrno(result));
 }
 
-void AgentClient::throwCallFailure(int result, const BusError& error, std::string_view what) const {
+CtlError describeCallFailure(int result, const sd_bus_error& error, std::string_view what,
+                             const std::string& address) {
   const std::string doing(what);
-  if (!error.isSet()) {
-    throw CtlError(ExitStatus::unreachable, "lost the connection to the bus at " + address_ +
-                                                " during " + doing + ": " + describeErrno(result));
-  }
-  if (error.hasName(kRefusedError)) throw CtlError(ExitStatus::refused, error.message());
-  if (error.hasName(SD_BUS_ERROR_ACCESS_DENIED) ||
-      error.hasName(SD_BUS_ERROR_INTERACTIVE_AUTHORIZATION_REQUIRED))
-    throw CtlError(ExitStatus::access_denied,
-                   "access denied for " + doing +
-                       " (changing maintenance needs root; anyone may read the status): " +
-                       error.message());
-  if (error.hasName(SD_BUS_ERROR_SERVICE_UNKNOWN) || error.hasName(SD_BUS_ERROR_NAME_HAS_NO_OWNER))
-    throw CtlError(ExitStatus::unreachable,
-                   std::string("hostmaintd is not running (no owner for ") + kBusName +
-                       " on the system bus at " + address_ + ")");
-  if (error.hasName(SD_BUS_ERROR_NO_REPLY) || error.hasName(SD_BUS_ERROR_TIMEOUT) ||
-      error.hasName(SD_BUS_ERROR_DISCONNECTED))
-    throw CtlError(ExitStatus::unreachable,
-                   "hostmaintd did not answer " + doing + ": " + error.message());
-  if (error.hasName(SD_BUS_ERROR_INVALID_ARGS))
-    throw CtlError(ExitStatus::usage, "hostmaintd rejected the arguments of " + doing + ": " +
-                                          error.message());
-  if (error.hasName(SD_BUS_ERROR_UNKNOWN_METHOD) || error.hasName(SD_BUS_ERROR_UNKNOWN_PROPERTY) ||
-      error.hasName(SD_BUS_ERROR_UNKNOWN_OBJECT) || error.hasName(SD_BUS_ERROR_UNKNOWN_INTERFACE))
-    throw CtlError(ExitStatus::refused,
-                   "hostmaintd does not support " + doing + " (" + error.message() +
-                       "); is hostmaintctl newer than the running daemon?");
-  throw CtlError(ExitStatus::refused, doing + " failed: " + error.name() + ": " + error.message());
+  const auto is = [&error](const char* name) { return sd_bus_error_has_name(&error, name) != 0; };
+  const std::string message = error.message ? error.message : "";
+  if (!sd_bus_error_is_set(&error))
+    return CtlError(ExitStatus::unreachable, "lost the connection to the bus at " + address +
+                                                 " during " + doing + ": " + describeErrno(result));
+  if (is(kRefusedError)) return CtlError(ExitStatus::refused, message);
+  if (is(SD_BUS_ERROR_ACCESS_DENIED) || is(SD_BUS_ERROR_INTERACTIVE_AUTHORIZATION_REQUIRED))
+    return CtlError(ExitStatus::access_denied,
+                    "access denied for " + doing +
+                        " (changing maintenance needs root; anyone may read the status): " + message);
+  if (is(SD_BUS_ERROR_SERVICE_UNKNOWN) || is(SD_BUS_ERROR_NAME_HAS_NO_OWNER))
+    return CtlError(ExitStatus::unreachable, std::string("hostmaintd is not running (no owner for ") +
+                                                 kBusName + " on the system bus at " + address + ")");
+  if (is(SD_BUS_ERROR_NO_REPLY) || is(SD_BUS_ERROR_TIMEOUT) || is(SD_BUS_ERROR_DISCONNECTED))
+    return CtlError(ExitStatus::unreachable, "hostmaintd did not answer " + doing + ": " + message);
+  if (is(SD_BUS_ERROR_INVALID_ARGS))
+    return CtlError(ExitStatus::usage,
+                    "hostmaintd rejected the arguments of " + doing + ": " + message);
+  if (is(SD_BUS_ERROR_UNKNOWN_METHOD) || is(SD_BUS_ERROR_UNKNOWN_PROPERTY) ||
+      is(SD_BUS_ERROR_UNKNOWN_OBJECT) || is(SD_BUS_ERROR_UNKNOWN_INTERFACE))
+    return CtlError(ExitStatus::refused, "hostmaintd does not support " + doing + " (" + message +
+                                             "); is hostmaintctl newer than the running daemon?");
+  return CtlError(ExitStatus::refused,
+                  doing + " failed: " + std::string(error.name) + ": " + message);
+}
+
+void AgentClient::throwCallFailure(int result, const BusError& error, std::string_view what) const {
+  throw describeCallFailure(result, *error.raw(), what, address_);
 }
 
 std::string AgentClient::statusJson() {

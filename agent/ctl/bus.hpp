@@ -12,6 +12,8 @@
 #include <string>
 #include <string_view>
 
+#include "exit_status.hpp"
+
 namespace hostmaint::ctl {
 
 inline constexpr const char* kBusName = "org.hostmaint.Agent1";
@@ -42,14 +44,18 @@ class BusError {
   ~BusError() { sd_bus_error_free(&error_); }
 
   sd_bus_error* get() { return &error_; }
-  bool isSet() const { return sd_bus_error_is_set(&error_); }
-  bool hasName(const char* name) const { return sd_bus_error_has_name(&error_, name); }
-  std::string name() const { return error_.name ? error_.name : ""; }
-  std::string message() const { return error_.message ? error_.message : ""; }
+  const sd_bus_error* raw() const { return &error_; }
 
  private:
   sd_bus_error error_ = SD_BUS_ERROR_NULL;
 };
+
+// What a failed call means for the operator: the exit status and a message.
+// `result` is sd-bus's negative errno, `error` the D-Bus error if one came
+// back (unset when the transport failed), `what` the call ("Schedule"),
+// `address` the bus address for messages.
+CtlError describeCallFailure(int result, const sd_bus_error& error, std::string_view what,
+                             const std::string& address);
 
 // A connection to the bus hostmaintd serves on, and its methods. Every
 // failure is thrown as CtlError with the exit status it maps to.
@@ -71,10 +77,9 @@ class AgentClient {
   // For messages: the address as the operator would recognise it.
   const std::string& address() const { return address_; }
 
-  // Maps a failed call to the CtlError it means for the operator.
+ private:
   [[noreturn]] void throwCallFailure(int result, const BusError& error, std::string_view what) const;
 
- private:
   void callVoid(const char* method, std::string_view what);
 
   std::string address_;
