@@ -337,5 +337,29 @@ TEST(ShippedConfig, ListsEveryKeyAtItsDefault) {
   EXPECT_EQ(config.log_level, defaults.log_level);
 }
 
+// The reference docs must mention every key, so a new key cannot ship
+// undocumented.
+TEST(ConfigDocs, EveryKeyIsDocumented) {
+  auto read = [](const char* relative) {
+    std::ifstream in(std::filesystem::path(HOSTMAINT_SOURCE_DIR) / relative);
+    std::ostringstream text;
+    text << in.rdbuf();
+    return text.str();
+  };
+  std::string configuration = read("docs/configuration.md");
+  std::string policy = read("docs/policy.md");
+  ASSERT_FALSE(configuration.empty());
+  ASSERT_FALSE(policy.empty());
+  for (const std::string& full : knownConfigKeys()) {
+    std::string section = full.substr(0, full.find('.'));
+    std::string key = "`" + full.substr(full.find('.') + 1) + "`";
+    EXPECT_NE(configuration.find("### `[" + section + "]`"), std::string::npos) << section;
+    EXPECT_NE(configuration.find(key), std::string::npos) << full << " in docs/configuration.md";
+    if (section == "policy") {
+      EXPECT_NE(policy.find("| " + key + " |"), std::string::npos) << full << " in docs/policy.md";
+    }
+  }
+}
+
 }  // namespace
 }  // namespace hostmaint::agent
