@@ -78,9 +78,9 @@ void writeFileAtomically(const std::filesystem::path& path, const std::string& c
   for (int attempt = 0; attempt < 16 && fd < 0; ++attempt) {
     temp_path = directory / ("." + path.filename().string() + ".tmp-" + randomSuffix());
     fd = ::open(temp_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0 && errno != EEXIST) fail("create temporary file", temp_path, errno);
+    if (fd < 0 && errno != EEXIST) fail("create a temporary file to replace", path, errno);
   }
-  if (fd < 0) fail("create temporary file", temp_path, EEXIST);
+  if (fd < 0) fail("create a temporary file to replace", path, EEXIST);
   FileDescriptor file(fd);
   TemporaryFile temp(temp_path);
 
