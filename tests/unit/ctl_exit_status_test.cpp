@@ -1,9 +1,7 @@
 // How hostmaintctl turns a failed D-Bus call into an exit status and message:
 // scripts depend on these codes (docs/hostmaintctl.md).
-//
-// hostmaintctl's sources are compiled into its executable, not into a library
-// the unit tests link, so the translation unit under test is included here.
-#include "../../agent/ctl/bus.cpp"
+
+#include "bus.hpp"
 
 #include <gtest/gtest.h>
 

@@ -1,9 +1,7 @@
 // hostmaintctl's rendering of the status document for people.
-//
-// hostmaintctl's sources are compiled into its executable, not into a library
-// the unit tests link, so the pure translation units under test are included.
-#include "../../agent/ctl/render.cpp"
-#include "../../agent/ctl/when.cpp"
+#include "render.hpp"
+#include "exit_status.hpp"
+#include "when.hpp"
 
 #include <gtest/gtest.h>
 

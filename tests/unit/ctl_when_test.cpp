@@ -1,8 +1,7 @@
 // hostmaintctl's WHEN parsing and duration/instant formatting.
-//
-// hostmaintctl's sources are compiled into its executable, not into a library
-// the unit tests link, so the pure translation unit under test is included here.
-#include "../../agent/ctl/when.cpp"
+
+#include "exit_status.hpp"
+#include "when.hpp"
 
 #include <gtest/gtest.h>
 
