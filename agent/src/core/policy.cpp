@@ -250,9 +250,10 @@ PolicyError errorFor(std::string_view key, std::string_view message) {
 }
 
 std::optional<PolicyError> applyElement(DomainPolicy& policy, pugi::xml_node element,
+                                        std::string_view policy_namespace,
                                         std::set<std::string, std::less<>>& seen) {
   std::string_view local = localNameOf(element.name());
-  if (namespaceOf(element) != kPolicyNamespace) {
+  if (namespaceOf(element) != policy_namespace) {
     return PolicyError{"unknown element " + describeElement(element) + "; policy keys are in " +
                        quoted(kPolicyNamespace)};
   }
@@ -451,7 +452,11 @@ PolicyResult applyPolicyMetadata(const DomainPolicy& defaults, std::string_view 
       root = node;
     }
   }
-  if (!root || localNameOf(root.name()) != "policy" || namespaceOf(root) != kPolicyNamespace) {
+  // virDomainGetMetadata returns the element it was asked for by namespace
+  // with that namespace stripped, so "no namespace" is accepted as well.
+  std::string_view root_namespace = root ? namespaceOf(root) : std::string_view{};
+  if (!root || localNameOf(root.name()) != "policy" ||
+      (root_namespace != kPolicyNamespace && !root_namespace.empty())) {
     std::string found = root ? describeElement(root) : std::string("nothing");
     return PolicyError{"policy metadata must be a 'policy' element in namespace " +
                        quoted(kPolicyNamespace) + ", found " + found};
@@ -462,7 +467,7 @@ PolicyResult applyPolicyMetadata(const DomainPolicy& defaults, std::string_view 
   for (pugi::xml_node child : root.children()) {
     switch (child.type()) {
       case pugi::node_element:
-        if (auto error = applyElement(policy, child, seen)) return *error;
+        if (auto error = applyElement(policy, child, root_namespace, seen)) return *error;
         break;
       case pugi::node_pcdata:
       case pugi::node_cdata:
