@@ -123,6 +123,16 @@ std::optional<SessionState> parseSessionState(std::string_view text) {
   return std::nullopt;
 }
 
+bool operator==(const DesiredState& a, const DesiredState& b) {
+  const auto same_window = [](const MaintenanceWindow& x, const MaintenanceWindow& y) {
+    return x.start == y.start && x.end == y.end && x.removal == y.removal && x.reason == y.reason;
+  };
+  if (a.window.has_value() != b.window.has_value()) return false;
+  if (a.window && !same_window(*a.window, *b.window)) return false;
+  return a.state == b.state && a.session_id == b.session_id &&
+         a.destinations == b.destinations && a.acks == b.acks;
+}
+
 DesiredState parseDesiredState(std::string_view body, std::size_t max_bytes) {
   const json document = parseJson(body, max_bytes);
   if (!document.is_object()) reject("document must be a JSON object, got " + typeName(document));

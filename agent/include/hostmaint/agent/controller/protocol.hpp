@@ -43,9 +43,8 @@ struct DesiredState {
   std::vector<std::string> destinations;
   // Owner acknowledgements by domain name or UUID.
   std::map<std::string, AckChoice> acks;
-
-  bool operator==(const DesiredState&) const = default;
 };
+bool operator==(const DesiredState& a, const DesiredState& b);
 
 // A desired-state document that cannot be used. what() names the field and
 // why: "desired state: field 'window.end' (2026-11-25T04:00:00Z) is before
