@@ -55,6 +55,8 @@ class MaintenanceEngine final : public hv::HypervisorObserver {
   void cancel();
   // `domain` is a name or a UUID.
   void acknowledge(const std::string& domain, AckChoice choice);
+  // The admin starts work on the evidenced-empty host: empty → in-maintenance.
+  void begin();
   void finish();
 
   void updateSettings(EngineSettings settings);

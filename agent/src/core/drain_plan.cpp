@@ -1,0 +1,165 @@
+#include "drain_plan.hpp"
+
+#include <algorithm>
+
+namespace hostmaint::agent {
+
+namespace {
+
+std::string name(MaintenanceAction action) { return std::string(toString(action)); }
+
+}  // namespace
+
+ActionAbility abilityFrom(const hv::Capabilities& capabilities, bool have_destinations) {
+  ActionAbility ability;
+  ability.managed_save = capabilities.managed_save;
+  if (!have_destinations) {
+    ability.why_no_migration = "no migration destination is configured";
+    return ability;
+  }
+  ability.live_migration = capabilities.live_migration;
+  ability.cold_migration = capabilities.cold_migration;
+  if (!ability.live_migration || !ability.cold_migration) {
+    ability.why_no_migration = capabilities.why_no_migration.empty()
+                                   ? "the hypervisor cannot migrate"
+                                   : capabilities.why_no_migration;
+  }
+  return ability;
+}
+
+std::optional<std::string> whyImpossible(MaintenanceAction action, const ActionAbility& ability) {
+  switch (action) {
+    case MaintenanceAction::live_migrate:
+      if (!ability.live_migration) return ability.why_no_migration;
+      return std::nullopt;
+    case MaintenanceAction::cold_migrate:
+      if (!ability.cold_migration) return ability.why_no_migration;
+      return std::nullopt;
+    case MaintenanceAction::suspend:
+      if (!ability.managed_save) return std::string("the hypervisor cannot managed-save");
+      return std::nullopt;
+    case MaintenanceAction::shutdown:
+    case MaintenanceAction::owner:
+      return std::nullopt;
+  }
+  return std::nullopt;
+}
+
+PolicyResult policyFor(const hv::DomainInfo& domain, const DomainPolicy& defaults) {
+  if (!domain.policy_xml) return defaults;
+  return applyPolicyMetadata(defaults, *domain.policy_xml);
+}
+
+KeepDecision keepDecision(const std::string& domain_name, const DomainPolicy& policy,
+                          bool removal) {
+  if (removal) {
+    return {std::nullopt, "cannot keep '" + domain_name +
+                              "' on this host: the host is being removed for good; ack 'move' "
+                              "or let the owner move it"};
+  }
+  if (keepsDomainOnHost(policy.maintenance_action)) return {policy.maintenance_action, {}};
+  if (keepsDomainOnHost(policy.fallback_action)) return {policy.fallback_action, {}};
+  return {std::nullopt, "cannot keep '" + domain_name + "' on this host: neither its " +
+                            "maintenance_action (" + name(policy.maintenance_action) +
+                            ") nor its fallback_action (" + name(policy.fallback_action) +
+                            ") keeps it here (suspend or shutdown would); ack 'move' instead"};
+}
+
+TimePoint ownerDeadline(const DomainPolicy& policy, const PlanContext& context) {
+  if (policy.ack_required) return context.noticed_at + policy.ack_timeout;
+  return context.window_start + policy.ack_timeout;
+}
+
+std::optional<hv::ActionKind> actionKindFor(MaintenanceAction action) {
+  switch (action) {
+    case MaintenanceAction::live_migrate: return hv::ActionKind::live_migrate;
+    case MaintenanceAction::cold_migrate: return hv::ActionKind::cold_migrate;
+    case MaintenanceAction::suspend: return hv::ActionKind::managed_save;
+    case MaintenanceAction::shutdown: return hv::ActionKind::shutdown;
+    case MaintenanceAction::owner: return std::nullopt;
+  }
+  return std::nullopt;
+}
+
+DomainPlan planDomain(const hv::DomainInfo& domain, const DomainPolicy& policy,
+                      const PlanContext& context, std::optional<AckChoice> ack,
+                      std::optional<TimePoint> ack_time) {
+  DomainPlan plan;
+  if (policy.ack_required) plan.ack_deadline = context.noticed_at + policy.ack_timeout;
+  plan.earliest_start =
+      std::max(context.window_start, ack_time.value_or(context.noticed_at) + policy.lead_time);
+
+  const bool running = hv::occupiesHost(domain.state);
+  if (!running) {
+    if (!context.removal || !domain.persistent) {
+      plan.kind = DomainPlan::Kind::nothing_to_do;
+      plan.reason = "not running; nothing to do";
+      return plan;
+    }
+    // A stopped domain still defined here would come back on a removed
+    // host: it must be moved offline or undefined by its owner.
+    const std::string must_go = "defined here and the host is being removed: move or undefine it";
+    if (policy.removal_action == MaintenanceAction::owner) {
+      plan.action = MaintenanceAction::owner;
+      plan.note = must_go;
+      return plan;
+    }
+    if (!whyImpossible(MaintenanceAction::cold_migrate, context.ability)) {
+      plan.action = MaintenanceAction::cold_migrate;
+      return plan;
+    }
+    if (policy.removal_fallback_action == MaintenanceAction::owner) {
+      plan.action = MaintenanceAction::owner;
+      plan.fallback_used = true;
+      plan.note = must_go + " (cold-migrate not possible: " + context.ability.why_no_migration + ")";
+      return plan;
+    }
+    plan.kind = DomainPlan::Kind::blocked;
+    plan.reason = must_go + " (cold-migrate not possible: " + context.ability.why_no_migration + ")";
+    return plan;
+  }
+
+  MaintenanceAction action = context.removal ? policy.removal_action : policy.maintenance_action;
+  std::optional<MaintenanceAction> fallback =
+      context.removal ? policy.removal_fallback_action : policy.fallback_action;
+  if (ack == AckChoice::keep) {
+    // Refused at ack time when not allowed; a journal from an older policy
+    // may still carry it, so stay safe and ignore it then.
+    KeepDecision keep = keepDecision(domain.name, policy, context.removal);
+    if (keep.action) {
+      action = *keep.action;
+      fallback = std::nullopt;
+      if (keepsDomainOnHost(policy.fallback_action) && policy.fallback_action != action) {
+        fallback = policy.fallback_action;
+      }
+    }
+  } else if (ack == AckChoice::move && !isMigration(action)) {
+    action = MaintenanceAction::live_migrate;
+  }
+  if (fallback == action) fallback = std::nullopt;
+
+  if (auto why = whyImpossible(action, context.ability)) {
+    const std::string first = name(action) + " not possible: " + *why;
+    if (!fallback) {
+      plan.kind = DomainPlan::Kind::blocked;
+      plan.reason = first + "; no fallback action";
+      return plan;
+    }
+    if (auto why_fallback = whyImpossible(*fallback, context.ability)) {
+      plan.kind = DomainPlan::Kind::blocked;
+      plan.reason = first + "; fallback " + name(*fallback) + " not possible either: " +
+                    *why_fallback;
+      return plan;
+    }
+    plan.note = first + "; falling back to " + name(*fallback);
+    plan.action = fallback;
+    plan.fallback = std::nullopt;
+    plan.fallback_used = true;
+    return plan;
+  }
+  plan.action = action;
+  plan.fallback = fallback;
+  return plan;
+}
+
+}  // namespace hostmaint::agent
