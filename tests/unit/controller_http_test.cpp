@@ -225,7 +225,11 @@ class ControllerHttpTest : public ::testing::Test {
         (std::filesystem::temp_directory_path() / "controller-http-XXXXXX").string();
     if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
     prefix_ = new std::filesystem::path(pattern);
-    controller_ = new NginxController(*nginx, *prefix_);
+    try {
+      controller_ = new NginxController(*nginx, *prefix_);
+    } catch (const std::runtime_error& error) {
+      setup_error_ = new std::string(error.what());
+    }
   }
 
   static void TearDownTestSuite() {
@@ -236,10 +240,13 @@ class ControllerHttpTest : public ::testing::Test {
     prefix_ = nullptr;
     delete skip_reason_;
     skip_reason_ = nullptr;
+    delete setup_error_;
+    setup_error_ = nullptr;
   }
 
   void SetUp() override {
     if (skip_reason_) GTEST_SKIP() << *skip_reason_;
+    if (setup_error_) FAIL() << "cannot start nginx as the controller: " << *setup_error_;
     controller_->setDesiredState(kScheduled);
   }
 
@@ -265,6 +272,7 @@ class ControllerHttpTest : public ::testing::Test {
   static inline NginxController* controller_ = nullptr;
   static inline std::filesystem::path* prefix_ = nullptr;
   static inline std::string* skip_reason_ = nullptr;
+  static inline std::string* setup_error_ = nullptr;
 };
 
 TEST_F(ControllerHttpTest, GetsTheDesiredStateThenNotModifiedWithItsEtag) {

@@ -94,6 +94,10 @@ TEST_F(TokenFileTest, RefusesEmptyTokensDirectoriesAndMultiLineContent) {
   std::filesystem::create_directory(sub);
   ::chmod(sub.c_str(), 0700);
   EXPECT_THAT(refusal(sub), HasSubstr("is not a regular file"));
+  // A FIFO must be refused, not block the daemon's start on open().
+  const auto fifo = dir_ / "fifo";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  EXPECT_THAT(refusal(fifo), HasSubstr("is not a regular file"));
 }
 
 std::string setupRefusal(const std::string& base_url, const std::string& host,

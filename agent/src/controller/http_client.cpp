@@ -171,7 +171,8 @@ HttpError::HttpError(HttpFailure failure, std::string url, long http_status,
 
 std::string readBearerToken(const std::filesystem::path& path, unsigned allowed_owner) {
   // open + fstat, not stat + open: the checked file is the read file.
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
+  // O_NONBLOCK so a FIFO planted at the path cannot hang the start.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
   if (fd < 0) {
     throw TokenFileError("cannot open bearer token file " + path.string() + ": " +
                          std::strerror(errno));
