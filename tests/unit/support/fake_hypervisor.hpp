@@ -1,0 +1,115 @@
+// FakeHypervisor: an in-memory hv::Hypervisor for engine tests.
+//
+// Domains, capabilities and connection state are set by the test. Every
+// startAction is recorded; the test completes pending actions explicitly
+// (completeNext, complete) or lets them complete at once (setAutoComplete).
+// A completed action changes the domain as libvirt would (managed-save →
+// shut off with an image, shutdown → shut off, start → running, migration →
+// gone from this host) and emits the matching event before the completion.
+// Emptiness evidence is derived from the domains, plus injectable failures.
+#pragma once
+
+#include <deque>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "hostmaint/hypervisor/hypervisor.hpp"
+
+namespace hostmaint::fake {
+
+// A running, persistent domain with a stable UUID derived from its name.
+hv::DomainInfo makeDomain(const std::string& name,
+                          hv::DomainRunState state = hv::DomainRunState::running);
+
+// A <hostmaint:policy> element with the given key/value children.
+std::string policyXml(const std::vector<std::pair<std::string, std::string>>& keys);
+
+class FakeHypervisor final : public hv::Hypervisor {
+ public:
+  FakeHypervisor();
+
+  // --- hv::Hypervisor
+  void setObserver(hv::HypervisorObserver* observer) override { observer_ = observer; }
+  hv::ConnectionState connectionState() const override { return connection_; }
+  std::string description() const override { return "fake:///test"; }
+  hv::Capabilities capabilities() const override { return capabilities_; }
+  std::vector<hv::DomainInfo> domains() const override;
+  std::optional<hv::DomainInfo> domain(const std::string& uuid) const override;
+  void startAction(const hv::ActionRequest& request, hv::ActionDone done,
+                   hv::ActionProgressFn progress) override;
+  hv::EmptinessReport probeEmptiness(const hv::EmptinessQuery& query) override;
+
+  // --- inventory, set up by the test (no events unless said)
+  void addDomain(hv::DomainInfo info);
+  void removeDomain(const std::string& uuid);
+  hv::DomainInfo& mutableDomain(const std::string& uuid);
+  std::string uuidOf(const std::string& name) const;
+  // Changes a domain's run state and tells the observer, as a lifecycle event would.
+  void setStateWithEvent(const std::string& uuid, hv::DomainRunState state,
+                         hv::DomainEventKind kind);
+  // Defines and starts a new domain and tells the observer.
+  void addDomainWithEvent(hv::DomainInfo info);
+  // Undefines a domain and tells the observer.
+  void removeDomainWithEvent(const std::string& uuid);
+
+  void setCapabilities(hv::Capabilities capabilities) { capabilities_ = std::move(capabilities); }
+  // Tells the observer, like a lost/restored libvirt connection would.
+  void setConnectionState(hv::ConnectionState state, const std::string& detail = {});
+  void refreshInventory();
+
+  // --- evidence
+  // A failing check reported in addition to (or instead of, by name) the
+  // derived ones.
+  void setExtraCheck(const std::string& name, bool ok, const std::string& detail);
+  void clearExtraChecks() { extra_checks_.clear(); }
+  int probes() const { return probes_; }
+
+  // --- actions
+  struct Pending {
+    hv::ActionRequest request;
+    hv::ActionDone done;
+    hv::ActionProgressFn progress;
+  };
+  void setAutoComplete(bool automatic) { auto_complete_ = automatic; }
+  // The next action of `kind` on `uuid` fails with `message` when completed.
+  void failNext(const std::string& uuid, hv::ActionKind kind, std::string message);
+
+  const std::vector<hv::ActionRequest>& requests() const { return requests_; }
+  int requestCount(const std::string& uuid) const;
+  int requestCount(const std::string& uuid, hv::ActionKind kind) const;
+  const std::deque<Pending>& pending() const { return pending_; }
+  bool isPending(const std::string& uuid) const;
+
+  // Completes the oldest pending action; false when none is pending.
+  bool completeNext();
+  // Completes the pending action on `uuid`; false when none.
+  bool complete(const std::string& uuid);
+  void completeAll();
+  void reportProgress(const std::string& uuid, const hv::ActionProgress& progress);
+
+  // Crash simulation: the action takes effect (state and event) but its
+  // completion is never delivered, as when the daemon died while waiting.
+  void takeEffectWithoutReply(const std::string& uuid);
+  // Crash simulation: the action never took effect and nobody is told.
+  void abandon(const std::string& uuid);
+
+ private:
+  void finish(Pending pending);
+  void applyEffect(const hv::ActionRequest& request);
+  void emit(hv::DomainEventKind kind, const std::string& uuid, const std::string& name);
+
+  hv::HypervisorObserver* observer_ = nullptr;
+  hv::ConnectionState connection_ = hv::ConnectionState::connected;
+  hv::Capabilities capabilities_;
+  std::vector<hv::DomainInfo> domains_;
+  std::vector<hv::ActionRequest> requests_;
+  std::deque<Pending> pending_;
+  std::map<std::pair<std::string, hv::ActionKind>, std::string> scripted_failures_;
+  std::vector<hv::EvidenceCheck> extra_checks_;
+  bool auto_complete_ = false;
+  int probes_ = 0;
+};
+
+}  // namespace hostmaint::fake
