@@ -710,7 +710,7 @@ struct MaintenanceEngine::Impl {
         view.detail = "waiting: libvirt is " + std::string(hv::toString(connection));
         continue;
       }
-      if (journal_error) {
+      if (journal_error && !persist()) {
         view.detail = "waiting: the journal cannot be written";
         continue;
       }

@@ -1,0 +1,182 @@
+// Journal replay, crash in the middle of a drain, libvirt disconnection.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "support/engine_fixture.hpp"
+
+using namespace std::chrono_literals;
+using hostmaint::agent::AckChoice;
+using hostmaint::agent::DomainStage;
+using hostmaint::agent::HostPhase;
+using hostmaint::hv::ActionKind;
+
+namespace hostmaint::fake {
+namespace {
+
+class EngineRecovery : public EngineTest {};
+
+TEST_F(EngineRecovery, NoJournalMeansIdle) {
+  add("web1");
+  start();
+  EXPECT_EQ(status().phase, HostPhase::idle);
+  EXPECT_FALSE(journal.document().has_value() && journal.document()->empty());
+}
+
+TEST_F(EngineRecovery, JournalIsVersionedJsonWrittenBeforeEachAction) {
+  const std::string uuid = add("web1", {{"maintenance_action", "suspend"}});
+  start();
+  scheduleNow();
+  // The action was requested; the journal already says so.
+  ASSERT_TRUE(hypervisor.isPending(uuid));
+  auto saved = nlohmann::json::parse(*journal.document());
+  EXPECT_EQ(saved["version"], 1);
+  EXPECT_EQ(saved["phase"], "draining");
+  EXPECT_EQ(saved["domains"][0]["stage"], "acting");
+  EXPECT_EQ(saved["domains"][0]["acting_kind"], "managed-save");
+  hypervisor.completeNext();
+  saved = nlohmann::json::parse(*journal.document());
+  EXPECT_EQ(saved["phase"], "empty");
+  EXPECT_EQ(saved["domains"][0]["result"], "suspended");
+  EXPECT_EQ(saved["domains"][0]["needs_restore"], true);
+}
+
+TEST_F(EngineRecovery, ScheduledSessionSurvivesARestartWithAcks) {
+  add("web1", {{"maintenance_action", "suspend"}, {"ack_required", "true"}});
+  add("web2", {{"maintenance_action", "suspend"}});
+  start();
+  agent::ScheduleRequest request = window(1h);
+  request.window.reason = "bios";
+  const std::string session = engine->schedule(request);
+  engine->acknowledge("web1", AckChoice::keep);
+  crash();
+  start();
+  EXPECT_EQ(status().phase, HostPhase::scheduled);
+  EXPECT_EQ(status().session_id, session);
+  ASSERT_TRUE(status().window.has_value());
+  EXPECT_EQ(status().window->reason, "bios");
+  EXPECT_EQ(status().window->start, clock.now() + 1h);
+  EXPECT_EQ(domain("web1").ack, AckChoice::keep);
+  EXPECT_EQ(stage("web1"), DomainStage::planned);
+  EXPECT_TRUE(advanceToWakeup());
+  hypervisor.completeAll();
+  EXPECT_TRUE(status().ready);
+}
+
+TEST_F(EngineRecovery, CrashMidDrainRepeatsNoActionWhoseEffectIsVisible) {
+  settings.limits.max_parallel_actions = 6;
+  const std::string saved = add("saved", {{"maintenance_action", "suspend"}});
+  const std::string stopped = add("stopped", {{"maintenance_action", "shutdown"}});
+  const std::string migrated = add("migrated");
+  const std::string lost = add("lost", {{"maintenance_action", "suspend"}});
+  const std::string later = add("later", {{"maintenance_action", "suspend"}, {"priority", "-1"}});
+  const std::string finished = add("finished", {{"maintenance_action", "suspend"}, {"priority", "9"}});
+  start();
+  scheduleNow();
+  hypervisor.complete(finished);  // done before the crash
+  ASSERT_TRUE(hypervisor.isPending(saved));
+  ASSERT_TRUE(hypervisor.isPending(stopped));
+  ASSERT_TRUE(hypervisor.isPending(migrated));
+  ASSERT_TRUE(hypervisor.isPending(lost));
+  ASSERT_TRUE(hypervisor.isPending(later));
+
+  crash();
+  // While the daemon was down: some actions took effect, one never did, one
+  // is still running.
+  hypervisor.takeEffectWithoutReply(saved);
+  hypervisor.takeEffectWithoutReply(stopped);
+  hypervisor.takeEffectWithoutReply(migrated);
+  hypervisor.abandon(lost);
+  ASSERT_TRUE(hypervisor.isPending(later));  // still running, job active
+
+  start();
+  EXPECT_EQ(stage("saved"), DomainStage::done);
+  EXPECT_EQ(domain("saved").result, "suspended (confirmed after restart)");
+  EXPECT_EQ(stage("stopped"), DomainStage::done);
+  EXPECT_EQ(stage("migrated"), DomainStage::done);
+  EXPECT_EQ(domain("migrated").result,
+            "migrated to qemu+tls://host-b/system (confirmed after restart)");
+  EXPECT_EQ(stage("later"), DomainStage::acting) << "its job is still running";
+  EXPECT_EQ(hypervisor.requestCount(lost), 2) << "no effect visible: redone";
+
+  hypervisor.complete(lost);
+  hypervisor.takeEffectWithoutReply(later);  // reported by its event only
+  EXPECT_EQ(stage("later"), DomainStage::done);
+  EXPECT_EQ(status().phase, HostPhase::empty);
+  EXPECT_TRUE(status().ready);
+  for (const std::string& uuid : {saved, stopped, migrated, later, finished}) {
+    EXPECT_EQ(hypervisor.requestCount(uuid), 1) << uuid;
+  }
+
+  // The restart also remembers what must be restored.
+  engine->finish();
+  hypervisor.completeAll();
+  EXPECT_EQ(status().phase, HostPhase::idle);
+  EXPECT_EQ(hypervisor.requestCount(saved, ActionKind::start), 1);
+  EXPECT_EQ(hypervisor.requestCount(stopped, ActionKind::start), 1);
+  EXPECT_EQ(hypervisor.requestCount(migrated, ActionKind::start), 0);
+}
+
+TEST_F(EngineRecovery, RecoveryWhileDisconnectedWaitsForTheInventory) {
+  const std::string uuid = add("web1", {{"maintenance_action", "suspend"}});
+  start();
+  scheduleNow();
+  crash();
+  hypervisor.takeEffectWithoutReply(uuid);
+  hypervisor.setConnectionState(hv::ConnectionState::connecting);
+  start();
+  EXPECT_EQ(stage("web1"), DomainStage::acting);
+  EXPECT_TRUE(hasBlocker("libvirt"));
+  hypervisor.setConnectionState(hv::ConnectionState::connected);
+  hypervisor.refreshInventory();
+  EXPECT_EQ(stage("web1"), DomainStage::done);
+  EXPECT_TRUE(status().ready);
+  EXPECT_EQ(hypervisor.requestCount(uuid), 1);
+}
+
+TEST_F(EngineRecovery, DisconnectBlocksNewActionsAndReconnectResumes) {
+  settings.limits.max_parallel_actions = 1;
+  const std::string a = add("a", {{"maintenance_action", "suspend"}, {"priority", "2"}});
+  const std::string b = add("b", {{"maintenance_action", "suspend"}});
+  start();
+  scheduleNow();
+  hypervisor.setConnectionState(hv::ConnectionState::disconnected, "keepalive timeout");
+  EXPECT_TRUE(hasBlocker("libvirt", "keepalive timeout"));
+  hypervisor.completeNext();  // `a` finished just before the connection dropped
+  EXPECT_EQ(stage("a"), DomainStage::done);
+  EXPECT_EQ(stage("b"), DomainStage::waiting);
+  EXPECT_NE(domain("b").detail.find("disconnected"), std::string::npos);
+  EXPECT_EQ(hypervisor.requestCount(b), 0);
+  EXPECT_FALSE(status().ready);
+
+  hypervisor.setConnectionState(hv::ConnectionState::connected);
+  hypervisor.refreshInventory();
+  EXPECT_FALSE(hasBlocker("libvirt"));
+  EXPECT_EQ(hypervisor.requestCount(b), 1);
+  hypervisor.completeNext();
+  EXPECT_TRUE(status().ready);
+  EXPECT_EQ(hypervisor.requestCount(a), 1);
+}
+
+TEST_F(EngineRecovery, JournalFailureStopsNewActionsVisibly) {
+  const std::string uuid = add("web1", {{"maintenance_action", "suspend"}, {"lead_time", "10m"}});
+  start();
+  scheduleNow();
+  journal.setFailing(true);
+  EXPECT_TRUE(advanceToWakeup());
+  EXPECT_EQ(hypervisor.requestCount(uuid), 0) << "no action without its journal entry";
+  EXPECT_TRUE(hasBlocker("journal", "No space left"));
+  journal.setFailing(false);
+  engine->tick();
+  EXPECT_EQ(hypervisor.requestCount(uuid), 1);
+}
+
+TEST_F(EngineRecovery, CorruptJournalIsReportedNotIgnored) {
+  journal.save("{\"version\": 7}");
+  engine = std::make_unique<agent::MaintenanceEngine>(hypervisor, clock, journal, settings,
+                                                      listener);
+  EXPECT_THROW(engine->recover(), agent::JournalError);
+}
+
+}  // namespace
+}  // namespace hostmaint::fake
