@@ -38,7 +38,7 @@ class FakeHypervisor final : public hv::Hypervisor {
   std::vector<hv::DomainInfo> domains() const override;
   std::optional<hv::DomainInfo> domain(const std::string& uuid) const override;
   void startAction(const hv::ActionRequest& request, hv::ActionDone done,
-                   hv::ActionProgressFn progress) override;
+                   hv::ActionProgressFn progress = {}) override;
   hv::EmptinessReport probeEmptiness(const hv::EmptinessQuery& query) override;
 
   // --- inventory, set up by the test (no events unless said)
