@@ -65,15 +65,15 @@ TEST(DrainPlan, AckDeadlineFromNotice) {
   DomainPolicy policy;
   policy.ack_required = true;
   policy.ack_timeout = 3h;
-  DomainPlan plan = planDomain(hostmaint::fake::makeDomain("a"), policy, context(), std::nullopt,
-                               std::nullopt);
+  DomainPlan plan =
+      planDomain(hostmaint::fake::makeDomain("a"), policy, context(), std::nullopt, std::nullopt);
   EXPECT_EQ(plan.ack_deadline, context().noticed_at + 3h);
 }
 
 TEST(DrainPlan, KeepSelectsTheKeepInPlaceAction) {
   DomainPolicy policy;  // live-migrate, fallback suspend
-  DomainPlan plan = planDomain(hostmaint::fake::makeDomain("a"), policy, context(),
-                               AckChoice::keep, std::nullopt);
+  DomainPlan plan = planDomain(hostmaint::fake::makeDomain("a"), policy, context(), AckChoice::keep,
+                               std::nullopt);
   EXPECT_EQ(plan.action, MaintenanceAction::suspend);
   EXPECT_FALSE(plan.fallback_used);
   EXPECT_FALSE(keepDecision("a", policy, true).action.has_value());
@@ -84,8 +84,8 @@ TEST(DrainPlan, KeepSelectsTheKeepInPlaceAction) {
 TEST(DrainPlan, MoveSelectsMigration) {
   DomainPolicy policy;
   policy.maintenance_action = MaintenanceAction::shutdown;
-  DomainPlan plan = planDomain(hostmaint::fake::makeDomain("a"), policy, context(),
-                               AckChoice::move, std::nullopt);
+  DomainPlan plan = planDomain(hostmaint::fake::makeDomain("a"), policy, context(), AckChoice::move,
+                               std::nullopt);
   EXPECT_EQ(plan.action, MaintenanceAction::live_migrate);
 }
 

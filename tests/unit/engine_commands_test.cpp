@@ -50,8 +50,8 @@ TEST_F(EngineCommands, GeneratedSessionIdsAreUuidLikeAndDistinct) {
 }
 
 TEST_F(EngineCommands, AckRequiredWaitsForTheAck) {
-  const std::string uuid =
-      add("web1", {{"maintenance_action", "suspend"}, {"ack_required", "true"}, {"ack_timeout", "1h"}});
+  const std::string uuid = add(
+      "web1", {{"maintenance_action", "suspend"}, {"ack_required", "true"}, {"ack_timeout", "1h"}});
   start();
   scheduleNow();
   EXPECT_EQ(stage("web1"), DomainStage::awaiting_ack);
@@ -111,9 +111,11 @@ TEST_F(EngineCommands, AckRefusals) {
   engine->schedule(window(1h));
   EXPECT_NE(refusal([&] { engine->acknowledge("nope", AckChoice::move); }).find("'nope'"),
             std::string::npos);
-  EXPECT_NE(refusal([&] { engine->acknowledge("web1", AckChoice::keep); })
-                .find("neither its maintenance_action (live-migrate) nor its fallback_action (owner)"),
-            std::string::npos);
+  EXPECT_NE(
+      refusal([&] {
+        engine->acknowledge("web1", AckChoice::keep);
+      }).find("neither its maintenance_action (live-migrate) nor its fallback_action (owner)"),
+      std::string::npos);
   EXPECT_NE(refusal([&] { engine->acknowledge("broken", AckChoice::move); }).find("malformed"),
             std::string::npos);
 }
@@ -157,8 +159,10 @@ TEST_F(EngineCommands, CancelWhileDrainingRestoresOnlyWhatWasDone) {
   settings.limits.max_parallel_actions = 2;
   const std::string saved = add("saved", {{"maintenance_action", "suspend"}, {"priority", "9"}});
   const std::string moved = add("moved", {{"priority", "8"}});
-  const std::string inflight = add("inflight", {{"maintenance_action", "shutdown"}, {"priority", "7"}});
-  const std::string untouched = add("untouched", {{"maintenance_action", "suspend"}, {"lead_time", "1h"}});
+  const std::string inflight =
+      add("inflight", {{"maintenance_action", "shutdown"}, {"priority", "7"}});
+  const std::string untouched =
+      add("untouched", {{"maintenance_action", "suspend"}, {"lead_time", "1h"}});
   start();
   scheduleNow();
   hypervisor.complete(saved);
@@ -185,7 +189,8 @@ TEST_F(EngineCommands, BeginOnlyFromEmptyThenFinishRestoresInPriorityOrder) {
   settings.limits.max_parallel_actions = 1;
   add("low", {{"maintenance_action", "suspend"}, {"priority", "1"}});
   add("high", {{"maintenance_action", "shutdown"}, {"priority", "5"}});
-  const std::string broken_restore = add("mid", {{"maintenance_action", "suspend"}, {"priority", "3"}});
+  const std::string broken_restore =
+      add("mid", {{"maintenance_action", "suspend"}, {"priority", "3"}});
   start();
   EXPECT_NE(refusal([&] { engine->begin(); }).find("'idle'"), std::string::npos);
   EXPECT_NE(refusal([&] { engine->finish(); }).find("idle"), std::string::npos);

@@ -70,7 +70,8 @@ TEST_F(EngineRecovery, CrashMidDrainRepeatsNoActionWhoseEffectIsVisible) {
   const std::string migrated = add("migrated");
   const std::string lost = add("lost", {{"maintenance_action", "suspend"}});
   const std::string later = add("later", {{"maintenance_action", "suspend"}, {"priority", "-1"}});
-  const std::string finished = add("finished", {{"maintenance_action", "suspend"}, {"priority", "9"}});
+  const std::string finished =
+      add("finished", {{"maintenance_action", "suspend"}, {"priority", "9"}});
   start();
   scheduleNow();
   hypervisor.complete(finished);  // done before the crash
@@ -173,8 +174,8 @@ TEST_F(EngineRecovery, JournalFailureStopsNewActionsVisibly) {
 
 TEST_F(EngineRecovery, CorruptJournalIsReportedNotIgnored) {
   journal.save("{\"version\": 7}");
-  engine = std::make_unique<agent::MaintenanceEngine>(hypervisor, clock, journal, settings,
-                                                      listener);
+  engine =
+      std::make_unique<agent::MaintenanceEngine>(hypervisor, clock, journal, settings, listener);
   EXPECT_THROW(engine->recover(), agent::JournalError);
 }
 

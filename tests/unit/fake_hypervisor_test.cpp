@@ -94,8 +94,10 @@ TEST(FakeHypervisor, CrashHelpers) {
   fake.addDomain(a);
   fake.addDomain(b);
   int replies = 0;
-  fake.startAction(request(hv::ActionKind::managed_save, a), [&](const hv::ActionResult&) { ++replies; });
-  fake.startAction(request(hv::ActionKind::managed_save, b), [&](const hv::ActionResult&) { ++replies; });
+  fake.startAction(request(hv::ActionKind::managed_save, a),
+                   [&](const hv::ActionResult&) { ++replies; });
+  fake.startAction(request(hv::ActionKind::managed_save, b),
+                   [&](const hv::ActionResult&) { ++replies; });
   fake.takeEffectWithoutReply(a.uuid);
   fake.abandon(b.uuid);
   EXPECT_EQ(replies, 0);

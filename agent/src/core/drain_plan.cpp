@@ -39,8 +39,7 @@ std::optional<std::string> whyImpossible(MaintenanceAction action, const ActionA
       if (!ability.managed_save) return std::string("the hypervisor cannot managed-save");
       return std::nullopt;
     case MaintenanceAction::shutdown:
-    case MaintenanceAction::owner:
-      return std::nullopt;
+    case MaintenanceAction::owner: return std::nullopt;
   }
   return std::nullopt;
 }
@@ -111,11 +110,13 @@ DomainPlan planDomain(const hv::DomainInfo& domain, const DomainPolicy& policy,
     if (policy.removal_fallback_action == MaintenanceAction::owner) {
       plan.action = MaintenanceAction::owner;
       plan.fallback_used = true;
-      plan.note = must_go + " (cold-migrate not possible: " + context.ability.why_no_migration + ")";
+      plan.note =
+          must_go + " (cold-migrate not possible: " + context.ability.why_no_migration + ")";
       return plan;
     }
     plan.kind = DomainPlan::Kind::blocked;
-    plan.reason = must_go + " (cold-migrate not possible: " + context.ability.why_no_migration + ")";
+    plan.reason =
+        must_go + " (cold-migrate not possible: " + context.ability.why_no_migration + ")";
     return plan;
   }
 
@@ -147,8 +148,8 @@ DomainPlan planDomain(const hv::DomainInfo& domain, const DomainPolicy& policy,
     }
     if (auto why_fallback = whyImpossible(*fallback, context.ability)) {
       plan.kind = DomainPlan::Kind::blocked;
-      plan.reason = first + "; fallback " + name(*fallback) + " not possible either: " +
-                    *why_fallback;
+      plan.reason =
+          first + "; fallback " + name(*fallback) + " not possible either: " + *why_fallback;
       return plan;
     }
     plan.note = first + "; falling back to " + name(*fallback);

@@ -64,8 +64,7 @@ struct KeepDecision {
   std::optional<MaintenanceAction> action;
   std::string refusal;
 };
-KeepDecision keepDecision(const std::string& domain_name, const DomainPolicy& policy,
-                          bool removal);
+KeepDecision keepDecision(const std::string& domain_name, const DomainPolicy& policy, bool removal);
 
 // The deadline by which an `owner` domain must have left: the ack deadline
 // when an ack is required, else window start + ack_timeout.

@@ -59,8 +59,8 @@ std::string generateSessionId() {
   for (int i = 0; i < 32; ++i) {
     if (i == 8 || i == 12 || i == 16 || i == 20) id += '-';
     unsigned value = nibble(device);
-    if (i == 12) value = 4;                       // version 4
-    if (i == 16) value = 8 | (value & 3);         // RFC 4122 variant
+    if (i == 12) value = 4;                // version 4
+    if (i == 16) value = 8 | (value & 3);  // RFC 4122 variant
     id += kHex[value];
   }
   return id;
@@ -110,11 +110,11 @@ bool sameStatus(const HostStatus& a, const HostStatus& b) {
                                  b.blockers.end(), [](const Blocker& x, const Blocker& y) {
                                    return x.subject == y.subject && x.reason == y.reason;
                                  });
-  auto sameEvidence = std::equal(
-      a.evidence.begin(), a.evidence.end(), b.evidence.begin(), b.evidence.end(),
-      [](const hv::EvidenceCheck& x, const hv::EvidenceCheck& y) {
-        return x.name == y.name && x.ok == y.ok && x.detail == y.detail;
-      });
+  auto sameEvidence =
+      std::equal(a.evidence.begin(), a.evidence.end(), b.evidence.begin(), b.evidence.end(),
+                 [](const hv::EvidenceCheck& x, const hv::EvidenceCheck& y) {
+                   return x.name == y.name && x.ok == y.ok && x.detail == y.detail;
+                 });
   auto sameDomains = std::equal(a.domains.begin(), a.domains.end(), b.domains.begin(),
                                 b.domains.end(), sameDomain);
   return std::tie(a.host, a.phase, a.ready, a.session_id, a.hypervisor_connection, a.hypervisor,
@@ -216,8 +216,7 @@ struct MaintenanceEngine::Impl {
     context.removal = state.window && state.window->removal;
     context.window_start = state.window ? state.window->start : now();
     context.noticed_at = state.scheduled_at.value_or(now());
-    context.ability =
-        abilityFrom(hypervisor.capabilities(), !state.destinations.empty());
+    context.ability = abilityFrom(hypervisor.capabilities(), !state.destinations.empty());
     return context;
   }
 
@@ -293,12 +292,8 @@ struct MaintenanceEngine::Impl {
       const std::string subject = "domain " + view.name;
       switch (view.stage) {
         case DomainStage::blocked:
-        case DomainStage::failed:
-          out.blockers.push_back({subject, view.detail});
-          break;
-        case DomainStage::awaiting_ack:
-          out.blockers.push_back({subject, view.detail});
-          break;
+        case DomainStage::failed: out.blockers.push_back({subject, view.detail}); break;
+        case DomainStage::awaiting_ack: out.blockers.push_back({subject, view.detail}); break;
         case DomainStage::waiting: {
           auto stalled = group_stalled.find(view.uuid);
           if (stalled != group_stalled.end() && stalled->second) {
@@ -309,8 +304,7 @@ struct MaintenanceEngine::Impl {
         case DomainStage::restore_failed:
           out.blockers.push_back({subject, "restore failed: " + view.detail});
           break;
-        default:
-          break;
+        default: break;
       }
     }
     if (evidence) {
@@ -540,8 +534,7 @@ struct MaintenanceEngine::Impl {
         }
         return;
       case DomainStage::restored:
-      case DomainStage::restore_failed:
-        return;
+      case DomainStage::restore_failed: return;
     }
   }
 
@@ -552,11 +545,12 @@ struct MaintenanceEngine::Impl {
     if (kind == hv::ActionKind::start) return;
     if (!info) {
       if (isMigrationKind(kind)) {
-        completeDrain(record, "migrated" + (record.view.destination
-                                                ? " to " + *record.view.destination
-                                                : std::string()) +
-                                  " (confirmed after restart)",
-                      false);
+        completeDrain(
+            record,
+            "migrated" +
+                (record.view.destination ? " to " + *record.view.destination : std::string()) +
+                " (confirmed after restart)",
+            false);
       } else {
         markLeft(record, "gone from the host");
       }
@@ -589,8 +583,7 @@ struct MaintenanceEngine::Impl {
           return;
         }
         break;
-      case hv::ActionKind::start:
-        return;
+      case hv::ActionKind::start: return;
     }
     if (!occupies) {
       completeDrain(record, "not running after restart; nothing to restore", false);
@@ -640,16 +633,16 @@ struct MaintenanceEngine::Impl {
   // ---- actions -------------------------------------------------------------
 
   unsigned actionsInFlight() const {
-    return static_cast<unsigned>(std::count_if(
-        state.domains.begin(), state.domains.end(), [](const DomainRecord& r) {
+    return static_cast<unsigned>(
+        std::count_if(state.domains.begin(), state.domains.end(), [](const DomainRecord& r) {
           return r.acting_kind &&
                  (r.view.stage == DomainStage::acting || r.view.stage == DomainStage::restoring);
         }));
   }
 
   unsigned migrationsInFlight() const {
-    return static_cast<unsigned>(std::count_if(
-        state.domains.begin(), state.domains.end(), [](const DomainRecord& r) {
+    return static_cast<unsigned>(
+        std::count_if(state.domains.begin(), state.domains.end(), [](const DomainRecord& r) {
           return r.acting_kind && r.view.stage == DomainStage::acting &&
                  isMigrationKind(*r.acting_kind);
         }));
@@ -723,10 +716,10 @@ struct MaintenanceEngine::Impl {
         continue;
       }
       if (view.earliest_start && now() < *view.earliest_start) {
-        view.detail = "waiting: not before " + formatTime(*view.earliest_start) +
-                      (state.window && *view.earliest_start > state.window->start
-                           ? " (lead time)"
-                           : " (window start)");
+        view.detail =
+            "waiting: not before " + formatTime(*view.earliest_start) +
+            (state.window && *view.earliest_start > state.window->start ? " (lead time)"
+                                                                        : " (window start)");
         continue;
       }
       const unsigned in_flight = actionsInFlight();
@@ -750,8 +743,7 @@ struct MaintenanceEngine::Impl {
         if (impact.impacted >= record->policy.max_impacted_members) {
           view.detail = "waiting: group " + inQuotes(view.group) + " has " +
                         std::to_string(impact.impacted) + " of max " +
-                        std::to_string(record->policy.max_impacted_members) +
-                        " members impacted";
+                        std::to_string(record->policy.max_impacted_members) + " members impacted";
           if (!impact.will_recover) {
             view.detail += " (they stay down until the maintenance ends)";
             group_stalled[view.uuid] = true;
@@ -779,15 +771,12 @@ struct MaintenanceEngine::Impl {
         view.destination = request.destination_uri;
         view.detail = "migrating to " + request.destination_uri;
         break;
-      case hv::ActionKind::managed_save:
-        view.detail = "suspending to disk (managed-save)";
-        break;
+      case hv::ActionKind::managed_save: view.detail = "suspending to disk (managed-save)"; break;
       case hv::ActionKind::shutdown:
         view.detail = "shutting down (up to " + formatDuration(record.policy.shutdown_timeout) +
                       (record.policy.force_stop ? ", then forced)" : ")");
         break;
-      case hv::ActionKind::start:
-        break;
+      case hv::ActionKind::start: break;
     }
     view.stage = DomainStage::acting;
     record.acting_kind = kind;
@@ -840,8 +829,7 @@ struct MaintenanceEngine::Impl {
     record->view.progress = shown;
   }
 
-  void onActionDone(const std::string& uuid, std::uint64_t token,
-                    const hv::ActionResult& result) {
+  void onActionDone(const std::string& uuid, std::uint64_t token, const hv::ActionResult& result) {
     Entry entry(*this);
     DomainRecord* record = find(uuid);
     if (!record || record->action_token != token || !record->completion_pending) return;
@@ -864,9 +852,7 @@ struct MaintenanceEngine::Impl {
                                   : "shut down";
           needs_restore = true;
           break;
-        default:
-          outcome = "migrated to " + record->view.destination.value_or("?");
-          break;
+        default: outcome = "migrated to " + record->view.destination.value_or("?"); break;
       }
       completeDrain(*record, outcome, needs_restore);
     } else {
@@ -903,8 +889,8 @@ struct MaintenanceEngine::Impl {
       if (auto why = whyImpossible(*record.fallback, planContext().ability)) {
         view.stage = DomainStage::failed;
         view.result = actionName(view.action) + " failed";
-        view.detail = failed + "; fallback " + actionName(record.fallback) +
-                      " not possible: " + *why;
+        view.detail =
+            failed + "; fallback " + actionName(record.fallback) + " not possible: " + *why;
         return;
       }
       record.note = failed + "; fell back to " + actionName(record.fallback);
@@ -934,8 +920,8 @@ struct MaintenanceEngine::Impl {
       DomainRecord* record = find(uuid);
       if (!record || record->view.stage != DomainStage::restoring || record->acting_kind) continue;
       if (!connected()) {
-        record->view.detail = "waiting to be restored: libvirt is " +
-                              std::string(hv::toString(connection));
+        record->view.detail =
+            "waiting to be restored: libvirt is " + std::string(hv::toString(connection));
         continue;
       }
       std::optional<hv::DomainInfo> info = hypervisor.domain(uuid);
@@ -948,16 +934,15 @@ struct MaintenanceEngine::Impl {
         continue;
       }
       if (actionsInFlight() >= settings.limits.max_parallel_actions) {
-        record->view.detail = "waiting to be restored: " +
-                              std::to_string(actionsInFlight()) + " of max " +
-                              std::to_string(settings.limits.max_parallel_actions) +
+        record->view.detail = "waiting to be restored: " + std::to_string(actionsInFlight()) +
+                              " of max " + std::to_string(settings.limits.max_parallel_actions) +
                               " actions running";
         continue;
       }
       record->acting_kind = hv::ActionKind::start;
       record->started_at = now();
-      record->view.detail = info->has_managed_save ? "restoring from its managed-save image"
-                                                   : "starting";
+      record->view.detail =
+          info->has_managed_save ? "restoring from its managed-save image" : "starting";
       if (!persist()) {
         record->acting_kind.reset();
         record->view.detail = "waiting to be restored: the journal cannot be written";
@@ -980,8 +965,8 @@ struct MaintenanceEngine::Impl {
     if (ok) {
       record.needs_restore = false;
       view.stage = DomainStage::restored;
-      view.result = message.empty() ? (was_suspended ? "restored from managed-save" : "started")
-                                    : message;
+      view.result =
+          message.empty() ? (was_suspended ? "restored from managed-save" : "started") : message;
       view.detail.clear();
     } else {
       view.stage = DomainStage::restore_failed;
@@ -992,11 +977,11 @@ struct MaintenanceEngine::Impl {
 
   void endRestoringWhenSettled() {
     if (phase() != HostPhase::restoring) return;
-    const bool busy = std::any_of(state.domains.begin(), state.domains.end(),
-                                  [](const DomainRecord& r) {
-                                    return r.view.stage == DomainStage::restoring ||
-                                           (r.view.stage == DomainStage::acting && r.acting_kind);
-                                  });
+    const bool busy =
+        std::any_of(state.domains.begin(), state.domains.end(), [](const DomainRecord& r) {
+          return r.view.stage == DomainStage::restoring ||
+                 (r.view.stage == DomainStage::acting && r.acting_kind);
+        });
     if (busy) return;
     state.phase = HostPhase::idle;
     state.session_id.reset();
@@ -1015,8 +1000,7 @@ struct MaintenanceEngine::Impl {
     const TimePoint t = now();
     for (DomainRecord& record : state.domains) {
       DomainStatus& view = record.view;
-      if (view.stage == DomainStage::awaiting_ack && view.ack_deadline &&
-          t >= *view.ack_deadline) {
+      if (view.stage == DomainStage::awaiting_ack && view.ack_deadline && t >= *view.ack_deadline) {
         admit(record);
       } else if (view.stage == DomainStage::acting && !record.acting_kind &&
                  view.action == MaintenanceAction::owner && inMaintenance()) {
@@ -1058,11 +1042,10 @@ struct MaintenanceEngine::Impl {
       if (p == HostPhase::draining) state.phase = HostPhase::empty;
       return;
     }
-    const bool only_qemu =
-        all_settled && std::all_of(report.checks.begin(), report.checks.end(),
-                                   [](const hv::EvidenceCheck& c) {
-                                     return c.ok || c.name == kQemuCheck;
-                                   });
+    const bool only_qemu = all_settled && std::all_of(report.checks.begin(), report.checks.end(),
+                                                      [](const hv::EvidenceCheck& c) {
+                                                        return c.ok || c.name == kQemuCheck;
+                                                      });
     if (only_qemu) {
       if (!qemu_grace_until) qemu_grace_until = now() + kQemuGrace;
       if (now() < *qemu_grace_until) reprobe_at = now() + kQemuReprobeInterval;
@@ -1101,15 +1084,11 @@ struct MaintenanceEngine::Impl {
     for (const DomainRecord& record : state.domains) {
       const DomainStatus& view = record.view;
       switch (view.stage) {
-        case DomainStage::awaiting_ack:
-          consider(view.ack_deadline);
-          break;
+        case DomainStage::awaiting_ack: consider(view.ack_deadline); break;
         case DomainStage::planned:
           if (phase() == HostPhase::scheduled) consider(view.ack_deadline);
           break;
-        case DomainStage::waiting:
-          consider(view.earliest_start);
-          break;
+        case DomainStage::waiting: consider(view.earliest_start); break;
         case DomainStage::acting:
           if (!record.acting_kind && view.action == MaintenanceAction::owner && inMaintenance()) {
             consider(ownerDeadline(record.policy, planContext()));
@@ -1121,8 +1100,7 @@ struct MaintenanceEngine::Impl {
             consider(*record.finished_at + record.policy.recovery_time);
           }
           break;
-        default:
-          break;
+        default: break;
       }
     }
     consider(reprobe_at);
@@ -1199,8 +1177,7 @@ std::string MaintenanceEngine::schedule(const ScheduleRequest& request) {
 void MaintenanceEngine::cancel() {
   Impl& e = *impl_;
   switch (e.phase()) {
-    case HostPhase::idle:
-      throw CommandError("cannot cancel: no maintenance is scheduled");
+    case HostPhase::idle: throw CommandError("cannot cancel: no maintenance is scheduled");
     case HostPhase::empty:
     case HostPhase::in_maintenance:
       throw CommandError("cannot cancel: maintenance is in phase '" +
@@ -1208,8 +1185,7 @@ void MaintenanceEngine::cancel() {
     case HostPhase::restoring:
       throw CommandError("cannot cancel: maintenance is already ending (phase 'restoring')");
     case HostPhase::scheduled:
-    case HostPhase::draining:
-      break;
+    case HostPhase::draining: break;
   }
   Impl::Entry entry(e);
   e.state.phase = HostPhase::restoring;
@@ -1236,8 +1212,7 @@ void MaintenanceEngine::cancel() {
           view.detail = "waiting to be restored";
         }
         break;
-      default:
-        break;
+      default: break;
     }
   }
   e.persist();
@@ -1258,8 +1233,9 @@ void MaintenanceEngine::acknowledge(const std::string& domain, AckChoice choice)
   }
   const std::string name = record->view.name;
   if (!record->view.policy_error.empty()) {
-    throw CommandError("cannot acknowledge " + inQuotes(name) + ": its hostmaint policy is malformed (" +
-                       record->view.policy_error + "); fix its metadata first");
+    throw CommandError("cannot acknowledge " + inQuotes(name) +
+                       ": its hostmaint policy is malformed (" + record->view.policy_error +
+                       "); fix its metadata first");
   }
   switch (record->view.stage) {
     case DomainStage::acting:
@@ -1268,8 +1244,7 @@ void MaintenanceEngine::acknowledge(const std::string& domain, AckChoice choice)
     case DomainStage::failed:
       throw CommandError("cannot acknowledge " + inQuotes(name) + ": it is already " +
                          std::string(toString(record->view.stage)));
-    default:
-      break;
+    default: break;
   }
   if (choice == AckChoice::keep) {
     KeepDecision keep =

@@ -41,9 +41,9 @@ Enum decodeEnum(const json& value, Parse parse, std::string_view what) {
 }
 
 std::optional<hv::ActionKind> parseActionKind(std::string_view text) {
-  for (hv::ActionKind kind : {hv::ActionKind::managed_save, hv::ActionKind::shutdown,
-                              hv::ActionKind::start, hv::ActionKind::live_migrate,
-                              hv::ActionKind::cold_migrate}) {
+  for (hv::ActionKind kind :
+       {hv::ActionKind::managed_save, hv::ActionKind::shutdown, hv::ActionKind::start,
+        hv::ActionKind::live_migrate, hv::ActionKind::cold_migrate}) {
     if (hv::toString(kind) == text) return kind;
   }
   return std::nullopt;
@@ -71,15 +71,12 @@ json encodePolicy(const DomainPolicy& policy) {
 
 DomainPolicy decodePolicy(const json& in) {
   DomainPolicy policy;
-  policy.maintenance_action =
-      decodeEnum<MaintenanceAction>(in.at("maintenance_action"), parseMaintenanceAction,
-                                    "maintenance_action");
-  policy.removal_action =
-      decodeEnum<MaintenanceAction>(in.at("removal_action"), parseMaintenanceAction,
-                                    "removal_action");
-  policy.fallback_action =
-      decodeEnum<MaintenanceAction>(in.at("fallback_action"), parseMaintenanceAction,
-                                    "fallback_action");
+  policy.maintenance_action = decodeEnum<MaintenanceAction>(
+      in.at("maintenance_action"), parseMaintenanceAction, "maintenance_action");
+  policy.removal_action = decodeEnum<MaintenanceAction>(in.at("removal_action"),
+                                                        parseMaintenanceAction, "removal_action");
+  policy.fallback_action = decodeEnum<MaintenanceAction>(in.at("fallback_action"),
+                                                         parseMaintenanceAction, "fallback_action");
   policy.removal_fallback_action = decodeEnum<MaintenanceAction>(
       in.at("removal_fallback_action"), parseMaintenanceAction, "removal_fallback_action");
   policy.host_shutdown_action = decodeEnum<HostShutdownAction>(
@@ -120,8 +117,7 @@ json encodeDomain(const DomainRecord& record) {
       {"fallback", record.fallback ? json(toString(*record.fallback)) : json(nullptr)},
       {"note", record.note},
       {"ack_time", encodeTime(record.ack_time)},
-      {"acting_kind",
-       record.acting_kind ? json(hv::toString(*record.acting_kind)) : json(nullptr)},
+      {"acting_kind", record.acting_kind ? json(hv::toString(*record.acting_kind)) : json(nullptr)},
       {"needs_restore", record.needs_restore},
       {"started_at", encodeTime(record.started_at)},
       {"finished_at", encodeTime(record.finished_at)},

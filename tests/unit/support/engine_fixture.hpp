@@ -36,8 +36,8 @@ class EngineTest : public ::testing::Test {
 
   // Builds the engine (after the test has set up the hypervisor) and recovers.
   void start() {
-    engine = std::make_unique<agent::MaintenanceEngine>(hypervisor, clock, journal, settings,
-                                                        listener);
+    engine =
+        std::make_unique<agent::MaintenanceEngine>(hypervisor, clock, journal, settings, listener);
     hypervisor.setObserver(engine.get());
     engine->recover();
   }

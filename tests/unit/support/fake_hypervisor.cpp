@@ -79,8 +79,8 @@ hv::EmptinessReport FakeHypervisor::probeEmptiness(const hv::EmptinessQuery& que
       {"hugepages-free", true, "all free"},
   };
   if (query.removal) {
-    checks.push_back({"no-managed-save-images", saved.empty(),
-                      saved.empty() ? "none" : "images of: " + saved});
+    checks.push_back(
+        {"no-managed-save-images", saved.empty(), saved.empty() ? "none" : "images of: " + saved});
     checks.push_back({"no-autostart", autostart.empty(),
                       autostart.empty() ? "none" : "autostart: " + autostart});
   }
@@ -158,15 +158,15 @@ void FakeHypervisor::failNext(const std::string& uuid, hv::ActionKind kind, std:
 }
 
 int FakeHypervisor::requestCount(const std::string& uuid) const {
-  return static_cast<int>(std::count_if(requests_.begin(), requests_.end(),
-                                        [&](const hv::ActionRequest& r) { return r.uuid == uuid; }));
+  return static_cast<int>(
+      std::count_if(requests_.begin(), requests_.end(),
+                    [&](const hv::ActionRequest& r) { return r.uuid == uuid; }));
 }
 
 int FakeHypervisor::requestCount(const std::string& uuid, hv::ActionKind kind) const {
   return static_cast<int>(
-      std::count_if(requests_.begin(), requests_.end(), [&](const hv::ActionRequest& r) {
-        return r.uuid == uuid && r.kind == kind;
-      }));
+      std::count_if(requests_.begin(), requests_.end(),
+                    [&](const hv::ActionRequest& r) { return r.uuid == uuid && r.kind == kind; }));
 }
 
 bool FakeHypervisor::isPending(const std::string& uuid) const {
