@@ -104,7 +104,6 @@ TEST_F(EngineCommands, AckDeadlineWithBlockLeavesItAloneUntilAcked) {
 
 TEST_F(EngineCommands, AckRefusals) {
   add("web1", {{"maintenance_action", "live-migrate"}, {"fallback_action", "owner"}});
-  add("broken", {{"priority", "high"}});
   start();
   EXPECT_NE(refusal([&] { engine->acknowledge("web1", AckChoice::move); }).find("idle"),
             std::string::npos);
@@ -116,8 +115,6 @@ TEST_F(EngineCommands, AckRefusals) {
         engine->acknowledge("web1", AckChoice::keep);
       }).find("neither its maintenance_action (live-migrate) nor its fallback_action (owner)"),
       std::string::npos);
-  EXPECT_NE(refusal([&] { engine->acknowledge("broken", AckChoice::move); }).find("malformed"),
-            std::string::npos);
 }
 
 TEST_F(EngineCommands, RemovalRefusesKeepAndUsesRemovalActions) {

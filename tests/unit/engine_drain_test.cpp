@@ -191,6 +191,24 @@ TEST_F(EngineDrain, MalformedPolicyBlocksOnlyThatDomain) {
   EXPECT_EQ(hypervisor.requestCount(hypervisor.uuidOf("broken")), 0);
 }
 
+TEST_F(EngineDrain, ExplicitAckActsOnMalformedPolicyWithHostDefaultsVisibly) {
+  add("broken", {{"maintenance_action", "teleport"}});
+  start();
+  scheduleNow();
+  ASSERT_EQ(stage("broken"), DomainStage::blocked);
+  // Default policy: live-migrate, fallback suspend; `keep` picks the suspend.
+  engine->acknowledge("broken", agent::AckChoice::keep);
+  hypervisor.completeAll();
+  EXPECT_EQ(stage("broken"), DomainStage::done);
+  EXPECT_EQ(domain("broken").action, MaintenanceAction::suspend);
+  EXPECT_NE(domain("broken").policy_error.find("teleport"), std::string::npos);
+  EXPECT_EQ(domain("broken").result, "suspended");
+  EXPECT_NE(domain("broken").detail.find("malformed"), std::string::npos)
+      << domain("broken").detail;
+  EXPECT_FALSE(hasBlocker("domain broken", "teleport"));
+  EXPECT_TRUE(status().ready);
+}
+
 TEST_F(EngineDrain, LeadTimeHoldsTheDomainFromScheduleTime) {
   add("web1", {{"maintenance_action", "suspend"}, {"lead_time", "30m"}});
   start();

@@ -338,8 +338,10 @@ struct MaintenanceEngine::Impl {
     record.finished_at.reset();
 
     PolicyResult resolved = policyFor(info, settings.default_policy);
-    if (const PolicyError* error = std::get_if<PolicyError>(&resolved)) {
-      // Never replaced by a default: the domain is a named blocker.
+    const PolicyError* error = std::get_if<PolicyError>(&resolved);
+    if (error && !view.ack) {
+      // Never replaced by a default silently: the domain is a named blocker
+      // until its metadata is fixed or someone acknowledges it explicitly.
       view.policy_error = error->message;
       view.action.reset();
       view.stage = DomainStage::blocked;
@@ -351,8 +353,16 @@ struct MaintenanceEngine::Impl {
       view.earliest_start.reset();
       return;
     }
-    record.policy = std::get<DomainPolicy>(resolved);
-    view.policy_error.clear();
+    if (error) {
+      // An explicit ack is a human decision: in clouds where owners cannot edit
+      // the domain XML it is the only way past a broken policy. The host's
+      // defaults then apply to that choice, and the error stays visible.
+      record.policy = settings.default_policy;
+      view.policy_error = error->message;
+    } else {
+      record.policy = std::get<DomainPolicy>(resolved);
+      view.policy_error.clear();
+    }
     view.group = record.policy.group;
     view.priority = record.policy.priority;
     view.ack_required = record.policy.ack_required;
@@ -362,6 +372,12 @@ struct MaintenanceEngine::Impl {
     view.fallback_used = plan.fallback_used;
     record.fallback = plan.fallback;
     record.note = plan.note;
+    if (error) {
+      std::string override_note = "hostmaint policy malformed; acting on the explicit ack '" +
+                                  std::string(toString(*view.ack)) +
+                                  "' with the host's default policy";
+      record.note = record.note.empty() ? override_note : override_note + "; " + record.note;
+    }
     view.earliest_start = plan.earliest_start;
     view.ack_deadline = view.ack ? std::nullopt : plan.ack_deadline;
     switch (plan.kind) {
@@ -869,8 +885,10 @@ struct MaintenanceEngine::Impl {
     record.finished_at = now();
     view.progress.reset();
     view.result = std::move(outcome);
-    // Keep the fallback's reason next to the outcome: visible, not buried.
-    view.detail = view.fallback_used ? record.note : std::string();
+    // Keep the fallback's reason (or the policy override) next to the outcome:
+    // visible, not buried.
+    view.detail =
+        (view.fallback_used || !view.policy_error.empty()) ? record.note : std::string();
     if (phase() == HostPhase::restoring && needs_restore) {
       view.stage = DomainStage::restoring;
       view.detail = "waiting to be restored";
@@ -1232,11 +1250,6 @@ void MaintenanceEngine::acknowledge(const std::string& domain, AckChoice choice)
                        ": it is not in this host's maintenance plan (give a name or UUID)");
   }
   const std::string name = record->view.name;
-  if (!record->view.policy_error.empty()) {
-    throw CommandError("cannot acknowledge " + inQuotes(name) +
-                       ": its hostmaint policy is malformed (" + record->view.policy_error +
-                       "); fix its metadata first");
-  }
   switch (record->view.stage) {
     case DomainStage::acting:
     case DomainStage::done:
@@ -1247,8 +1260,11 @@ void MaintenanceEngine::acknowledge(const std::string& domain, AckChoice choice)
     default: break;
   }
   if (choice == AckChoice::keep) {
-    KeepDecision keep =
-        keepDecision(name, record->policy, e.state.window && e.state.window->removal);
+    // A domain with a malformed policy is judged by the host's defaults, as
+    // planRecord will act on them after this ack.
+    const DomainPolicy& policy =
+        record->view.policy_error.empty() ? record->policy : e.settings.default_policy;
+    KeepDecision keep = keepDecision(name, policy, e.state.window && e.state.window->removal);
     if (!keep.action) throw CommandError(keep.refusal);
   }
   std::optional<hv::DomainInfo> info = e.hypervisor.domain(record->view.uuid);
