@@ -1,0 +1,105 @@
+// The D-Bus object /org/hostmaint/Agent1 (interface org.hostmaint.Agent1,
+// docs/dbus-api.md; introspection XML: agent/src/service/org.hostmaint.Agent1.xml).
+//
+// Properties are rendered from the engine's HostStatus; publish() emits
+// PropertiesChanged for exactly the properties whose D-Bus values changed.
+// Methods call the engine; a refusal (CommandError) becomes
+// org.hostmaint.Agent1.Error.Refused with the engine's message.
+#pragma once
+
+#include <systemd/sd-bus.h>
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include "hostmaint/agent/engine.hpp"
+#include "hostmaint/agent/model.hpp"
+#include "hostmaint/agent/service/asio_sd_bus.hpp"
+
+namespace hostmaint::service {
+
+inline constexpr const char* kBusName = "org.hostmaint.Agent1";
+inline constexpr const char* kObjectPath = "/org/hostmaint/Agent1";
+inline constexpr const char* kInterface = "org.hostmaint.Agent1";
+inline constexpr const char* kRefusedError = "org.hostmaint.Agent1.Error.Refused";
+
+// The values of the properties as they go on the bus, so "changed" means
+// "a client would see something different".
+struct PropertyValues {
+  std::string phase;
+  bool ready = false;
+  std::string session_id;
+  std::uint64_t window_start_usec = 0;
+  std::uint64_t window_end_usec = 0;
+  bool removal = false;
+  std::string reason;
+  std::vector<std::pair<std::string, std::string>> blockers;
+  std::vector<std::tuple<std::string, bool, std::string>> evidence;
+  // uuid, name, run state, stage, action or "", result, detail
+  std::vector<std::array<std::string, 7>> domains;
+  std::string hypervisor_connection;
+  std::string status_json;
+
+  bool operator==(const PropertyValues&) const = default;
+};
+
+PropertyValues propertyValuesOf(const agent::HostStatus& status);
+
+// Names of the properties that differ between `before` and `after`, in
+// vtable order.
+std::vector<std::string> changedProperties(const PropertyValues& before,
+                                           const PropertyValues& after);
+
+// Who may call mutating methods: root, or members of `admin_group` when set.
+struct CallerPolicy {
+  std::string admin_group;
+};
+
+class AgentObject {
+ public:
+  // Registers the object on `bus` with the current `status`. `after_call`
+  // runs after every method call that reached the engine (the daemon re-arms
+  // its wakeup timer there).
+  AgentObject(sd_bus* bus, agent::MaintenanceEngine& engine, CallerPolicy policy,
+              std::function<void()> after_call);
+  AgentObject(const AgentObject&) = delete;
+  AgentObject& operator=(const AgentObject&) = delete;
+
+  // New snapshot: emits PropertiesChanged for what changed since the last one.
+  void publish(const agent::HostStatus& status);
+  void setCallerPolicy(CallerPolicy policy) { policy_ = std::move(policy); }
+
+  const PropertyValues& values() const { return values_; }
+
+ private:
+  static const sd_bus_vtable* vtable();
+  static int onSchedule(sd_bus_message* message, void* self, sd_bus_error* error);
+  static int onCancel(sd_bus_message* message, void* self, sd_bus_error* error);
+  static int onAcknowledge(sd_bus_message* message, void* self, sd_bus_error* error);
+  static int onBegin(sd_bus_message* message, void* self, sd_bus_error* error);
+  static int onFinish(sd_bus_message* message, void* self, sd_bus_error* error);
+  static int getProperty(sd_bus* bus, const char* path, const char* interface,
+                         const char* property, sd_bus_message* reply, void* self,
+                         sd_bus_error* error);
+
+  // Checks the caller may mutate; fills `error` and returns its negative
+  // errno when not. Logs the call with the caller's uid.
+  int authorize(sd_bus_message* message, const char* method, sd_bus_error* error) const;
+  // Runs a command on the engine, mapping its refusal to the Refused error.
+  int runCommand(sd_bus_message* message, const char* method, sd_bus_error* error,
+                 const std::function<void(sd_bus_message* reply)>& command);
+
+  sd_bus* bus_;
+  agent::MaintenanceEngine& engine_;
+  CallerPolicy policy_;
+  std::function<void()> after_call_;
+  PropertyValues values_;
+  SlotPtr slot_;
+};
+
+}  // namespace hostmaint::service

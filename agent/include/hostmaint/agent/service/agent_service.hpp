@@ -1,0 +1,86 @@
+// AgentService wires the engine to the outside world on one io_context:
+// every status change is written to status.json, emitted on D-Bus as
+// PropertiesChanged and sent to the service manager as STATUS=; after every
+// engine entry point (D-Bus call, hypervisor event, timer) the one wakeup
+// timer is re-armed at the engine's nextWakeup().
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "hostmaint/agent/engine.hpp"
+#include "hostmaint/agent/service/agent_object.hpp"
+#include "hostmaint/agent/service/asio_sd_bus.hpp"
+#include "hostmaint/agent/service/service_notifier.hpp"
+#include "hostmaint/agent/service/status_file.hpp"
+
+namespace hostmaint::service {
+
+struct AgentServiceOptions {
+  std::filesystem::path runtime_dir;
+  CallerPolicy caller_policy;
+  // The bus connection was lost: the daemon cannot serve and should exit.
+  std::function<void(const std::string& why)> on_bus_lost;
+};
+
+class AgentService final : public agent::EngineListener {
+ public:
+  // `clock` is the engine's: its nextWakeup() is in that clock's time.
+  AgentService(boost::asio::io_context& io, const agent::WallClock& clock,
+               AgentServiceOptions options);
+  ~AgentService() override;
+  AgentService(const AgentService&) = delete;
+  AgentService& operator=(const AgentService&) = delete;
+
+  // The engine is built with this service as its listener, then attached.
+  void attach(agent::MaintenanceEngine& engine);
+  // The hypervisor's observer: forwards to the engine, then re-arms.
+  hv::HypervisorObserver& hypervisorObserver();
+  // True once the hypervisor reported a connection and a full inventory.
+  bool inventoryReceived() const { return inventory_received_; }
+
+  // After engine.recover(): writes status.json, registers the object on
+  // `bus` and drives it from the loop; claims the bus name when `claim_name`.
+  // Throws BusSetupError (registration, name) with the reason.
+  void serve(BusPtr bus, bool claim_name = true);
+
+  void setCallerPolicy(CallerPolicy policy);
+
+  // Arms the wakeup timer at engine.nextWakeup(), replacing any earlier wakeup.
+  void rearm();
+
+  // agent::EngineListener
+  void onStatusChanged(const agent::HostStatus& status) override;
+
+  const StatusFile& statusFile() const { return status_file_; }
+
+ private:
+  class RearmingObserver;
+
+  void writeStatusFile(const agent::HostStatus& status);
+
+  boost::asio::io_context& io_;
+  const agent::WallClock& clock_;
+  AgentServiceOptions options_;
+  StatusFile status_file_;
+  ServiceNotifier notifier_;
+  agent::MaintenanceEngine* engine_ = nullptr;
+  std::unique_ptr<RearmingObserver> observer_;
+  boost::asio::steady_timer wakeup_;
+  bool inventory_received_ = false;
+  bool serving_ = false;
+  std::string last_status_line_;
+  std::string last_write_error_;
+
+  // Declared last: destroyed first, before the engine they call into.
+  BusPtr bus_;
+  std::unique_ptr<AgentObject> object_;
+  std::unique_ptr<BusDispatcher> dispatcher_;
+};
+
+}  // namespace hostmaint::service

@@ -1,0 +1,129 @@
+#include "hostmaint/agent/service/agent_service.hpp"
+
+#include <algorithm>
+#include <chrono>
+
+#include <spdlog/spdlog.h>
+
+#include "hostmaint/agent/journal.hpp"
+
+namespace hostmaint::service {
+
+// The engine is the hypervisor's observer; this forwards to it and then
+// re-arms the wakeup timer, since an event may move the engine's next deadline.
+class AgentService::RearmingObserver final : public hv::HypervisorObserver {
+ public:
+  RearmingObserver(AgentService& service, agent::MaintenanceEngine& engine)
+      : service_(service), engine_(engine) {}
+
+  void onDomainEvent(const hv::DomainEvent& event) override {
+    engine_.onDomainEvent(event);
+    service_.rearm();
+  }
+  void onInventoryRefreshed() override {
+    engine_.onInventoryRefreshed();
+    service_.inventory_received_ = true;
+    service_.rearm();
+  }
+  void onConnectionStateChanged(hv::ConnectionState state, const std::string& detail) override {
+    if (state == hv::ConnectionState::connected)
+      spdlog::info("hypervisor connected{}", detail.empty() ? "" : ": " + detail);
+    else
+      spdlog::warn("hypervisor {}{}", hv::toString(state), detail.empty() ? "" : ": " + detail);
+    engine_.onConnectionStateChanged(state, detail);
+    service_.rearm();
+  }
+
+ private:
+  AgentService& service_;
+  agent::MaintenanceEngine& engine_;
+};
+
+AgentService::AgentService(boost::asio::io_context& io, const agent::WallClock& clock,
+                           AgentServiceOptions options)
+    : io_(io),
+      clock_(clock),
+      options_(std::move(options)),
+      status_file_(options_.runtime_dir),
+      wakeup_(io) {}
+
+AgentService::~AgentService() = default;
+
+void AgentService::attach(agent::MaintenanceEngine& engine) {
+  engine_ = &engine;
+  observer_ = std::make_unique<RearmingObserver>(*this, engine);
+}
+
+hv::HypervisorObserver& AgentService::hypervisorObserver() { return *observer_; }
+
+void AgentService::serve(BusPtr bus, bool claim_name) {
+  writeStatusFile(engine_->status());
+  bus_ = std::move(bus);
+  object_ = std::make_unique<AgentObject>(bus_.get(), *engine_, options_.caller_policy,
+                                          [this] { rearm(); });
+  dispatcher_ = std::make_unique<BusDispatcher>(io_, bus_.get(), [this] {
+    if (options_.on_bus_lost) options_.on_bus_lost("lost the connection to the D-Bus system bus");
+  });
+  // The object is registered before the name is claimed: whoever sees the
+  // name sees the whole object.
+  if (claim_name) requestBusName(bus_.get(), kBusName);
+  serving_ = true;
+  last_status_line_ = statusLine(engine_->status());
+  rearm();
+}
+
+void AgentService::setCallerPolicy(CallerPolicy policy) {
+  options_.caller_policy = policy;
+  if (object_) object_->setCallerPolicy(std::move(policy));
+}
+
+void AgentService::rearm() {
+  if (!engine_) return;
+  const std::optional<agent::TimePoint> next = engine_->nextWakeup();
+  if (!next) {
+    wakeup_.cancel();
+    return;
+  }
+  // The engine speaks wall-clock time, the timer steady time. Waking at least
+  // once a minute lets a wall-clock jump be noticed without a clock watch.
+  constexpr auto kLongestSleep = std::chrono::minutes(1);
+  const auto until = std::clamp<agent::Clock::duration>(*next - clock_.now(),
+                                                        agent::Clock::duration::zero(),
+                                                        kLongestSleep);
+  wakeup_.expires_after(until);
+  wakeup_.async_wait([this](const boost::system::error_code& error) {
+    if (error) return;
+    engine_->tick();
+    rearm();
+  });
+}
+
+void AgentService::onStatusChanged(const agent::HostStatus& status) {
+  // Before serve() (recovering, waiting for the hypervisor) nothing is
+  // published: clients must not see a half-reconciled state.
+  if (!serving_) return;
+  writeStatusFile(status);
+  if (object_) {
+    object_->publish(status);
+    dispatcher_->kick();
+  }
+  std::string line = statusLine(status);
+  if (line != last_status_line_) {
+    notifier_.status(line);
+    last_status_line_ = std::move(line);
+  }
+}
+
+void AgentService::writeStatusFile(const agent::HostStatus& status) {
+  try {
+    status_file_.write(status);
+    if (!last_write_error_.empty()) spdlog::info("{} is written again", status_file_.path().string());
+    last_write_error_.clear();
+  } catch (const agent::JournalError& error) {
+    // Reported once per distinct failure, not on every change; D-Bus still serves.
+    if (error.what() != last_write_error_) spdlog::error("cannot write the status file: {}", error.what());
+    last_write_error_ = error.what();
+  }
+}
+
+}  // namespace hostmaint::service
