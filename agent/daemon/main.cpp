@@ -1,2 +1,60 @@
-// Placeholder: replaced by the real daemon entry point.
-int main() { return 1; }
+// hostmaintd: parse flags, load the configuration, run (agent/src/service/daemon.cpp).
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <iostream>
+#include <string>
+
+#include <spdlog/spdlog.h>
+
+#include "hostmaint/agent/config.hpp"
+#include "hostmaint/agent/service/daemon.hpp"
+#include "hostmaint/agent/service/journald_log.hpp"
+
+int main(int argc, char** argv) {
+  using namespace hostmaint;
+
+  CLI::App app{"hostmaintd: makes planned maintenance of a KVM/libvirt host safe"};
+  std::string config_path = agent::kDefaultConfigPath;
+  bool check_config = false;
+  std::string log_level;
+  bool version = false;
+  auto* config_option =
+      app.add_option("--config", config_path, "configuration file (drop-ins in <file>.d/)");
+  app.add_flag("--check-config", check_config, "check the configuration and exit");
+  app.add_option("--log-level", log_level, "log level, overrides the configuration")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
+  app.add_flag("--version", version, "print the version and exit");
+  CLI11_PARSE(app, argc, argv);
+
+  if (version) {
+    std::cout << "hostmaintd " << HOSTMAINT_VERSION << "\n";
+    return 0;
+  }
+
+  service::DaemonOptions options;
+  options.config_path = config_path;
+  // The default file may be absent (all defaults); a file named on the command line must exist.
+  options.config_must_exist = config_option->count() > 0;
+  if (!log_level.empty()) options.log_level = service::parseLogLevel(log_level);
+
+  agent::Config config;
+  try {
+    config = agent::loadConfig(options.config_path, options.config_must_exist);
+  } catch (const agent::ConfigError& error) {
+    std::cerr << "hostmaintd: " << error.what() << "\n";
+    return 1;
+  }
+
+  if (check_config) {
+    std::string files;
+    for (const auto& source : config.sources) {
+      if (!files.empty()) files += ", ";
+      files += source.string();
+    }
+    std::cout << "configuration OK: " << (files.empty() ? "(defaults, no file)" : files) << "\n";
+    return 0;
+  }
+
+  service::setUpLogging(service::runningUnderJournal(), spdlog::level::info);
+  return service::runDaemon(std::move(config), options);
+}
