@@ -107,6 +107,10 @@ void AgentService::onStatusChanged(const agent::HostStatus& status) {
     object_->publish(status);
     dispatcher_->kick();
   }
+  // Action completions reach the engine directly from the hypervisor, not
+  // through the observer; they always change the status, so re-arming here
+  // covers them too.
+  rearm();
   std::string line = statusLine(status);
   if (line != last_status_line_) {
     notifier_.status(line);

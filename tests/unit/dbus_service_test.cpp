@@ -1,0 +1,430 @@
+// The D-Bus service against a private dbus-daemon: the real engine on a fake
+// hypervisor, served by AgentService on one io_context; a client on the same
+// loop calls methods and reads properties and PropertiesChanged signals.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <pugixml.hpp>
+
+#include "hostmaint/agent/engine.hpp"
+#include "hostmaint/agent/service/agent_object.hpp"
+#include "hostmaint/agent/service/agent_service.hpp"
+#include "hostmaint/agent/status_json.hpp"
+#include "support/fake_clock.hpp"
+#include "support/fake_hypervisor.hpp"
+#include "support/memory_journal.hpp"
+#include "support/private_dbus.hpp"
+
+namespace hostmaint::service {
+namespace {
+
+using namespace std::chrono_literals;
+using fake::runUntil;
+namespace fs = std::filesystem;
+
+// What a call brought back: the reply, or the D-Bus error.
+struct CallResult {
+  bool done = false;
+  MessagePtr reply;
+  std::string error_name;
+  std::string error_message;
+  static int handle(sd_bus_message* message, void* self, sd_bus_error*) {
+    auto& result = *static_cast<CallResult*>(self);
+    result.done = true;
+    if (const sd_bus_error* error = sd_bus_message_get_error(message)) {
+      result.error_name = error->name ? error->name : "";
+      result.error_message = error->message ? error->message : "";
+    }
+    result.reply.reset(sd_bus_message_ref(message));
+    return 0;
+  }
+};
+
+// PropertiesChanged signals of the agent, as (property → value) for the
+// simple types and as names for all.
+struct ChangeRecorder {
+  struct Change {
+    std::set<std::string> names;
+    std::map<std::string, std::string> strings;
+    std::map<std::string, bool> bools;
+  };
+  std::vector<Change> changes;
+
+  static int handle(sd_bus_message* message, void* self, sd_bus_error*) {
+    auto& recorder = *static_cast<ChangeRecorder*>(self);
+    const char* interface = nullptr;
+    if (sd_bus_message_read(message, "s", &interface) < 0) return 0;
+    if (std::string(interface) != kInterface) return 0;
+    Change change;
+    if (sd_bus_message_enter_container(message, SD_BUS_TYPE_ARRAY, "{sv}") < 0) return 0;
+    while (sd_bus_message_enter_container(message, SD_BUS_TYPE_DICT_ENTRY, "sv") > 0) {
+      const char* name = nullptr;
+      sd_bus_message_read(message, "s", &name);
+      change.names.insert(name);
+      char type = 0;
+      const char* contents = nullptr;
+      sd_bus_message_peek_type(message, &type, &contents);
+      if (std::string(contents) == "s") {
+        const char* text = nullptr;
+        sd_bus_message_read(message, "v", "s", &text);
+        change.strings[name] = text;
+      } else if (std::string(contents) == "b") {
+        int value = 0;
+        sd_bus_message_read(message, "v", "b", &value);
+        change.bools[name] = value != 0;
+      } else {
+        sd_bus_message_skip(message, "v");
+      }
+      sd_bus_message_exit_container(message);
+    }
+    recorder.changes.push_back(std::move(change));
+    return 0;
+  }
+};
+
+class DbusServiceTest : public ::testing::Test {
+ protected:
+  DbusServiceTest() {
+    std::string pattern = (fs::temp_directory_path() / "hostmaint-run-XXXXXX").string();
+    if (!mkdtemp(pattern.data())) throw std::runtime_error("mkdtemp failed");
+    runtime_dir = pattern;
+    settings.host_name = "hv-test";
+    web = hypervisor.uuidOf("web1");
+  }
+  ~DbusServiceTest() override { fs::remove_all(runtime_dir); }
+
+  void SetUp() override {
+    hypervisor.addDomain(fake::makeDomain("web1"));
+    hypervisor.addDomain(fake::makeDomain("db1"));
+    web = hypervisor.uuidOf("web1");
+    AgentServiceOptions options;
+    options.runtime_dir = runtime_dir;
+    service.emplace(io, clock, options);
+    engine.emplace(hypervisor, clock, journal, settings, *service);
+    service->attach(*engine);
+    hypervisor.setObserver(&service->hypervisorObserver());
+    engine->recover();
+    service->serve(openBusAt(bus.address()));
+
+    client = openBusAt(bus.address());
+    sd_bus_slot* raw = nullptr;
+    ASSERT_GE(sd_bus_match_signal(client.get(), &raw, kBusName, kObjectPath,
+                                  "org.freedesktop.DBus.Properties", "PropertiesChanged",
+                                  &ChangeRecorder::handle, &recorder),
+              0);
+    match.reset(raw);
+    client_dispatcher.emplace(io, client.get());
+  }
+
+  void TearDown() override {
+    client_dispatcher.reset();
+    hypervisor.setObserver(nullptr);
+    service.reset();  // the bus object goes before the engine it calls
+    engine.reset();
+  }
+
+  template <typename... Args>
+  CallResult call(const char* interface, const char* method, const char* types, Args... args) {
+    CallResult result;
+    sd_bus_slot* raw = nullptr;
+    const int sent = sd_bus_call_method_async(client.get(), &raw, kBusName, kObjectPath,
+                                              interface, method, &CallResult::handle, &result,
+                                              types, args...);
+    SlotPtr slot(raw);
+    EXPECT_GE(sent, 0) << method;
+    client_dispatcher->kick();
+    EXPECT_TRUE(runUntil(io, [&] { return result.done; })) << method << " got no reply";
+    return result;
+  }
+
+  template <typename... Args>
+  CallResult agentCall(const char* method, const char* types, Args... args) {
+    return call(kInterface, method, types, args...);
+  }
+
+  MessagePtr property(const char* name, const char* type) {
+    CallResult result =
+        call("org.freedesktop.DBus.Properties", "Get", "ss", kInterface, name);
+    EXPECT_EQ(result.error_name, "") << name << ": " << result.error_message;
+    EXPECT_GE(sd_bus_message_enter_container(result.reply.get(), SD_BUS_TYPE_VARIANT, type), 0)
+        << name;
+    return std::move(result.reply);
+  }
+  std::string stringProperty(const char* name) {
+    MessagePtr reply = property(name, "s");
+    const char* text = nullptr;
+    EXPECT_GE(sd_bus_message_read(reply.get(), "s", &text), 0);
+    return text ? text : "";
+  }
+  bool boolProperty(const char* name) {
+    MessagePtr reply = property(name, "b");
+    int value = 0;
+    EXPECT_GE(sd_bus_message_read(reply.get(), "b", &value), 0);
+    return value != 0;
+  }
+  std::uint64_t usecProperty(const char* name) {
+    MessagePtr reply = property(name, "t");
+    std::uint64_t value = 0;
+    EXPECT_GE(sd_bus_message_read(reply.get(), "t", &value), 0);
+    return value;
+  }
+  std::vector<std::vector<std::string>> domainsProperty() {
+    MessagePtr reply = property("Domains", "a(sssssss)");
+    std::vector<std::vector<std::string>> rows;
+    EXPECT_GE(sd_bus_message_enter_container(reply.get(), SD_BUS_TYPE_ARRAY, "(sssssss)"), 0);
+    const char* f[7] = {};
+    while (sd_bus_message_read(reply.get(), "(sssssss)", &f[0], &f[1], &f[2], &f[3], &f[4],
+                               &f[5], &f[6]) > 0)
+      rows.emplace_back(f, f + 7);
+    return rows;
+  }
+
+  nlohmann::json statusFile() {
+    std::ifstream in(runtime_dir / "status.json");
+    return nlohmann::json::parse(in);
+  }
+
+  std::uint64_t usecOf(agent::TimePoint time) {
+    return static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::microseconds>(time.time_since_epoch()).count());
+  }
+
+  CallResult scheduleIn(agent::Clock::duration starts_in) {
+    const auto start = clock.now() + starts_in;
+    return agentCall("Schedule", "ttbs", usecOf(start), usecOf(start + 2h), 0, "kernel update");
+  }
+
+  // Waits for a PropertiesChanged that names `property`; returns it.
+  std::optional<ChangeRecorder::Change> changeOf(const std::string& property) {
+    std::optional<ChangeRecorder::Change> found;
+    runUntil(io, [&] {
+      for (const auto& change : recorder.changes)
+        if (change.names.count(property)) {
+          found = change;
+          return true;
+        }
+      return false;
+    });
+    return found;
+  }
+
+  // Waits for a PropertiesChanged carrying Phase = `phase`.
+  bool phaseSignalled(const std::string& phase) {
+    return runUntil(io, [&] {
+      for (const auto& change : recorder.changes) {
+        auto found = change.strings.find("Phase");
+        if (found != change.strings.end() && found->second == phase) return true;
+      }
+      return false;
+    });
+  }
+
+  fake::PrivateDbus bus;
+  boost::asio::io_context io;
+  fs::path runtime_dir;
+  fake::FakeHypervisor hypervisor;
+  fake::FakeClock clock;
+  fake::MemoryJournal journal;
+  agent::EngineSettings settings;
+  std::string web;
+  std::optional<AgentService> service;
+  std::optional<agent::MaintenanceEngine> engine;
+  BusPtr client;
+  SlotPtr match;
+  ChangeRecorder recorder;
+  std::optional<BusDispatcher> client_dispatcher;
+};
+
+TEST_F(DbusServiceTest, ServesTheRecoveredStateAndWritesTheStatusFile) {
+  EXPECT_EQ(stringProperty("Phase"), "idle");
+  EXPECT_FALSE(boolProperty("Ready"));
+  EXPECT_EQ(stringProperty("SessionId"), "");
+  EXPECT_EQ(usecProperty("WindowStart"), 0u);
+  EXPECT_EQ(usecProperty("WindowEnd"), 0u);
+  EXPECT_FALSE(boolProperty("Removal"));
+  EXPECT_EQ(stringProperty("HypervisorConnection"), "connected");
+  EXPECT_FALSE(stringProperty("Version").empty());
+
+  const auto domains = domainsProperty();
+  ASSERT_EQ(domains.size(), 2u);
+  std::set<std::string> names{domains[0][1], domains[1][1]};
+  EXPECT_EQ(names, (std::set<std::string>{"web1", "db1"}));
+  for (const auto& row : domains) {
+    EXPECT_EQ(row[0], hypervisor.uuidOf(row[1]));
+    EXPECT_EQ(row[2], "running");
+  }
+
+  // One rendering: the property and the file are the same document.
+  const nlohmann::json from_bus = nlohmann::json::parse(stringProperty("StatusJSON"));
+  EXPECT_EQ(from_bus, statusFile());
+  EXPECT_EQ(from_bus["phase"], "idle");
+  EXPECT_EQ(from_bus, agent::statusToJson(engine->status()));
+}
+
+TEST_F(DbusServiceTest, ScheduleReturnsTheSessionAndEmitsWhatChanged) {
+  const CallResult result = scheduleIn(30min);
+  ASSERT_EQ(result.error_name, "") << result.error_message;
+  const char* session_id = nullptr;
+  ASSERT_GE(sd_bus_message_read(result.reply.get(), "s", &session_id), 0);
+  ASSERT_NE(std::string(session_id), "");
+
+  const auto change = changeOf("Phase");
+  ASSERT_TRUE(change) << "no PropertiesChanged for Phase";
+  EXPECT_EQ(change->strings.at("Phase"), "scheduled");
+  EXPECT_EQ(change->strings.at("SessionId"), session_id);
+  EXPECT_TRUE(change->names.count("WindowStart"));
+  EXPECT_TRUE(change->names.count("Reason"));
+  EXPECT_TRUE(change->names.count("StatusJSON"));
+  // Unchanged values are not re-sent; the constant one never is.
+  EXPECT_FALSE(change->names.count("Removal"));
+  EXPECT_FALSE(change->names.count("HypervisorConnection"));
+  EXPECT_FALSE(change->names.count("Version"));
+  EXPECT_EQ(nlohmann::json::parse(change->strings.at("StatusJSON")), statusFile());
+
+  EXPECT_EQ(stringProperty("SessionId"), session_id);
+  EXPECT_EQ(stringProperty("Reason"), "kernel update");
+  EXPECT_EQ(usecProperty("WindowStart"), usecOf(clock.now() + 30min));
+  EXPECT_EQ(statusFile()["phase"], "scheduled");
+}
+
+// The timer the service arms at nextWakeup() calls tick(): the window starts
+// 200 ms after scheduling; the engine's clock is moved past it at once, and
+// nothing but the timer enters the engine afterwards.
+TEST_F(DbusServiceTest, WakeupTimerTicksTheEngine) {
+  ASSERT_EQ(scheduleIn(200ms).error_name, "");
+  clock.advance(1s);
+  ASSERT_EQ(engine->status().phase, agent::HostPhase::scheduled);
+  ASSERT_TRUE(phaseSignalled("draining")) << "the window start was not acted on";
+  EXPECT_EQ(stringProperty("Phase"), "draining");
+  EXPECT_EQ(statusFile()["phase"], "draining");
+}
+
+// After a hypervisor event the timer is re-armed from the engine's new
+// nextWakeup(): a window that started meanwhile (by the engine's clock) is
+// acted on without waiting for the earlier, later-firing wakeup.
+TEST_F(DbusServiceTest, HypervisorEventRearmsTheWakeup) {
+  ASSERT_EQ(scheduleIn(30min).error_name, "");
+  clock.advance(31min);
+  hypervisor.addDomainWithEvent(fake::makeDomain("late1"));
+  ASSERT_TRUE(phaseSignalled("draining"));
+  EXPECT_EQ(statusFile()["phase"], "draining");
+}
+
+TEST_F(DbusServiceTest, HypervisorEventsChangeTheDomainsProperty) {
+  recorder.changes.clear();
+  hypervisor.setStateWithEvent(web, hv::DomainRunState::paused, hv::DomainEventKind::suspended);
+  const auto change = changeOf("Domains");
+  ASSERT_TRUE(change) << "no PropertiesChanged for Domains";
+  EXPECT_FALSE(change->names.count("Phase"));
+  for (const auto& row : domainsProperty())
+    if (row[1] == "web1") {
+      EXPECT_EQ(row[2], "paused");
+    }
+}
+
+TEST_F(DbusServiceTest, RefusalsCarryTheEnginesMessage) {
+  std::string expected;
+  try {
+    engine->cancel();
+  } catch (const agent::CommandError& error) {
+    expected = error.what();
+  }
+  ASSERT_FALSE(expected.empty()) << "cancel on an idle host should be refused";
+
+  const CallResult cancel = agentCall("Cancel", "");
+  EXPECT_EQ(cancel.error_name, kRefusedError);
+  EXPECT_EQ(cancel.error_message, expected);
+
+  const CallResult ack = agentCall("Acknowledge", "ss", "web1", "maybe");
+  EXPECT_EQ(ack.error_name, kRefusedError);
+  EXPECT_NE(ack.error_message.find("'maybe'"), std::string::npos) << ack.error_message;
+
+  const auto start = clock.now() + 1h;
+  const CallResult backwards =
+      agentCall("Schedule", "ttbs", usecOf(start), usecOf(start - 30min), 0, "oops");
+  EXPECT_EQ(backwards.error_name, kRefusedError);
+  EXPECT_NE(backwards.error_message.find("cannot schedule"), std::string::npos)
+      << backwards.error_message;
+
+  const CallResult begin = agentCall("Begin", "");
+  EXPECT_EQ(begin.error_name, kRefusedError);
+  EXPECT_NE(begin.error_message.find("cannot begin"), std::string::npos) << begin.error_message;
+  EXPECT_EQ(stringProperty("Phase"), "idle");
+}
+
+TEST_F(DbusServiceTest, MalformedArgumentsAreInvalidArgs) {
+  const CallResult result = agentCall("Schedule", "ss", "tomorrow", "later");
+  EXPECT_EQ(result.error_name, SD_BUS_ERROR_INVALID_ARGS);
+}
+
+// The introspection XML in the repository is the interface's source of truth
+// (docs/dbus-api.md points at it): the served interface must match it member
+// for member, with types, argument names, access and change annotations.
+std::set<std::string> membersOf(const pugi::xml_node& interface) {
+  std::set<std::string> members;
+  for (const pugi::xml_node& node : interface.children()) {
+    const std::string kind = node.name();
+    std::string line = kind + " " + node.attribute("name").value();
+    if (kind == "method" || kind == "signal") {
+      for (const pugi::xml_node& arg : node.children("arg"))
+        line += std::string(" ") + arg.attribute("direction").as_string("in") + ":" +
+                arg.attribute("name").value() + ":" + arg.attribute("type").value();
+    } else if (kind == "property") {
+      line += std::string(" ") + node.attribute("type").value() + " " +
+              node.attribute("access").value();
+      const pugi::xml_node emits = node.find_child_by_attribute(
+          "annotation", "name", "org.freedesktop.DBus.Property.EmitsChangedSignal");
+      line += std::string(" emits=") + (emits ? emits.attribute("value").value() : "true");
+    } else {
+      continue;
+    }
+    members.insert(line);
+  }
+  return members;
+}
+
+TEST_F(DbusServiceTest, IntrospectionMatchesTheCheckedInXml) {
+  CallResult result = call("org.freedesktop.DBus.Introspectable", "Introspect", "");
+  ASSERT_EQ(result.error_name, "");
+  const char* live_xml = nullptr;
+  ASSERT_GE(sd_bus_message_read(result.reply.get(), "s", &live_xml), 0);
+  pugi::xml_document live;
+  ASSERT_TRUE(live.load_string(live_xml));
+  pugi::xml_document file;
+  const std::string path =
+      std::string(HOSTMAINT_SOURCE_DIR) + "/agent/src/service/org.hostmaint.Agent1.xml";
+  ASSERT_TRUE(file.load_file(path.c_str())) << path;
+
+  const auto live_interface =
+      live.child("node").find_child_by_attribute("interface", "name", kInterface);
+  const auto file_interface =
+      file.child("node").find_child_by_attribute("interface", "name", kInterface);
+  ASSERT_TRUE(live_interface);
+  ASSERT_TRUE(file_interface) << path << " has no interface " << kInterface;
+  EXPECT_EQ(membersOf(file_interface), membersOf(live_interface));
+}
+
+TEST(ChangedProperties, NamesExactlyTheValuesThatDiffer) {
+  PropertyValues before;
+  before.phase = "idle";
+  before.status_json = "{}";
+  PropertyValues after = before;
+  EXPECT_TRUE(changedProperties(before, after).empty());
+  after.phase = "scheduled";
+  after.window_end_usec = 42;
+  after.domains.push_back({"u", "web1", "running", "planned", "", "", ""});
+  after.status_json = "{\"generation\":2}";
+  EXPECT_EQ(changedProperties(before, after),
+            (std::vector<std::string>{"Phase", "WindowEnd", "Domains", "StatusJSON"}));
+}
+
+}  // namespace
+}  // namespace hostmaint::service
