@@ -1,0 +1,28 @@
+// The blocking bodies of the actions, run on worker threads.
+#pragma once
+
+#include <atomic>
+#include <functional>
+
+#include "hostmaint/hypervisor/hypervisor.hpp"
+#include "libvirt/libvirt_handles.hpp"
+
+namespace hostmaint::hv::libvirt {
+
+struct ActionContext {
+  // Thread-safe: delivers progress to the owner's thread.
+  std::function<void(const ActionProgress&)> progress;
+  // Runs a task on another worker (the live migration's monitor).
+  std::function<void(std::function<void()>)> spawn;
+  // Set when the hypervisor is being destroyed: polling loops give up.
+  const std::atomic<bool>* stopping = nullptr;
+};
+
+// "managed-save", "shutdown", ... as used in messages.
+std::string actionVerb(ActionKind kind);
+
+// Runs the request to completion on the calling thread. Every failure comes
+// back as a result whose message names the action, the domain and the cause.
+ActionResult runAction(virConnectPtr conn, const ActionRequest& request, const ActionContext& ctx);
+
+}  // namespace hostmaint::hv::libvirt

@@ -1,0 +1,319 @@
+// Hypervisor on one shared libvirt connection.
+//
+// Threads: the io thread owns all state here (inventory, connection state,
+// observer calls). A one-thread "reader" pool opens connections and re-reads
+// domains in event order; a worker pool runs the blocking actions. Both post
+// their results back to the io thread.
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <cctype>
+#include <map>
+
+#include "hostmaint/hypervisor/libvirt_hypervisor.hpp"
+#include "libvirt/domain_actions.hpp"
+#include "libvirt/domain_reader.hpp"
+#include "libvirt/libvirt_handles.hpp"
+
+namespace hostmaint::hv {
+namespace asio = boost::asio;
+using libvirt::SharedConnection;
+
+namespace {
+
+// libvirt prints every error to stderr unless an error function is set; the
+// errors are read per call (virGetLastErrorMessage) and reported with context.
+void ignoreLibvirtError(void*, virErrorPtr) {}
+
+DomainEventKind mapLifecycle(int event, int detail) {
+  switch (event) {
+    case VIR_DOMAIN_EVENT_DEFINED: return DomainEventKind::defined;
+    case VIR_DOMAIN_EVENT_UNDEFINED: return DomainEventKind::undefined;
+    case VIR_DOMAIN_EVENT_STARTED: return DomainEventKind::started;
+    case VIR_DOMAIN_EVENT_SUSPENDED: return DomainEventKind::suspended;
+    case VIR_DOMAIN_EVENT_RESUMED: return DomainEventKind::resumed;
+    case VIR_DOMAIN_EVENT_STOPPED:
+      if (detail == VIR_DOMAIN_EVENT_STOPPED_MIGRATED) return DomainEventKind::migrated_away;
+      if (detail == VIR_DOMAIN_EVENT_STOPPED_SAVED) return DomainEventKind::saved;
+      return DomainEventKind::stopped;
+    case VIR_DOMAIN_EVENT_SHUTDOWN: return DomainEventKind::changed;
+    case VIR_DOMAIN_EVENT_PMSUSPENDED: return DomainEventKind::suspended;
+    case VIR_DOMAIN_EVENT_CRASHED: return DomainEventKind::stopped;
+    default: return DomainEventKind::changed;
+  }
+}
+
+std::string lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
+  return s;
+}
+
+std::string closeReason(int reason) {
+  switch (reason) {
+    case VIR_CONNECT_CLOSE_REASON_ERROR: return "connection to libvirt closed: I/O error";
+    case VIR_CONNECT_CLOSE_REASON_EOF: return "connection to libvirt closed: end of file";
+    case VIR_CONNECT_CLOSE_REASON_KEEPALIVE:
+      return "connection to libvirt closed: keepalive timeout";
+    case VIR_CONNECT_CLOSE_REASON_CLIENT: return "connection to libvirt closed by the client";
+    default: return "connection to libvirt closed";
+  }
+}
+
+class LibvirtHypervisor final : public Hypervisor {
+ public:
+  LibvirtHypervisor(asio::io_context& io, LibvirtSettings settings)
+      : io_(io),
+        settings_(std::move(settings)),
+        reconnect_timer_(io),
+        backoff_(settings_.reconnect_min),
+        workers_(std::max(1u, settings_.worker_threads)) {
+    virSetErrorFunc(nullptr, ignoreLibvirtError);
+    asio::post(io_, [this, alive = weakSelf()] {
+      if (alive.lock()) connect();
+    });
+  }
+
+  // Joins the threads: running shutdowns give up at their next poll; a
+  // running migration is waited for.
+  ~LibvirtHypervisor() override {
+    stopping_ = true;
+    lifetime_.reset();
+    reconnect_timer_.cancel();
+    reader_.join();
+    workers_.join();
+    conn_.reset();
+  }
+
+  void setObserver(HypervisorObserver* observer) override { observer_ = observer; }
+  ConnectionState connectionState() const override { return state_; }
+  std::string description() const override { return settings_.uri; }
+
+  Capabilities capabilities() const override {
+    Capabilities caps;
+    const bool test_driver =
+        lower(driver_type_) == "test" || settings_.uri.rfind("test:", 0) == 0;
+    caps.live_migration = caps.cold_migration = !test_driver;
+    if (test_driver) caps.why_no_migration = "the libvirt test driver cannot migrate";
+    return caps;
+  }
+
+  std::vector<DomainInfo> domains() const override {
+    std::vector<DomainInfo> out;
+    out.reserve(inventory_.size());
+    for (const auto& [uuid, info] : inventory_) out.push_back(info);
+    return out;
+  }
+
+  std::optional<DomainInfo> domain(const std::string& uuid) const override {
+    auto it = inventory_.find(uuid);
+    if (it == inventory_.end()) return std::nullopt;
+    return it->second;
+  }
+
+  void startAction(const ActionRequest& request, ActionDone done,
+                   ActionProgressFn progress) override {
+    auto alive = weakSelf();
+    libvirt::ActionContext ctx;
+    if (progress)
+      ctx.progress = [this, alive, progress](const ActionProgress& p) {
+        asio::post(io_, [alive, progress, p] {
+          if (alive.lock()) progress(p);
+        });
+      };
+    ctx.spawn = [this](std::function<void()> task) { asio::post(workers_, std::move(task)); };
+    ctx.stopping = &stopping_;
+    asio::post(workers_, [this, alive, conn = conn_, request, done = std::move(done),
+                          ctx = std::move(ctx)]() mutable {
+      ActionResult result = libvirt::runAction(conn.get(), request, ctx);
+      if (!result.ok) spdlog::warn("{}", result.message);
+      asio::post(io_, [alive, done = std::move(done), result = std::move(result)] {
+        if (alive.lock()) done(result);
+      });
+    });
+  }
+
+  EmptinessReport probeEmptiness(const EmptinessQuery& query) override {
+    HostScanSettings scan{settings_.qemu_process_scope, settings_.proc_root, settings_.sysfs_root};
+    EmptinessReport report = probeHostEmptiness(domains(), query, scan);
+    if (state_ != ConnectionState::connected) {
+      // The inventory may be stale: what libvirt knew cannot count as evidence.
+      for (auto& check : report.checks) {
+        if (check.name == "no-qemu-processes" || check.name == "hugepages-free") continue;
+        check.ok = false;
+        check.detail = "not connected to " + settings_.uri + "; last known: " + check.detail;
+      }
+    }
+    return report;
+  }
+
+ private:
+  std::weak_ptr<int> weakSelf() const { return lifetime_; }
+
+  void setState(ConnectionState state, const std::string& detail) {
+    const bool changed = state != state_ || detail != state_detail_;
+    state_ = state;
+    state_detail_ = detail;
+    if (changed && observer_) observer_->onConnectionStateChanged(state, detail);
+  }
+
+  // Opens the connection and reads the inventory on the reader thread.
+  void connect() {
+    asio::post(reader_, [this, alive = weakSelf()] {
+      virConnectPtr raw = virConnectOpen(settings_.uri.c_str());
+      if (!raw) {
+        std::string error = "cannot connect to " + settings_.uri + ": " + libvirt::lastError();
+        asio::post(io_, [this, alive, error] {
+          if (alive.lock()) onConnectFailed(error);
+        });
+        return;
+      }
+      if (virConnectSetKeepAlive(raw, static_cast<int>(settings_.keepalive_interval.count()),
+                                 settings_.keepalive_count) < 0)
+        spdlog::debug("no keepalive on {}: {}", settings_.uri, libvirt::lastError());
+      const int lifecycle_id = virConnectDomainEventRegisterAny(
+          raw, nullptr, VIR_DOMAIN_EVENT_ID_LIFECYCLE,
+          VIR_DOMAIN_EVENT_CALLBACK(onLifecycleEvent), this, nullptr);
+      const int metadata_id = virConnectDomainEventRegisterAny(
+          raw, nullptr, VIR_DOMAIN_EVENT_ID_METADATA_CHANGE,
+          VIR_DOMAIN_EVENT_CALLBACK(onMetadataEvent), this, nullptr);
+      if (lifecycle_id < 0 || metadata_id < 0)
+        spdlog::warn("cannot subscribe to domain events on {}: {}", settings_.uri,
+                     libvirt::lastError());
+      virConnectRegisterCloseCallback(raw, onClose, this, nullptr);
+      // The deleter unsubscribes so that no callback reaches a stale `this`.
+      SharedConnection conn(raw, [lifecycle_id, metadata_id](virConnectPtr c) {
+        if (lifecycle_id >= 0) virConnectDomainEventDeregisterAny(c, lifecycle_id);
+        if (metadata_id >= 0) virConnectDomainEventDeregisterAny(c, metadata_id);
+        virConnectUnregisterCloseCallback(c, onClose);
+        virConnectClose(c);
+      });
+      const char* type = virConnectGetType(raw);
+      std::string driver_type = type ? type : "";
+      try {
+        auto inventory = libvirt::readAllDomains(raw);
+        asio::post(io_, [this, alive, conn, driver_type,
+                         inventory = std::move(inventory)]() mutable {
+          if (alive.lock()) onConnected(std::move(conn), driver_type, std::move(inventory));
+        });
+      } catch (const std::runtime_error& e) {
+        std::string error = "connected to " + settings_.uri + " but " + e.what();
+        asio::post(io_, [this, alive, error, conn] {
+          if (alive.lock()) onConnectFailed(error);
+        });
+      }
+    });
+  }
+
+  void onConnected(SharedConnection conn, std::string driver_type,
+                   std::vector<DomainInfo> inventory) {
+    conn_ = std::move(conn);
+    driver_type_ = std::move(driver_type);
+    backoff_ = settings_.reconnect_min;
+    inventory_.clear();
+    for (auto& info : inventory) inventory_.emplace(info.uuid, std::move(info));
+    spdlog::info("connected to {} ({} domains)", settings_.uri, inventory_.size());
+    setState(ConnectionState::connected, "");
+    if (observer_) observer_->onInventoryRefreshed();
+  }
+
+  void onConnectFailed(const std::string& error) {
+    spdlog::warn("{}; retrying in {} ms", error, backoff_.count());
+    setState(ConnectionState::disconnected, error);
+    scheduleReconnect();
+  }
+
+  void scheduleReconnect() {
+    reconnect_timer_.expires_after(backoff_);
+    backoff_ = std::min(backoff_ * 2, settings_.reconnect_max);
+    reconnect_timer_.async_wait([this, alive = weakSelf()](const boost::system::error_code& ec) {
+      if (!ec && alive.lock()) connect();
+    });
+  }
+
+  void onClosed(virConnectPtr closed, int reason) {
+    if (!conn_ || conn_.get() != closed) return;
+    // Keep the inventory: while disconnected it is the last known state.
+    conn_.reset();
+    const std::string why = closeReason(reason);
+    spdlog::warn("{} ({}); reconnecting", why, settings_.uri);
+    setState(ConnectionState::disconnected, why);
+    scheduleReconnect();
+  }
+
+  // Re-reads the domain on the reader thread (in event order), then updates
+  // the inventory and tells the observer, so the observer sees the new state.
+  void onDomainEvent(virConnectPtr conn, virDomainPtr dom, DomainEventKind kind) {
+    char uuid[VIR_UUID_STRING_BUFLEN] = {};
+    virDomainGetUUIDString(dom, uuid);
+    const char* name = virDomainGetName(dom);
+    DomainEvent event{kind, uuid, name ? name : ""};
+    virConnectRef(conn);
+    SharedConnection held(conn, libvirt::ConnectionCloser{});
+    asio::post(reader_, [this, alive = weakSelf(), held, event] {
+      std::optional<DomainInfo> info;
+      bool known = true;
+      try {
+        info = libvirt::readDomainByUuid(held.get(), event.uuid);
+      } catch (const std::runtime_error& e) {
+        spdlog::warn("after event {} of domain '{}': {}", toString(event.kind), event.name,
+                     e.what());
+        known = false;
+      }
+      asio::post(io_, [this, alive, event, info = std::move(info), known] {
+        if (!alive.lock()) return;
+        if (info)
+          inventory_[event.uuid] = *info;
+        else if (known)
+          inventory_.erase(event.uuid);
+        if (observer_) observer_->onDomainEvent(event);
+      });
+    });
+  }
+
+  static int onLifecycleEvent(virConnectPtr conn, virDomainPtr dom, int event, int detail,
+                              void* opaque) {
+    static_cast<LibvirtHypervisor*>(opaque)->onDomainEvent(conn, dom, mapLifecycle(event, detail));
+    return 0;
+  }
+
+  static void onMetadataEvent(virConnectPtr conn, virDomainPtr dom, int, const char*,
+                              void* opaque) {
+    static_cast<LibvirtHypervisor*>(opaque)->onDomainEvent(conn, dom, DomainEventKind::changed);
+  }
+
+  // libvirt may report the close from any thread that notices it.
+  static void onClose(virConnectPtr conn, int reason, void* opaque) {
+    auto* self = static_cast<LibvirtHypervisor*>(opaque);
+    asio::post(self->io_, [self, alive = self->weakSelf(), conn, reason] {
+      if (alive.lock()) self->onClosed(conn, reason);
+    });
+  }
+
+  asio::io_context& io_;
+  LibvirtSettings settings_;
+  HypervisorObserver* observer_ = nullptr;
+  ConnectionState state_ = ConnectionState::connecting;
+  std::string state_detail_;
+  SharedConnection conn_;
+  std::string driver_type_;
+  std::map<std::string, DomainInfo> inventory_;  // by UUID
+  asio::steady_timer reconnect_timer_;
+  std::chrono::milliseconds backoff_;
+  std::atomic<bool> stopping_{false};
+  // Posted handlers hold a weak_ptr to this and skip their work once the
+  // hypervisor is gone.
+  std::shared_ptr<int> lifetime_ = std::make_shared<int>(0);
+  asio::thread_pool reader_{1};
+  asio::thread_pool workers_;
+};
+
+}  // namespace
+
+std::unique_ptr<Hypervisor> makeLibvirtHypervisor(asio::io_context& io, LibvirtSettings settings) {
+  return std::make_unique<LibvirtHypervisor>(io, std::move(settings));
+}
+
+}  // namespace hostmaint::hv

@@ -1,1 +1,0 @@
-// Placeholder until this directory has real sources; delete then.
