@@ -139,8 +139,11 @@ TEST_F(LibvirtHypervisorTest, TheTestDriverCannotMigrate) {
 TEST_F(LibvirtHypervisorTest, ManagedSaveThenStartRestores) {
   auto saved = act(request(hv::ActionKind::managed_save, kWeb1, "web1"));
   ASSERT_TRUE(saved.ok) << saved.message;
-  ASSERT_TRUE(runUntil([&] { return observer.saw(hv::DomainEventKind::saved, kWeb1); }));
   auto web1 = hypervisor->domain(kWeb1);
+  ASSERT_TRUE(web1);
+  EXPECT_EQ(web1->state, hv::DomainRunState::shutoff) << "the inventory is current when done runs";
+  ASSERT_TRUE(runUntil([&] { return observer.saw(hv::DomainEventKind::saved, kWeb1); }));
+  web1 = hypervisor->domain(kWeb1);
   ASSERT_TRUE(web1);
   EXPECT_EQ(web1->state, hv::DomainRunState::shutoff);
   EXPECT_TRUE(web1->has_managed_save);

@@ -129,8 +129,26 @@ class LibvirtHypervisor final : public Hypervisor {
                           ctx = std::move(ctx)]() mutable {
       ActionResult result = libvirt::runAction(conn.get(), request, ctx);
       if (!result.ok) spdlog::warn("{}", result.message);
-      asio::post(io_, [alive, done = std::move(done), result = std::move(result)] {
-        if (alive.lock()) done(result);
+      // Re-read the domain before reporting, so that whoever hears `done`
+      // sees the state the action left (the lifecycle event may come later).
+      std::optional<DomainInfo> after;
+      bool known = false;
+      if (conn) {
+        try {
+          after = libvirt::readDomainByUuid(conn.get(), request.uuid);
+          known = true;
+        } catch (const std::runtime_error& e) {
+          spdlog::warn("after {}: {}", libvirt::actionVerb(request.kind), e.what());
+        }
+      }
+      asio::post(io_, [this, alive, uuid = request.uuid, after = std::move(after), known,
+                       done = std::move(done), result = std::move(result)] {
+        if (!alive.lock()) return;
+        if (after)
+          inventory_[uuid] = *after;
+        else if (known)
+          inventory_.erase(uuid);
+        done(result);
       });
     });
   }
