@@ -63,6 +63,24 @@ TEST_F(EngineRecovery, ScheduledSessionSurvivesARestartWithAcks) {
   EXPECT_TRUE(status().ready);
 }
 
+TEST_F(EngineRecovery, EventsBeforeRecoverDoNotOverwriteTheJournal) {
+  add("web1", {{"maintenance_action", "suspend"}});
+  start();
+  const std::string session = engine->schedule(window(1h));
+  crash();
+  // The daemon connects to libvirt (and gets its inventory) before it
+  // recovers: that must not save an idle state over the maintenance.
+  engine =
+      std::make_unique<agent::MaintenanceEngine>(hypervisor, clock, journal, settings, listener);
+  hypervisor.setObserver(engine.get());
+  const int saves_before = journal.saves();
+  hypervisor.refreshInventory();
+  EXPECT_EQ(journal.saves(), saves_before);
+  engine->recover();
+  EXPECT_EQ(status().phase, HostPhase::scheduled);
+  EXPECT_EQ(status().session_id, session);
+}
+
 TEST_F(EngineRecovery, CrashMidDrainRepeatsNoActionWhoseEffectIsVisible) {
   settings.limits.max_parallel_actions = 6;
   const std::string saved = add("saved", {{"maintenance_action", "suspend"}});

@@ -157,6 +157,10 @@ struct MaintenanceEngine::Impl {
   hv::ConnectionState connection;
   std::string connection_detail;
   bool reconcile_pending = false;  // recovered while not connected
+  // Until recover() has read the journal, nothing may be saved: hypervisor
+  // events that arrive first would otherwise overwrite the saved maintenance
+  // with an idle state.
+  bool recovered = false;
 
   std::optional<std::vector<hv::EvidenceCheck>> evidence;
   std::optional<TimePoint> qemu_grace_until;
@@ -223,6 +227,7 @@ struct MaintenanceEngine::Impl {
   // ---- journal and publication ----------------------------------------------
 
   bool persist() {
+    if (!recovered) return true;
     std::string document = encodeEngineState(state);
     if (document == last_saved) return true;
     try {
@@ -1148,6 +1153,7 @@ void MaintenanceEngine::recover() {
     }
     e.last_saved = *document;
   }
+  e.recovered = true;
   for (DomainRecord& record : e.state.domains) record.completion_pending = false;
   if (e.connected()) {
     e.reconcileAll();
