@@ -145,10 +145,22 @@ class Daemon:
     def stop(self, sig=signal.SIGTERM, timeout=20):
         if self.process and self.process.poll() is None:
             self.process.send_signal(sig)
-            self.process.wait(timeout=timeout)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                stacks = subprocess.run(
+                    ["gdb", "-p", str(self.process.pid), "-batch", "-ex", "thread apply all bt"],
+                    capture_output=True, text=True).stdout
+                self.process.kill()
+                self.process.wait()
+                raise AssertionError(f"hostmaintd did not stop within {timeout}s of signal "
+                                     f"{sig}; its threads were:\n{stacks}")
         if self.notify:
             self.notify.close()
             self.notify = None
+        if getattr(self, "log", None):
+            self.log.close()
+            self.log = None
         return self.process.returncode if self.process else None
 
     def ctl(self, *args, user=None, timeout=60, check=None):
@@ -198,16 +210,23 @@ class DaemonTestCase(unittest.TestCase):
 
     def setUp(self):
         self.workdir = Path(tempfile.mkdtemp(prefix="hostmaint-it-"))
+        # Cleanups run last-in first-out: the directory goes after bus and daemon.
+        self.addCleanup(self._remove_workdir)
         self.bus = PrivateBus(self.workdir)
         self.addCleanup(self.bus.stop)
         self.daemon = Daemon(self.workdir, self.bus, self.node_xml, self.extra_config)
         self.addCleanup(self._stop_daemon)
 
     def _stop_daemon(self):
-        self.daemon.stop()
-        if self._outcome_failed():
-            print(f"\n--- hostmaintd log ({self.daemon.log_path}) ---\n{self.daemon.log_text()[-6000:]}")
-        else:
+        try:
+            self.daemon.stop()
+        finally:
+            if self._outcome_failed():
+                print(f"\n--- hostmaintd log ({self.daemon.log_path}) ---\n"
+                      f"{self.daemon.log_text()[-6000:]}")
+
+    def _remove_workdir(self):
+        if not self._outcome_failed():
             shutil.rmtree(self.workdir, ignore_errors=True)
 
     def _outcome_failed(self):
