@@ -221,6 +221,15 @@ TEST(LibvirtHypervisorConnect, AFailedConnectReportsDisconnectedWithTheError) {
       << observer.states.front().second;
   EXPECT_EQ(hypervisor->connectionState(), hv::ConnectionState::disconnected);
   EXPECT_TRUE(hypervisor->domains().empty());
+
+  // Without libvirt, an empty inventory proves nothing.
+  const auto report = hypervisor->probeEmptiness({});
+  EXPECT_FALSE(report.empty());
+  for (const auto& check : report.checks)
+    if (check.name == "no-active-domains") {
+      EXPECT_FALSE(check.ok);
+      EXPECT_EQ(check.detail.rfind("not connected to " + settings.uri, 0), 0u) << check.detail;
+    }
 }
 
 }  // namespace
