@@ -2,7 +2,11 @@
 // hypervisor, served by AgentService on one io_context; a client on the same
 // loop calls methods and reads properties and PropertiesChanged signals.
 #include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
+#include <cstring>
 #include <chrono>
 #include <fstream>
 #include <map>
@@ -17,6 +21,7 @@
 #include "hostmaint/agent/engine.hpp"
 #include "hostmaint/agent/service/agent_object.hpp"
 #include "hostmaint/agent/service/agent_service.hpp"
+#include "hostmaint/agent/service/service_notifier.hpp"
 #include "hostmaint/agent/status_json.hpp"
 #include "support/fake_clock.hpp"
 #include "support/fake_hypervisor.hpp"
@@ -424,6 +429,57 @@ TEST(ChangedProperties, NamesExactlyTheValuesThatDiffer) {
   after.status_json = "{\"generation\":2}";
   EXPECT_EQ(changedProperties(before, after),
             (std::vector<std::string>{"Phase", "WindowEnd", "Domains", "StatusJSON"}));
+}
+
+}  // namespace
+}  // namespace hostmaint::service
+
+namespace hostmaint::service {
+namespace {
+
+// A service manager that stops reading must not stall the event loop: after
+// READY=1, updates are sent without waiting and dropped when its queue is full.
+TEST(ServiceNotifierTest, UpdatesNeverBlockOnAManagerThatDoesNotRead) {
+  std::string pattern = (fs::temp_directory_path() / "hostmaint-notify-XXXXXX").string();
+  ASSERT_NE(mkdtemp(pattern.data()), nullptr);
+  const fs::path socket_path = fs::path(pattern) / "notify";
+  const int manager = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(manager, 0);
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  std::strncpy(address.sun_path, socket_path.c_str(), sizeof address.sun_path - 1);
+  ASSERT_EQ(bind(manager, reinterpret_cast<const sockaddr*>(&address), sizeof address), 0);
+  setenv("NOTIFY_SOCKET", socket_path.c_str(), 1);
+  {
+    ServiceNotifier notifier;
+    notifier.ready("idle");
+    // Far more than a unix datagram queue holds (net.unix.max_dgram_qlen, 10 by default).
+    for (int i = 0; i < 500; ++i) notifier.status("update " + std::to_string(i));
+    notifier.stopping();
+  }
+  unsetenv("NOTIFY_SOCKET");
+  char buffer[512] = {};
+  const ssize_t got = recv(manager, buffer, sizeof buffer - 1, MSG_DONTWAIT);
+  ASSERT_GT(got, 0);
+  EXPECT_EQ(std::string(buffer), "READY=1\nSTATUS=idle");
+  std::memset(buffer, 0, sizeof buffer);
+  ASSERT_GT(recv(manager, buffer, sizeof buffer - 1, MSG_DONTWAIT), 0);
+  EXPECT_EQ(std::string(buffer), "STATUS=update 0");
+  close(manager);
+  fs::remove_all(pattern);
+}
+
+TEST(StatusLineTest, SaysPhaseReadinessAndStages) {
+  agent::HostStatus status;
+  status.phase = agent::HostPhase::draining;
+  status.hypervisor_connection = hv::ConnectionState::disconnected;
+  agent::DomainStatus done;
+  done.stage = agent::DomainStage::done;
+  agent::DomainStatus acting;
+  acting.stage = agent::DomainStage::acting;
+  status.domains = {done, acting, done};
+  EXPECT_EQ(statusLine(status),
+            "draining, not ready, 3 domains (1 acting, 2 done), hypervisor disconnected");
 }
 
 }  // namespace

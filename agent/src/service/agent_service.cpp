@@ -10,19 +10,23 @@
 namespace hostmaint::service {
 
 // The engine is the hypervisor's observer; this forwards to it and then
-// re-arms the wakeup timer, since an event may move the engine's next deadline.
+// re-arms the wakeup timer, since an event may move the engine's next
+// deadline. Before the engine is attached (the daemon waits for the first
+// inventory before building it) events are only noted: an engine entry point
+// before recover() would journal a fresh state over the saved one.
 class AgentService::RearmingObserver final : public hv::HypervisorObserver {
  public:
-  RearmingObserver(AgentService& service, agent::MaintenanceEngine& engine)
-      : service_(service), engine_(engine) {}
+  explicit RearmingObserver(AgentService& service) : service_(service) {}
 
   void onDomainEvent(const hv::DomainEvent& event) override {
-    engine_.onDomainEvent(event);
+    if (!service_.engine_) return;
+    service_.engine_->onDomainEvent(event);
     service_.rearm();
   }
   void onInventoryRefreshed() override {
-    engine_.onInventoryRefreshed();
     service_.inventory_received_ = true;
+    if (!service_.engine_) return;
+    service_.engine_->onInventoryRefreshed();
     service_.rearm();
   }
   void onConnectionStateChanged(hv::ConnectionState state, const std::string& detail) override {
@@ -30,13 +34,13 @@ class AgentService::RearmingObserver final : public hv::HypervisorObserver {
       spdlog::info("hypervisor connected{}", detail.empty() ? "" : ": " + detail);
     else
       spdlog::warn("hypervisor {}{}", hv::toString(state), detail.empty() ? "" : ": " + detail);
-    engine_.onConnectionStateChanged(state, detail);
+    if (!service_.engine_) return;
+    service_.engine_->onConnectionStateChanged(state, detail);
     service_.rearm();
   }
 
  private:
   AgentService& service_;
-  agent::MaintenanceEngine& engine_;
 };
 
 AgentService::AgentService(boost::asio::io_context& io, const agent::WallClock& clock,
@@ -45,13 +49,13 @@ AgentService::AgentService(boost::asio::io_context& io, const agent::WallClock& 
       clock_(clock),
       options_(std::move(options)),
       status_file_(options_.runtime_dir),
+      observer_(std::make_unique<RearmingObserver>(*this)),
       wakeup_(io) {}
 
 AgentService::~AgentService() = default;
 
 void AgentService::attach(agent::MaintenanceEngine& engine) {
   engine_ = &engine;
-  observer_ = std::make_unique<RearmingObserver>(*this, engine);
 }
 
 hv::HypervisorObserver& AgentService::hypervisorObserver() { return *observer_; }

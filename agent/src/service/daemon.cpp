@@ -8,6 +8,9 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <csignal>
+#include <functional>
+#include <memory>
+#include <optional>
 #include <string>
 #include <system_error>
 
@@ -112,9 +115,7 @@ int runDaemon(agent::Config config, const DaemonOptions& options) {
   auto event_loop = hv::installAsioEventLoop(io);
   std::unique_ptr<hv::Hypervisor> hypervisor =
       hv::makeLibvirtHypervisor(io, libvirtSettingsFrom(config));
-  agent::FileJournal journal(config.paths.state_dir);
   agent::SystemWallClock clock;
-  ServiceNotifier notifier;
 
   AgentServiceOptions service_options;
   service_options.runtime_dir = config.paths.runtime_dir;
@@ -125,10 +126,16 @@ int runDaemon(agent::Config config, const DaemonOptions& options) {
     io.stop();
   };
   AgentService service(io, clock, service_options);
-  agent::MaintenanceEngine engine(*hypervisor, clock, journal,
-                                  agent::engineSettingsFrom(config, host), service);
-  service.attach(engine);
   hypervisor->setObserver(&service.hypervisorObserver());
+  // Whatever way this function returns, the hypervisor (destroyed last) must
+  // not call into the service or engine after they are gone.
+  struct ObserverDetach {
+    hv::Hypervisor& hypervisor;
+    ~ObserverDetach() { hypervisor.setObserver(nullptr); }
+  } detach_observer{*hypervisor};
+  agent::FileJournal journal(config.paths.state_dir);
+  // Built after the first inventory (below); the signal handler may run before.
+  std::optional<agent::MaintenanceEngine> engine;
 
   boost::asio::signal_set signals(io, SIGTERM, SIGINT, SIGHUP);
   std::function<void()> await_signal = [&] {
@@ -138,7 +145,7 @@ int runDaemon(agent::Config config, const DaemonOptions& options) {
         try {
           agent::Config loaded = agent::loadConfig(options.config_path, options.config_must_exist);
           warnAboutRestartOnlyKeys(config, loaded);
-          engine.updateSettings(agent::engineSettingsFrom(loaded, host));
+          if (engine) engine->updateSettings(agent::engineSettingsFrom(loaded, host));
           service.setCallerPolicy(CallerPolicy{loaded.dbus.admin_group});
           spdlog::set_level(effectiveLevel(loaded, options));
           config = std::move(loaded);
@@ -152,7 +159,7 @@ int runDaemon(agent::Config config, const DaemonOptions& options) {
         return;
       }
       spdlog::info("stopping on {}", signal_number == SIGTERM ? "SIGTERM" : "SIGINT");
-      notifier.stopping();
+      service.notifier().stopping();
       stop_requested = true;
       // Actions already started keep running in libvirt; the journal has them
       // and a restarted daemon picks them up.
@@ -176,7 +183,18 @@ int runDaemon(agent::Config config, const DaemonOptions& options) {
                  "connects",
                  config.libvirt.uri, options.connect_timeout.count());
 
-  engine.recover();
+  // The engine takes the hypervisor's connection state when it is built, so
+  // it is built now, and recovers before the loop delivers any other event.
+  engine.emplace(*hypervisor, clock, journal, agent::engineSettingsFrom(config, host), service);
+  service.attach(*engine);
+  try {
+    engine->recover();
+  } catch (const agent::JournalError& error) {
+    // Starting afresh would forget a maintenance in progress: refuse instead.
+    spdlog::critical("{} ({}); fix or move it aside to start without it", error.what(),
+                     journal.path().string());
+    return 1;
+  }
 
   try {
     service.serve(openSystemBus());
@@ -184,15 +202,14 @@ int runDaemon(agent::Config config, const DaemonOptions& options) {
     spdlog::critical("{}", error.what());
     return 1;
   }
-  WatchdogKeepalive watchdog(io);
-  notifier.ready(statusLine(engine.status()));
+  WatchdogKeepalive watchdog(io, service.notifier());
+  service.notifier().ready(statusLine(engine->status()));
   spdlog::info("hostmaintd {} ready: {} on {}, serving {} on the system bus at {}",
-               HOSTMAINT_VERSION, statusLine(engine.status()), config.libvirt.uri, kBusName,
+               HOSTMAINT_VERSION, statusLine(engine->status()), config.libvirt.uri, kBusName,
                systemBusAddress());
 
   io.run();
   watchdog.stop();
-  hypervisor->setObserver(nullptr);
   return exit_status;
 }
 

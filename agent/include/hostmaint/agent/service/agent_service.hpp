@@ -37,9 +37,11 @@ class AgentService final : public agent::EngineListener {
   AgentService(const AgentService&) = delete;
   AgentService& operator=(const AgentService&) = delete;
 
-  // The engine is built with this service as its listener, then attached.
+  // The engine is built with this service as its listener, then attached;
+  // call recover() right after, before the loop runs again.
   void attach(agent::MaintenanceEngine& engine);
-  // The hypervisor's observer: forwards to the engine, then re-arms.
+  // The hypervisor's observer: forwards to the engine once attached, then
+  // re-arms. Before that it only notes the first inventory.
   hv::HypervisorObserver& hypervisorObserver();
   // True once the hypervisor reported a connection and a full inventory.
   bool inventoryReceived() const { return inventory_received_; }
@@ -58,6 +60,7 @@ class AgentService final : public agent::EngineListener {
   void onStatusChanged(const agent::HostStatus& status) override;
 
   const StatusFile& statusFile() const { return status_file_; }
+  const ServiceNotifier& notifier() const { return notifier_; }
 
  private:
   class RearmingObserver;
