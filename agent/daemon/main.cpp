@@ -1,10 +1,10 @@
 // hostmaintd: parse flags, load the configuration, run (agent/src/service/daemon.cpp).
+#include <spdlog/spdlog.h>
+
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <iostream>
 #include <string>
-
-#include <spdlog/spdlog.h>
 
 #include "hostmaint/agent/config.hpp"
 #include "hostmaint/agent/service/daemon.hpp"

@@ -1,5 +1,7 @@
 // BusDispatcher: sd-bus driven by an io_context against a private dbus-daemon.
 // Server and client both live on the one io_context, as in the daemon.
+#include "hostmaint/agent/service/asio_sd_bus.hpp"
+
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 
@@ -7,7 +9,6 @@
 #include <optional>
 #include <string>
 
-#include "hostmaint/agent/service/asio_sd_bus.hpp"
 #include "support/private_dbus.hpp"
 
 namespace hostmaint::service {
@@ -62,9 +63,9 @@ class AsioSdBusTest : public ::testing::Test {
     server = openBusAt(bus.address());
     client = openBusAt(bus.address());
     sd_bus_slot* raw = nullptr;
-    ASSERT_GE(sd_bus_add_object_vtable(server.get(), &raw, "/test", "org.test.Echo", kEchoVtable,
-                                       &echo),
-              0);
+    ASSERT_GE(
+        sd_bus_add_object_vtable(server.get(), &raw, "/test", "org.test.Echo", kEchoVtable, &echo),
+        0);
     object_slot.reset(raw);
     requestBusName(server.get(), "org.test.Echo");
     server_dispatcher.emplace(io, server.get());

@@ -6,17 +6,16 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include <cstring>
 #include <chrono>
+#include <cstring>
 #include <fstream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
+#include <pugixml.hpp>
 #include <set>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
-#include <pugixml.hpp>
 
 #include "hostmaint/agent/engine.hpp"
 #include "hostmaint/agent/service/agent_object.hpp"
@@ -140,9 +139,8 @@ class DbusServiceTest : public ::testing::Test {
   CallResult call(const char* interface, const char* method, const char* types, Args... args) {
     CallResult result;
     sd_bus_slot* raw = nullptr;
-    const int sent = sd_bus_call_method_async(client.get(), &raw, kBusName, kObjectPath,
-                                              interface, method, &CallResult::handle, &result,
-                                              types, args...);
+    const int sent = sd_bus_call_method_async(client.get(), &raw, kBusName, kObjectPath, interface,
+                                              method, &CallResult::handle, &result, types, args...);
     SlotPtr slot(raw);
     EXPECT_GE(sent, 0) << method;
     client_dispatcher->kick();
@@ -156,8 +154,7 @@ class DbusServiceTest : public ::testing::Test {
   }
 
   MessagePtr property(const char* name, const char* type) {
-    CallResult result =
-        call("org.freedesktop.DBus.Properties", "Get", "ss", kInterface, name);
+    CallResult result = call("org.freedesktop.DBus.Properties", "Get", "ss", kInterface, name);
     EXPECT_EQ(result.error_name, "") << name << ": " << result.error_message;
     EXPECT_GE(sd_bus_message_enter_container(result.reply.get(), SD_BUS_TYPE_VARIANT, type), 0)
         << name;
@@ -186,8 +183,8 @@ class DbusServiceTest : public ::testing::Test {
     std::vector<std::vector<std::string>> rows;
     EXPECT_GE(sd_bus_message_enter_container(reply.get(), SD_BUS_TYPE_ARRAY, "(sssssss)"), 0);
     const char* f[7] = {};
-    while (sd_bus_message_read(reply.get(), "(sssssss)", &f[0], &f[1], &f[2], &f[3], &f[4],
-                               &f[5], &f[6]) > 0)
+    while (sd_bus_message_read(reply.get(), "(sssssss)", &f[0], &f[1], &f[2], &f[3], &f[4], &f[5],
+                               &f[6]) > 0)
       rows.emplace_back(f, f + 7);
     return rows;
   }

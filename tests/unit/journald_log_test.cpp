@@ -1,17 +1,16 @@
 // hostmaintd's log lines: "<N>" syslog priority prefixes and no timestamp
 // under the journal; timestamped lines otherwise.
+#include "hostmaint/agent/service/journald_log.hpp"
+
 #include <gtest/gtest.h>
+#include <spdlog/logger.h>
+#include <spdlog/sinks/ostream_sink.h>
 
 #include <cstdlib>
 #include <optional>
 #include <regex>
 #include <sstream>
 #include <string>
-
-#include <spdlog/logger.h>
-#include <spdlog/sinks/ostream_sink.h>
-
-#include "hostmaint/agent/service/journald_log.hpp"
 
 namespace hostmaint::service {
 namespace {
@@ -38,7 +37,9 @@ TEST(JournaldLog, PrefixesEachLevelWithItsSyslogPriority) {
 TEST(JournaldLog, OutsideTheJournalLinesCarryTimeAndLevel) {
   const std::string line = render(false, spdlog::level::warn, "hypervisor disconnected");
   EXPECT_TRUE(std::regex_match(
-      line, std::regex(R"(\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}\] \[warning\] hypervisor disconnected\n)")))
+      line,
+      std::regex(
+          R"(\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}\] \[warning\] hypervisor disconnected\n)")))
       << line;
   EXPECT_EQ(line.find('<'), std::string::npos);
 }

@@ -1,4 +1,6 @@
 // {runtime_dir}/status.json: the status document, replaced atomically.
+#include "hostmaint/agent/service/status_file.hpp"
+
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
@@ -6,12 +8,10 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <nlohmann/json.hpp>
 #include <string>
 
-#include <nlohmann/json.hpp>
-
 #include "hostmaint/agent/journal.hpp"
-#include "hostmaint/agent/service/status_file.hpp"
 #include "hostmaint/agent/status_json.hpp"
 
 namespace hostmaint::service {

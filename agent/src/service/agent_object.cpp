@@ -1,6 +1,7 @@
 #include "hostmaint/agent/service/agent_object.hpp"
 
 #include <grp.h>
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -8,8 +9,6 @@
 #include <chrono>
 #include <cstring>
 #include <optional>
-
-#include <spdlog/spdlog.h>
 
 #include "hostmaint/agent/status_json.hpp"
 
@@ -45,8 +44,8 @@ std::optional<gid_t> groupId(const std::string& group) {
 
 // The property names in vtable order, for changedProperties().
 constexpr std::array kEmittingProperties{
-    "Phase",   "Ready",    "SessionId", "WindowStart",          "WindowEnd",  "Removal",
-    "Reason",  "Blockers", "Evidence",  "Domains", "HypervisorConnection", "StatusJSON",
+    "Phase",    "Ready",    "SessionId", "WindowStart",          "WindowEnd",  "Removal", "Reason",
+    "Blockers", "Evidence", "Domains",   "HypervisorConnection", "StatusJSON",
 };
 
 }  // namespace
@@ -162,13 +161,13 @@ const sd_bus_vtable* AgentObject::vtable() {
       // UNPRIVILEGED: sd-bus's own check would admit only root; authorize()
       // decides instead, so that [dbus] admin_group can work.
       SD_BUS_METHOD_WITH_NAMES("Schedule", "ttbs",
-                               SD_BUS_PARAM(start_usec) SD_BUS_PARAM(end_usec)
-                                   SD_BUS_PARAM(removal) SD_BUS_PARAM(reason),
+                               SD_BUS_PARAM(start_usec) SD_BUS_PARAM(end_usec) SD_BUS_PARAM(removal)
+                                   SD_BUS_PARAM(reason),
                                "s", SD_BUS_PARAM(session_id), &AgentObject::onSchedule,
                                SD_BUS_VTABLE_UNPRIVILEGED),
       SD_BUS_METHOD("Cancel", "", "", &AgentObject::onCancel, SD_BUS_VTABLE_UNPRIVILEGED),
-      SD_BUS_METHOD_WITH_NAMES("Acknowledge", "ss", SD_BUS_PARAM(domain) SD_BUS_PARAM(choice), "",
-                               , &AgentObject::onAcknowledge, SD_BUS_VTABLE_UNPRIVILEGED),
+      SD_BUS_METHOD_WITH_NAMES("Acknowledge", "ss", SD_BUS_PARAM(domain) SD_BUS_PARAM(choice), "", ,
+                               &AgentObject::onAcknowledge, SD_BUS_VTABLE_UNPRIVILEGED),
       SD_BUS_METHOD("Begin", "", "", &AgentObject::onBegin, SD_BUS_VTABLE_UNPRIVILEGED),
       SD_BUS_METHOD("Finish", "", "", &AgentObject::onFinish, SD_BUS_VTABLE_UNPRIVILEGED),
       SD_BUS_VTABLE_END,
@@ -222,14 +221,13 @@ int AgentObject::getProperty(sd_bus*, const char*, const char*, const char* prop
   return sd_bus_error_setf(error, SD_BUS_ERROR_UNKNOWN_PROPERTY, "unknown property %s", property);
 }
 
-int AgentObject::authorize(sd_bus_message* message, const char* method,
-                           sd_bus_error* error) const {
+int AgentObject::authorize(sd_bus_message* message, const char* method, sd_bus_error* error) const {
   sd_bus_creds* raw = nullptr;
-  const int queried = sd_bus_query_sender_creds(
-      message,
-      SD_BUS_CREDS_EUID | SD_BUS_CREDS_EGID | SD_BUS_CREDS_SUPPLEMENTARY_GIDS |
-          SD_BUS_CREDS_AUGMENT,
-      &raw);
+  const int queried =
+      sd_bus_query_sender_creds(message,
+                                SD_BUS_CREDS_EUID | SD_BUS_CREDS_EGID |
+                                    SD_BUS_CREDS_SUPPLEMENTARY_GIDS | SD_BUS_CREDS_AUGMENT,
+                                &raw);
   CredsPtr creds(raw);
   uid_t euid = 0;
   if (queried < 0 || sd_bus_creds_get_euid(creds.get(), &euid) < 0) {
@@ -255,8 +253,7 @@ int AgentObject::authorize(sd_bus_message* message, const char* method,
     spdlog::warn("refused {} from uid {}: not root{}", method, euid,
                  policy_.admin_group.empty() ? "" : " nor in group " + policy_.admin_group);
     if (policy_.admin_group.empty())
-      return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED, "only root may call %s",
-                               method);
+      return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED, "only root may call %s", method);
     return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED,
                              "only root or members of group %s may call %s",
                              policy_.admin_group.c_str(), method);

@@ -1,9 +1,9 @@
 #include "hostmaint/agent/service/agent_service.hpp"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <chrono>
-
-#include <spdlog/spdlog.h>
 
 #include "hostmaint/agent/journal.hpp"
 
@@ -54,9 +54,7 @@ AgentService::AgentService(boost::asio::io_context& io, const agent::WallClock& 
 
 AgentService::~AgentService() = default;
 
-void AgentService::attach(agent::MaintenanceEngine& engine) {
-  engine_ = &engine;
-}
+void AgentService::attach(agent::MaintenanceEngine& engine) { engine_ = &engine; }
 
 hv::HypervisorObserver& AgentService::hypervisorObserver() { return *observer_; }
 
@@ -91,9 +89,8 @@ void AgentService::rearm() {
   // The engine speaks wall-clock time, the timer steady time. Waking at least
   // once a minute lets a wall-clock jump be noticed without a clock watch.
   constexpr auto kLongestSleep = std::chrono::minutes(1);
-  const auto until = std::clamp<agent::Clock::duration>(*next - clock_.now(),
-                                                        agent::Clock::duration::zero(),
-                                                        kLongestSleep);
+  const auto until = std::clamp<agent::Clock::duration>(
+      *next - clock_.now(), agent::Clock::duration::zero(), kLongestSleep);
   wakeup_.expires_after(until);
   wakeup_.async_wait([this](const boost::system::error_code& error) {
     if (error) return;
@@ -125,11 +122,13 @@ void AgentService::onStatusChanged(const agent::HostStatus& status) {
 void AgentService::writeStatusFile(const agent::HostStatus& status) {
   try {
     status_file_.write(status);
-    if (!last_write_error_.empty()) spdlog::info("{} is written again", status_file_.path().string());
+    if (!last_write_error_.empty())
+      spdlog::info("{} is written again", status_file_.path().string());
     last_write_error_.clear();
   } catch (const agent::JournalError& error) {
     // Reported once per distinct failure, not on every change; D-Bus still serves.
-    if (error.what() != last_write_error_) spdlog::error("cannot write the status file: {}", error.what());
+    if (error.what() != last_write_error_)
+      spdlog::error("cannot write the status file: {}", error.what());
     last_write_error_ = error.what();
   }
 }

@@ -1,17 +1,16 @@
 #include "hostmaint/agent/service/asio_sd_bus.hpp"
 
 #include <poll.h>
+#include <spdlog/spdlog.h>
 
-#include <boost/asio/post.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
-
-#include <spdlog/spdlog.h>
 
 namespace hostmaint::service {
 namespace {
@@ -65,8 +64,7 @@ void requestBusName(sd_bus* bus, const std::string& name) {
     throw BusSetupError("cannot own the bus name " + name +
                         ": the bus policy does not allow it (install "
                         "systemd/org.hostmaint.Agent1.conf and run as root)");
-  if (result < 0)
-    throw BusSetupError("cannot own the bus name " + name + ": " + errnoText(result));
+  if (result < 0) throw BusSetupError("cannot own the bus name " + name + ": " + errnoText(result));
 }
 
 struct BusDispatcher::State : std::enable_shared_from_this<BusDispatcher::State> {

@@ -1,5 +1,6 @@
 #include "hostmaint/agent/service/daemon.hpp"
 
+#include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -13,8 +14,6 @@
 #include <optional>
 #include <string>
 #include <system_error>
-
-#include <spdlog/spdlog.h>
 
 #include "hostmaint/agent/engine.hpp"
 #include "hostmaint/agent/journal.hpp"
@@ -179,9 +178,10 @@ int runDaemon(agent::Config config, const DaemonOptions& options) {
   connect_deadline.cancel();
   if (stop_requested || io.stopped()) return exit_status;
   if (!service.inventoryReceived())
-    spdlog::warn("no inventory from {} after {} s; starting without it and reconciling when it "
-                 "connects",
-                 config.libvirt.uri, options.connect_timeout.count());
+    spdlog::warn(
+        "no inventory from {} after {} s; starting without it and reconciling when it "
+        "connects",
+        config.libvirt.uri, options.connect_timeout.count());
 
   // The engine takes the hypervisor's connection state when it is built, so
   // it is built now, and recovers before the loop delivers any other event.

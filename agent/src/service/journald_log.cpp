@@ -1,11 +1,11 @@
 #include "hostmaint/agent/service/journald_log.hpp"
 
-#include <cstdlib>
-#include <string>
-
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
+
+#include <cstdlib>
+#include <string>
 
 namespace hostmaint::service {
 namespace {

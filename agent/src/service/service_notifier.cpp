@@ -1,9 +1,9 @@
 #include "hostmaint/agent/service/service_notifier.hpp"
 
-#include <systemd/sd-daemon.h>
-
+#include <spdlog/spdlog.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -12,8 +12,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
-
-#include <spdlog/spdlog.h>
 
 namespace hostmaint::service {
 
@@ -66,8 +64,7 @@ ServiceNotifier::~ServiceNotifier() {
 
 void ServiceNotifier::sendWithoutWaiting(const std::string& message) const {
   if (fd_ < 0) return;
-  if (send(fd_, message.data(), message.size(), MSG_DONTWAIT | MSG_NOSIGNAL) < 0 &&
-      errno != EAGAIN)
+  if (send(fd_, message.data(), message.size(), MSG_DONTWAIT | MSG_NOSIGNAL) < 0 && errno != EAGAIN)
     spdlog::debug("cannot notify the service manager ({}): {}", message, std::strerror(errno));
 }
 

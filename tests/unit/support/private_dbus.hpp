@@ -29,8 +29,10 @@ namespace hostmaint::fake {
 class PrivateDbus {
  public:
   PrivateDbus() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "hostmaint-bus-XXXXXX").string();
-    if (!mkdtemp(pattern.data())) throw std::system_error(errno, std::generic_category(), "mkdtemp");
+    std::string pattern =
+        (std::filesystem::temp_directory_path() / "hostmaint-bus-XXXXXX").string();
+    if (!mkdtemp(pattern.data()))
+      throw std::system_error(errno, std::generic_category(), "mkdtemp");
     dir_ = pattern;
     int fds[2];
     if (pipe2(fds, O_CLOEXEC) != 0) throw std::system_error(errno, std::generic_category(), "pipe");
@@ -38,7 +40,10 @@ class PrivateDbus {
     posix_spawn_file_actions_init(&actions);
     // dup2 onto itself clears close-on-exec in the child only.
     posix_spawn_file_actions_adddup2(&actions, fds[1], 3);
-    std::vector<std::string> args{"dbus-daemon", "--session", "--nofork", "--nopidfile",
+    std::vector<std::string> args{"dbus-daemon",
+                                  "--session",
+                                  "--nofork",
+                                  "--nopidfile",
                                   "--address=unix:path=" + (dir_ / "bus").string(),
                                   "--print-address=3"};
     std::vector<char*> argv;

@@ -83,9 +83,8 @@ class AgentObject {
   static int onAcknowledge(sd_bus_message* message, void* self, sd_bus_error* error);
   static int onBegin(sd_bus_message* message, void* self, sd_bus_error* error);
   static int onFinish(sd_bus_message* message, void* self, sd_bus_error* error);
-  static int getProperty(sd_bus* bus, const char* path, const char* interface,
-                         const char* property, sd_bus_message* reply, void* self,
-                         sd_bus_error* error);
+  static int getProperty(sd_bus* bus, const char* path, const char* interface, const char* property,
+                         sd_bus_message* reply, void* self, sd_bus_error* error);
 
   // Checks the caller may mutate; fills `error` and returns its negative
   // errno when not. Logs the call with the caller's uid.
