@@ -18,6 +18,11 @@ namespace {
 
 using nlohmann::json;
 
+std::uint64_t generationOf(const json& status) {
+  const auto it = status.find("generation");
+  return it != status.end() && it->is_number_unsigned() ? it->get<std::uint64_t>() : 0;
+}
+
 json parseStatus(const std::string& text) {
   try {
     return json::parse(text);
@@ -196,7 +201,10 @@ int runWait(const std::string& address, const WaitArguments& arguments) {
     switch (watch.next(wake)) {
       case StatusWatch::Event::changed: {
         auto carried = watch.takeStatusJson();
-        status = parseStatus(carried ? *carried : client.statusJson());
+        json next = parseStatus(carried ? *carried : client.statusJson());
+        // Signals queued before the first read carry older documents: the
+        // generation orders them, so the display never steps backwards.
+        if (generationOf(next) >= generationOf(status)) status = std::move(next);
         break;
       }
       case StatusWatch::Event::daemon_gone:
