@@ -1,11 +1,13 @@
 // libvirt's event loop on Asio, driven through libvirt's own public
 // virEvent* entry points (which dispatch to the registered implementation).
 #include <gtest/gtest.h>
+#include <fcntl.h>
 #include <libvirt/libvirt.h>
 #include <unistd.h>
 
 #include <array>
 #include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
 #include <chrono>
 #include <functional>
 
@@ -37,11 +39,13 @@ bool runUntil(const std::function<bool()>& done, std::chrono::milliseconds timeo
 }
 
 // Runs the loop for a while; for asserting that something does NOT happen.
-void runFor(std::chrono::milliseconds span) {
+// Returns how many handlers ran, so a test can tell an idle loop from a
+// spinning one.
+std::size_t runFor(std::chrono::milliseconds span) {
   auto& io = loopIo();
   auto guard = boost::asio::make_work_guard(io);
   io.restart();
-  io.run_for(span);
+  return io.run_for(span);
 }
 
 struct Pipe {
@@ -168,6 +172,117 @@ TEST(LibvirtEventLoop, PeriodicTimeoutRepeatsUntilDisabledAndRemovalFrees) {
   const int after = log.fired;
   runFor(20ms);
   EXPECT_EQ(log.fired, after);
+}
+
+TEST(LibvirtEventLoop, TheSameDescriptorWatchedTwiceFiresBothWatches) {
+  loopIo();
+  Pipe pipe;
+  HandleLog first, second;
+  first.consume_one_byte = second.consume_one_byte = false;
+  const int a =
+      virEventAddHandle(pipe.fds[0], VIR_EVENT_HANDLE_READABLE, onHandle, &first, freeHandleLog);
+  const int b =
+      virEventAddHandle(pipe.fds[0], VIR_EVENT_HANDLE_READABLE, onHandle, &second, freeHandleLog);
+  ASSERT_GT(a, 0);
+  ASSERT_GT(b, 0);
+  ASSERT_EQ(::write(pipe.fds[1], "x", 1), 1);
+  // Registering one fd twice with epoll fails (EEXIST); that must neither
+  // throw out of io.run() nor silence the second watch.
+  ASSERT_NO_THROW(EXPECT_TRUE(runUntil([&] { return first.calls >= 1 && second.calls >= 1; })));
+  virEventRemoveHandle(a);
+  virEventRemoveHandle(b);
+  ASSERT_TRUE(runUntil([&] { return first.freed == 1 && second.freed == 1; }));
+}
+
+TEST(LibvirtEventLoop, AClosedDescriptorIsRefusedAtOnce) {
+  loopIo();
+  int fd = -1;
+  {
+    Pipe pipe;
+    fd = pipe.fds[0];
+  }
+  HandleLog log;
+  EXPECT_EQ(virEventAddHandle(fd, VIR_EVENT_HANDLE_READABLE, onHandle, &log, freeHandleLog), -1);
+  ASSERT_NO_THROW(runFor(20ms));
+  EXPECT_EQ(log.calls, 0);
+  EXPECT_EQ(log.freed, 0) << "libvirt frees the opaque itself when adding fails";
+}
+
+TEST(LibvirtEventLoop, ARegularFileIsAlwaysReadable) {
+  loopIo();
+  char path[] = "/tmp/hostmaint-event-loop-XXXXXX";
+  const int fd = ::mkstemp(path);
+  ASSERT_GE(fd, 0);
+  ::unlink(path);
+  HandleLog log;
+  log.consume_one_byte = false;
+  const int id = virEventAddHandle(fd, VIR_EVENT_HANDLE_READABLE, onHandle, &log, freeHandleLog);
+  ASSERT_GT(id, 0);
+  ASSERT_NO_THROW(EXPECT_TRUE(runUntil([&] { return log.calls >= 2; })));
+  EXPECT_TRUE(log.last_events & VIR_EVENT_HANDLE_READABLE);
+  virEventRemoveHandle(id);
+  ASSERT_TRUE(runUntil([&] { return log.freed == 1; }));
+  ::close(fd);
+}
+
+TEST(LibvirtEventLoop, ADescriptorClosedBeforeItsWatchIsRemovedDoesNotSpinTheLoop) {
+  loopIo();
+  Pipe pipe;
+  HandleLog log;
+  log.consume_one_byte = false;
+  const int id =
+      virEventAddHandle(pipe.fds[0], VIR_EVENT_HANDLE_READABLE, onHandle, &log, freeHandleLog);
+  runFor(5ms);
+  ::close(pipe.fds[0]);
+  pipe.fds[0] = -1;
+  // libvirt re-arms its watches at any time (a worker's RPC call does).
+  virEventUpdateHandle(id, VIR_EVENT_HANDLE_READABLE);
+  // Nothing is ready, so an idle loop runs a handful of handlers at most; a
+  // loop that re-arms on POLLNVAL runs thousands.
+  EXPECT_LT(runFor(50ms), 20u);
+  virEventRemoveHandle(id);
+  ASSERT_TRUE(runUntil([&] { return log.freed == 1; }));
+}
+
+TEST(LibvirtEventLoop, WatchingLeavesTheDescriptorsBlockingModeAlone) {
+  loopIo();
+  Pipe pipe;
+  ASSERT_EQ(::fcntl(pipe.fds[0], F_GETFL) & O_NONBLOCK, 0);
+  HandleLog log;
+  const int id =
+      virEventAddHandle(pipe.fds[0], VIR_EVENT_HANDLE_READABLE, onHandle, &log, freeHandleLog);
+  runFor(10ms);
+  ASSERT_EQ(::write(pipe.fds[1], "x", 1), 1);
+  ASSERT_TRUE(runUntil([&] { return log.calls >= 1; }));
+  EXPECT_EQ(::fcntl(pipe.fds[0], F_GETFL) & O_NONBLOCK, 0)
+      << "libvirt's fd must stay blocking: its reads would fail with EAGAIN";
+  virEventRemoveHandle(id);
+  ASSERT_TRUE(runUntil([&] { return log.freed == 1; }));
+}
+
+// libvirt closes its fd right after removing the watch; the number may be
+// reused (by another Asio user on the same io_context) before the loop has
+// dropped the watch. Dropping it must not unregister the newcomer.
+TEST(LibvirtEventLoop, ARemovedWatchDoesNotUnregisterTheNextUserOfItsFdNumber) {
+  auto& io = loopIo();
+  auto old_pipe = std::make_unique<Pipe>();
+  HandleLog log;
+  const int reused = old_pipe->fds[0];
+  const int id =
+      virEventAddHandle(old_pipe->fds[0], VIR_EVENT_HANDLE_READABLE, onHandle, &log, freeHandleLog);
+  runFor(10ms);
+  ASSERT_EQ(virEventRemoveHandle(id), 0);
+  old_pipe.reset();  // as libvirt does, before the loop has run again
+  Pipe pipe;
+  ASSERT_EQ(pipe.fds[0], reused) << "the test needs the lowest free fd number back";
+  boost::asio::posix::stream_descriptor newcomer(io, pipe.fds[0]);
+  bool ready = false;
+  newcomer.async_wait(boost::asio::posix::stream_descriptor::wait_read,
+                      [&](const boost::system::error_code& ec) { ready = !ec; });
+  ASSERT_TRUE(runUntil([&] { return log.freed == 1; }));
+  ASSERT_EQ(::write(pipe.fds[1], "x", 1), 1);
+  EXPECT_TRUE(runUntil([&] { return ready; }, 1s));
+  newcomer.release();
 }
 
 }  // namespace

@@ -41,13 +41,14 @@ struct LibvirtSettings {
 class AsioEventLoopRegistration {
  public:
   class Loop;  // defined in the implementation
-  explicit AsioEventLoopRegistration(std::unique_ptr<Loop> loop);
+  // Shared: libvirt's calls from other threads hold the loop while they run.
+  explicit AsioEventLoopRegistration(std::shared_ptr<Loop> loop);
   ~AsioEventLoopRegistration();
   AsioEventLoopRegistration(const AsioEventLoopRegistration&) = delete;
   AsioEventLoopRegistration& operator=(const AsioEventLoopRegistration&) = delete;
 
  private:
-  std::unique_ptr<Loop> loop_;
+  std::shared_ptr<Loop> loop_;
 };
 
 // Installs the Asio-backed event loop. Call once per process, before the
