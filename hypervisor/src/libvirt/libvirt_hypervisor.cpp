@@ -62,6 +62,23 @@ std::string closeReason(int reason) {
   }
 }
 
+class LibvirtHypervisor;
+
+// What libvirt hands back to one connection's callbacks (freed by libvirt's
+// free callback, or by us when registering fails). The generation tells the
+// io thread whether the connection is still the current one: an event queued
+// by a connection that has since been replaced must not touch the inventory
+// read from its successor. `alive` is checked before `self` is used, which
+// also makes a close reported from another thread during destruction safe.
+struct ConnectionCallbacks {
+  LibvirtHypervisor* self;
+  std::weak_ptr<int> alive;
+  asio::io_context& io;
+  unsigned generation;
+};
+
+void freeConnectionCallbacks(void* opaque) { delete static_cast<ConnectionCallbacks*>(opaque); }
+
 class LibvirtHypervisor final : public Hypervisor {
  public:
   LibvirtHypervisor(asio::io_context& io, LibvirtSettings settings)
@@ -179,7 +196,10 @@ class LibvirtHypervisor final : public Hypervisor {
 
   // Opens the connection and reads the inventory on the reader thread.
   void connect() {
-    asio::post(reader_, [this, alive = weakSelf()] {
+    // Every attempt is a new generation: callbacks of older connections are
+    // recognised on the io thread and ignored.
+    const unsigned generation = ++generation_;
+    asio::post(reader_, [this, alive = weakSelf(), generation] {
       virConnectPtr raw = virConnectOpen(settings_.uri.c_str());
       if (!raw) {
         std::string error = "cannot connect to " + settings_.uri + ": " + libvirt::lastError();
@@ -191,16 +211,32 @@ class LibvirtHypervisor final : public Hypervisor {
       if (virConnectSetKeepAlive(raw, static_cast<int>(settings_.keepalive_interval.count()),
                                  settings_.keepalive_count) < 0)
         spdlog::debug("no keepalive on {}: {}", settings_.uri, libvirt::lastError());
+      auto callbacks = [&] {
+        return std::make_unique<ConnectionCallbacks>(
+            ConnectionCallbacks{this, alive, io_, generation});
+      };
+      // libvirt owns a context once registering succeeds (and frees it on
+      // deregistering); a failed registration leaves it to us.
+      auto lifecycle_ctx = callbacks();
       const int lifecycle_id = virConnectDomainEventRegisterAny(
-          raw, nullptr, VIR_DOMAIN_EVENT_ID_LIFECYCLE,
-          VIR_DOMAIN_EVENT_CALLBACK(onLifecycleEvent), this, nullptr);
+          raw, nullptr, VIR_DOMAIN_EVENT_ID_LIFECYCLE, VIR_DOMAIN_EVENT_CALLBACK(onLifecycleEvent),
+          lifecycle_ctx.get(), freeConnectionCallbacks);
+      if (lifecycle_id >= 0) lifecycle_ctx.release();
+      auto metadata_ctx = callbacks();
       const int metadata_id = virConnectDomainEventRegisterAny(
           raw, nullptr, VIR_DOMAIN_EVENT_ID_METADATA_CHANGE,
-          VIR_DOMAIN_EVENT_CALLBACK(onMetadataEvent), this, nullptr);
+          VIR_DOMAIN_EVENT_CALLBACK(onMetadataEvent), metadata_ctx.get(), freeConnectionCallbacks);
+      if (metadata_id >= 0) metadata_ctx.release();
       if (lifecycle_id < 0 || metadata_id < 0)
         spdlog::warn("cannot subscribe to domain events on {}: {}", settings_.uri,
                      libvirt::lastError());
-      virConnectRegisterCloseCallback(raw, onClose, this, nullptr);
+      auto close_ctx = callbacks();
+      if (virConnectRegisterCloseCallback(raw, onClose, close_ctx.get(), freeConnectionCallbacks) ==
+          0)
+        close_ctx.release();
+      else
+        spdlog::warn("cannot learn when the connection to {} closes: {}", settings_.uri,
+                     libvirt::lastError());
       // The deleter unsubscribes so that no callback reaches a stale `this`.
       SharedConnection conn(raw, [lifecycle_id, metadata_id](virConnectPtr c) {
         if (lifecycle_id >= 0) virConnectDomainEventDeregisterAny(c, lifecycle_id);
@@ -212,9 +248,10 @@ class LibvirtHypervisor final : public Hypervisor {
       std::string driver_type = type ? type : "";
       try {
         auto inventory = libvirt::readAllDomains(raw);
-        asio::post(io_, [this, alive, conn, driver_type,
+        asio::post(io_, [this, alive, conn, driver_type, generation,
                          inventory = std::move(inventory)]() mutable {
-          if (alive.lock()) onConnected(std::move(conn), driver_type, std::move(inventory));
+          if (alive.lock() && generation == generation_)
+            onConnected(std::move(conn), driver_type, std::move(inventory));
         });
       } catch (const std::runtime_error& e) {
         std::string error = "connected to " + settings_.uri + " but " + e.what();
@@ -251,8 +288,8 @@ class LibvirtHypervisor final : public Hypervisor {
     });
   }
 
-  void onClosed(virConnectPtr closed, int reason) {
-    if (!conn_ || conn_.get() != closed) return;
+  void onClosed(virConnectPtr closed, int reason, unsigned generation) {
+    if (generation != generation_ || !conn_ || conn_.get() != closed) return;
     // Keep the inventory: while disconnected it is the last known state.
     conn_.reset();
     const std::string why = closeReason(reason);
@@ -263,14 +300,15 @@ class LibvirtHypervisor final : public Hypervisor {
 
   // Re-reads the domain on the reader thread (in event order), then updates
   // the inventory and tells the observer, so the observer sees the new state.
-  void onDomainEvent(virConnectPtr conn, virDomainPtr dom, DomainEventKind kind) {
+  void onDomainEvent(virConnectPtr conn, virDomainPtr dom, DomainEventKind kind,
+                     unsigned generation) {
     char uuid[VIR_UUID_STRING_BUFLEN] = {};
     virDomainGetUUIDString(dom, uuid);
     const char* name = virDomainGetName(dom);
     DomainEvent event{kind, uuid, name ? name : ""};
     virConnectRef(conn);
     SharedConnection held(conn, libvirt::ConnectionCloser{});
-    asio::post(reader_, [this, alive = weakSelf(), held, event] {
+    asio::post(reader_, [this, alive = weakSelf(), held, event, generation] {
       std::optional<DomainInfo> info;
       bool known = true;
       try {
@@ -280,8 +318,13 @@ class LibvirtHypervisor final : public Hypervisor {
                      e.what());
         known = false;
       }
-      asio::post(io_, [this, alive, event, info = std::move(info), known] {
+      asio::post(io_, [this, alive, event, info = std::move(info), known, generation] {
         if (!alive.lock()) return;
+        if (generation != generation_) {
+          spdlog::debug("ignoring event {} of domain '{}' from a replaced connection",
+                        toString(event.kind), event.name);
+          return;
+        }
         if (info)
           inventory_[event.uuid] = *info;
         else if (known)
@@ -291,22 +334,29 @@ class LibvirtHypervisor final : public Hypervisor {
     });
   }
 
+  // Domain events arrive on the io thread (libvirt's event loop runs there).
   static int onLifecycleEvent(virConnectPtr conn, virDomainPtr dom, int event, int detail,
                               void* opaque) {
-    static_cast<LibvirtHypervisor*>(opaque)->onDomainEvent(conn, dom, mapLifecycle(event, detail));
+    const auto* ctx = static_cast<const ConnectionCallbacks*>(opaque);
+    if (ctx->alive.lock())
+      ctx->self->onDomainEvent(conn, dom, mapLifecycle(event, detail), ctx->generation);
     return 0;
   }
 
   static void onMetadataEvent(virConnectPtr conn, virDomainPtr dom, int, const char*,
                               void* opaque) {
-    static_cast<LibvirtHypervisor*>(opaque)->onDomainEvent(conn, dom, DomainEventKind::changed);
+    const auto* ctx = static_cast<const ConnectionCallbacks*>(opaque);
+    if (ctx->alive.lock())
+      ctx->self->onDomainEvent(conn, dom, DomainEventKind::changed, ctx->generation);
   }
 
-  // libvirt may report the close from any thread that notices it.
+  // libvirt may report the close from any thread that notices it, even while
+  // the hypervisor is being destroyed: only the context is read here.
   static void onClose(virConnectPtr conn, int reason, void* opaque) {
-    auto* self = static_cast<LibvirtHypervisor*>(opaque);
-    asio::post(self->io_, [self, alive = self->weakSelf(), conn, reason] {
-      if (alive.lock()) self->onClosed(conn, reason);
+    const auto* ctx = static_cast<const ConnectionCallbacks*>(opaque);
+    asio::post(ctx->io, [self = ctx->self, alive = ctx->alive, generation = ctx->generation,
+                         conn, reason] {
+      if (alive.lock()) self->onClosed(conn, reason, generation);
     });
   }
 
@@ -320,6 +370,7 @@ class LibvirtHypervisor final : public Hypervisor {
   std::map<std::string, DomainInfo> inventory_;  // by UUID
   asio::steady_timer reconnect_timer_;
   std::chrono::milliseconds backoff_;
+  unsigned generation_ = 0;  // of the newest connection attempt; io thread only
   std::atomic<bool> stopping_{false};
   // Posted handlers hold a weak_ptr to this and skip their work once the
   // hypervisor is gone.
