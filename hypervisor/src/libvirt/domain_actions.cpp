@@ -79,6 +79,11 @@ class ActionRun {
       std::this_thread::sleep_for(100ms);
     }
     if (isShutOff()) return succeed();
+    // Stopping the daemon is no timeout: forcing the guest off now would cut
+    // short the grace period it was promised.
+    if (stopping())
+      return fail("interrupted because hostmaintd is stopping; the guest was asked to shut down "
+                  "and may still be shutting down");
     const std::string after = std::to_string(timeout.count()) + "s";
     if (!request_.force_after_timeout) return fail("did not shut down within " + after);
     if (virDomainDestroy(dom_.get()) < 0)
