@@ -103,6 +103,7 @@ void AgentService::onStatusChanged(const agent::HostStatus& status) {
   // Before serve() (recovering, waiting for the hypervisor) nothing is
   // published: clients must not see a half-reconciled state.
   if (!serving_) return;
+  change_log_.record(status);
   writeStatusFile(status);
   if (object_) {
     object_->publish(status);

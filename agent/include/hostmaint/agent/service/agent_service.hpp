@@ -17,6 +17,7 @@
 #include "hostmaint/agent/service/agent_object.hpp"
 #include "hostmaint/agent/service/asio_sd_bus.hpp"
 #include "hostmaint/agent/service/service_notifier.hpp"
+#include "hostmaint/agent/service/status_change_log.hpp"
 #include "hostmaint/agent/service/status_file.hpp"
 
 namespace hostmaint::service {
@@ -78,6 +79,7 @@ class AgentService final : public agent::EngineListener {
   bool inventory_received_ = false;
   bool serving_ = false;
   std::string last_status_line_;
+  StatusChangeLog change_log_;
   std::string last_write_error_;
 
   // Declared last: destroyed first, before the engine they call into.
