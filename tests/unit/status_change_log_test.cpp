@@ -93,7 +93,16 @@ TEST(StatusChangeLog, ReadinessAndConnectionChangesAreNamed) {
   ASSERT_EQ(lines.size(), 2u);
   EXPECT_EQ(lines[0].text, "host is no longer ready: libvirt: disconnected");
   EXPECT_EQ(lines[1].text, "libvirt disconnected: End of file while reading data");
+  EXPECT_EQ(lines[0].level, spdlog::level::warn);
   EXPECT_EQ(lines[1].level, spdlog::level::warn);
+
+  agent::HostStatus finishing = after;
+  finishing.phase = agent::HostPhase::restoring;
+  finishing.ready = false;
+  lines = describeStatusChanges(after, finishing);
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_EQ(lines[1].text, "host is no longer ready");
+  EXPECT_EQ(lines[1].level, spdlog::level::info);
 }
 
 }  // namespace

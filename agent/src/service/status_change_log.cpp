@@ -71,7 +71,10 @@ std::vector<StatusLogLine> describeStatusChanges(const std::optional<agent::Host
       if (!after.blockers.empty()) {
         text += ": " + after.blockers.front().subject + ": " + after.blockers.front().reason;
       }
-      lines.push_back({spdlog::level::warn, text});
+      // Expected when maintenance ends; news when something came back.
+      const bool ending = after.phase == agent::HostPhase::restoring ||
+                          after.phase == agent::HostPhase::idle;
+      lines.push_back({ending ? spdlog::level::info : spdlog::level::warn, text});
     }
   }
   if (before && before->hypervisor_connection != after.hypervisor_connection) {
