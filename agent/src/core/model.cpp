@@ -6,25 +6,13 @@
 #include <array>
 #include <utility>
 
+#include "enum_names.hpp"
+
 namespace hostmaint::agent {
 namespace {
 
-template <typename Enum, std::size_t N>
-std::optional<Enum> lookup(const std::array<std::pair<Enum, std::string_view>, N>& names,
-                           std::string_view text) {
-  for (const auto& [value, name] : names) {
-    if (name == text) return value;
-  }
-  return std::nullopt;
-}
-
-template <typename Enum, std::size_t N>
-std::string_view nameOf(const std::array<std::pair<Enum, std::string_view>, N>& names, Enum value) {
-  for (const auto& [candidate, name] : names) {
-    if (candidate == value) return name;
-  }
-  return "unknown";
-}
+using detail::lookup;
+using detail::nameOf;
 
 constexpr std::array<std::pair<HostPhase, std::string_view>, 6> kHostPhaseNames{{
     {HostPhase::idle, "idle"},

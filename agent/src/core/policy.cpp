@@ -15,6 +15,8 @@
 
 #include "policy_keys.hpp"
 
+#include "enum_names.hpp"
+
 namespace hostmaint::agent {
 namespace {
 
@@ -38,32 +40,10 @@ constexpr std::array<std::pair<AckTimeoutAction, std::string_view>, 2> kAckTimeo
     {AckTimeoutAction::block, "block"},
 }};
 
-template <typename Enum, std::size_t N>
-std::optional<Enum> lookup(const std::array<std::pair<Enum, std::string_view>, N>& names,
-                           std::string_view text) {
-  for (const auto& [value, name] : names) {
-    if (name == text) return value;
-  }
-  return std::nullopt;
-}
+using detail::lookup;
+using detail::nameOf;
 
-template <typename Enum, std::size_t N>
-std::string_view nameOf(const std::array<std::pair<Enum, std::string_view>, N>& names, Enum value) {
-  for (const auto& [candidate, name] : names) {
-    if (candidate == value) return name;
-  }
-  return "unknown";
-}
-
-template <typename Enum, std::size_t N>
-std::string joinNames(const std::array<std::pair<Enum, std::string_view>, N>& names) {
-  std::string out;
-  for (const auto& [value, name] : names) {
-    if (!out.empty()) out += ", ";
-    out += name;
-  }
-  return out;
-}
+using detail::joinNames;
 
 std::string quoted(std::string_view text) { return "'" + std::string(text) + "'"; }
 
