@@ -13,42 +13,19 @@
 #include <string_view>
 
 #include "exit_status.hpp"
+#include "hostmaint/agent/sd_bus_handles.hpp"
 
 namespace hostmaint::ctl {
 
-inline constexpr const char* kBusName = "org.hostmaint.Agent1";
-inline constexpr const char* kObjectPath = "/org/hostmaint/Agent1";
-inline constexpr const char* kInterface = "org.hostmaint.Agent1";
-inline constexpr const char* kRefusedError = "org.hostmaint.Agent1.Error.Refused";
-
-struct BusCloser {
-  // Flush first so a method call queued just before exit still goes out.
-  void operator()(sd_bus* bus) const { sd_bus_flush_close_unref(bus); }
-};
-struct MessageUnref {
-  void operator()(sd_bus_message* message) const { sd_bus_message_unref(message); }
-};
-struct SlotUnref {
-  void operator()(sd_bus_slot* slot) const { sd_bus_slot_unref(slot); }
-};
-using BusPtr = std::unique_ptr<sd_bus, BusCloser>;
-using MessagePtr = std::unique_ptr<sd_bus_message, MessageUnref>;
-using SlotPtr = std::unique_ptr<sd_bus_slot, SlotUnref>;
-
-// Owns an sd_bus_error; freed on scope exit whatever path is taken.
-class BusError {
- public:
-  BusError() = default;
-  BusError(const BusError&) = delete;
-  BusError& operator=(const BusError&) = delete;
-  ~BusError() { sd_bus_error_free(&error_); }
-
-  sd_bus_error* get() { return &error_; }
-  const sd_bus_error* raw() const { return &error_; }
-
- private:
-  sd_bus_error error_ = SD_BUS_ERROR_NULL;
-};
+using sdbus::kBusName;
+using sdbus::kInterface;
+using sdbus::kObjectPath;
+using sdbus::kRefusedError;
+using sdbus::BusError;
+using sdbus::BusPtr;
+using sdbus::CredsPtr;
+using sdbus::MessagePtr;
+using sdbus::SlotPtr;
 
 // What a failed call means for the operator: the exit status and a message.
 // `result` is sd-bus's negative errno, `error` the D-Bus error if one came

@@ -23,10 +23,10 @@
 
 namespace hostmaint::service {
 
-inline constexpr const char* kBusName = "org.hostmaint.Agent1";
-inline constexpr const char* kObjectPath = "/org/hostmaint/Agent1";
-inline constexpr const char* kInterface = "org.hostmaint.Agent1";
-inline constexpr const char* kRefusedError = "org.hostmaint.Agent1.Error.Refused";
+using sdbus::kBusName;
+using sdbus::kInterface;
+using sdbus::kObjectPath;
+using sdbus::kRefusedError;
 
 // The values of the properties as they go on the bus, so "changed" means
 // "a client would see something different".

@@ -12,41 +12,15 @@
 #include <stdexcept>
 #include <string>
 
+#include "hostmaint/agent/sd_bus_handles.hpp"
+
 namespace hostmaint::service {
 
-struct BusCloser {
-  // Flush first: a reply or signal queued just before closing still goes out.
-  void operator()(sd_bus* bus) const { sd_bus_flush_close_unref(bus); }
-};
-struct SlotUnref {
-  void operator()(sd_bus_slot* slot) const { sd_bus_slot_unref(slot); }
-};
-struct MessageUnref {
-  void operator()(sd_bus_message* message) const { sd_bus_message_unref(message); }
-};
-struct CredsUnref {
-  void operator()(sd_bus_creds* creds) const { sd_bus_creds_unref(creds); }
-};
-using BusPtr = std::unique_ptr<sd_bus, BusCloser>;
-using SlotPtr = std::unique_ptr<sd_bus_slot, SlotUnref>;
-using MessagePtr = std::unique_ptr<sd_bus_message, MessageUnref>;
-using CredsPtr = std::unique_ptr<sd_bus_creds, CredsUnref>;
-
-// Owns an sd_bus_error; freed whatever path is taken.
-class BusError {
- public:
-  BusError() = default;
-  BusError(const BusError&) = delete;
-  BusError& operator=(const BusError&) = delete;
-  ~BusError() { sd_bus_error_free(&error_); }
-  sd_bus_error* get() { return &error_; }
-  bool isSet() const { return sd_bus_error_is_set(&error_) != 0; }
-  std::string name() const { return error_.name ? error_.name : ""; }
-  std::string message() const { return error_.message ? error_.message : ""; }
-
- private:
-  sd_bus_error error_ = SD_BUS_ERROR_NULL;
-};
+using sdbus::BusError;
+using sdbus::BusPtr;
+using sdbus::CredsPtr;
+using sdbus::MessagePtr;
+using sdbus::SlotPtr;
 
 // Connecting, registering or owning a name failed; the message says which
 // bus and why.
