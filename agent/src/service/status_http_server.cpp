@@ -1,0 +1,315 @@
+#include "hostmaint/agent/service/status_http_server.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <array>
+#include <boost/asio/ip/address.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http.hpp>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string_view>
+
+#include "hostmaint/agent/status_json.hpp"
+
+namespace hostmaint::service {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+
+namespace {
+
+// A status request has no body and a few short headers; anything larger is
+// not one of ours.
+constexpr std::uint32_t kHeaderLimit = 8 * 1024;
+constexpr std::uint64_t kBodyLimit = 1024;
+
+constexpr std::array kPhases{agent::HostPhase::idle,     agent::HostPhase::scheduled,
+                             agent::HostPhase::draining, agent::HostPhase::empty,
+                             agent::HostPhase::in_maintenance, agent::HostPhase::restoring};
+constexpr std::array kStages{
+    agent::DomainStage::planned,   agent::DomainStage::awaiting_ack, agent::DomainStage::waiting,
+    agent::DomainStage::acting,    agent::DomainStage::done,         agent::DomainStage::failed,
+    agent::DomainStage::blocked,   agent::DomainStage::left,         agent::DomainStage::restoring,
+    agent::DomainStage::restored,  agent::DomainStage::restore_failed};
+
+bool isMigration(const agent::DomainStatus& domain) {
+  return domain.stage == agent::DomainStage::acting && domain.action &&
+         (*domain.action == agent::MaintenanceAction::live_migrate ||
+          *domain.action == agent::MaintenanceAction::cold_migrate);
+}
+
+class MetricsText {
+ public:
+  void family(std::string_view name, std::string_view type, std::string_view help) {
+    out_ += "# HELP ";
+    out_ += name;
+    out_ += ' ';
+    out_ += help;
+    out_ += "\n# TYPE ";
+    out_ += name;
+    out_ += ' ';
+    out_ += type;
+    out_ += '\n';
+  }
+  void sample(std::string_view name, std::uint64_t value) {
+    out_ += name;
+    out_ += ' ' + std::to_string(value) + '\n';
+  }
+  void sample(std::string_view name, std::string_view label, std::string_view label_value,
+              std::uint64_t value) {
+    out_ += name;
+    out_ += '{';
+    out_ += label;
+    out_ += "=\"";
+    for (char c : label_value) {
+      if (c == '\\' || c == '"') out_ += '\\';
+      if (c == '\n') {
+        out_ += "\\n";
+        continue;
+      }
+      out_ += c;
+    }
+    out_ += "\"} " + std::to_string(value) + '\n';
+  }
+  std::string take() { return std::move(out_); }
+
+ private:
+  std::string out_;
+};
+
+}  // namespace
+
+std::string renderMetrics(const agent::HostStatus& status) {
+  MetricsText text;
+  text.family("hostmaint_phase", "gauge", "1 for the host's current maintenance phase, else 0.");
+  for (agent::HostPhase phase : kPhases)
+    text.sample("hostmaint_phase", "phase", agent::toString(phase), phase == status.phase ? 1 : 0);
+  text.family("hostmaint_ready", "gauge",
+              "1 when the host is proven empty and ready for maintenance.");
+  text.sample("hostmaint_ready", status.ready ? 1 : 0);
+  text.family("hostmaint_domains", "gauge", "Domains in the maintenance by stage.");
+  std::map<agent::DomainStage, std::uint64_t> by_stage;
+  for (const auto& domain : status.domains) ++by_stage[domain.stage];
+  for (agent::DomainStage stage : kStages)
+    text.sample("hostmaint_domains", "stage", agent::toString(stage), by_stage[stage]);
+  std::uint64_t migrations = 0;
+  std::uint64_t processed = 0;
+  std::uint64_t remaining = 0;
+  for (const auto& domain : status.domains) {
+    if (!isMigration(domain)) continue;
+    ++migrations;
+    if (domain.progress) {
+      processed += domain.progress->data_processed_bytes;
+      remaining += domain.progress->data_remaining_bytes;
+    }
+  }
+  text.family("hostmaint_migrations_in_flight", "gauge", "Migrations running now.");
+  text.sample("hostmaint_migrations_in_flight", migrations);
+  text.family("hostmaint_migration_processed_bytes", "gauge",
+              "Bytes transferred so far by the migrations running now.");
+  text.sample("hostmaint_migration_processed_bytes", processed);
+  text.family("hostmaint_migration_remaining_bytes", "gauge",
+              "Bytes still to transfer by the migrations running now.");
+  text.sample("hostmaint_migration_remaining_bytes", remaining);
+  text.family("hostmaint_blockers", "gauge", "Reasons the host is not ready.");
+  text.sample("hostmaint_blockers", status.blockers.size());
+  text.family("hostmaint_hypervisor_connected", "gauge",
+              "1 while the connection to the hypervisor is up.");
+  text.sample("hostmaint_hypervisor_connected",
+              status.hypervisor_connection == hv::ConnectionState::connected ? 1 : 0);
+  text.family("hostmaint_status_generation", "gauge",
+              "Generation of the status snapshot, bumped on every change.");
+  text.sample("hostmaint_status_generation", status.generation);
+  return text.take();
+}
+
+std::string renderNotReady(const agent::HostStatus& status) {
+  nlohmann::json blockers = nlohmann::json::array();
+  for (const auto& blocker : status.blockers)
+    blockers.push_back({{"subject", blocker.subject}, {"reason", blocker.reason}});
+  nlohmann::json body{{"ready", false},
+                      {"phase", std::string(agent::toString(status.phase))},
+                      {"blockers", std::move(blockers)}};
+  return body.dump() + "\n";
+}
+
+struct StatusHttpState {
+  StatusHttpState(asio::io_context& io, StatusHttpSettings s) : settings(std::move(s)), acceptor(io) {}
+
+  StatusHttpSettings settings;
+  tcp::acceptor acceptor;
+  agent::HostStatus status;
+  std::size_t connections = 0;
+  // Open connections' streams, to close them when the server goes away.
+  std::map<std::uint64_t, beast::tcp_stream*> open;
+  std::uint64_t next_id = 0;
+};
+
+namespace {
+
+using StatePtr = std::shared_ptr<StatusHttpState>;
+
+}  // namespace
+
+// One connection: read one request within the deadline, answer, close.
+class StatusHttpSession : public std::enable_shared_from_this<StatusHttpSession> {
+ public:
+  StatusHttpSession(StatePtr state, tcp::socket socket)
+      : state_(std::move(state)), stream_(std::move(socket)), id_(state_->next_id++) {
+    ++state_->connections;
+    state_->open.emplace(id_, &stream_);
+    parser_.header_limit(kHeaderLimit);
+    parser_.body_limit(kBodyLimit);
+  }
+  ~StatusHttpSession() {
+    --state_->connections;
+    state_->open.erase(id_);
+  }
+  StatusHttpSession(const StatusHttpSession&) = delete;
+  StatusHttpSession& operator=(const StatusHttpSession&) = delete;
+
+  void start() {
+    stream_.expires_after(state_->settings.request_timeout);
+    http::async_read(stream_, buffer_, parser_,
+                     [self = shared_from_this()](beast::error_code error, std::size_t) {
+                       self->onRead(error);
+                     });
+  }
+
+ private:
+  void onRead(beast::error_code error) {
+    // Timeout, reset, oversized or malformed request: nothing worth answering.
+    if (error) {
+      close();
+      return;
+    }
+    respond(parser_.get());
+  }
+
+  void respond(const http::request<http::string_body>& request) {
+    response_.version(request.version());
+    response_.keep_alive(false);
+    response_.set(http::field::server, "hostmaintd");
+    response_.set(http::field::cache_control, "no-store");
+    const std::string_view target(request.target().data(), request.target().size());
+    const std::string_view path = target.substr(0, target.find('?'));
+    const agent::HostStatus& status = state_->status;
+    if (path != "/v1/status" && path != "/readyz" && path != "/metrics") {
+      answer(http::status::not_found, "text/plain; charset=utf-8", "not found\n");
+    } else if (request.method() != http::verb::get) {
+      response_.set(http::field::allow, "GET");
+      answer(http::status::method_not_allowed, "text/plain; charset=utf-8",
+             "method not allowed; use GET\n");
+    } else if (path == "/v1/status") {
+      answer(http::status::ok, "application/json",
+             agent::statusToJson(status).dump() + "\n");
+    } else if (path == "/readyz") {
+      if (status.ready)
+        answer(http::status::ok, "text/plain; charset=utf-8", "ready\n");
+      else
+        answer(http::status::service_unavailable, "application/json", renderNotReady(status));
+    } else {
+      answer(http::status::ok, "text/plain; version=0.0.4; charset=utf-8", renderMetrics(status));
+    }
+  }
+
+  void answer(http::status code, std::string_view content_type, std::string body) {
+    response_.result(code);
+    response_.set(http::field::content_type,
+                  beast::string_view(content_type.data(), content_type.size()));
+    response_.body() = std::move(body);
+    response_.prepare_payload();
+    // The same deadline covers the write: a client that stops reading is dropped.
+    stream_.expires_after(state_->settings.request_timeout);
+    http::async_write(stream_, response_,
+                      [self = shared_from_this()](beast::error_code, std::size_t) {
+                        self->close();
+                      });
+  }
+
+  void close() {
+    beast::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
+    stream_.close();
+  }
+
+  StatePtr state_;
+  beast::tcp_stream stream_;
+  std::uint64_t id_;
+  beast::flat_buffer buffer_;
+  http::request_parser<http::string_body> parser_;
+  http::response<http::string_body> response_;
+};
+
+namespace {
+
+void accept(const StatePtr& state) {
+  state->acceptor.async_accept(
+      [weak = std::weak_ptr(state)](beast::error_code error, tcp::socket socket) {
+        StatePtr state = weak.lock();
+        if (!state || !state->acceptor.is_open()) return;
+        if (error) {
+          spdlog::debug("http: accept failed: {}", error.message());
+        } else if (state->connections >= state->settings.max_connections) {
+          // Over the cap: closed at once, so idle clients cannot pile up.
+          beast::error_code ignored;
+          socket.close(ignored);
+        } else {
+          std::make_shared<StatusHttpSession>(state, std::move(socket))->start();
+        }
+        accept(state);
+      });
+}
+
+}  // namespace
+
+StatusHttpServer::StatusHttpServer(asio::io_context& io, StatusHttpSettings settings)
+    : state_(std::make_shared<StatusHttpState>(io, std::move(settings))) {}
+
+StatusHttpServer::~StatusHttpServer() {
+  beast::error_code ignored;
+  state_->acceptor.close(ignored);
+  // Closing cancels their pending operations; the sessions then end in the loop.
+  auto open = state_->open;
+  for (auto& [id, stream] : open) {
+    stream->socket().close(ignored);
+  }
+}
+
+void StatusHttpServer::start(const agent::HostStatus& initial) {
+  state_->status = initial;
+  const std::string where =
+      state_->settings.listen_address + ":" + std::to_string(state_->settings.port);
+  beast::error_code error;
+  const asio::ip::address address = asio::ip::make_address(state_->settings.listen_address, error);
+  if (error) throw HttpListenError("cannot listen on " + where + ": " + error.message());
+  const tcp::endpoint endpoint(address, state_->settings.port);
+  auto fail = [&](std::string_view step) {
+    throw HttpListenError("cannot " + std::string(step) + " HTTP endpoint " + where + ": " +
+                          error.message());
+  };
+  if (state_->acceptor.open(endpoint.protocol(), error)) fail("open");
+  if (state_->acceptor.set_option(asio::socket_base::reuse_address(true), error)) fail("set up");
+  if (state_->acceptor.bind(endpoint, error)) fail("bind");
+  if (state_->acceptor.listen(asio::socket_base::max_listen_connections, error)) fail("listen on");
+  accept(state_);
+}
+
+void StatusHttpServer::update(const agent::HostStatus& status) { state_->status = status; }
+
+std::uint16_t StatusHttpServer::port() const {
+  beast::error_code error;
+  if (!state_->acceptor.is_open()) return 0;
+  const auto endpoint = state_->acceptor.local_endpoint(error);
+  return error ? 0 : endpoint.port();
+}
+
+std::size_t StatusHttpServer::openConnections() const { return state_->connections; }
+
+}  // namespace hostmaint::service
