@@ -171,7 +171,7 @@ struct SettingKey {
 
 constexpr unsigned kMaxParallel = 64;
 
-const std::array<SettingKey, 15> kSettings{{
+const std::array<SettingKey, 27> kSettings{{
     {"libvirt", "uri",
      [](Config& c, const toml::node& n) { c.libvirt.uri = readNonEmptyString(n); }},
     {"libvirt", "keepalive_interval",
@@ -236,6 +236,44 @@ const std::array<SettingKey, 15> kSettings{{
        c.dbus.admin_group = std::move(group);
      }},
     {"log", "level", [](Config& c, const toml::node& n) { c.log_level = readWord(n, kLogLevels); }},
+    {"controller", "base_url",
+     [](Config& c, const toml::node& n) {
+       std::string url = readString(n);
+       if (!url.empty() && !url.starts_with("http://") && !url.starts_with("https://"))
+         throw BadValue{"must start with http:// or https://, got '" + url + "'"};
+       c.controller.base_url = std::move(url);
+     }},
+    {"controller", "host_id",
+     [](Config& c, const toml::node& n) { c.controller.host_id = readString(n); }},
+    {"controller", "poll_interval",
+     [](Config& c, const toml::node& n) { c.controller.poll_interval = readDuration(n, 1s, 24h); }},
+    {"controller", "max_backoff",
+     [](Config& c, const toml::node& n) { c.controller.max_backoff = readDuration(n, 1s, 24h); }},
+    {"controller", "heartbeat_interval",
+     [](Config& c, const toml::node& n) {
+       c.controller.heartbeat_interval = readDuration(n, 1s, 24h);
+     }},
+    {"controller", "ca_file",
+     [](Config& c, const toml::node& n) { c.controller.ca_file = readAbsolutePath(n); }},
+    {"controller", "client_cert",
+     [](Config& c, const toml::node& n) { c.controller.client_cert = readAbsolutePath(n); }},
+    {"controller", "client_key",
+     [](Config& c, const toml::node& n) { c.controller.client_key = readAbsolutePath(n); }},
+    {"controller", "token_file",
+     [](Config& c, const toml::node& n) { c.controller.token_file = readAbsolutePath(n); }},
+    {"controller", "connect_timeout",
+     [](Config& c, const toml::node& n) {
+       c.controller.connect_timeout = readDuration(n, 100ms, 10min);
+     }},
+    {"controller", "request_timeout",
+     [](Config& c, const toml::node& n) {
+       c.controller.request_timeout = readDuration(n, 100ms, 1h);
+     }},
+    {"controller", "max_response_bytes",
+     [](Config& c, const toml::node& n) {
+       c.controller.max_response_bytes =
+           static_cast<std::size_t>(readInteger(n, 1024, 64 * 1024 * 1024));
+     }},
 }};
 
 // [policy] keys come from the table shared with the metadata parser.
@@ -368,6 +406,18 @@ class ConfigReader {
              "must not be larger than limits.max_parallel_actions (" +
                  std::to_string(config_.limits.max_parallel_actions) +
                  "), since migrations are actions");
+    }
+    if (config_.controller.token_file && !config_.controller.base_url.empty() &&
+        !config_.controller.base_url.starts_with("https://")) {
+      failAt(origin("controller.base_url", main_file), "controller.base_url",
+             "must be https:// when controller.token_file is set, so the token is not sent "
+             "in clear text");
+    }
+    if (config_.controller.client_cert.has_value() != config_.controller.client_key.has_value()) {
+      const char* key = config_.controller.client_cert ? "controller.client_cert"
+                                                       : "controller.client_key";
+      failAt(origin(key, main_file), key,
+             "controller.client_cert and controller.client_key must be set together");
     }
     if (auto violation = findPolicyViolation(config_.policy)) {
       std::string key = "policy." + violation->key;

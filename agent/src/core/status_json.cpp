@@ -108,7 +108,7 @@ json statusToJson(const HostStatus& status) {
     count = count.get<int>() + 1;
     domains.push_back(domainToJson(domain));
   }
-  return {
+  json document = {
       {"schema_version", kStatusSchemaVersion},
       {"generation", status.generation},
       {"updated_at", formatTime(status.updated_at)},
@@ -128,6 +128,18 @@ json statusToJson(const HostStatus& status) {
       {"counts", std::move(counts)},
       {"domains", std::move(domains)},
   };
+  if (status.controller) {
+    const ControllerHealth& health = *status.controller;
+    auto time = [](TimePoint t) { return formatTime(t); };
+    document["controller"] = {
+        {"state", health.consecutive_failures == 0 ? "ok" : "failing"},
+        {"consecutive_failures", health.consecutive_failures},
+        {"last_success", orNull(health.last_success, time)},
+        {"last_failure", orNull(health.last_failure, time)},
+        {"last_error", orNull(health.last_error, [](const std::string& e) { return e; })},
+    };
+  }
+  return document;
 }
 
 std::string formatTime(TimePoint time) {

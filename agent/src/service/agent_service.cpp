@@ -59,7 +59,9 @@ void AgentService::attach(agent::MaintenanceEngine& engine) { engine_ = &engine;
 hv::HypervisorObserver& AgentService::hypervisorObserver() { return *observer_; }
 
 void AgentService::serve(BusPtr bus, bool claim_name) {
-  writeStatusFile(engine_->status());
+  agent::HostStatus initial = engine_->status();
+  initial.controller = controller_health_;
+  writeStatusFile(initial);
   bus_ = std::move(bus);
   object_ = std::make_unique<AgentObject>(bus_.get(), *engine_, options_.caller_policy,
                                           [this] { rearm(); });
@@ -99,12 +101,27 @@ void AgentService::rearm() {
   });
 }
 
-void AgentService::onStatusChanged(const agent::HostStatus& status) {
+void AgentService::setStatusForwarder(std::function<void(const agent::HostStatus&)> forward) {
+  status_forwarder_ = std::move(forward);
+}
+
+void AgentService::setControllerHealth(agent::ControllerHealth health) {
+  controller_health_ = std::move(health);
+  if (!serving_ || !engine_) return;
+  agent::HostStatus shown = engine_->status();
+  shown.controller = controller_health_;
+  writeStatusFile(shown);
+}
+
+void AgentService::onStatusChanged(const agent::HostStatus& engine_status) {
   // Before serve() (recovering, waiting for the hypervisor) nothing is
   // published: clients must not see a half-reconciled state.
   if (!serving_) return;
+  agent::HostStatus status = engine_status;
+  status.controller = controller_health_;
   change_log_.record(status);
   writeStatusFile(status);
+  if (status_forwarder_) status_forwarder_(status);
   if (object_) {
     object_->publish(status);
     dispatcher_->kick();

@@ -19,6 +19,7 @@
 #include "hostmaint/agent/journal.hpp"
 #include "hostmaint/agent/service/agent_service.hpp"
 #include "hostmaint/agent/service/asio_sd_bus.hpp"
+#include "hostmaint/agent/service/controller_link.hpp"
 #include "hostmaint/agent/service/service_notifier.hpp"
 #include "hostmaint/hypervisor/libvirt_hypervisor.hpp"
 
@@ -116,6 +117,21 @@ int runDaemon(agent::Config config, const DaemonOptions& options) {
       hv::makeLibvirtHypervisor(io, libvirtSettingsFrom(config));
   agent::SystemWallClock clock;
 
+  // The token is checked before anything else is served: a token others can
+  // read must stop the start, not be noticed later.
+  std::unique_ptr<ControllerLink> controller_link;
+  if (!config.controller.base_url.empty()) {
+    try {
+      controller_link = std::make_unique<ControllerLink>(
+          io, config.controller,
+          config.controller.host_id.empty() ? host : config.controller.host_id, clock);
+    } catch (const std::exception& error) {
+      spdlog::critical("cannot set up the controller link to {}: {}", config.controller.base_url,
+                       error.what());
+      return 1;
+    }
+  }
+
   AgentServiceOptions service_options;
   service_options.runtime_dir = config.paths.runtime_dir;
   service_options.caller_policy.admin_group = config.dbus.admin_group;
@@ -201,6 +217,14 @@ int runDaemon(agent::Config config, const DaemonOptions& options) {
   } catch (const BusSetupError& error) {
     spdlog::critical("{}", error.what());
     return 1;
+  }
+  if (controller_link) {
+    service.setStatusForwarder(
+        [&link = *controller_link](const agent::HostStatus& status) { link.offerStatus(status); });
+    controller_link->start(*engine, [&service](const agent::ControllerHealth& health) {
+      service.setControllerHealth(health);
+    });
+    controller_link->offerStatus(engine->status());
   }
   WatchdogKeepalive watchdog(io, service.notifier());
   service.notifier().ready(statusLine(engine->status()));

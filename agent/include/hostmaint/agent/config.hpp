@@ -7,7 +7,9 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <filesystem>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -58,6 +60,23 @@ struct DbusConfig {
   std::string admin_group;
 };
 
+// [controller]: the cloud's maintenance service, polled for the desired
+// state and sent the status. An empty base_url turns the link off.
+struct ControllerConfig {
+  std::string base_url;
+  std::string host_id;  // empty: the host name
+  std::chrono::milliseconds poll_interval{std::chrono::seconds(30)};
+  std::chrono::milliseconds max_backoff{std::chrono::minutes(5)};
+  std::chrono::milliseconds heartbeat_interval{std::chrono::seconds(60)};
+  std::optional<std::filesystem::path> ca_file;
+  std::optional<std::filesystem::path> client_cert;
+  std::optional<std::filesystem::path> client_key;
+  std::optional<std::filesystem::path> token_file;
+  std::chrono::milliseconds connect_timeout{std::chrono::seconds(10)};
+  std::chrono::milliseconds request_timeout{std::chrono::seconds(30)};
+  std::size_t max_response_bytes = 1024 * 1024;
+};
+
 struct Config {
   LibvirtConfig libvirt;
   PathsConfig paths;
@@ -65,6 +84,7 @@ struct Config {
   MigrationConfig migration;
   EvidenceConfig evidence;
   DbusConfig dbus;
+  ControllerConfig controller;
   DomainPolicy policy;  // host defaults, overridden per domain
   std::string log_level = "info";
 

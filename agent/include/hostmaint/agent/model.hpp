@@ -113,6 +113,15 @@ struct DomainStatus {
   std::string policy_error;  // set when the domain's policy metadata is malformed
 };
 
+// The link to the maintenance controller, when one is configured: failing
+// after an error until the next good exchange.
+struct ControllerHealth {
+  int consecutive_failures = 0;
+  std::optional<TimePoint> last_success;
+  std::optional<TimePoint> last_failure;
+  std::optional<std::string> last_error;
+};
+
 struct HostStatus {
   std::uint64_t generation = 0;  // bumped on every change
   TimePoint updated_at{};
@@ -127,6 +136,7 @@ struct HostStatus {
   hv::ConnectionState hypervisor_connection = hv::ConnectionState::connecting;
   std::string hypervisor;  // description (URI)
   std::string hypervisor_detail;
+  std::optional<ControllerHealth> controller;  // unset: no controller configured
 };
 
 // Refusal of a command (schedule/cancel/ack/finish) with the reason, shown

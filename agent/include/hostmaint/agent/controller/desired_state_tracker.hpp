@@ -14,14 +14,8 @@
 
 namespace hostmaint::agent::controller {
 
-struct ControllerHealth {
-  int consecutive_failures = 0;
-  std::optional<TimePoint> last_success;
-  std::optional<TimePoint> last_failure;
-  // The last error, verbatim (HttpError/ProtocolError/checkTransition text);
-  // cleared by the next success.
-  std::optional<std::string> last_error;
-};
+// Shared with the status document (model.hpp), which shows it.
+using ControllerHealth = agent::ControllerHealth;
 
 class DesiredStateTracker {
  public:

@@ -57,6 +57,11 @@ class AgentService final : public agent::EngineListener {
   // Arms the wakeup timer at engine.nextWakeup(), replacing any earlier wakeup.
   void rearm();
 
+  // The controller link: told of every published status (with the
+  // controller health in it), and its health shown in status.json.
+  void setStatusForwarder(std::function<void(const agent::HostStatus&)> forward);
+  void setControllerHealth(agent::ControllerHealth health);
+
   // agent::EngineListener
   void onStatusChanged(const agent::HostStatus& status) override;
 
@@ -81,6 +86,8 @@ class AgentService final : public agent::EngineListener {
   std::string last_status_line_;
   StatusChangeLog change_log_;
   std::string last_write_error_;
+  std::function<void(const agent::HostStatus&)> status_forwarder_;
+  std::optional<agent::ControllerHealth> controller_health_;
 
   // Declared last: destroyed first, before the engine they call into.
   BusPtr bus_;

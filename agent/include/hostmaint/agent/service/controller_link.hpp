@@ -1,0 +1,89 @@
+// ControllerLink makes hostmaintd a party to the controller protocol
+// (docs/controller-api.md): a worker thread polls the desired state and
+// delivers status reports with blocking libcurl calls; what it learns is
+// posted to the io_context, where the engine lives, and applied there. The
+// engine never waits on the network, so local admin control keeps working
+// while the controller is unreachable.
+#pragma once
+
+#include <atomic>
+#include <boost/asio/io_context.hpp>
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+
+#include "hostmaint/agent/config.hpp"
+#include "hostmaint/agent/controller/controller_client.hpp"
+#include "hostmaint/agent/controller/desired_state_tracker.hpp"
+#include "hostmaint/agent/controller/protocol.hpp"
+#include "hostmaint/agent/controller/status_reporter.hpp"
+#include "hostmaint/agent/engine.hpp"
+
+namespace hostmaint::service {
+
+class ControllerLink {
+ public:
+  // Reads the token file (throws controller::TokenFileError naming it) and
+  // builds the HTTP client; the worker starts with start().
+  ControllerLink(boost::asio::io_context& io, const agent::ControllerConfig& config,
+                 std::string host_id, const agent::WallClock& clock);
+  // Stops the worker: a sleeping worker wakes at once, a request in flight
+  // ends within request_timeout.
+  ~ControllerLink();
+  ControllerLink(const ControllerLink&) = delete;
+  ControllerLink& operator=(const ControllerLink&) = delete;
+
+  // `on_health` runs on the io_context whenever the link's health changes.
+  void start(agent::MaintenanceEngine& engine,
+             std::function<void(const agent::ControllerHealth&)> on_health);
+
+  // From the io_context, on every status change: queued for the worker;
+  // only the newest undelivered report is sent.
+  void offerStatus(const agent::HostStatus& status);
+
+ private:
+  void run();
+  void poll();
+  void deliverStatus();
+  void publishHealth(agent::ControllerHealth health);
+  // On the io_context.
+  void reconcile();
+  void refused(const std::string& message);
+
+  boost::asio::io_context& io_;
+  agent::ControllerConfig config_;
+  const agent::WallClock& clock_;
+  agent::controller::ControllerClient client_;
+  agent::controller::StatusReporter reporter_;
+
+  // Worker thread only.
+  agent::controller::DesiredStateTracker tracker_;
+  std::optional<std::string> last_logged_error_;
+
+  // io_context only.
+  agent::MaintenanceEngine* engine_ = nullptr;
+  std::function<void(const agent::ControllerHealth&)> on_health_;
+  agent::ControllerHealth shown_health_;
+  std::optional<agent::controller::DesiredState> desired_;
+  std::optional<std::string> last_refusal_;
+  // What was already asked of the engine, so each command is given once
+  // (a refusal is reported once, not on every status change).
+  std::set<std::string> scheduled_sessions_;
+  std::set<std::string> begun_sessions_;
+  std::set<std::string> acks_given_;  // "session\0domain\0choice"
+
+  std::atomic<bool> draining_{false};
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  bool stop_ = false;
+  bool status_offered_ = false;
+  std::thread worker_;
+};
+
+}  // namespace hostmaint::service
