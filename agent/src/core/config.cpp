@@ -15,6 +15,7 @@
 #include <string_view>
 #include <system_error>
 
+#include <boost/asio/ip/address.hpp>
 #include <toml++/toml.h>
 
 #include "policy_keys.hpp"
@@ -171,7 +172,7 @@ struct SettingKey {
 
 constexpr unsigned kMaxParallel = 64;
 
-const std::array<SettingKey, 27> kSettings{{
+const std::array<SettingKey, 32> kSettings{{
     {"libvirt", "uri",
      [](Config& c, const toml::node& n) { c.libvirt.uri = readNonEmptyString(n); }},
     {"libvirt", "keepalive_interval",
@@ -236,6 +237,30 @@ const std::array<SettingKey, 27> kSettings{{
        c.dbus.admin_group = std::move(group);
      }},
     {"log", "level", [](Config& c, const toml::node& n) { c.log_level = readWord(n, kLogLevels); }},
+    {"http", "enabled",
+     [](Config& c, const toml::node& n) {
+       const auto* value = n.as_boolean();
+       if (value == nullptr) wrongType(n, "a boolean (true or false)");
+       c.http.enabled = value->get();
+     }},
+    {"http", "listen_address",
+     [](Config& c, const toml::node& n) {
+       std::string address = readNonEmptyString(n);
+       boost::system::error_code error;
+       boost::asio::ip::make_address(address, error);
+       if (error) throw BadValue{"'" + address + "' is not an IPv4 or IPv6 address"};
+       c.http.listen_address = std::move(address);
+     }},
+    {"http", "port",
+     [](Config& c, const toml::node& n) {
+       c.http.port = static_cast<std::uint16_t>(readInteger(n, 1, 65535));
+     }},
+    {"http", "max_connections",
+     [](Config& c, const toml::node& n) {
+       c.http.max_connections = static_cast<std::size_t>(readInteger(n, 1, 10000));
+     }},
+    {"http", "request_timeout",
+     [](Config& c, const toml::node& n) { c.http.request_timeout = readDuration(n, 100ms, 10min); }},
     {"controller", "base_url",
      [](Config& c, const toml::node& n) {
        std::string url = readString(n);

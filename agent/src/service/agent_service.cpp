@@ -121,6 +121,7 @@ void AgentService::onStatusChanged(const agent::HostStatus& engine_status) {
   status.controller = controller_health_;
   change_log_.record(status);
   writeStatusFile(status);
+  if (http_server_) http_server_->update(status);
   if (status_forwarder_) status_forwarder_(status);
   if (object_) {
     object_->publish(status);

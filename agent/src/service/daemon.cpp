@@ -21,6 +21,7 @@
 #include "hostmaint/agent/service/asio_sd_bus.hpp"
 #include "hostmaint/agent/service/controller_link.hpp"
 #include "hostmaint/agent/service/service_notifier.hpp"
+#include "hostmaint/agent/service/status_http_server.hpp"
 #include "hostmaint/hypervisor/libvirt_hypervisor.hpp"
 
 namespace hostmaint::service {
@@ -225,6 +226,28 @@ int runDaemon(agent::Config config, const DaemonOptions& options) {
       service.setControllerHealth(health);
     });
     controller_link->offerStatus(engine->status());
+  }
+  // Listening starts once the bus name is ours: a second hostmaintd has
+  // already failed on the name before it could take the port.
+  std::optional<StatusHttpServer> http_server;
+  // The server goes before the service: the service must not hand it a status after.
+  struct HttpDetach {
+    AgentService& service;
+    ~HttpDetach() { service.serveHttp(nullptr); }
+  } detach_http{service};
+  if (config.http.enabled) {
+    http_server.emplace(io, StatusHttpSettings{config.http.listen_address, config.http.port,
+                                               config.http.max_connections,
+                                               config.http.request_timeout});
+    try {
+      http_server->start(engine->status());
+    } catch (const HttpListenError& error) {
+      spdlog::critical("{}", error.what());
+      return 1;
+    }
+    service.serveHttp(&*http_server);
+    spdlog::info("serving status, readiness and metrics on http://{}:{}",
+                 config.http.listen_address, http_server->port());
   }
   WatchdogKeepalive watchdog(io, service.notifier());
   service.notifier().ready(statusLine(engine->status()));

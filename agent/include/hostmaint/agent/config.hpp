@@ -7,6 +7,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <cstddef>
 #include <filesystem>
 #include <optional>
@@ -77,6 +78,15 @@ struct ControllerConfig {
   std::size_t max_response_bytes = 1024 * 1024;
 };
 
+// [http]: the optional local readiness endpoint (docs/http-endpoint.md).
+struct HttpConfig {
+  bool enabled = false;
+  std::string listen_address = "127.0.0.1";
+  std::uint16_t port = 9465;
+  std::size_t max_connections = 64;
+  std::chrono::milliseconds request_timeout{std::chrono::seconds(5)};
+};
+
 struct Config {
   LibvirtConfig libvirt;
   PathsConfig paths;
@@ -84,6 +94,7 @@ struct Config {
   MigrationConfig migration;
   EvidenceConfig evidence;
   DbusConfig dbus;
+  HttpConfig http;
   ControllerConfig controller;
   DomainPolicy policy;  // host defaults, overridden per domain
   std::string log_level = "info";

@@ -19,6 +19,7 @@
 #include "hostmaint/agent/service/service_notifier.hpp"
 #include "hostmaint/agent/service/status_change_log.hpp"
 #include "hostmaint/agent/service/status_file.hpp"
+#include "hostmaint/agent/service/status_http_server.hpp"
 
 namespace hostmaint::service {
 
@@ -62,6 +63,10 @@ class AgentService final : public agent::EngineListener {
   void setStatusForwarder(std::function<void(const agent::HostStatus&)> forward);
   void setControllerHealth(agent::ControllerHealth health);
 
+  // Every published status is also handed to `server` (the HTTP endpoint);
+  // nullptr detaches it.
+  void serveHttp(StatusHttpServer* server) { http_server_ = server; }
+
   // agent::EngineListener
   void onStatusChanged(const agent::HostStatus& status) override;
 
@@ -86,6 +91,7 @@ class AgentService final : public agent::EngineListener {
   std::string last_status_line_;
   StatusChangeLog change_log_;
   std::string last_write_error_;
+  StatusHttpServer* http_server_ = nullptr;
   std::function<void(const agent::HostStatus&)> status_forwarder_;
   std::optional<agent::ControllerHealth> controller_health_;
 
