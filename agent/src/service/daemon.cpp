@@ -82,6 +82,12 @@ void warnAboutRestartOnlyKeys(const agent::Config& running, const agent::Config&
       running.evidence.proc_root != loaded.evidence.proc_root ||
       running.evidence.sysfs_root != loaded.evidence.sysfs_root)
     warn("the [evidence] settings");
+  if (running.http.enabled != loaded.http.enabled ||
+      running.http.listen_address != loaded.http.listen_address ||
+      running.http.port != loaded.http.port ||
+      running.http.max_connections != loaded.http.max_connections ||
+      running.http.request_timeout != loaded.http.request_timeout)
+    warn("the [http] settings");
 }
 
 }  // namespace
