@@ -438,11 +438,9 @@ class ConfigReader {
              "must be https:// when controller.token_file is set, so the token is not sent "
              "in clear text");
     }
-    if (config_.controller.client_cert.has_value() != config_.controller.client_key.has_value()) {
-      const char* key = config_.controller.client_cert ? "controller.client_cert"
-                                                       : "controller.client_key";
-      failAt(origin(key, main_file), key,
-             "controller.client_cert and controller.client_key must be set together");
+    if (config_.controller.client_key && !config_.controller.client_cert) {
+      failAt(origin("controller.client_key", main_file), "controller.client_key",
+             "needs controller.client_cert (the certificate the key belongs to)");
     }
     if (auto violation = findPolicyViolation(config_.policy)) {
       std::string key = "policy." + violation->key;
