@@ -46,12 +46,7 @@ int main(int argc, char** argv) {
   }
 
   if (check_config) {
-    std::string files;
-    for (const auto& source : config.sources) {
-      if (!files.empty()) files += ", ";
-      files += source.string();
-    }
-    std::cout << "configuration OK: " << (files.empty() ? "(defaults, no file)" : files) << "\n";
+    std::cout << "configuration OK: " << service::describeSources(config) << "\n";
     return 0;
   }
 

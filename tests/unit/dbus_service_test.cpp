@@ -345,9 +345,10 @@ TEST_F(DbusServiceTest, RefusalsCarryTheEnginesMessage) {
   EXPECT_EQ(cancel.error_name, kRefusedError);
   EXPECT_EQ(cancel.error_message, expected);
 
-  const CallResult ack = agentCall("Acknowledge", "ss", "web1", "maybe");
-  EXPECT_EQ(ack.error_name, kRefusedError);
-  EXPECT_NE(ack.error_message.find("'maybe'"), std::string::npos) << ack.error_message;
+  const CallResult unknown = agentCall("Acknowledge", "ss", "no-such-domain", "move");
+  EXPECT_EQ(unknown.error_name, kRefusedError);
+  EXPECT_NE(unknown.error_message.find("no-such-domain"), std::string::npos)
+      << unknown.error_message;
 
   const auto start = clock.now() + 1h;
   const CallResult backwards =
@@ -365,6 +366,11 @@ TEST_F(DbusServiceTest, RefusalsCarryTheEnginesMessage) {
 TEST_F(DbusServiceTest, MalformedArgumentsAreInvalidArgs) {
   const CallResult result = agentCall("Schedule", "ss", "tomorrow", "later");
   EXPECT_EQ(result.error_name, SD_BUS_ERROR_INVALID_ARGS);
+
+  // A choice other than move/keep is the caller's mistake, not the engine's refusal.
+  const CallResult ack = agentCall("Acknowledge", "ss", "web1", "maybe");
+  EXPECT_EQ(ack.error_name, SD_BUS_ERROR_INVALID_ARGS);
+  EXPECT_NE(ack.error_message.find("'maybe'"), std::string::npos) << ack.error_message;
 }
 
 // The introspection XML in the repository is the interface's source of truth

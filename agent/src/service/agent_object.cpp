@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstring>
 #include <optional>
+#include <stdexcept>
 
 #include "hostmaint/agent/status_json.hpp"
 
@@ -46,6 +47,13 @@ std::optional<gid_t> groupId(const std::string& group) {
 constexpr std::array kEmittingProperties{
     "Phase",    "Ready",    "SessionId", "WindowStart",          "WindowEnd",  "Removal", "Reason",
     "Blockers", "Evidence", "Domains",   "HypervisorConnection", "StatusJSON",
+};
+
+// An argument the caller got wrong before the engine is asked (becomes
+// org.freedesktop.DBus.Error.InvalidArgs, not a refusal).
+class InvalidArguments final : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
 };
 
 }  // namespace
@@ -221,7 +229,8 @@ int AgentObject::getProperty(sd_bus*, const char*, const char*, const char* prop
   return sd_bus_error_setf(error, SD_BUS_ERROR_UNKNOWN_PROPERTY, "unknown property %s", property);
 }
 
-int AgentObject::authorize(sd_bus_message* message, const char* method, sd_bus_error* error) const {
+int AgentObject::authorize(sd_bus_message* message, const char* method, sd_bus_error* error,
+                           uid_t& caller) const {
   sd_bus_creds* raw = nullptr;
   const int queried =
       sd_bus_query_sender_creds(message,
@@ -258,30 +267,35 @@ int AgentObject::authorize(sd_bus_message* message, const char* method, sd_bus_e
                              "only root or members of group %s may call %s",
                              policy_.admin_group.c_str(), method);
   }
-  spdlog::info("{} called by uid {}", method, euid);
+  caller = euid;
   return 0;
 }
 
 int AgentObject::runCommand(sd_bus_message* message, const char* method, sd_bus_error* error,
                             const std::function<void(sd_bus_message* reply)>& command) {
-  if (const int denied = authorize(message, method, error); denied < 0) return denied;
+  uid_t caller = 0;
+  if (const int denied = authorize(message, method, error, caller); denied < 0) return denied;
   sd_bus_message* raw_reply = nullptr;
   int result = sd_bus_message_new_method_return(message, &raw_reply);
   MessagePtr reply(raw_reply);
   if (result < 0) return result;
   try {
     command(reply.get());
+  } catch (const InvalidArguments& invalid) {
+    spdlog::info("{} by uid {} rejected: {}", method, caller, invalid.what());
+    return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS, invalid.what());
   } catch (const agent::CommandError& refusal) {
-    spdlog::info("{} refused: {}", method, refusal.what());
+    spdlog::info("{} by uid {} refused: {}", method, caller, refusal.what());
     if (after_call_) after_call_();
     return sd_bus_error_set(error, kRefusedError, refusal.what());
   } catch (const std::exception& failure) {
     // Not a refusal: the engine could not do what it accepted (journal
     // unwritable, ...). Say so to the caller; the daemon keeps running.
-    spdlog::error("{} failed: {}", method, failure.what());
+    spdlog::error("{} by uid {} failed: {}", method, caller, failure.what());
     if (after_call_) after_call_();
     return sd_bus_error_set(error, SD_BUS_ERROR_FAILED, failure.what());
   }
+  spdlog::info("{} by uid {} done", method, caller);
   if (after_call_) after_call_();
   result = sd_bus_send(nullptr, reply.get(), nullptr);
   return result < 0 ? result : 1;
@@ -327,7 +341,7 @@ int AgentObject::onAcknowledge(sd_bus_message* message, void* self, sd_bus_error
   return object.runCommand(message, "Acknowledge", error, [&](sd_bus_message*) {
     const auto choice = agent::parseAckChoice(choice_text);
     if (!choice)
-      throw agent::CommandError("cannot acknowledge '" + std::string(domain) + "': choice '" +
+      throw InvalidArguments("cannot acknowledge '" + std::string(domain) + "': choice '" +
                                 choice_text + "' is neither 'move' nor 'keep'");
     object.engine_.acknowledge(domain, *choice);
   });

@@ -92,6 +92,15 @@ void warnAboutRestartOnlyKeys(const agent::Config& running, const agent::Config&
 
 }  // namespace
 
+std::string describeSources(const agent::Config& config) {
+  std::string files;
+  for (const auto& source : config.sources) {
+    if (!files.empty()) files += ", ";
+    files += source.string();
+  }
+  return files.empty() ? "(defaults, no file)" : files;
+}
+
 std::optional<spdlog::level::level_enum> parseLogLevel(std::string_view text) {
   if (text == "trace") return spdlog::level::trace;
   if (text == "debug") return spdlog::level::debug;
@@ -172,7 +181,7 @@ int runDaemon(agent::Config config, const DaemonOptions& options) {
           spdlog::set_level(effectiveLevel(loaded, options));
           config = std::move(loaded);
           service.rearm();
-          spdlog::info("configuration reloaded from {}", options.config_path.string());
+          spdlog::info("configuration reloaded from {}", describeSources(config));
         } catch (const agent::ConfigError& error) {
           spdlog::error("configuration reload failed, keeping the running configuration: {}",
                         error.what());
@@ -228,10 +237,11 @@ int runDaemon(agent::Config config, const DaemonOptions& options) {
   if (controller_link) {
     service.setStatusForwarder(
         [&link = *controller_link](const agent::HostStatus& status) { link.offerStatus(status); });
+    // Offered first: the worker's first poll must know whether the host is draining.
+    controller_link->offerStatus(engine->status());
     controller_link->start(*engine, [&service](const agent::ControllerHealth& health) {
       service.setControllerHealth(health);
     });
-    controller_link->offerStatus(engine->status());
   }
   // Listening starts once the bus name is ours: a second hostmaintd has
   // already failed on the name before it could take the port.

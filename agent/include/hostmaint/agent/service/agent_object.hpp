@@ -7,6 +7,7 @@
 // org.hostmaint.Agent1.Error.Refused with the engine's message.
 #pragma once
 
+#include <sys/types.h>
 #include <systemd/sd-bus.h>
 
 #include <array>
@@ -87,9 +88,11 @@ class AgentObject {
                          sd_bus_message* reply, void* self, sd_bus_error* error);
 
   // Checks the caller may mutate; fills `error` and returns its negative
-  // errno when not. Logs the call with the caller's uid.
-  int authorize(sd_bus_message* message, const char* method, sd_bus_error* error) const;
-  // Runs a command on the engine, mapping its refusal to the Refused error.
+  // errno when not (and logs the refusal), else stores its uid in `caller`.
+  int authorize(sd_bus_message* message, const char* method, sd_bus_error* error,
+                uid_t& caller) const;
+  // Runs a command on the engine, mapping its refusal to the Refused error;
+  // logs the caller's uid and the outcome.
   int runCommand(sd_bus_message* message, const char* method, sd_bus_error* error,
                  const std::function<void(sd_bus_message* reply)>& command);
 

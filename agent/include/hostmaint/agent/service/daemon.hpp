@@ -10,6 +10,7 @@
 #include <chrono>
 #include <filesystem>
 #include <optional>
+#include <string>
 #include <string_view>
 
 #include "hostmaint/agent/config.hpp"
@@ -25,6 +26,10 @@ struct DaemonOptions {
   // engine reconciles when the hypervisor connects later).
   std::chrono::seconds connect_timeout{10};
 };
+
+// The files a configuration was read from, ", "-separated, or
+// "(defaults, no file)"; for --check-config and the reload log line.
+std::string describeSources(const agent::Config& config);
 
 // "trace", "debug", "info", "warn", "error", "critical", "off".
 std::optional<spdlog::level::level_enum> parseLogLevel(std::string_view text);
