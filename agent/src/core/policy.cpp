@@ -105,6 +105,60 @@ std::optional<std::string> parseInteger(std::string_view text, long long min, lo
   return std::nullopt;
 }
 
+// Migration tuning bounds. The downtime floor is Nova's (it rounds smaller
+// values up to 100 ms); above a few minutes a "live" migration is a cold one.
+constexpr std::chrono::milliseconds kMinMaxDowntime{100};
+constexpr std::chrono::milliseconds kMaxMaxDowntime = std::chrono::minutes(10);
+constexpr long long kMaxDowntimeSteps = 100;
+constexpr std::chrono::seconds kMinStepDelay{1};
+constexpr std::chrono::seconds kMaxMigrationTimeout = std::chrono::days(1);
+// libvirt takes MiB/s as an unsigned long; 1 TiB/s is beyond any NIC.
+constexpr long long kMaxBandwidthMiBs = 1024 * 1024;
+// QEMU's multifd channel limit.
+constexpr long long kMaxParallelConnections = 255;
+
+std::string formatMilliseconds(std::chrono::milliseconds value) {
+  if (value % std::chrono::seconds(1) == std::chrono::milliseconds(0)) {
+    return formatDuration(std::chrono::duration_cast<std::chrono::seconds>(value));
+  }
+  return std::to_string(value.count()) + "ms";
+}
+
+std::optional<std::string> parseMillisecondsInto(std::string_view text, std::chrono::milliseconds min,
+                                                 std::chrono::milliseconds max,
+                                                 std::chrono::milliseconds& out) {
+  // A bare number is seconds everywhere else but milliseconds in Nova's and
+  // libvirt's downtime settings; refusing it beats guessing wrong by 1000x.
+  if (!text.empty() &&
+      std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    return quoted(text) + " has no unit; write " + std::string(text) + "ms or " +
+           std::string(text) + "s";
+  }
+  auto value = parseDurationMs(text);
+  if (!value) {
+    return quoted(text) + " is not a duration with units (like 500ms, 2s, 1s500ms)";
+  }
+  if (*value < min || *value > max) {
+    return "must be between " + formatMilliseconds(min) + " and " + formatMilliseconds(max) +
+           ", got " + std::string(text);
+  }
+  out = *value;
+  return std::nullopt;
+}
+
+std::optional<std::string> parseBoundedDurationInto(std::string_view text, std::chrono::seconds min,
+                                                    std::chrono::seconds max,
+                                                    std::chrono::seconds& out) {
+  std::chrono::seconds value{};
+  if (auto error = parseDurationInto(text, value)) return error;
+  if (value < min || value > max) {
+    return "must be between " + formatDuration(min) + " and " + formatDuration(max) + ", got " +
+           std::string(text);
+  }
+  out = value;
+  return std::nullopt;
+}
+
 std::optional<std::string> checkGroup(std::string_view text) {
   if (text.size() > kMaxGroupLength) {
     return "group names are at most " + std::to_string(kMaxGroupLength) + " characters, got " +
@@ -137,7 +191,13 @@ std::optional<std::string> applyBool(DomainPolicy& policy, std::string_view text
   return parseBool(text, policy.*Member);
 }
 
-const std::array<PolicyKey, 15> kPolicyKeys{{
+template <std::chrono::seconds DomainPolicy::*Member, std::int64_t MinSeconds>
+std::optional<std::string> applyMigrationTimeout(DomainPolicy& policy, std::string_view text) {
+  return parseBoundedDurationInto(text, std::chrono::seconds(MinSeconds), kMaxMigrationTimeout,
+                                  policy.*Member);
+}
+
+const std::array<PolicyKey, 24> kPolicyKeys{{
     {"maintenance_action", PolicyValueKind::word, &applyAction<&DomainPolicy::maintenance_action>},
     {"removal_action", PolicyValueKind::word, &applyAction<&DomainPolicy::removal_action>},
     {"fallback_action", PolicyValueKind::word, &applyAction<&DomainPolicy::fallback_action>},
@@ -178,6 +238,45 @@ const std::array<PolicyKey, 15> kPolicyKeys{{
     {"shutdown_timeout", PolicyValueKind::duration,
      &applyDuration<&DomainPolicy::shutdown_timeout>},
     {"force_stop", PolicyValueKind::boolean, &applyBool<&DomainPolicy::force_stop>},
+    {"migration_max_downtime", PolicyValueKind::duration,
+     [](DomainPolicy& policy, std::string_view text) {
+       return parseMillisecondsInto(text, kMinMaxDowntime, kMaxMaxDowntime,
+                                    policy.migration_max_downtime);
+     }},
+    {"migration_downtime_steps", PolicyValueKind::integer,
+     [](DomainPolicy& policy, std::string_view text) -> std::optional<std::string> {
+       long long value = 0;
+       if (auto error = parseInteger(text, 0, kMaxDowntimeSteps, value)) return error;
+       policy.migration_downtime_steps = static_cast<unsigned>(value);
+       return std::nullopt;
+     }},
+    {"migration_downtime_step_delay", PolicyValueKind::duration,
+     [](DomainPolicy& policy, std::string_view text) {
+       return parseBoundedDurationInto(text, kMinStepDelay, kMaxMigrationTimeout,
+                                       policy.migration_downtime_step_delay);
+     }},
+    {"migration_bandwidth_mib_s", PolicyValueKind::integer,
+     [](DomainPolicy& policy, std::string_view text) -> std::optional<std::string> {
+       long long value = 0;
+       if (auto error = parseInteger(text, 0, kMaxBandwidthMiBs, value)) return error;
+       policy.migration_bandwidth_mib_s = static_cast<std::uint64_t>(value);
+       return std::nullopt;
+     }},
+    {"migration_auto_converge", PolicyValueKind::boolean,
+     &applyBool<&DomainPolicy::migration_auto_converge>},
+    {"migration_post_copy", PolicyValueKind::boolean,
+     &applyBool<&DomainPolicy::migration_post_copy>},
+    {"migration_completion_timeout_per_gib", PolicyValueKind::duration,
+     &applyMigrationTimeout<&DomainPolicy::migration_completion_timeout_per_gib, 0>},
+    {"migration_progress_timeout", PolicyValueKind::duration,
+     &applyMigrationTimeout<&DomainPolicy::migration_progress_timeout, 0>},
+    {"migration_parallel_connections", PolicyValueKind::integer,
+     [](DomainPolicy& policy, std::string_view text) -> std::optional<std::string> {
+       long long value = 0;
+       if (auto error = parseInteger(text, 0, kMaxParallelConnections, value)) return error;
+       policy.migration_parallel_connections = static_cast<unsigned>(value);
+       return std::nullopt;
+     }},
 }};
 
 // ---- XML namespace resolution (pugixml does not resolve prefixes) ----
@@ -396,6 +495,46 @@ std::optional<PolicyViolation> findPolicyViolation(const DomainPolicy& policy) {
     }
   }
   if (auto problem = checkGroup(policy.group)) return PolicyViolation{"group", *problem};
+  // The parsers enforce these too; a policy built in code gets the same checks.
+  if (policy.migration_max_downtime < kMinMaxDowntime ||
+      policy.migration_max_downtime > kMaxMaxDowntime) {
+    return PolicyViolation{"migration_max_downtime",
+                           "must be between " + formatMilliseconds(kMinMaxDowntime) + " and " +
+                               formatMilliseconds(kMaxMaxDowntime) + ", got " +
+                               formatMilliseconds(policy.migration_max_downtime)};
+  }
+  const std::pair<std::string_view, std::pair<long long, long long>> counts[] = {
+      {"migration_downtime_steps", {policy.migration_downtime_steps, kMaxDowntimeSteps}},
+      {"migration_parallel_connections",
+       {policy.migration_parallel_connections, kMaxParallelConnections}},
+  };
+  for (const auto& [key, value_and_max] : counts) {
+    if (value_and_max.first > value_and_max.second) {
+      return PolicyViolation{std::string(key), "must be between 0 and " +
+                                                   std::to_string(value_and_max.second) +
+                                                   ", got " + std::to_string(value_and_max.first)};
+    }
+  }
+  if (policy.migration_bandwidth_mib_s > static_cast<std::uint64_t>(kMaxBandwidthMiBs)) {
+    return PolicyViolation{"migration_bandwidth_mib_s",
+                           "must be between 0 and " + std::to_string(kMaxBandwidthMiBs) +
+                               ", got " + std::to_string(policy.migration_bandwidth_mib_s)};
+  }
+  const std::pair<std::string_view, std::pair<std::chrono::seconds, std::chrono::seconds>>
+      migration_durations[] = {
+          {"migration_downtime_step_delay", {policy.migration_downtime_step_delay, kMinStepDelay}},
+          {"migration_completion_timeout_per_gib",
+           {policy.migration_completion_timeout_per_gib, 0s}},
+          {"migration_progress_timeout", {policy.migration_progress_timeout, 0s}},
+      };
+  for (const auto& [key, value_and_min] : migration_durations) {
+    if (value_and_min.first < value_and_min.second || value_and_min.first > kMaxMigrationTimeout) {
+      return PolicyViolation{std::string(key), "must be between " +
+                                                   formatDuration(value_and_min.second) + " and " +
+                                                   formatDuration(kMaxMigrationTimeout) + ", got " +
+                                                   formatDuration(value_and_min.first)};
+    }
+  }
   return std::nullopt;
 }
 
@@ -500,6 +639,39 @@ std::optional<std::chrono::seconds> parseDuration(std::string_view text) {
     pos = digits_end + 1;
   }
   return std::chrono::seconds(total);
+}
+
+std::optional<std::chrono::milliseconds> parseDurationMs(std::string_view text) {
+  if (text.empty()) return std::nullopt;
+  // Units in descending order, each at most once: 1m30s, 1s500ms, 500ms.
+  constexpr std::array<std::pair<std::string_view, std::int64_t>, 5> kUnits{
+      {{"d", 86'400'000}, {"h", 3'600'000}, {"m", 60'000}, {"s", 1'000}, {"ms", 1}}};
+  constexpr std::int64_t kMax = std::chrono::milliseconds(kMaxDuration).count();
+  std::size_t next_unit = 0;
+  std::int64_t total = 0;
+  std::size_t pos = 0;
+  while (pos < text.size()) {
+    std::size_t digits_end = pos;
+    while (digits_end < text.size() && text[digits_end] >= '0' && text[digits_end] <= '9') {
+      ++digits_end;
+    }
+    if (digits_end == pos || digits_end == text.size()) return std::nullopt;
+    std::int64_t amount = 0;
+    auto [ptr, ec] = std::from_chars(text.data() + pos, text.data() + digits_end, amount);
+    if (ec != std::errc{}) return std::nullopt;
+    std::size_t unit_end = digits_end;
+    while (unit_end < text.size() && (text[unit_end] < '0' || text[unit_end] > '9')) ++unit_end;
+    std::string_view unit = text.substr(digits_end, unit_end - digits_end);
+    while (next_unit < kUnits.size() && kUnits[next_unit].first != unit) ++next_unit;
+    if (next_unit == kUnits.size()) return std::nullopt;
+    std::int64_t scale = kUnits[next_unit].second;
+    ++next_unit;
+    if (amount > kMax / scale) return std::nullopt;
+    total += amount * scale;
+    if (total > kMax) return std::nullopt;
+    pos = unit_end;
+  }
+  return std::chrono::milliseconds(total);
 }
 
 std::string formatDuration(std::chrono::seconds duration) {

@@ -3,6 +3,7 @@
 // vocabularies cannot drift apart. Internal to hostmaint_core.
 #pragma once
 
+#include <chrono>
 #include <optional>
 #include <span>
 #include <string>
@@ -34,6 +35,11 @@ struct PolicyKey {
   // each caller can prefix its own location.
   std::optional<std::string> (*apply)(DomainPolicy& policy, std::string_view text);
 };
+
+// Parses a duration that must carry units, down to milliseconds: "500ms",
+// "2s", "1s500ms", "1m30s" (d, h, m, s, ms, largest first, each at most
+// once). A bare number is refused: for downtimes it is ambiguous.
+std::optional<std::chrono::milliseconds> parseDurationMs(std::string_view text);
 
 std::span<const PolicyKey> policyKeys();
 const PolicyKey* findPolicyKey(std::string_view name);

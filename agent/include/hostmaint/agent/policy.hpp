@@ -6,6 +6,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -65,6 +66,19 @@ struct DomainPolicy {
 
   std::chrono::seconds shutdown_timeout{120};
   bool force_stop = true;  // destroy after shutdown_timeout
+
+  // Live migration tuning and escalation (docs/policy.md, "Live migration
+  // tuning and escalation"). Defaults follow Nova for the downtime ladder
+  // and KubeVirt for the timeouts.
+  std::chrono::milliseconds migration_max_downtime{500};  // top of the ladder
+  unsigned migration_downtime_steps = 10;                 // 0: start at the top
+  std::chrono::seconds migration_downtime_step_delay{10};
+  std::uint64_t migration_bandwidth_mib_s = 0;  // 0: unlimited
+  bool migration_auto_converge = false;         // allowed as an escalation step
+  bool migration_post_copy = false;             // allowed as an escalation step
+  std::chrono::seconds migration_completion_timeout_per_gib{150};  // 0: none
+  std::chrono::seconds migration_progress_timeout{150};            // 0: none
+  unsigned migration_parallel_connections = 0;                     // 0: one connection
 
   bool operator==(const DomainPolicy&) const = default;
 };
