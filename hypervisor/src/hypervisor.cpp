@@ -52,8 +52,20 @@ std::string_view toString(ActionKind kind) {
     case ActionKind::start: return "start";
     case ActionKind::live_migrate: return "live-migrate";
     case ActionKind::cold_migrate: return "cold-migrate";
+    case ActionKind::adopt_migration: return "adopt-migration";
   }
   return "unknown";
+}
+
+std::string_view toString(FailureKind kind) {
+  switch (kind) {
+    case FailureKind::none: return "none";
+    case FailureKind::other: return "other";
+    case FailureKind::not_converged: return "not-converged";
+    case FailureKind::destination: return "destination";
+    case FailureKind::connection_lost: return "connection-lost";
+  }
+  return "other";
 }
 
 bool EmptinessReport::empty() const {

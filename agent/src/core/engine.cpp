@@ -598,6 +598,7 @@ struct MaintenanceEngine::Impl {
         break;
       case hv::ActionKind::live_migrate:
       case hv::ActionKind::cold_migrate:
+      case hv::ActionKind::adopt_migration:
         if (!occupies) {
           completeDrain(record, "not running on this host after restart; nothing left to do",
                         false);
@@ -797,7 +798,8 @@ struct MaintenanceEngine::Impl {
         view.detail = "shutting down (up to " + formatDuration(record.policy.shutdown_timeout) +
                       (record.policy.force_stop ? ", then forced)" : ")");
         break;
-      case hv::ActionKind::start: break;
+      case hv::ActionKind::start:
+      case hv::ActionKind::adopt_migration: break;
     }
     view.stage = DomainStage::acting;
     record.acting_kind = kind;

@@ -38,6 +38,7 @@ class ActionRun {
       case ActionKind::start: return start();
       case ActionKind::live_migrate: return liveMigrate();
       case ActionKind::cold_migrate: return coldMigrate();
+      case ActionKind::adopt_migration: return adoptMigration();
     }
     return fail("unknown action");
   }
@@ -46,15 +47,41 @@ class ActionRun {
   std::string subject() const {
     return actionVerb(request_.kind) + " of domain '" + request_.name + "'";
   }
-  ActionResult fail(const std::string& why) const { return {false, subject() + " failed: " + why, false}; }
+  ActionResult fail(const std::string& why, FailureKind kind = FailureKind::other) const {
+    ActionResult result;
+    result.message = subject() + " failed: " + why;
+    result.failure = kind;
+    return result;
+  }
   ActionResult succeed(std::string message = {}, bool forced = false) const {
-    return {true, message.empty() ? subject() + " done" : std::move(message), forced};
+    ActionResult result;
+    result.ok = true;
+    result.message = message.empty() ? subject() + " done" : std::move(message);
+    result.forced = forced;
+    return result;
   }
   bool stopping() const { return ctx_.stopping && ctx_.stopping->load(); }
 
   ActionResult managedSave() {
     if (virDomainManagedSave(dom_.get(), 0) < 0) return fail(lastError());
     return succeed();
+  }
+
+  // A migration started by an earlier hostmaintd runs on in libvirtd: wait
+  // for its job to end, then see whether the domain is still here.
+  ActionResult adoptMigration() {
+    while (!stopping()) {
+      virDomainJobInfo info{};
+      if (virDomainGetJobInfo(dom_.get(), &info) < 0 || info.type == VIR_DOMAIN_JOB_NONE) break;
+      std::this_thread::sleep_for(200ms);
+    }
+    if (stopping()) return fail("interrupted because hostmaintd is stopping");
+    Domain still_here(virDomainLookupByUUIDString(conn_, request_.uuid.c_str()));
+    if (!still_here || virDomainIsActive(still_here.get()) == 0) {
+      return succeed("the migration of '" + request_.name + "' started earlier finished");
+    }
+    return fail("the migration started earlier ended and the domain is still running here",
+                FailureKind::not_converged);
   }
 
   ActionResult start() {
@@ -233,8 +260,8 @@ class ActionRun {
                   " (the domain is shut off here): " + error);
     }
     if (persistent && virDomainUndefineFlags(dom_.get(), VIR_DOMAIN_UNDEFINE_MANAGED_SAVE) < 0)
-      return {true,
-              subject() + " done, but its definition stays on this host: " + lastError(), forced};
+      return succeed(subject() + " done, but its definition stays on this host: " + lastError(),
+                     forced);
     return succeed({}, forced);
   }
 
@@ -259,13 +286,19 @@ std::string actionVerb(ActionKind kind) {
     case ActionKind::start: return "start";
     case ActionKind::live_migrate: return "live migration";
     case ActionKind::cold_migrate: return "cold migration";
+    case ActionKind::adopt_migration: return "migration started earlier";
   }
   return "action";
 }
 
 ActionResult runAction(virConnectPtr conn, const ActionRequest& request, const ActionContext& ctx) {
-  if (!conn) return {false, actionVerb(request.kind) + " of domain '" + request.name +
-                                "' failed: not connected to libvirt", false};
+  if (!conn) {
+    ActionResult result;
+    result.message =
+        actionVerb(request.kind) + " of domain '" + request.name + "' failed: not connected to libvirt";
+    result.failure = FailureKind::connection_lost;
+    return result;
+  }
   return ActionRun(conn, request, ctx).run();
 }
 

@@ -82,14 +82,23 @@ struct DomainEvent {
   std::string name;
 };
 
-// Live migration tuning. Values absent mean "leave the hypervisor default".
+// Live migration tuning and escalation. Values absent mean "leave the
+// hypervisor default". Escalation while the migration does not converge, in
+// this order: raise the allowed downtime in `downtime_steps` steps every
+// `downtime_step_delay` up to `max_downtime`; (auto-converge throttling, when
+// allowed, is enabled from the start: QEMU cannot turn it on mid-flight);
+// switch to post-copy when allowed; abort at `completion_timeout` or when the
+// remaining data has not shrunk for `progress_timeout`.
 struct MigrationTuning {
-  std::optional<std::chrono::milliseconds> max_downtime;
+  std::optional<std::chrono::milliseconds> max_downtime;  // top of the ladder
+  unsigned downtime_steps = 0;                            // 0: max_downtime at once
+  std::chrono::seconds downtime_step_delay{10};
   std::optional<std::uint64_t> bandwidth_mib_s;
   bool auto_converge = false;
   bool post_copy_allowed = false;
   std::optional<unsigned> parallel_connections;
-  std::chrono::seconds completion_timeout{0};  // 0: no timeout
+  std::chrono::seconds completion_timeout{0};  // 0: no timeout (already scaled by memory)
+  std::chrono::seconds progress_timeout{0};    // 0: no timeout
 };
 
 enum class ActionKind {
@@ -98,6 +107,10 @@ enum class ActionKind {
   start,         // boots, or restores from a managed-save image when present
   live_migrate,
   cold_migrate,
+  // Waits for a migration that an earlier hostmaintd process started (and
+  // libvirtd kept running) to end. ok: the domain left this host; not ok:
+  // the migration ended and the domain is still here (aborted or failed).
+  adopt_migration,
 };
 std::string_view toString(ActionKind kind);
 
@@ -112,6 +125,9 @@ struct ActionRequest {
 
   // live_migrate / cold_migrate
   std::string destination_uri;
+  // URI for the migration data stream (VIR_MIGRATE_PARAM_URI), e.g.
+  // "tcp://10.0.0.2"; empty: the destination's own choice.
+  std::string migrate_uri;
   MigrationTuning tuning;
 };
 
@@ -123,7 +139,22 @@ struct ActionProgress {
   std::uint64_t memory_dirty_rate_bps = 0;
   std::uint64_t memory_bps = 0;  // throughput
   std::chrono::milliseconds elapsed{0};
+  std::chrono::milliseconds downtime_limit{0};  // currently allowed downtime, 0: default
+  unsigned iteration = 0;                       // pre-copy memory passes so far
+  bool post_copy = false;                       // switched to post-copy
+  std::string escalation;  // the last escalation step taken, "" when none
 };
+
+// Why an action failed, so the engine can choose between retrying, the
+// fallback action, and reporting.
+enum class FailureKind {
+  none,
+  other,
+  not_converged,     // aborted by its completion or progress timeout
+  destination,       // destination unreachable or refused the domain
+  connection_lost,   // libvirt went away mid-action: outcome unknown, re-check after reconnect
+};
+std::string_view toString(FailureKind kind);
 
 struct ActionResult {
   bool ok = false;
@@ -131,7 +162,23 @@ struct ActionResult {
   std::string message;
   // Set when a shutdown had to be forced after its timeout.
   bool forced = false;
+  FailureKind failure = FailureKind::none;
+  // Escalation steps a migration took, in order ("downtime 100ms", "post-copy").
+  std::vector<std::string> escalations;
+  // Final statistics of a migration (throughput for downtime estimates).
+  std::optional<ActionProgress> final_progress;
 };
+
+// What a candidate migration destination offers, probed before choosing it.
+struct DestinationReport {
+  std::string uri;
+  bool reachable = false;
+  std::string error;     // why not reachable, with the URI
+  std::string hostname;  // the destination's own host name
+  std::uint64_t free_memory_bytes = 0;
+  std::uint64_t total_memory_bytes = 0;
+};
+using DestinationProbeDone = std::function<void(const DestinationReport&)>;
 
 using ActionDone = std::function<void(const ActionResult&)>;
 using ActionProgressFn = std::function<void(const ActionProgress&)>;
@@ -196,6 +243,16 @@ class Hypervisor {
   // Collects the evidence that the host is empty. Cheap enough to call on
   // every relevant event.
   virtual EmptinessReport probeEmptiness(const EmptinessQuery& query) = 0;
+
+  // Connects to a candidate destination and reports what it offers; `done`
+  // is called exactly once, on the owning thread. A hypervisor that cannot
+  // migrate reports every destination unreachable.
+  virtual void probeDestination(const std::string& uri, DestinationProbeDone done) {
+    DestinationReport report;
+    report.uri = uri;
+    report.error = "cannot probe " + uri + ": " + capabilities().why_no_migration;
+    done(report);
+  }
 };
 
 }  // namespace hostmaint::hv
