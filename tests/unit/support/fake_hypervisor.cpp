@@ -263,6 +263,7 @@ void FakeHypervisor::applyEffect(const hv::ActionRequest& request) {
       break;
     case hv::ActionKind::live_migrate:
     case hv::ActionKind::cold_migrate:
+    case hv::ActionKind::adopt_migration:
       domains_.erase(found);
       emit(hv::DomainEventKind::migrated_away, request.uuid, name);
       break;
