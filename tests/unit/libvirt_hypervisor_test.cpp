@@ -81,7 +81,10 @@ class LibvirtHypervisorTest : public ::testing::Test {
     });
     EXPECT_TRUE(runUntil([&] { return result.has_value(); }));
     EXPECT_EQ(calls, 1);
-    return result.value_or(hv::ActionResult{false, "no result", false});
+    if (result) return *result;
+    hv::ActionResult missing;
+    missing.message = "no result";
+    return missing;
   }
 
   hv::ActionRequest request(hv::ActionKind kind, const std::string& uuid, const std::string& name) {
