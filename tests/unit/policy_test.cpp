@@ -318,6 +318,49 @@ TEST(Metadata, StructureInsideAKeyIsRejected) {
               HasSubstr("priority: unexpected attribute 'unit'"));
 }
 
+TEST(Metadata, MigrationTuningKeysAreApplied) {
+  const DomainPolicy policy = applyOk(policyXml(
+      element("migration_max_downtime", "1s500ms") + element("migration_downtime_steps", "4") +
+      element("migration_downtime_step_delay", "20s") +
+      element("migration_bandwidth_mib_s", "100") + element("migration_auto_converge", "true") +
+      element("migration_post_copy", "yes") +
+      element("migration_completion_timeout_per_gib", "5m") +
+      element("migration_progress_timeout", "0s") +
+      element("migration_parallel_connections", "4")));
+  EXPECT_EQ(policy.migration_max_downtime, 1500ms);
+  EXPECT_EQ(policy.migration_downtime_steps, 4u);
+  EXPECT_EQ(policy.migration_downtime_step_delay, 20s);
+  EXPECT_EQ(policy.migration_bandwidth_mib_s, 100u);
+  EXPECT_TRUE(policy.migration_auto_converge);
+  EXPECT_TRUE(policy.migration_post_copy);
+  EXPECT_EQ(policy.migration_completion_timeout_per_gib, 300s);
+  EXPECT_EQ(policy.migration_progress_timeout, 0s);
+  EXPECT_EQ(policy.migration_parallel_connections, 4u);
+}
+
+TEST(Metadata, DowntimeNeedsAUnitAndStaysInRange) {
+  // A bare number means milliseconds to Nova and seconds elsewhere here.
+  EXPECT_THAT(keyError("migration_max_downtime", "500"), HasSubstr("write 500ms or 500s"));
+  EXPECT_THAT(keyError("migration_max_downtime", "50ms"), HasSubstr("between 100ms and 10m"));
+  EXPECT_THAT(keyError("migration_max_downtime", "fast"), HasSubstr("not a duration"));
+  EXPECT_THAT(keyError("migration_downtime_step_delay", "0s"), HasSubstr("between 1s"));
+  EXPECT_THAT(keyError("migration_parallel_connections", "256"), HasSubstr("256"));
+}
+
+TEST(Duration, WholeSecondKeysRefuseMilliseconds) {
+  EXPECT_EQ(parseDuration("2000ms"), 2s);
+  EXPECT_EQ(parseDuration("1500ms"), std::nullopt);
+}
+
+TEST(Validate, MigrationTuningOutOfRangeIsNamed) {
+  DomainPolicy policy;
+  policy.migration_max_downtime = 20ms;
+  EXPECT_THAT(validatePolicy(policy).value_or(""), HasSubstr("migration_max_downtime"));
+  policy = {};
+  policy.migration_bandwidth_mib_s = std::uint64_t{1} << 40;
+  EXPECT_THAT(validatePolicy(policy).value_or(""), HasSubstr("migration_bandwidth_mib_s"));
+}
+
 TEST(Metadata, CommentsAreIgnored) {
   EXPECT_EQ(applyOk(policyXml("<!-- db tier -->" + element("priority", "2"))).priority, 2);
 }

@@ -613,32 +613,12 @@ std::optional<std::chrono::seconds> parseDuration(std::string_view text) {
     if (value > kMaxDuration.count()) return std::nullopt;
     return std::chrono::seconds(value);
   }
-  // Units in descending order, each at most once: 1d2h30m10s.
-  constexpr std::array<std::pair<char, std::int64_t>, 4> kUnits{
-      {{'d', 86400}, {'h', 3600}, {'m', 60}, {'s', 1}}};
-  std::size_t next_unit = 0;
-  std::int64_t total = 0;
-  std::size_t pos = 0;
-  while (pos < text.size()) {
-    std::size_t digits_end = pos;
-    while (digits_end < text.size() && text[digits_end] >= '0' && text[digits_end] <= '9') {
-      ++digits_end;
-    }
-    if (digits_end == pos || digits_end == text.size()) return std::nullopt;
-    std::int64_t amount = 0;
-    auto [ptr, ec] = std::from_chars(text.data() + pos, text.data() + digits_end, amount);
-    if (ec != std::errc{}) return std::nullopt;
-    char unit = text[digits_end];
-    while (next_unit < kUnits.size() && kUnits[next_unit].first != unit) ++next_unit;
-    if (next_unit == kUnits.size()) return std::nullopt;
-    std::int64_t scale = kUnits[next_unit].second;
-    ++next_unit;
-    if (amount > kMaxDuration.count() / scale) return std::nullopt;
-    total += amount * scale;
-    if (total > kMaxDuration.count()) return std::nullopt;
-    pos = digits_end + 1;
+  // Otherwise units (1d2h30m10s), in whole seconds: this key's unit.
+  const auto value = parseDurationMs(text);
+  if (!value || *value % std::chrono::seconds(1) != std::chrono::milliseconds(0)) {
+    return std::nullopt;
   }
-  return std::chrono::seconds(total);
+  return std::chrono::duration_cast<std::chrono::seconds>(*value);
 }
 
 std::optional<std::chrono::milliseconds> parseDurationMs(std::string_view text) {
