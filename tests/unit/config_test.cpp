@@ -113,7 +113,11 @@ max_parallel_actions = 8
 max_parallel_migrations = 3
 
 [migration]
-destinations = ["qemu+ssh://host-b/system", "qemu+ssh://host-c/system"]
+destinations = ["qemu+ssh://host-b/system",
+                { uri = "qemu+ssh://host-c/system", migrate_uri = "tcp://10.0.0.3", max_parallel = 1, reserved_memory_mib = 2048 }]
+max_parallel_per_destination = 3
+reserved_memory_mib = 1024
+destination_probe_interval = "1m"
 
 [evidence]
 qemu_process_scope = "known-domains"
@@ -147,8 +151,17 @@ level = "debug"
   EXPECT_EQ(config.paths.runtime_dir, "/tmp/run");
   EXPECT_EQ(config.limits.max_parallel_actions, 8u);
   EXPECT_EQ(config.limits.max_parallel_migrations, 3u);
-  EXPECT_EQ(config.migration.destinations,
-            (std::vector<std::string>{"qemu+ssh://host-b/system", "qemu+ssh://host-c/system"}));
+  ASSERT_EQ(config.migration.destinations.size(), 2u);
+  EXPECT_EQ(config.migration.destinations[0],
+            (DestinationConfig{"qemu+ssh://host-b/system", "", std::nullopt, std::nullopt}));
+  EXPECT_EQ(config.migration.destinations[1],
+            (DestinationConfig{"qemu+ssh://host-c/system", "tcp://10.0.0.3", 1u, 2048u}));
+  EXPECT_EQ(config.migration.max_parallel_per_destination, 3u);
+  EXPECT_EQ(config.migration.reserved_memory_mib, 1024u);
+  EXPECT_EQ(config.migration.destination_probe_interval, 60s);
+  // A destination only a maintenance request names gets the section's defaults.
+  EXPECT_EQ(config.migration.maxParallelAt(config.migration.destination("qemu:///other")), 3u);
+  EXPECT_EQ(config.migration.reservedMemoryMibAt(config.migration.destinations[1]), 2048u);
   EXPECT_EQ(config.evidence.qemu_process_scope, "known-domains");
   EXPECT_EQ(config.evidence.proc_root, "/tmp/proc");
   EXPECT_EQ(config.evidence.sysfs_root, "/tmp/sys");
@@ -226,7 +239,16 @@ TEST_F(ConfigTest, WrongTypeNamesExpectedAndActual) {
             main().string() + ":2: key 'policy.priority': expected an integer, got float");
   EXPECT_THAT(errorOf("[migration]\ndestinations = [\"a\", 3]\n"),
               StartsWith(main().string() +
-                         ":2: key 'migration.destinations': element 2 must be a non-empty string"));
+                         ":2: key 'migration.destinations': element 2 must be a libvirt URI or a "
+                         "{ uri = ... } table, got integer"));
+  EXPECT_THAT(errorOf("[migration]\ndestinations = [{ uri = \"a\", max_paralel = 2 }]\n"),
+              HasSubstr("element 1, key 'max_paralel': unknown key"));
+  EXPECT_THAT(errorOf("[migration]\ndestinations = [{ migrate_uri = \"tcp://x\" }]\n"),
+              HasSubstr("element 1 has no uri"));
+  EXPECT_THAT(errorOf("[migration]\ndestinations = [\"a\", { uri = \"a\" }]\n"),
+              HasSubstr("element 2 lists 'a' again"));
+  EXPECT_THAT(errorOf("[migration]\ndestinations = [{ uri = \"a\", max_parallel = 0 }]\n"),
+              HasSubstr("element 1, key 'max_parallel'"));
 }
 
 TEST_F(ConfigTest, OutOfRangeNamesTheLimits) {

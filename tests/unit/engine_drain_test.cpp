@@ -149,7 +149,7 @@ TEST_F(EngineDrain, MigrationImpossibleFallsBackVisibly) {
 }
 
 TEST_F(EngineDrain, NoDestinationMeansNoMigration) {
-  settings.destinations.clear();
+  settings.migration.destinations.clear();
   add("web1");
   start();
   scheduleNow();

@@ -42,7 +42,16 @@ DomainStatus fullDomain() {
   domain.ack_deadline = at(2026, 11, 25, 8, 0, 0);
   domain.earliest_start = at(2026, 11, 25, 3, 30, 0);
   domain.destination = "qemu+ssh://host-b/system";
-  domain.progress = MigrationProgress{100, 40, 60, 5, 20, 40.0};
+  MigrationProgress progress;
+  progress.data_total_bytes = 100;
+  progress.data_processed_bytes = 40;
+  progress.data_remaining_bytes = 60;
+  progress.memory_dirty_rate_bps = 5;
+  progress.throughput_bps = 20;
+  progress.percent = 40.0;
+  progress.downtime_limit_ms = 300;
+  progress.escalation = "downtime 300ms";
+  domain.progress = progress;
   return domain;
 }
 
@@ -115,6 +124,10 @@ TEST(StatusJson, DomainEntryCarriesStageRunStateAndPlan) {
   EXPECT_EQ(entry["destination"], "qemu+ssh://host-b/system");
   EXPECT_EQ(entry["progress"]["data_remaining_bytes"], 60);
   EXPECT_DOUBLE_EQ(entry["progress"]["percent"].get<double>(), 40.0);
+  EXPECT_EQ(entry["progress"]["downtime_limit_ms"], 300);
+  EXPECT_EQ(entry["progress"]["escalation"], "downtime 300ms");
+  EXPECT_EQ(entry["progress"]["post_copy"], false);
+  EXPECT_TRUE(entry["action_started_at"].is_null());
   EXPECT_TRUE(entry["policy_error"].is_null());
   EXPECT_EQ(entry["memory_mib"], 4096);
 }

@@ -98,6 +98,50 @@ std::int64_t readInteger(const toml::node& node, std::int64_t min, std::int64_t 
   return value->get();
 }
 
+constexpr unsigned kMaxParallel = 64;
+
+// 1 PiB: a reservation above any host's memory is a typo.
+constexpr std::int64_t kMaxReservedMemoryMib = std::int64_t{1} << 30;
+
+// A destination: "qemu+tls://b/system", or { uri = "...", migrate_uri = "...",
+// max_parallel = N, reserved_memory_mib = M }.
+DestinationConfig readDestination(const toml::node& element, std::size_t position) {
+  const std::string where = "element " + std::to_string(position);
+  DestinationConfig destination;
+  if (const auto* text = element.as_string()) {
+    if (text->get().empty()) throw BadValue{where + " must be a non-empty libvirt URI"};
+    destination.uri = text->get();
+    return destination;
+  }
+  const auto* table = element.as_table();
+  if (table == nullptr) {
+    throw BadValue{where + " must be a libvirt URI or a { uri = ... } table, got " +
+                   std::string(typeName(element))};
+  }
+  for (const auto& [key, value] : *table) {
+    const std::string name(key.str());
+    try {
+      if (name == "uri") {
+        destination.uri = readNonEmptyString(value);
+      } else if (name == "migrate_uri") {
+        destination.migrate_uri = readNonEmptyString(value);
+      } else if (name == "max_parallel") {
+        destination.max_parallel = static_cast<unsigned>(readInteger(value, 1, kMaxParallel));
+      } else if (name == "reserved_memory_mib") {
+        destination.reserved_memory_mib =
+            static_cast<std::uint64_t>(readInteger(value, 0, kMaxReservedMemoryMib));
+      } else {
+        throw BadValue{"unknown key; a destination has uri, migrate_uri, max_parallel, "
+                       "reserved_memory_mib"};
+      }
+    } catch (const BadValue& bad) {
+      throw BadValue{where + ", key '" + name + "': " + bad.what};
+    }
+  }
+  if (destination.uri.empty()) throw BadValue{where + " has no uri"};
+  return destination;
+}
+
 std::string durationHint(std::chrono::milliseconds min, std::chrono::milliseconds max) {
   auto show = [](std::chrono::milliseconds value) {
     if (value % 1s == 0ms)
@@ -170,9 +214,8 @@ struct SettingKey {
   void (*set)(Config& config, const toml::node& node);
 };
 
-constexpr unsigned kMaxParallel = 64;
 
-const std::array<SettingKey, 32> kSettings{{
+const std::array<SettingKey, 35> kSettings{{
     {"libvirt", "uri",
      [](Config& c, const toml::node& n) { c.libvirt.uri = readNonEmptyString(n); }},
     {"libvirt", "keepalive_interval",
@@ -205,18 +248,36 @@ const std::array<SettingKey, 32> kSettings{{
     {"migration", "destinations",
      [](Config& c, const toml::node& n) {
        const auto* array = n.as_array();
-       if (array == nullptr) wrongType(n, "an array of strings");
-       std::vector<std::string> destinations;
+       if (array == nullptr) wrongType(n, "an array of libvirt URIs or { uri = ... } tables");
+       std::vector<DestinationConfig> destinations;
        for (std::size_t i = 0; i < array->size(); ++i) {
-         const toml::node& element = *array->get(i);
-         if (!element.is_string() || element.value<std::string>()->empty()) {
-           throw BadValue{"element " + std::to_string(i + 1) +
-                          " must be a non-empty string (a libvirt URI), got " +
-                          std::string(element.is_string() ? "\"\"" : typeName(element))};
+         DestinationConfig destination = readDestination(*array->get(i), i + 1);
+         for (const auto& earlier : destinations) {
+           if (earlier.uri == destination.uri) {
+             throw BadValue{"element " + std::to_string(i + 1) + " lists '" + destination.uri +
+                            "' again"};
+           }
          }
-         destinations.push_back(*element.value<std::string>());
+         destinations.push_back(std::move(destination));
        }
        c.migration.destinations = std::move(destinations);
+     }},
+    {"migration", "max_parallel_per_destination",
+     [](Config& c, const toml::node& n) {
+       c.migration.max_parallel_per_destination =
+           static_cast<unsigned>(readInteger(n, 1, kMaxParallel));
+     }},
+    {"migration", "reserved_memory_mib",
+     [](Config& c, const toml::node& n) {
+       c.migration.reserved_memory_mib =
+           static_cast<std::uint64_t>(readInteger(n, 0, kMaxReservedMemoryMib));
+     }},
+    {"migration", "destination_probe_interval",
+     [](Config& c, const toml::node& n) {
+       const auto interval = readDuration(n, 1s, 1h);
+       if (interval % 1s != 0ms) throw BadValue{"must be a whole number of seconds"};
+       c.migration.destination_probe_interval =
+           std::chrono::duration_cast<std::chrono::seconds>(interval);
      }},
     {"evidence", "qemu_process_scope",
      [](Config& c, const toml::node& n) {
@@ -539,6 +600,15 @@ Config loadConfig(const std::filesystem::path& path, bool must_exist) {
   }
   reader.checkMerged(path);
   return reader.take();
+}
+
+DestinationConfig MigrationConfig::destination(const std::string& uri) const {
+  for (const auto& configured : destinations) {
+    if (configured.uri == uri) return configured;
+  }
+  DestinationConfig requested;
+  requested.uri = uri;
+  return requested;
 }
 
 }  // namespace hostmaint::agent

@@ -163,4 +163,23 @@ DomainPlan planDomain(const hv::DomainInfo& domain, const DomainPolicy& policy,
   return plan;
 }
 
+hv::MigrationTuning migrationTuningFor(const DomainPolicy& policy, std::uint64_t memory_kib) {
+  hv::MigrationTuning tuning;
+  tuning.max_downtime = policy.migration_max_downtime;
+  tuning.downtime_steps = policy.migration_downtime_steps;
+  tuning.downtime_step_delay = policy.migration_downtime_step_delay;
+  if (policy.migration_bandwidth_mib_s > 0) tuning.bandwidth_mib_s = policy.migration_bandwidth_mib_s;
+  tuning.auto_converge = policy.migration_auto_converge;
+  tuning.post_copy_allowed = policy.migration_post_copy;
+  if (policy.migration_parallel_connections > 0) {
+    tuning.parallel_connections = policy.migration_parallel_connections;
+  }
+  constexpr std::uint64_t kKibPerGib = 1024 * 1024;
+  const std::uint64_t gib = std::max<std::uint64_t>(1, (memory_kib + kKibPerGib - 1) / kKibPerGib);
+  tuning.completion_timeout =
+      policy.migration_completion_timeout_per_gib * static_cast<std::int64_t>(gib);
+  tuning.progress_timeout = policy.migration_progress_timeout;
+  return tuning;
+}
+
 }  // namespace hostmaint::agent

@@ -3,6 +3,7 @@
 // functions, so the planning rules are tested without an engine.
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
 
@@ -69,6 +70,10 @@ KeepDecision keepDecision(const std::string& domain_name, const DomainPolicy& po
 // The deadline by which an `owner` domain must have left: the ack deadline
 // when an ack is required, else window start + ack_timeout.
 TimePoint ownerDeadline(const DomainPolicy& policy, const PlanContext& context);
+
+// Live-migration tuning from the domain's policy. The completion timeout
+// scales with memory (per started GiB, at least one), as Nova and KubeVirt do.
+hv::MigrationTuning migrationTuningFor(const DomainPolicy& policy, std::uint64_t memory_kib);
 
 // Hypervisor action for a drain action; nullopt for `owner` (no action).
 std::optional<hv::ActionKind> actionKindFor(MaintenanceAction action);

@@ -12,6 +12,7 @@
 #include <unordered_map>
 #include <variant>
 
+#include "destination_choice.hpp"
 #include "drain_plan.hpp"
 #include "engine_state.hpp"
 
@@ -21,7 +22,7 @@ EngineSettings engineSettingsFrom(const Config& config, std::string host_name) {
   EngineSettings settings;
   settings.default_policy = config.policy;
   settings.limits = config.limits;
-  settings.destinations = config.migration.destinations;
+  settings.migration = config.migration;
   settings.host_name = std::move(host_name);
   return settings;
 }
@@ -89,19 +90,22 @@ bool sameProgress(const std::optional<MigrationProgress>& a,
   if (a.has_value() != b.has_value()) return false;
   if (!a) return true;
   return std::tie(a->data_total_bytes, a->data_processed_bytes, a->data_remaining_bytes,
-                  a->memory_dirty_rate_bps, a->throughput_bps, a->percent) ==
+                  a->memory_dirty_rate_bps, a->throughput_bps, a->percent, a->downtime_limit_ms,
+                  a->iteration, a->post_copy, a->escalation) ==
          std::tie(b->data_total_bytes, b->data_processed_bytes, b->data_remaining_bytes,
-                  b->memory_dirty_rate_bps, b->throughput_bps, b->percent);
+                  b->memory_dirty_rate_bps, b->throughput_bps, b->percent, b->downtime_limit_ms,
+                  b->iteration, b->post_copy, b->escalation);
 }
 
 bool sameDomain(const DomainStatus& a, const DomainStatus& b) {
   return std::tie(a.uuid, a.name, a.run_state, a.memory_kib, a.owner, a.project, a.stage, a.action,
                   a.fallback_used, a.result, a.detail, a.group, a.priority, a.ack_required, a.ack,
-                  a.ack_deadline, a.earliest_start, a.destination, a.policy_error) ==
+                  a.ack_deadline, a.earliest_start, a.destination, a.policy_error,
+                  a.action_started_at, a.action_finished_at) ==
              std::tie(b.uuid, b.name, b.run_state, b.memory_kib, b.owner, b.project, b.stage,
                       b.action, b.fallback_used, b.result, b.detail, b.group, b.priority,
                       b.ack_required, b.ack, b.ack_deadline, b.earliest_start, b.destination,
-                      b.policy_error) &&
+                      b.policy_error, b.action_started_at, b.action_finished_at) &&
          sameProgress(a.progress, b.progress);
 }
 
@@ -118,9 +122,9 @@ bool sameStatus(const HostStatus& a, const HostStatus& b) {
   auto sameDomains = std::equal(a.domains.begin(), a.domains.end(), b.domains.begin(),
                                 b.domains.end(), sameDomain);
   return std::tie(a.host, a.phase, a.ready, a.session_id, a.hypervisor_connection, a.hypervisor,
-                  a.hypervisor_detail) == std::tie(b.host, b.phase, b.ready, b.session_id,
-                                                   b.hypervisor_connection, b.hypervisor,
-                                                   b.hypervisor_detail) &&
+                  a.hypervisor_detail, a.migration_throughput_bps) ==
+             std::tie(b.host, b.phase, b.ready, b.session_id, b.hypervisor_connection, b.hypervisor,
+                      b.hypervisor_detail, b.migration_throughput_bps) &&
          sameWindow(a.window, b.window) && sameBlockers && sameEvidence && sameDomains;
 }
 
@@ -168,7 +172,18 @@ struct MaintenanceEngine::Impl {
 
   std::optional<std::string> journal_error;
   std::string last_saved;
-  std::map<std::string, unsigned> destination_turn;  // round-robin per group
+  // Not journaled: what each candidate destination reported when last
+  // probed (a restarted daemon probes again).
+  struct DestinationProbe {
+    std::optional<hv::DestinationReport> report;
+    TimePoint probed_at{};
+    bool in_flight = false;
+  };
+  std::map<std::string, DestinationProbe> destination_probes;
+  // Domains whose migration, started before a restart or a lost connection,
+  // is being waited for (adopt_migration).
+  std::map<std::string, bool> adopting;
+  std::uint64_t migration_throughput_bps = 0;
   std::map<std::string, bool> group_stalled;         // uuid → held by a group that cannot recover
 
   // ---- entry points -------------------------------------------------------
@@ -262,6 +277,7 @@ struct MaintenanceEngine::Impl {
     out.hypervisor_connection = connection;
     out.hypervisor = hypervisor.description();
     out.hypervisor_detail = connection_detail;
+    out.migration_throughput_bps = migration_throughput_bps;
     if (evidence) out.evidence = *evidence;
     const bool evidenced_empty =
         evidence && std::all_of(evidence->begin(), evidence->end(),
@@ -282,6 +298,8 @@ struct MaintenanceEngine::Impl {
     }
     for (const DomainRecord& record : state.domains) {
       DomainStatus view = record.view;
+      view.action_started_at = record.started_at;
+      view.action_finished_at = record.finished_at;
       auto info = inventory.find(view.uuid);
       if (info != inventory.end()) {
         view.run_state = info->second.state;
@@ -578,6 +596,10 @@ struct MaintenanceEngine::Impl {
       return;
     }
     const bool occupies = hv::occupiesHost(info->state);
+    if (info->job_active && isMigrationKind(kind) && connected()) {
+      adoptMigration(record);
+      return;
+    }
     if (info->job_active || info->state == hv::DomainRunState::shutting_down) {
       record.view.detail = std::string(hv::toString(kind)) +
                            " in progress (found after a restart); waiting for it to finish";
@@ -612,6 +634,11 @@ struct MaintenanceEngine::Impl {
       return;
     }
     // Still running, no job: the action did not take effect. Do it again.
+    redoInterrupted(record, std::string(hv::toString(kind)) +
+                                " was interrupted and did not take effect");
+  }
+
+  void redoInterrupted(DomainRecord& record, const std::string& why) {
     record.acting_kind.reset();
     record.view.destination.reset();
     if (phase() == HostPhase::restoring) {
@@ -621,8 +648,21 @@ struct MaintenanceEngine::Impl {
       return;
     }
     record.view.stage = DomainStage::waiting;
-    record.view.detail = std::string(hv::toString(kind)) +
-                         " was interrupted by a restart and did not take effect; will be redone";
+    record.view.detail = why + "; will be redone";
+  }
+
+  // libvirtd kept running the migration an earlier hostmaintd (or a lost
+  // connection) left behind: wait for it rather than start a second one.
+  void adoptMigration(DomainRecord& record) {
+    adopting[record.view.uuid] = true;
+    record.view.detail = std::string(hv::toString(*record.acting_kind)) +
+                         " found in progress; waiting for it to finish";
+    hv::ActionRequest request;
+    request.kind = hv::ActionKind::adopt_migration;
+    request.uuid = record.view.uuid;
+    request.name = record.view.name;
+    request.destination_uri = record.view.destination.value_or("");
+    launch(record, request);
   }
 
   void reconcileAll() {
@@ -695,11 +735,62 @@ struct MaintenanceEngine::Impl {
     return impact;
   }
 
-  std::string chooseDestination(const DomainRecord& record) {
-    if (state.destinations.empty()) return {};
-    if (record.view.group.empty()) return state.destinations.front();
-    unsigned& turn = destination_turn[record.view.group];
-    return state.destinations[turn++ % state.destinations.size()];
+  // Probes every candidate whose report is missing or older than the
+  // configured interval; reports arrive on the loop and pump the drain.
+  void refreshDestinationProbes() {
+    for (const std::string& uri : state.destinations) {
+      DestinationProbe& probe = destination_probes[uri];
+      if (probe.in_flight) continue;
+      if (probe.report && now() - probe.probed_at < settings.migration.destination_probe_interval) {
+        continue;
+      }
+      probe.in_flight = true;
+      std::weak_ptr<int> weak = alive;
+      hypervisor.probeDestination(uri, [this, weak, uri](const hv::DestinationReport& report) {
+        if (weak.expired()) return;
+        Entry entry(*this);
+        DestinationProbe& done = destination_probes[uri];
+        done.in_flight = false;
+        done.report = report;
+        done.probed_at = now();
+        pump();
+      });
+    }
+  }
+
+  std::uint64_t memoryBytesOf(const DomainRecord& record) const {
+    std::optional<hv::DomainInfo> info = hypervisor.domain(record.view.uuid);
+    return (info ? info->memory_kib : record.view.memory_kib) * 1024;
+  }
+
+  DestinationChoice chooseDestination(const DomainRecord& record) {
+    refreshDestinationProbes();
+    std::vector<DestinationCandidate> candidates;
+    for (const std::string& uri : state.destinations) {
+      DestinationCandidate candidate;
+      candidate.config = settings.migration.destination(uri);
+      candidate.reserved_bytes = settings.migration.reservedMemoryMibAt(candidate.config) << 20;
+      candidate.max_parallel = settings.migration.maxParallelAt(candidate.config);
+      const DestinationProbe& probe = destination_probes[uri];
+      candidate.report = probe.report;
+      for (const DomainRecord& other : state.domains) {
+        if (other.view.destination != uri || &other == &record) continue;
+        const bool on_the_way = other.view.stage == DomainStage::acting && other.acting_kind &&
+                                isMigrationKind(*other.acting_kind);
+        const bool arrived = other.view.stage == DomainStage::done && other.finished_at;
+        if (on_the_way) ++candidate.migrations_in_flight;
+        // Arrived after the probe, or still arriving: the probe did not see it.
+        if (on_the_way || (arrived && *other.finished_at >= probe.probed_at)) {
+          candidate.committed_bytes += memoryBytesOf(other);
+        }
+        if (!record.view.group.empty() && other.view.group == record.view.group &&
+            (on_the_way || arrived)) {
+          ++candidate.group_members;
+        }
+      }
+      candidates.push_back(std::move(candidate));
+    }
+    return agent::chooseDestination(memoryBytesOf(record), candidates);
   }
 
   std::vector<std::string> byPriority(DomainStage stage) const {
@@ -707,8 +798,14 @@ struct MaintenanceEngine::Impl {
     for (const DomainRecord& r : state.domains) {
       if (r.view.stage == stage) chosen.push_back(&r);
     }
-    std::sort(chosen.begin(), chosen.end(), [](const DomainRecord* a, const DomainRecord* b) {
-      return std::tie(b->view.priority, a->view.name) < std::tie(a->view.priority, b->view.name);
+    // Within a priority, the biggest first: the longest migrations start
+    // early and the short ones fill in around them, so the whole drain ends
+    // sooner (longest-processing-time-first scheduling).
+    std::map<const DomainRecord*, std::uint64_t> memory;
+    for (const DomainRecord* r : chosen) memory[r] = memoryBytesOf(*r);
+    std::sort(chosen.begin(), chosen.end(), [&](const DomainRecord* a, const DomainRecord* b) {
+      return std::tie(b->view.priority, memory[b], a->view.name) <
+             std::tie(a->view.priority, memory[a], b->view.name);
     });
     std::vector<std::string> uuids;
     for (const DomainRecord* r : chosen) uuids.push_back(r->view.uuid);
@@ -760,6 +857,21 @@ struct MaintenanceEngine::Impl {
           continue;
         }
       }
+      std::optional<DestinationConfig> destination;
+      if (view.action == MaintenanceAction::live_migrate ||
+          view.action == MaintenanceAction::cold_migrate) {
+        DestinationChoice choice = chooseDestination(*record);
+        if (choice.outcome == DestinationChoice::Outcome::wait) {
+          view.detail = "waiting for a destination: " + choice.reason;
+          continue;
+        }
+        if (choice.outcome == DestinationChoice::Outcome::none_fits) {
+          failDrain(*record, "no destination can take it: " + choice.reason);
+          pump_again = true;
+          continue;
+        }
+        destination = std::move(choice.destination);
+      }
       if (!view.group.empty()) {
         GroupImpact impact = groupImpact(view.group, view.uuid);
         if (impact.impacted >= record->policy.max_impacted_members) {
@@ -773,11 +885,11 @@ struct MaintenanceEngine::Impl {
           continue;
         }
       }
-      startDrainAction(*record);
+      startDrainAction(*record, destination);
     }
   }
 
-  void startDrainAction(DomainRecord& record) {
+  void startDrainAction(DomainRecord& record, const std::optional<DestinationConfig>& destination) {
     DomainStatus& view = record.view;
     const hv::ActionKind kind = *actionKindFor(*view.action);
     hv::ActionRequest request;
@@ -789,7 +901,9 @@ struct MaintenanceEngine::Impl {
     switch (kind) {
       case hv::ActionKind::live_migrate:
       case hv::ActionKind::cold_migrate:
-        request.destination_uri = chooseDestination(record);
+        request.destination_uri = destination ? destination->uri : std::string();
+        request.migrate_uri = destination ? destination->migrate_uri : std::string();
+        request.tuning = migrationTuningFor(record.policy, memoryBytesOf(record) / 1024);
         view.destination = request.destination_uri;
         view.detail = "migrating to " + request.destination_uri;
         break;
@@ -845,6 +959,10 @@ struct MaintenanceEngine::Impl {
     shown.data_remaining_bytes = progress.data_remaining_bytes;
     shown.memory_dirty_rate_bps = progress.memory_dirty_rate_bps;
     shown.throughput_bps = progress.memory_bps;
+    shown.downtime_limit_ms = static_cast<std::uint64_t>(progress.downtime_limit.count());
+    shown.iteration = progress.iteration;
+    shown.post_copy = progress.post_copy;
+    shown.escalation = progress.escalation;
     if (progress.data_total_bytes > 0) {
       shown.percent = 100.0 * static_cast<double>(progress.data_processed_bytes) /
                       static_cast<double>(progress.data_total_bytes);
@@ -858,10 +976,12 @@ struct MaintenanceEngine::Impl {
     if (!record || record->action_token != token || !record->completion_pending) return;
     record->completion_pending = false;
     record->view.progress.reset();
+    const bool adopted = adopting.erase(uuid) > 0;
     const hv::ActionKind kind = *record->acting_kind;
     if (kind == hv::ActionKind::start) {
       finishRestore(*record, result.ok, result.ok ? "" : result.message);
     } else if (result.ok) {
+      learnThroughput(result);
       std::string outcome;
       bool needs_restore = false;
       switch (kind) {
@@ -875,13 +995,44 @@ struct MaintenanceEngine::Impl {
                                   : "shut down";
           needs_restore = true;
           break;
-        default: outcome = "migrated to " + record->view.destination.value_or("?"); break;
+        default:
+          outcome = "migrated to " + record->view.destination.value_or("?") +
+                    escalationsNote(result.escalations);
+          break;
       }
       completeDrain(*record, outcome, needs_restore);
+    } else if (result.failure == hv::FailureKind::connection_lost && isMigrationKind(kind)) {
+      // Whether it moved is unknown until libvirt is back: the inventory
+      // then shows it gone (done), migrating (adopted) or here (redone).
+      record->view.detail = "libvirt connection lost during the " + std::string(hv::toString(kind)) +
+                            "; its outcome is read when libvirt is back";
+    } else if (adopted) {
+      redoInterrupted(*record, "the " + std::string(hv::toString(kind)) +
+                                   " found after a restart ended with the domain still here (" +
+                                   result.message + ")");
     } else {
-      failDrain(*record, result.message);
+      failDrain(*record, result.message + escalationsNote(result.escalations));
     }
     pump();
+  }
+
+  static std::string escalationsNote(const std::vector<std::string>& escalations) {
+    if (escalations.empty()) return {};
+    std::string note = " (escalated: ";
+    for (std::size_t i = 0; i < escalations.size(); ++i) {
+      if (i > 0) note += ", ";
+      note += escalations[i];
+    }
+    return note + ")";
+  }
+
+  // A moving average, so one slow or fast migration does not swing the
+  // estimates owners are given.
+  void learnThroughput(const hv::ActionResult& result) {
+    if (!result.final_progress || result.final_progress->memory_bps == 0) return;
+    const std::uint64_t measured = result.final_progress->memory_bps;
+    migration_throughput_bps =
+        migration_throughput_bps == 0 ? measured : (migration_throughput_bps + measured) / 2;
   }
 
   void completeDrain(DomainRecord& record, std::string outcome, bool needs_restore) {
@@ -1187,10 +1338,16 @@ std::string MaintenanceEngine::schedule(const ScheduleRequest& request) {
   e.state.session_id = request.session_id && !request.session_id->empty() ? *request.session_id
                                                                           : generateSessionId();
   e.state.window = window;
-  e.state.destinations =
-      request.destinations.empty() ? e.settings.destinations : request.destinations;
+  if (request.destinations.empty()) {
+    e.state.destinations.clear();
+    for (const DestinationConfig& destination : e.settings.migration.destinations) {
+      e.state.destinations.push_back(destination.uri);
+    }
+  } else {
+    e.state.destinations = request.destinations;
+  }
+  e.destination_probes.clear();
   e.state.scheduled_at = e.now();
-  e.destination_turn.clear();
   std::vector<hv::DomainInfo> inventory = e.hypervisor.domains();
   std::sort(inventory.begin(), inventory.end(),
             [](const hv::DomainInfo& a, const hv::DomainInfo& b) { return a.name < b.name; });

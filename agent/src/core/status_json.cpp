@@ -31,6 +31,10 @@ json progressToJson(const MigrationProgress& progress) {
       {"memory_dirty_rate_bps", progress.memory_dirty_rate_bps},
       {"throughput_bps", progress.throughput_bps},
       {"percent", progress.percent},
+      {"downtime_limit_ms", progress.downtime_limit_ms},
+      {"iteration", progress.iteration},
+      {"post_copy", progress.post_copy},
+      {"escalation", progress.escalation.empty() ? json(nullptr) : json(progress.escalation)},
   };
 }
 
@@ -58,6 +62,8 @@ json domainToJson(const DomainStatus& domain) {
       {"earliest_start", orNull(domain.earliest_start, time)},
       {"destination", orNull(domain.destination, text)},
       {"progress", orNull(domain.progress, progressToJson)},
+      {"action_started_at", orNull(domain.action_started_at, time)},
+      {"action_finished_at", orNull(domain.action_finished_at, time)},
       {"policy_error", domain.policy_error.empty() ? json(nullptr) : json(domain.policy_error)},
       {"memory_mib", domain.memory_kib / 1024},
   };
@@ -127,6 +133,7 @@ json statusToJson(const HostStatus& status) {
        }},
       {"counts", std::move(counts)},
       {"domains", std::move(domains)},
+      {"migration_throughput_bps", status.migration_throughput_bps},
   };
   if (status.controller) {
     const ControllerHealth& health = *status.controller;

@@ -29,7 +29,7 @@ class EngineTest : public ::testing::Test {
  protected:
   EngineTest() {
     settings.host_name = "hv-test";
-    settings.destinations = {"qemu+tls://host-b/system"};
+    settings.migration.destinations = {agent::DestinationConfig{"qemu+tls://host-b/system", "", {}, {}}};
     settings.limits.max_parallel_actions = 4;
     settings.limits.max_parallel_migrations = 2;
   }

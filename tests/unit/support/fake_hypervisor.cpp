@@ -153,8 +153,50 @@ void FakeHypervisor::setExtraCheck(const std::string& name, bool ok, const std::
   extra_checks_.push_back({name, ok, detail});
 }
 
-void FakeHypervisor::failNext(const std::string& uuid, hv::ActionKind kind, std::string message) {
-  scripted_failures_[{uuid, kind}] = std::move(message);
+void FakeHypervisor::failNext(const std::string& uuid, hv::ActionKind kind, std::string message,
+                              hv::FailureKind failure, std::vector<std::string> escalations) {
+  scripted_failures_[{uuid, kind}] =
+      ScriptedFailure{std::move(message), failure, std::move(escalations)};
+}
+
+void FakeHypervisor::probeDestination(const std::string& uri, hv::DestinationProbeDone done) {
+  ++destination_probes_[uri];
+  auto scripted = destinations_.find(uri);
+  if (scripted != destinations_.end()) {
+    done(scripted->second);
+    return;
+  }
+  hv::DestinationReport report;
+  report.uri = uri;
+  report.reachable = true;
+  report.hostname = uri;
+  report.free_memory_bytes = report.total_memory_bytes = std::uint64_t{64} << 30;
+  done(report);
+}
+
+void FakeHypervisor::setDestination(const std::string& uri, hv::DestinationReport report) {
+  report.uri = uri;
+  destinations_[uri] = std::move(report);
+}
+
+void FakeHypervisor::setDestinationFreeMib(const std::string& uri, std::uint64_t free_mib) {
+  hv::DestinationReport report;
+  report.reachable = true;
+  report.hostname = uri;
+  report.free_memory_bytes = free_mib << 20;
+  report.total_memory_bytes = std::uint64_t{64} << 30;
+  setDestination(uri, std::move(report));
+}
+
+void FakeHypervisor::setDestinationUnreachable(const std::string& uri, const std::string& error) {
+  hv::DestinationReport report;
+  report.error = error;
+  setDestination(uri, std::move(report));
+}
+
+int FakeHypervisor::destinationProbes(const std::string& uri) const {
+  auto found = destination_probes_.find(uri);
+  return found == destination_probes_.end() ? 0 : found->second;
 }
 
 int FakeHypervisor::requestCount(const std::string& uuid) const {
@@ -224,7 +266,9 @@ void FakeHypervisor::finish(Pending pending) {
   auto scripted = scripted_failures_.find({pending.request.uuid, pending.request.kind});
   if (scripted != scripted_failures_.end()) {
     result.ok = false;
-    result.message = scripted->second;
+    result.message = scripted->second.message;
+    result.failure = scripted->second.failure;
+    result.escalations = scripted->second.escalations;
     scripted_failures_.erase(scripted);
     for (hv::DomainInfo& info : domains_) {
       if (info.uuid == pending.request.uuid) info.job_active = false;
@@ -235,6 +279,12 @@ void FakeHypervisor::finish(Pending pending) {
                      pending.request.name + "' failed: domain not found";
   } else {
     result.ok = true;
+    if (throughput_bps_ > 0 && (pending.request.kind == hv::ActionKind::live_migrate ||
+                                pending.request.kind == hv::ActionKind::cold_migrate)) {
+      hv::ActionProgress final_progress;
+      final_progress.memory_bps = throughput_bps_;
+      result.final_progress = final_progress;
+    }
     applyEffect(pending.request);
   }
   pending.done(result);

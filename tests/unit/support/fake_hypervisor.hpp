@@ -40,6 +40,9 @@ class FakeHypervisor final : public hv::Hypervisor {
   void startAction(const hv::ActionRequest& request, hv::ActionDone done,
                    hv::ActionProgressFn progress = {}) override;
   hv::EmptinessReport probeEmptiness(const hv::EmptinessQuery& query) override;
+  // Answers at once with the scripted report; an unscripted URI is
+  // reachable with 64 GiB free.
+  void probeDestination(const std::string& uri, hv::DestinationProbeDone done) override;
 
   // --- inventory, set up by the test (no events unless said)
   void addDomain(hv::DomainInfo info);
@@ -66,6 +69,12 @@ class FakeHypervisor final : public hv::Hypervisor {
   void clearExtraChecks() { extra_checks_.clear(); }
   int probes() const { return probes_; }
 
+  // --- destinations
+  void setDestination(const std::string& uri, hv::DestinationReport report);
+  void setDestinationFreeMib(const std::string& uri, std::uint64_t free_mib);
+  void setDestinationUnreachable(const std::string& uri, const std::string& error);
+  int destinationProbes(const std::string& uri) const;
+
   // --- actions
   struct Pending {
     hv::ActionRequest request;
@@ -74,7 +83,11 @@ class FakeHypervisor final : public hv::Hypervisor {
   };
   void setAutoComplete(bool automatic) { auto_complete_ = automatic; }
   // The next action of `kind` on `uuid` fails with `message` when completed.
-  void failNext(const std::string& uuid, hv::ActionKind kind, std::string message);
+  void failNext(const std::string& uuid, hv::ActionKind kind, std::string message,
+                hv::FailureKind failure = hv::FailureKind::other,
+                std::vector<std::string> escalations = {});
+  // The next successful migration reports this final throughput.
+  void setMigrationThroughput(std::uint64_t bytes_per_second) { throughput_bps_ = bytes_per_second; }
 
   const std::vector<hv::ActionRequest>& requests() const { return requests_; }
   int requestCount(const std::string& uuid) const;
@@ -106,7 +119,15 @@ class FakeHypervisor final : public hv::Hypervisor {
   std::vector<hv::DomainInfo> domains_;
   std::vector<hv::ActionRequest> requests_;
   std::deque<Pending> pending_;
-  std::map<std::pair<std::string, hv::ActionKind>, std::string> scripted_failures_;
+  struct ScriptedFailure {
+    std::string message;
+    hv::FailureKind failure = hv::FailureKind::other;
+    std::vector<std::string> escalations;
+  };
+  std::map<std::pair<std::string, hv::ActionKind>, ScriptedFailure> scripted_failures_;
+  std::map<std::string, hv::DestinationReport> destinations_;
+  std::map<std::string, int> destination_probes_;
+  std::uint64_t throughput_bps_ = 0;
   std::vector<hv::EvidenceCheck> extra_checks_;
   bool auto_complete_ = false;
   int probes_ = 0;

@@ -39,10 +39,37 @@ struct LimitsConfig {
   unsigned max_parallel_migrations = 2;   // of which migrations
 };
 
+// One candidate migration destination.
+struct DestinationConfig {
+  std::string uri;          // libvirt URI of the destination's libvirtd
+  std::string migrate_uri;  // data-stream URI ("tcp://10.0.0.2"); empty: the destination's choice
+  std::optional<unsigned> max_parallel;               // unset: max_parallel_per_destination
+  std::optional<std::uint64_t> reserved_memory_mib;   // unset: migration.reserved_memory_mib
+  bool operator==(const DestinationConfig&) const = default;
+};
+
 struct MigrationConfig {
-  // Candidate destinations (libvirt URIs); empty: migration is not possible
-  // and domains follow their fallback action.
-  std::vector<std::string> destinations;
+  // Candidate destinations; empty: migration is not possible and domains
+  // follow their fallback action.
+  std::vector<DestinationConfig> destinations;
+  // Incoming migrations at once per destination: two streams already fill a
+  // 10 GbE link with TCG-free guests; more mostly add contention.
+  unsigned max_parallel_per_destination = 2;
+  // Memory kept free on a destination for its own use (Nova's
+  // reserved_host_memory_mb); a domain must fit in free memory minus this.
+  std::uint64_t reserved_memory_mib = 512;
+  // A destination's free memory older than this is probed again before use.
+  std::chrono::seconds destination_probe_interval{30};
+
+  // The entry for `uri`: the configured one, or defaults for a URI that only
+  // a maintenance request named.
+  DestinationConfig destination(const std::string& uri) const;
+  unsigned maxParallelAt(const DestinationConfig& destination) const {
+    return destination.max_parallel.value_or(max_parallel_per_destination);
+  }
+  std::uint64_t reservedMemoryMibAt(const DestinationConfig& destination) const {
+    return destination.reserved_memory_mib.value_or(reserved_memory_mib);
+  }
 };
 
 struct EvidenceConfig {

@@ -24,7 +24,7 @@ namespace hostmaint::agent {
 struct EngineSettings {
   DomainPolicy default_policy;
   LimitsConfig limits;
-  std::vector<std::string> destinations;
+  MigrationConfig migration;  // candidate destinations and their limits
   std::string host_name;
 };
 

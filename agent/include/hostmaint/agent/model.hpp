@@ -84,6 +84,10 @@ struct MigrationProgress {
   std::uint64_t memory_dirty_rate_bps = 0;
   std::uint64_t throughput_bps = 0;
   double percent = 0.0;
+  std::uint64_t downtime_limit_ms = 0;  // currently allowed downtime, 0: hypervisor default
+  unsigned iteration = 0;               // pre-copy memory passes so far
+  bool post_copy = false;               // switched to post-copy
+  std::string escalation;               // the last escalation step, "" when none
 };
 
 struct DomainStatus {
@@ -110,6 +114,9 @@ struct DomainStatus {
   std::optional<TimePoint> earliest_start;
   std::optional<std::string> destination;
   std::optional<MigrationProgress> progress;
+  // When this domain's current (or last) action started and ended.
+  std::optional<TimePoint> action_started_at;
+  std::optional<TimePoint> action_finished_at;
   std::string policy_error;  // set when the domain's policy metadata is malformed
 };
 
@@ -133,6 +140,9 @@ struct HostStatus {
   std::vector<Blocker> blockers;
   std::vector<hv::EvidenceCheck> evidence;
   std::vector<DomainStatus> domains;
+  // Live-migration throughput this host achieved recently (moving average of
+  // finished migrations; 0 until one finished). Feeds downtime estimates.
+  std::uint64_t migration_throughput_bps = 0;
   hv::ConnectionState hypervisor_connection = hv::ConnectionState::connecting;
   std::string hypervisor;  // description (URI)
   std::string hypervisor_detail;
