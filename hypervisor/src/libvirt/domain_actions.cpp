@@ -1,5 +1,7 @@
 #include "libvirt/domain_actions.hpp"
 
+#include "libvirt/live_migration.hpp"
+
 #include <spdlog/spdlog.h>
 
 #include <chrono>
@@ -14,15 +16,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
-struct TypedParams {
-  virTypedParameterPtr params = nullptr;
-  int count = 0;
-  int capacity = 0;
-  TypedParams() = default;
-  TypedParams(const TypedParams&) = delete;
-  TypedParams& operator=(const TypedParams&) = delete;
-  ~TypedParams() { virTypedParamsFree(params, count); }
-};
 
 class ActionRun {
  public:
@@ -119,115 +112,9 @@ class ActionRun {
   }
 
   ActionResult liveMigrate() {
-    const auto& tuning = request_.tuning;
-    unsigned int flags = VIR_MIGRATE_LIVE | VIR_MIGRATE_PEER2PEER | VIR_MIGRATE_PERSIST_DEST |
-                         VIR_MIGRATE_UNDEFINE_SOURCE;
-    if (tuning.auto_converge) flags |= VIR_MIGRATE_AUTO_CONVERGE;
-    if (tuning.post_copy_allowed) flags |= VIR_MIGRATE_POSTCOPY;
-    TypedParams params;
-    if (tuning.bandwidth_mib_s &&
-        virTypedParamsAddULLong(&params.params, &params.count, &params.capacity,
-                                VIR_MIGRATE_PARAM_BANDWIDTH, *tuning.bandwidth_mib_s) < 0)
-      return fail("cannot set the bandwidth: " + lastError());
-    if (tuning.parallel_connections) {
-      flags |= VIR_MIGRATE_PARALLEL;
-      if (virTypedParamsAddInt(&params.params, &params.count, &params.capacity,
-                               VIR_MIGRATE_PARAM_PARALLEL_CONNECTIONS,
-                               static_cast<int>(*tuning.parallel_connections)) < 0)
-        return fail("cannot set the parallel connections: " + lastError());
-    }
-
-    auto monitor = std::make_shared<MigrationMonitor>();
-    if (ctx_.spawn) {
-      // The monitor needs its own reference: the domain outlives this call.
-      virDomainRef(dom_.get());
-      auto dom = std::shared_ptr<virDomain>(dom_.get(), DomainFreer{});
-      ctx_.spawn([monitor, dom, tuning, progress = ctx_.progress, name = request_.name] {
-        monitor->watch(dom.get(), tuning, progress, name);
-      });
-    }
-    const int rc = virDomainMigrateToURI3(dom_.get(), request_.destination_uri.c_str(),
-                                          params.params, params.count, flags);
-    const std::string error = rc < 0 ? lastError() : std::string();
-    const bool aborted_for_time = monitor->finish();
-    if (rc < 0) {
-      if (aborted_for_time)
-        return fail("did not complete within " + std::to_string(tuning.completion_timeout.count()) +
-                    "s and was aborted (" + error + ")");
-      return fail("to " + request_.destination_uri + ": " + error);
-    }
-    return succeed();
+    LiveMigrationContext migration{ctx_.progress, ctx_.stopping};
+    return migrateLive(conn_, dom_.get(), request_, migration);
   }
-
-  // Reports job statistics every 500 ms while a migration runs, applies the
-  // maximum downtime once the job exists, and aborts it after its timeout.
-  class MigrationMonitor {
-   public:
-    void watch(virDomainPtr dom, const MigrationTuning& tuning,
-               const std::function<void(const ActionProgress&)>& progress, const std::string& name) {
-      const auto started = Clock::now();
-      bool downtime_set = !tuning.max_downtime;
-      std::unique_lock lock(mutex_);
-      while (!cv_.wait_for(lock, 500ms, [this] { return finished_; })) {
-        lock.unlock();
-        int type = VIR_DOMAIN_JOB_NONE;
-        virTypedParameterPtr params = nullptr;
-        int n = 0;
-        if (virDomainGetJobStats(dom, &type, &params, &n, 0) == 0 && type != VIR_DOMAIN_JOB_NONE) {
-          if (!downtime_set) {
-            downtime_set = true;
-            if (virDomainMigrateSetMaxDowntime(dom, tuning.max_downtime->count(), 0) < 0)
-              spdlog::warn("cannot set the maximum downtime of migrating domain '{}': {}", name,
-                           lastError());
-          }
-          if (progress) progress(toProgress(params, n));
-        }
-        virTypedParamsFree(params, n);
-        if (tuning.completion_timeout.count() > 0 &&
-            Clock::now() - started > tuning.completion_timeout) {
-          if (virDomainAbortJob(dom) == 0) {
-            lock.lock();
-            aborted_ = true;
-            cv_.wait(lock, [this] { return finished_; });
-            return;
-          }
-        }
-        lock.lock();
-      }
-    }
-
-    // Stops the monitor; true when it aborted the migration for its timeout.
-    bool finish() {
-      std::lock_guard lock(mutex_);
-      finished_ = true;
-      cv_.notify_all();
-      return aborted_;
-    }
-
-   private:
-    static ActionProgress toProgress(virTypedParameterPtr params, int n) {
-      ActionProgress p;
-      auto get = [&](const char* field) {
-        unsigned long long v = 0;
-        virTypedParamsGetULLong(params, n, field, &v);
-        return static_cast<std::uint64_t>(v);
-      };
-      p.data_total_bytes = get(VIR_DOMAIN_JOB_DATA_TOTAL);
-      p.data_processed_bytes = get(VIR_DOMAIN_JOB_DATA_PROCESSED);
-      p.data_remaining_bytes = get(VIR_DOMAIN_JOB_DATA_REMAINING);
-      // The dirty rate is in pages per second.
-      const auto page = get(VIR_DOMAIN_JOB_MEMORY_PAGE_SIZE);
-      p.memory_dirty_rate_bps = get(VIR_DOMAIN_JOB_MEMORY_DIRTY_RATE) * (page ? page : 4096);
-      p.memory_bps = get(VIR_DOMAIN_JOB_MEMORY_BPS);
-      p.elapsed = std::chrono::milliseconds(get(VIR_DOMAIN_JOB_TIME_ELAPSED));
-      return p;
-    }
-
-    std::mutex mutex_;
-    std::condition_variable cv_;
-    bool finished_ = false;
-    bool aborted_ = false;
-  };
 
   // Shut down here, define and start there, and only then undefine here: at
   // every step the domain is defined on at least one host.
@@ -245,19 +132,22 @@ class ActionRun {
     }
     Connection dest(virConnectOpen(request_.destination_uri.c_str()));
     if (!dest)
-      return fail("cannot connect to " + request_.destination_uri + " (the domain is shut off here): " +
-                  lastError());
+      return fail("cannot connect to " + request_.destination_uri +
+                      " (the domain is shut off here): " + lastError(),
+                  FailureKind::destination);
     Domain defined(virDomainDefineXML(dest.get(), xml.get()));
     if (!defined)
       return fail("cannot define it on " + request_.destination_uri +
-                  " (the domain is shut off here): " + lastError());
+                      " (the domain is shut off here): " + lastError(),
+                  FailureKind::destination);
     if (virDomainCreate(defined.get()) < 0) {
       const std::string error = lastError();
       if (virDomainUndefine(defined.get()) < 0)
         spdlog::warn("cannot remove the failed definition of '{}' from {}: {}", request_.name,
                      request_.destination_uri, lastError());
       return fail("cannot start it on " + request_.destination_uri +
-                  " (the domain is shut off here): " + error);
+                      " (the domain is shut off here): " + error,
+                  FailureKind::destination);
     }
     if (persistent && virDomainUndefineFlags(dom_.get(), VIR_DOMAIN_UNDEFINE_MANAGED_SAVE) < 0)
       return succeed(subject() + " done, but its definition stays on this host: " + lastError(),

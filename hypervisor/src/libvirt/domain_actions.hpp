@@ -12,8 +12,6 @@ namespace hostmaint::hv::libvirt {
 struct ActionContext {
   // Thread-safe: delivers progress to the owner's thread.
   std::function<void(const ActionProgress&)> progress;
-  // Runs a task on another worker (the live migration's monitor).
-  std::function<void(std::function<void()>)> spawn;
   // Set when the hypervisor is being destroyed: polling loops give up.
   const std::atomic<bool>* stopping = nullptr;
 };

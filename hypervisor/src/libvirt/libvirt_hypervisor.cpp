@@ -14,6 +14,7 @@
 #include <map>
 
 #include "hostmaint/hypervisor/libvirt_hypervisor.hpp"
+#include "libvirt/destination_probe.hpp"
 #include "libvirt/domain_actions.hpp"
 #include "libvirt/domain_reader.hpp"
 #include "libvirt/libvirt_handles.hpp"
@@ -140,7 +141,6 @@ class LibvirtHypervisor final : public Hypervisor {
           if (alive.lock()) progress(p);
         });
       };
-    ctx.spawn = [this](std::function<void()> task) { asio::post(workers_, std::move(task)); };
     ctx.stopping = &stopping_;
     asio::post(workers_, [this, alive, conn = conn_, request, done = std::move(done),
                           ctx = std::move(ctx)]() mutable {
@@ -166,6 +166,22 @@ class LibvirtHypervisor final : public Hypervisor {
         else if (known)
           inventory_.erase(uuid);
         done(result);
+      });
+    });
+  }
+
+  void probeDestination(const std::string& uri, DestinationProbeDone done) override {
+    asio::post(workers_, [this, alive = weakSelf(), conn = conn_, uri,
+                          done = std::move(done)]() mutable {
+      DestinationReport report = libvirt::probeDestination(uri, conn.get());
+      if (report.reachable) {
+        spdlog::info("destination {} ({}): {} MiB free of {} MiB", uri, report.hostname,
+                     report.free_memory_bytes >> 20, report.total_memory_bytes >> 20);
+      } else {
+        spdlog::warn("destination {} unusable: {}", uri, report.error);
+      }
+      asio::post(io_, [alive, report = std::move(report), done = std::move(done)] {
+        if (alive.lock()) done(report);
       });
     });
   }

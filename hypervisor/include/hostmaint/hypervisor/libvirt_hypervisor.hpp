@@ -27,7 +27,7 @@ struct LibvirtSettings {
   std::string qemu_process_scope = "all";
   std::filesystem::path proc_root = "/proc";
   std::filesystem::path sysfs_root = "/sys";
-  unsigned worker_threads = 4;  // threads running blocking libvirt actions
+  unsigned worker_threads = 8;  // threads running blocking libvirt actions and probes
 };
 
 // Keeps libvirt's event loop (virEventRegisterImpl) running on an Asio

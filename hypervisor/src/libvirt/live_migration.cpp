@@ -1,0 +1,293 @@
+#include "libvirt/live_migration.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+namespace hostmaint::hv::libvirt {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+constexpr auto kPollInterval = 250ms;
+
+struct TypedParams {
+  virTypedParameterPtr params = nullptr;
+  int count = 0;
+  int capacity = 0;
+  TypedParams() = default;
+  TypedParams(const TypedParams&) = delete;
+  TypedParams& operator=(const TypedParams&) = delete;
+  ~TypedParams() { virTypedParamsFree(params, count); }
+};
+
+// Job statistics as one snapshot; `active` false when no job runs.
+struct JobSnapshot {
+  bool active = false;
+  ActionProgress progress;
+};
+
+JobSnapshot readJob(virDomainPtr dom, unsigned int flags) {
+  JobSnapshot snapshot;
+  int type = VIR_DOMAIN_JOB_NONE;
+  virTypedParameterPtr params = nullptr;
+  int n = 0;
+  if (virDomainGetJobStats(dom, &type, &params, &n, flags) < 0) return snapshot;
+  auto get = [&](const char* field) {
+    unsigned long long value = 0;
+    virTypedParamsGetULLong(params, n, field, &value);
+    return static_cast<std::uint64_t>(value);
+  };
+  snapshot.active = type != VIR_DOMAIN_JOB_NONE;
+  ActionProgress& p = snapshot.progress;
+  p.data_total_bytes = get(VIR_DOMAIN_JOB_DATA_TOTAL);
+  p.data_processed_bytes = get(VIR_DOMAIN_JOB_DATA_PROCESSED);
+  p.data_remaining_bytes = get(VIR_DOMAIN_JOB_DATA_REMAINING);
+  // The dirty rate is in pages per second.
+  const std::uint64_t page = get(VIR_DOMAIN_JOB_MEMORY_PAGE_SIZE);
+  p.memory_dirty_rate_bps = get(VIR_DOMAIN_JOB_MEMORY_DIRTY_RATE) * (page ? page : 4096);
+  p.memory_bps = get(VIR_DOMAIN_JOB_MEMORY_BPS);
+  p.elapsed = std::chrono::milliseconds(get(VIR_DOMAIN_JOB_TIME_ELAPSED));
+  p.iteration = static_cast<unsigned>(get(VIR_DOMAIN_JOB_MEMORY_ITERATION));
+  virTypedParamsFree(params, n);
+  return snapshot;
+}
+
+std::string formatMs(std::chrono::milliseconds value) { return std::to_string(value.count()) + "ms"; }
+
+// Watches one migration from its own thread. The migrating call blocks the
+// worker, so the ladder has to run beside it.
+class MigrationMonitor {
+ public:
+  MigrationMonitor(virDomainPtr dom, const ActionRequest& request, const LiveMigrationContext& ctx)
+      : dom_(dom), request_(request), ctx_(ctx) {}
+
+  void run() {
+    const MigrationTuning& tuning = request_.tuning;
+    const auto started = Clock::now();
+    auto last_step = started;
+    auto last_progress = started;
+    std::optional<std::uint64_t> least_remaining;
+    unsigned step = 0;
+    std::unique_lock lock(mutex_);
+    while (!cv_.wait_for(lock, kPollInterval, [this] { return finished_; })) {
+      lock.unlock();
+      JobSnapshot job = readJob(dom_, 0);
+      const auto now = Clock::now();
+      if (job.active) {
+        if (tuning.max_downtime && step == 0) {
+          step = 1;
+          setDowntime(downtimeAtStep(*tuning.max_downtime, 1, tuning.downtime_steps), false);
+          last_step = now;
+        } else if (tuning.max_downtime && step < std::max(1u, tuning.downtime_steps) &&
+                   now - last_step >= tuning.downtime_step_delay) {
+          ++step;
+          setDowntime(downtimeAtStep(*tuning.max_downtime, step, tuning.downtime_steps), true);
+          last_step = now;
+        } else if (tuning.post_copy_allowed && !post_copy_ &&
+                   step >= std::max(1u, tuning.downtime_steps) &&
+                   now - last_step >= tuning.downtime_step_delay) {
+          if (virDomainMigrateStartPostCopy(dom_, 0) == 0) {
+            post_copy_ = true;
+            note("post-copy");
+          } else {
+            spdlog::warn("cannot switch the migration of '{}' to post-copy: {}", request_.name,
+                         lastError());
+          }
+          last_step = now;
+        }
+        const std::uint64_t remaining = job.progress.data_remaining_bytes;
+        if (!least_remaining || remaining < *least_remaining) {
+          least_remaining = remaining;
+          last_progress = now;
+        }
+        job.progress.downtime_limit = downtime_;
+        job.progress.post_copy = post_copy_;
+        job.progress.escalation = escalations_.empty() ? std::string() : escalations_.back();
+        last_seen_ = job.progress;
+        if (ctx_.progress) ctx_.progress(job.progress);
+        // Post-copy cannot be aborted without losing the guest: from there
+        // it can only finish.
+        if (!post_copy_) {
+          if (tuning.completion_timeout.count() > 0 && now - started > tuning.completion_timeout) {
+            abort("did not complete within " + std::to_string(tuning.completion_timeout.count()) +
+                  "s");
+          } else if (tuning.progress_timeout.count() > 0 &&
+                     now - last_progress > tuning.progress_timeout) {
+            abort("made no progress for " + std::to_string(tuning.progress_timeout.count()) +
+                  "s (" + std::to_string(remaining >> 20) + " MiB left)");
+          }
+        }
+      }
+      if (ctx_.stopping && ctx_.stopping->load() && !post_copy_ && !abort_reason_) {
+        // hostmaintd is stopping: do not leave a migration nobody watches.
+        abort("hostmaintd is stopping");
+      }
+      lock.lock();
+      if (abort_reason_) {
+        cv_.wait(lock, [this] { return finished_; });
+        return;
+      }
+    }
+  }
+
+  void finish() {
+    std::lock_guard lock(mutex_);
+    finished_ = true;
+    cv_.notify_all();
+  }
+
+  // Valid after finish() and the monitor thread joined.
+  const std::optional<std::string>& abortReason() const { return abort_reason_; }
+  const std::vector<std::string>& escalations() const { return escalations_; }
+  const std::optional<ActionProgress>& lastSeen() const { return last_seen_; }
+
+ private:
+  void setDowntime(std::chrono::milliseconds downtime, bool escalation) {
+    if (virDomainMigrateSetMaxDowntime(dom_, static_cast<unsigned long long>(downtime.count()), 0) <
+        0) {
+      spdlog::warn("cannot set the allowed downtime of migrating domain '{}' to {}: {}",
+                   request_.name, formatMs(downtime), lastError());
+      return;
+    }
+    downtime_ = downtime;
+    if (escalation) {
+      note("downtime " + formatMs(downtime));
+    } else {
+      spdlog::info("migration of '{}': allowed downtime {}", request_.name, formatMs(downtime));
+    }
+  }
+
+  void note(const std::string& step) {
+    escalations_.push_back(step);
+    spdlog::info("migration of '{}' to {} does not converge yet: escalated to {}", request_.name,
+                 request_.destination_uri, step);
+  }
+
+  void abort(const std::string& why) {
+    spdlog::warn("aborting the migration of '{}': {}", request_.name, why);
+    if (virDomainAbortJob(dom_) < 0) {
+      spdlog::warn("cannot abort the migration of '{}': {}", request_.name, lastError());
+      return;
+    }
+    std::lock_guard lock(mutex_);
+    abort_reason_ = why;
+  }
+
+  virDomainPtr dom_;
+  const ActionRequest& request_;
+  const LiveMigrationContext& ctx_;
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  bool finished_ = false;
+  std::optional<std::string> abort_reason_;
+  std::vector<std::string> escalations_;
+  std::chrono::milliseconds downtime_{0};
+  bool post_copy_ = false;
+  std::optional<ActionProgress> last_seen_;
+};
+
+}  // namespace
+
+std::chrono::milliseconds downtimeAtStep(std::chrono::milliseconds max, unsigned step,
+                                         unsigned steps) {
+  if (steps == 0) return max;
+  step = std::clamp(step, 1u, steps);
+  return std::max(std::chrono::milliseconds(1), max * step / steps);
+}
+
+FailureKind classifyMigrationFailure(int error_code, int error_domain, bool connection_alive) {
+  if (!connection_alive) return FailureKind::connection_lost;
+  // The source libvirtd could not reach or use the destination.
+  if (error_domain == VIR_FROM_RPC || error_code == VIR_ERR_NO_CONNECT ||
+      error_code == VIR_ERR_AUTH_FAILED || error_code == VIR_ERR_SYSTEM_ERROR ||
+      error_code == VIR_ERR_OPERATION_TIMEOUT || error_code == VIR_ERR_NO_SUPPORT) {
+    return FailureKind::destination;
+  }
+  return FailureKind::other;
+}
+
+ActionResult migrateLive(virConnectPtr conn, virDomainPtr dom, const ActionRequest& request,
+                         const LiveMigrationContext& ctx) {
+  const std::string subject = "live migration of domain '" + request.name + "' to " +
+                              request.destination_uri;
+  ActionResult result;
+  auto fail = [&](const std::string& why, FailureKind kind) {
+    result.ok = false;
+    result.message = subject + " failed: " + why;
+    result.failure = kind;
+    return result;
+  };
+  const MigrationTuning& tuning = request.tuning;
+  unsigned int flags = VIR_MIGRATE_LIVE | VIR_MIGRATE_PEER2PEER | VIR_MIGRATE_PERSIST_DEST |
+                       VIR_MIGRATE_UNDEFINE_SOURCE;
+  if (tuning.auto_converge) flags |= VIR_MIGRATE_AUTO_CONVERGE;
+  if (tuning.post_copy_allowed) flags |= VIR_MIGRATE_POSTCOPY;
+  TypedParams params;
+  if (!request.migrate_uri.empty() &&
+      virTypedParamsAddString(&params.params, &params.count, &params.capacity, VIR_MIGRATE_PARAM_URI,
+                              request.migrate_uri.c_str()) < 0)
+    return fail("cannot set the migration URI: " + lastError(), FailureKind::other);
+  if (tuning.bandwidth_mib_s &&
+      virTypedParamsAddULLong(&params.params, &params.count, &params.capacity,
+                              VIR_MIGRATE_PARAM_BANDWIDTH, *tuning.bandwidth_mib_s) < 0)
+    return fail("cannot set the bandwidth: " + lastError(), FailureKind::other);
+  if (tuning.parallel_connections) {
+    flags |= VIR_MIGRATE_PARALLEL;
+    if (virTypedParamsAddInt(&params.params, &params.count, &params.capacity,
+                             VIR_MIGRATE_PARAM_PARALLEL_CONNECTIONS,
+                             static_cast<int>(*tuning.parallel_connections)) < 0)
+      return fail("cannot set the parallel connections: " + lastError(), FailureKind::other);
+  }
+
+  MigrationMonitor monitor(dom, request, ctx);
+  std::thread watcher([&monitor] { monitor.run(); });
+  const auto started = Clock::now();
+  const int rc =
+      virDomainMigrateToURI3(dom, request.destination_uri.c_str(), params.params, params.count, flags);
+  // Captured before any other libvirt call replaces the thread's error.
+  const std::string error = rc < 0 ? lastError() : std::string();
+  virErrorPtr last = rc < 0 ? virGetLastError() : nullptr;
+  const int error_code = last ? last->code : VIR_ERR_OK;
+  const int error_domain = last ? last->domain : VIR_FROM_NONE;
+  monitor.finish();
+  watcher.join();
+  result.escalations = monitor.escalations();
+  if (rc < 0) {
+    if (monitor.abortReason()) {
+      return fail("did not converge: " + *monitor.abortReason() + "; aborted (" + error + ")",
+                  FailureKind::not_converged);
+    }
+    const bool alive = virConnectIsAlive(conn) == 1;
+    return fail(error, classifyMigrationFailure(error_code, error_domain, alive));
+  }
+  // The completed job's statistics give the achieved throughput; when the
+  // source no longer has them, the last snapshot and the wall time do.
+  JobSnapshot completed = readJob(dom, VIR_DOMAIN_JOB_STATS_COMPLETED);
+  ActionProgress final_progress = completed.progress;
+  if (final_progress.data_processed_bytes == 0 && monitor.lastSeen()) {
+    final_progress = *monitor.lastSeen();
+    final_progress.elapsed =
+        std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started);
+  }
+  if (final_progress.memory_bps == 0 && final_progress.elapsed.count() > 0) {
+    final_progress.memory_bps = final_progress.data_processed_bytes * 1000 /
+                                static_cast<std::uint64_t>(final_progress.elapsed.count());
+  }
+  if (final_progress.data_processed_bytes > 0) result.final_progress = final_progress;
+  result.ok = true;
+  result.message = subject + " done" +
+                   (result.escalations.empty() ? std::string()
+                                               : " after " + std::to_string(result.escalations.size()) +
+                                                     " escalation step(s)");
+  return result;
+}
+
+}  // namespace hostmaint::hv::libvirt
