@@ -32,5 +32,113 @@ class DrainToB(LabTestCase):
         self.assertGreater(status["migration_throughput_bps"], 0)
 
 
+    def test_a_guest_that_cannot_converge_is_escalated_then_falls_back_to_suspend(self):
+        # 8 MiB/s cannot keep up with 40 MiB/s rewritten: only escalation could help.
+        self.create("lab-busy", memory_mib=256, dirty_mib=120, redirty_mib_s=40,
+                    maintenance_action="live-migrate", fallback_action="suspend",
+                    migration_bandwidth_mib_s=8, migration_max_downtime="200ms",
+                    migration_downtime_steps=2, migration_downtime_step_delay="2s",
+                    migration_completion_timeout_per_gib="15s", migration_progress_timeout="0s")
+        self.wait_all_ready()
+        self.daemon.start()
+        self.schedule_now()
+        self.wait_ready(timeout=240)
+
+        entry = self.daemon.domain("lab-busy")
+        self.assertEqual(entry["state"], "done", entry)
+        self.assertEqual(entry["action"], "suspend", entry)
+        self.assertTrue(entry["fallback_used"])
+        self.assertEqual(entry["result"], "suspended", entry)
+        # Why it was suspended, and what was tried first, stay next to the result.
+        self.assertIn("did not converge: did not complete within 15s", entry["detail"])
+        self.assertIn("escalated: downtime 200ms", entry["detail"])
+        self.assertIn("fell back to suspend", entry["detail"])
+        self.assertEqual(labctl.where("lab-busy"), {"a": "shut off"})
+
+        self.daemon.ctl("finish", check=0)
+        wait_until(lambda: labctl.where("lab-busy") == {"a": "running"}, 120,
+                   "lab-busy restored on host a")
+        self.assert_invariant()
+
+
+class UnusableDestinations(LabTestCase):
+    # b cannot take anything (the reserve is beyond its memory); port 16599 has no libvirtd.
+    destinations = (
+        "{ uri = \"" + labctl.uri("b") + "\", migrate_uri = \"tcp://127.0.0.1\", "
+        "reserved_memory_mib = 100000000 }",
+        "{ uri = \"qemu+tcp://127.0.0.1:16599/system\" }",
+    )
+
+    def test_no_room_and_unreachable_fall_back_visibly_and_lose_nothing(self):
+        self.create("lab-stay", memory_mib=256, dirty_mib=50)
+        self.wait_all_ready()
+        self.daemon.start()
+        self.schedule_now()
+        self.wait_ready(timeout=120)
+
+        entry = self.daemon.domain("lab-stay")
+        self.assertEqual(entry["action"], "suspend", entry)
+        self.assertTrue(entry["fallback_used"])
+        self.assertEqual(entry["result"], "suspended", entry)
+        self.assertIn("no destination can take it", entry["detail"])
+        self.assertIn(labctl.uri("b") + ": ", entry["detail"])
+        self.assertIn("needs 256 MiB", entry["detail"])
+        self.assertIn("qemu+tcp://127.0.0.1:16599/system: unreachable: cannot connect",
+                      entry["detail"])
+        self.assertEqual(labctl.where("lab-stay"), {"a": "shut off"})
+        self.daemon.ctl("finish", check=0)
+        wait_until(lambda: labctl.where("lab-stay") == {"a": "running"}, 120,
+                   "lab-stay restored on host a")
+        self.assert_invariant()
+
+
+class Disruptions(LabTestCase):
+    """The daemon or host a's libvirtd goes away while guests migrate."""
+
+    extra_config = "[limits]\nmax_parallel_migrations = 1\n"
+
+    def create_slow_guests(self):
+        # ~25 MiB/s for 150 MiB each: every migration takes several seconds.
+        for name in ("lab-s1", "lab-s2", "lab-s3"):
+            self.create(name, memory_mib=256, dirty_mib=150, migration_bandwidth_mib_s=25)
+        self.wait_all_ready()
+
+    def wait_for_a_migration_under_way(self):
+        def migrating():
+            try:
+                status = self.daemon.status_file()
+            except (OSError, ValueError):
+                return False
+            return any(d["state"] == "acting" and d["progress"] for d in status["domains"])
+        wait_until(migrating, 120, "a migration with progress")
+
+    def finish_and_check_all_on_b(self):
+        self.wait_ready(timeout=300)
+        placement = self.assert_invariant()
+        self.assertEqual(placement, {g: "b" for g in self.guests})
+
+    def test_sigkill_mid_drain_then_restart_completes_without_duplicates(self):
+        self.create_slow_guests()
+        self.daemon.start()
+        self.schedule_now()
+        self.wait_for_a_migration_under_way()
+        self.daemon.stop(sig=signal.SIGKILL)
+        self.assertEqual(labctl.placement_errors(self.guests), [],
+                         "a guest in two places or paused right after the kill")
+        self.daemon.start()
+        self.finish_and_check_all_on_b()
+        for guest in self.guests:
+            self.assertEqual(self.daemon.domain(guest)["state"], "done")
+
+    def test_libvirtd_of_host_a_restarted_mid_drain_reconnects_and_completes(self):
+        self.create_slow_guests()
+        self.daemon.start()
+        self.schedule_now()
+        self.wait_for_a_migration_under_way()
+        labctl.restart_libvirtd("a")
+        self.finish_and_check_all_on_b()
+        self.assertIn("disconnected", self.daemon.log_text())
+
+
 if __name__ == "__main__":
     main()
