@@ -186,6 +186,11 @@ std::chrono::milliseconds readDuration(const toml::node& node, std::chrono::mill
   return value;
 }
 
+// Notice estimates are shown in whole seconds; a fraction is rounded up.
+std::chrono::seconds wholeSeconds(std::chrono::milliseconds value) {
+  return std::chrono::ceil<std::chrono::seconds>(value);
+}
+
 std::filesystem::path readAbsolutePath(const toml::node& node) {
   std::filesystem::path path = readNonEmptyString(node);
   if (!path.is_absolute()) throw BadValue{"must be an absolute path, got '" + path.string() + "'"};
@@ -362,14 +367,61 @@ const std::array<SettingKey, 35> kSettings{{
      }},
 }};
 
+// [notices] (docs/notices.md), in a table of its own.
+const std::array<SettingKey, 11> kNoticeSettings{{
+    {"notices", "webhook_url",
+     [](Config& c, const toml::node& n) {
+       std::string url = readString(n);
+       if (!url.empty() && !url.starts_with("http://") && !url.starts_with("https://"))
+         throw BadValue{"must start with http:// or https://, got '" + url + "'"};
+       c.notices.webhook_url = std::move(url);
+     }},
+    {"notices", "webhook_token_file",
+     [](Config& c, const toml::node& n) { c.notices.webhook_token_file = readAbsolutePath(n); }},
+    {"notices", "webhook_ca_file",
+     [](Config& c, const toml::node& n) { c.notices.webhook_ca_file = readAbsolutePath(n); }},
+    {"notices", "webhook_connect_timeout",
+     [](Config& c, const toml::node& n) {
+       c.notices.webhook_connect_timeout = readDuration(n, 100ms, 5min);
+     }},
+    {"notices", "webhook_timeout",
+     [](Config& c, const toml::node& n) { c.notices.webhook_timeout = readDuration(n, 100ms, 10min); }},
+    {"notices", "webhook_attempts",
+     [](Config& c, const toml::node& n) {
+       c.notices.webhook_attempts = static_cast<unsigned>(readInteger(n, 1, 100));
+     }},
+    {"notices", "webhook_retry_min",
+     [](Config& c, const toml::node& n) { c.notices.webhook_retry_min = readDuration(n, 10ms, 1h); }},
+    {"notices", "webhook_retry_max",
+     [](Config& c, const toml::node& n) { c.notices.webhook_retry_max = readDuration(n, 10ms, 24h); }},
+    {"notices", "assumed_migration_throughput_mib_s",
+     [](Config& c, const toml::node& n) {
+       c.notices.assumed_migration_throughput_mib_s =
+           static_cast<std::uint64_t>(readInteger(n, 1, 1024 * 1024));
+     }},
+    {"notices", "min_expected_downtime",
+     [](Config& c, const toml::node& n) {
+       c.notices.min_expected_downtime = wholeSeconds(readDuration(n, 0s, 24h));
+     }},
+    {"notices", "boot_estimate",
+     [](Config& c, const toml::node& n) {
+       c.notices.boot_estimate = wholeSeconds(readDuration(n, 0s, 24h));
+     }},
+}};
+
+// Every table of settings outside [policy], in the order their sections are listed.
+const std::array<std::span<const SettingKey>, 2> kSettingTables{{kSettings, kNoticeSettings}};
+
 // [policy] keys come from the table shared with the metadata parser.
 constexpr std::string_view kPolicySection = "policy";
 
 std::vector<std::string_view> knownSections() {
   std::vector<std::string_view> sections;
-  for (const SettingKey& key : kSettings) {
-    if (std::find(sections.begin(), sections.end(), key.section) == sections.end()) {
-      sections.push_back(key.section);
+  for (std::span<const SettingKey> table : kSettingTables) {
+    for (const SettingKey& key : table) {
+      if (std::find(sections.begin(), sections.end(), key.section) == sections.end()) {
+        sections.push_back(key.section);
+      }
     }
   }
   sections.push_back(kPolicySection);
@@ -381,8 +433,10 @@ std::vector<std::string_view> knownKeys(std::string_view section) {
   if (section == kPolicySection) {
     for (const PolicyKey& key : policyKeys()) keys.push_back(key.name);
   } else {
-    for (const SettingKey& key : kSettings) {
-      if (key.section == section) keys.push_back(key.name);
+    for (std::span<const SettingKey> table : kSettingTables) {
+      for (const SettingKey& key : table) {
+        if (key.section == section) keys.push_back(key.name);
+      }
     }
   }
   return keys;
@@ -503,6 +557,7 @@ class ConfigReader {
       failAt(origin("controller.client_key", main_file), "controller.client_key",
              "needs controller.client_cert (the certificate the key belongs to)");
     }
+    checkNotices(main_file);
     if (auto violation = findPolicyViolation(config_.policy)) {
       std::string key = "policy." + violation->key;
       failAt(origin(key, main_file), key, violation->message);
@@ -510,6 +565,22 @@ class ConfigReader {
   }
 
   Config take() { return std::move(config_); }
+
+ private:
+  void checkNotices(const std::filesystem::path& main_file) {
+    const NoticesConfig& notices = config_.notices;
+    if (notices.webhook_token_file && !notices.webhook_url.empty() &&
+        !notices.webhook_url.starts_with("https://")) {
+      failAt(origin("notices.webhook_url", main_file), "notices.webhook_url",
+             "must be https:// when notices.webhook_token_file is set, so the token is not sent "
+             "in clear text");
+    }
+    if (notices.webhook_retry_min > notices.webhook_retry_max) {
+      failAt(origin("notices.webhook_retry_min", main_file), "notices.webhook_retry_min",
+             "must not be larger than notices.webhook_retry_max (" +
+                 std::to_string(notices.webhook_retry_max.count()) + "ms)");
+    }
+  }
 
  private:
   static std::int64_t lineOf(const toml::key& key, const toml::node& node) {
@@ -536,9 +607,11 @@ class ConfigReader {
         }
       } else {
         const SettingKey* setting = nullptr;
-        for (const SettingKey& candidate : kSettings) {
-          if (candidate.section == section && candidate.name == key.str()) {
-            setting = &candidate;
+        for (std::span<const SettingKey> table : kSettingTables) {
+          for (const SettingKey& candidate : table) {
+            if (candidate.section == section && candidate.name == key.str()) {
+              setting = &candidate;
+            }
           }
         }
         if (setting == nullptr) {

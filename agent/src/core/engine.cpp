@@ -24,6 +24,7 @@ EngineSettings engineSettingsFrom(const Config& config, std::string host_name) {
   settings.limits = config.limits;
   settings.migration = config.migration;
   settings.host_name = std::move(host_name);
+  settings.notices = noticeSettingsFrom(config.notices);
   return settings;
 }
 
@@ -106,7 +107,7 @@ bool sameDomain(const DomainStatus& a, const DomainStatus& b) {
                       b.action, b.fallback_used, b.result, b.detail, b.group, b.priority,
                       b.ack_required, b.ack, b.ack_deadline, b.earliest_start, b.destination,
                       b.policy_error, b.action_started_at, b.action_finished_at) &&
-         sameProgress(a.progress, b.progress);
+         sameProgress(a.progress, b.progress) && a.notice == b.notice;
 }
 
 bool sameStatus(const HostStatus& a, const HostStatus& b) {
@@ -310,6 +311,7 @@ struct MaintenanceEngine::Impl {
         view.run_state = hv::DomainRunState::unknown;
         view.memory_kib = 0;
       }
+      view.notice = noticeFor(record, view);
       out.domains.push_back(view);
 
       const std::string subject = "domain " + view.name;
@@ -338,6 +340,24 @@ struct MaintenanceEngine::Impl {
       }
     }
     return out;
+  }
+
+  // Throughput measured on this host's earlier migrations; 0 until one has
+  // been measured (the notices then use the configured assumption).
+  std::uint64_t measuredThroughput() const { return migration_throughput_bps; }
+
+  // The owner's notice for one domain while a maintenance is on
+  // (docs/notices.md); the service numbers and delivers it.
+  std::optional<DomainNotice> noticeFor(const DomainRecord& record,
+                                        const DomainStatus& view) const {
+    if (!inMaintenance() || !state.window) return std::nullopt;
+    // A malformed policy is acted on with the host's defaults once acked,
+    // so that is what keep and the deadline mean for it.
+    const DomainPolicy& policy =
+        view.policy_error.empty() ? record.policy : settings.default_policy;
+    const NoticeInput input{view, policy, *state.window, state.session_id.value_or(""),
+                            state.scheduled_at.value_or(now()), measuredThroughput()};
+    return computeNotice(input, settings.notices);
   }
 
   // ---- planning ------------------------------------------------------------

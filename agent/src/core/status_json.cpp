@@ -4,6 +4,8 @@
 #include <array>
 #include <cstdio>
 
+#include "hostmaint/agent/notice.hpp"
+
 namespace hostmaint::agent {
 namespace {
 
@@ -66,6 +68,7 @@ json domainToJson(const DomainStatus& domain) {
       {"action_finished_at", orNull(domain.action_finished_at, time)},
       {"policy_error", domain.policy_error.empty() ? json(nullptr) : json(domain.policy_error)},
       {"memory_mib", domain.memory_kib / 1024},
+      {"notice", orNull(domain.notice, noticeToJson)},
   };
 }
 
@@ -144,6 +147,21 @@ json statusToJson(const HostStatus& status) {
         {"last_success", orNull(health.last_success, time)},
         {"last_failure", orNull(health.last_failure, time)},
         {"last_error", orNull(health.last_error, [](const std::string& e) { return e; })},
+    };
+  }
+  if (status.notice_webhook) {
+    const NoticeWebhookHealth& webhook = *status.notice_webhook;
+    auto time = [](TimePoint t) { return formatTime(t); };
+    document["notice_webhook"] = {
+        {"url", webhook.url},
+        {"state", webhook.consecutive_failures == 0 ? "ok" : "failing"},
+        {"pending", webhook.pending},
+        {"delivered", webhook.delivered},
+        {"dropped", webhook.dropped},
+        {"consecutive_failures", webhook.consecutive_failures},
+        {"last_success", orNull(webhook.last_success, time)},
+        {"last_failure", orNull(webhook.last_failure, time)},
+        {"last_error", orNull(webhook.last_error, [](const std::string& e) { return e; })},
     };
   }
   return document;

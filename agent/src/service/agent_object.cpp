@@ -11,6 +11,7 @@
 #include <optional>
 #include <stdexcept>
 
+#include "hostmaint/agent/notice.hpp"
 #include "hostmaint/agent/status_json.hpp"
 
 #ifndef HOSTMAINT_VERSION
@@ -46,7 +47,7 @@ std::optional<gid_t> groupId(const std::string& group) {
 // The property names in vtable order, for changedProperties().
 constexpr std::array kEmittingProperties{
     "Phase",    "Ready",    "SessionId", "WindowStart",          "WindowEnd",  "Removal", "Reason",
-    "Blockers", "Evidence", "Domains",   "HypervisorConnection", "StatusJSON",
+    "Blockers", "Evidence", "Domains",   "HypervisorConnection", "StatusJSON", "Notices",
 };
 
 // An argument the caller got wrong before the engine is asked (becomes
@@ -81,6 +82,11 @@ PropertyValues propertyValuesOf(const agent::HostStatus& status) {
   }
   values.hypervisor_connection = std::string(hv::toString(status.hypervisor_connection));
   values.status_json = agent::statusToJson(status).dump(2);
+  for (const agent::DomainStatus& domain : status.domains) {
+    if (!domain.notice) continue;
+    values.notices.emplace_back(domain.uuid, domain.name, domain.notice->revision,
+                                agent::noticeToJson(*domain.notice).dump());
+  }
   return values;
 }
 
@@ -99,6 +105,7 @@ std::vector<std::string> changedProperties(const PropertyValues& before,
       before.domains != after.domains,
       before.hypervisor_connection != after.hypervisor_connection,
       before.status_json != after.status_json,
+      before.notices != after.notices,
   };
   static_assert(differs.size() == kEmittingProperties.size());
   std::vector<std::string> names;
@@ -138,6 +145,17 @@ void AgentObject::publish(const agent::HostStatus& status) {
                  std::strerror(-result));
 }
 
+void AgentObject::emitNotice(const std::string& uuid, const std::string& name,
+                             const agent::DomainNotice& notice) {
+  const std::string json = agent::noticeToJson(notice).dump();
+  const int result = sd_bus_emit_signal(bus_, kObjectPath, kInterface, "Notice", "ssts",
+                                        uuid.c_str(), name.c_str(), notice.revision, json.c_str());
+  // The notice stays readable in the Notices property and StatusJSON.
+  if (result < 0)
+    spdlog::warn("cannot emit the Notice signal for domain {} (revision {}): {}", name,
+                 notice.revision, std::strerror(-result));
+}
+
 const sd_bus_vtable* AgentObject::vtable() {
   static const sd_bus_vtable table[] = {
       SD_BUS_VTABLE_START(0),
@@ -165,7 +183,13 @@ const sd_bus_vtable* AgentObject::vtable() {
                       SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
       SD_BUS_PROPERTY("StatusJSON", "s", &AgentObject::getProperty, 0,
                       SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+      SD_BUS_PROPERTY("Notices", "a(ssts)", &AgentObject::getProperty, 0,
+                      SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
       SD_BUS_PROPERTY("Version", "s", &AgentObject::getProperty, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+      SD_BUS_SIGNAL_WITH_NAMES("Notice", "ssts",
+                               SD_BUS_PARAM(uuid) SD_BUS_PARAM(name) SD_BUS_PARAM(revision)
+                                   SD_BUS_PARAM(notice_json),
+                               0),
       // UNPRIVILEGED: sd-bus's own check would admit only root; authorize()
       // decides instead, so that [dbus] admin_group can work.
       SD_BUS_METHOD_WITH_NAMES("Schedule", "ttbs",
@@ -225,6 +249,11 @@ int AgentObject::getProperty(sd_bus*, const char*, const char*, const char* prop
     });
   if (name == "HypervisorConnection") return appendString(v.hypervisor_connection);
   if (name == "StatusJSON") return appendString(v.status_json);
+  if (name == "Notices")
+    return appendArray("(ssts)", v.notices, [&](const auto& n) {
+      return sd_bus_message_append(reply, "(ssts)", std::get<0>(n).c_str(),
+                                   std::get<1>(n).c_str(), std::get<2>(n), std::get<3>(n).c_str());
+    });
   if (name == "Version") return sd_bus_message_append(reply, "s", HOSTMAINT_VERSION);
   return sd_bus_error_setf(error, SD_BUS_ERROR_UNKNOWN_PROPERTY, "unknown property %s", property);
 }

@@ -59,12 +59,14 @@ void AgentService::attach(agent::MaintenanceEngine& engine) { engine_ = &engine;
 hv::HypervisorObserver& AgentService::hypervisorObserver() { return *observer_; }
 
 void AgentService::serve(BusPtr bus, bool claim_name) {
-  agent::HostStatus initial = engine_->status();
-  initial.controller = controller_health_;
-  writeStatusFile(initial);
   bus_ = std::move(bus);
   object_ = std::make_unique<AgentObject>(bus_.get(), *engine_, options_.caller_policy,
                                           [this] { rearm(); });
+  // After the object exists: notices issued now (a restart that changed a
+  // plan) go out as signals.
+  const agent::HostStatus initial = shownStatus();
+  writeStatusFile(initial);
+  object_->publish(initial);
   dispatcher_ = std::make_unique<BusDispatcher>(io_, bus_.get(), [this] {
     if (options_.on_bus_lost) options_.on_bus_lost("lost the connection to the D-Bus system bus");
   });
@@ -108,9 +110,31 @@ void AgentService::setStatusForwarder(std::function<void(const agent::HostStatus
 void AgentService::setControllerHealth(agent::ControllerHealth health) {
   controller_health_ = std::move(health);
   if (!serving_ || !engine_) return;
-  agent::HostStatus shown = engine_->status();
-  shown.controller = controller_health_;
-  writeStatusFile(shown);
+  writeStatusFile(shownStatus());
+}
+
+void AgentService::setNoticeBoard(NoticeBoard* board) {
+  notice_board_ = board;
+  if (!board) return;
+  board->onIssued([this](const agent::NoticeLedger::Issued& issued) {
+    if (!object_) return;
+    object_->emitNotice(issued.uuid, issued.name, issued.notice);
+    if (dispatcher_) dispatcher_->kick();
+  });
+}
+
+void AgentService::setNoticeWebhookHealth(agent::NoticeWebhookHealth health) {
+  if (!notice_board_) return;
+  notice_board_->setWebhookHealth(std::move(health));
+  // Delivery health is status like any other: every reader sees it.
+  if (serving_ && engine_) onStatusChanged(engine_->status());
+}
+
+agent::HostStatus AgentService::shownStatus() {
+  agent::HostStatus status = engine_->status();
+  status.controller = controller_health_;
+  if (notice_board_) notice_board_->apply(status);
+  return status;
 }
 
 void AgentService::onStatusChanged(const agent::HostStatus& engine_status) {
@@ -119,6 +143,7 @@ void AgentService::onStatusChanged(const agent::HostStatus& engine_status) {
   if (!serving_) return;
   agent::HostStatus status = engine_status;
   status.controller = controller_health_;
+  if (notice_board_) notice_board_->apply(status);
   change_log_.record(status);
   writeStatusFile(status);
   if (http_server_) http_server_->update(status);

@@ -20,6 +20,7 @@
 #include "hostmaint/agent/service/agent_service.hpp"
 #include "hostmaint/agent/service/asio_sd_bus.hpp"
 #include "hostmaint/agent/service/controller_link.hpp"
+#include "hostmaint/agent/service/notice_board.hpp"
 #include "hostmaint/agent/service/service_notifier.hpp"
 #include "hostmaint/agent/service/status_http_server.hpp"
 #include "hostmaint/hypervisor/libvirt_hypervisor.hpp"
@@ -88,6 +89,14 @@ void warnAboutRestartOnlyKeys(const agent::Config& running, const agent::Config&
       running.http.max_connections != loaded.http.max_connections ||
       running.http.request_timeout != loaded.http.request_timeout)
     warn("the [http] settings");
+  const agent::NoticesConfig& a = running.notices;
+  const agent::NoticesConfig& b = loaded.notices;
+  if (a.webhook_url != b.webhook_url || a.webhook_token_file != b.webhook_token_file ||
+      a.webhook_ca_file != b.webhook_ca_file ||
+      a.webhook_connect_timeout != b.webhook_connect_timeout ||
+      a.webhook_timeout != b.webhook_timeout || a.webhook_attempts != b.webhook_attempts ||
+      a.webhook_retry_min != b.webhook_retry_min || a.webhook_retry_max != b.webhook_retry_max)
+    warn("the [notices] webhook settings");
 }
 
 }  // namespace
@@ -148,6 +157,23 @@ int runDaemon(agent::Config config, const DaemonOptions& options) {
     }
   }
 
+  // The notice webhook's token file is checked by the same rule.
+  NoticeBoard notice_board(config.paths.state_dir, host, clock);
+  AgentService* notice_health_sink = nullptr;  // the service, once it exists
+  if (!config.notices.webhook_url.empty()) {
+    try {
+      notice_board.setWebhook(std::make_unique<NoticeWebhook>(
+          io, config.notices, clock,
+          [&notice_health_sink](const agent::NoticeWebhookHealth& health) {
+            if (notice_health_sink) notice_health_sink->setNoticeWebhookHealth(health);
+          }));
+    } catch (const std::exception& error) {
+      spdlog::critical("cannot set up the notice webhook {}: {}", config.notices.webhook_url,
+                       error.what());
+      return 1;
+    }
+  }
+
   AgentServiceOptions service_options;
   service_options.runtime_dir = config.paths.runtime_dir;
   service_options.caller_policy.admin_group = config.dbus.admin_group;
@@ -157,6 +183,8 @@ int runDaemon(agent::Config config, const DaemonOptions& options) {
     io.stop();
   };
   AgentService service(io, clock, service_options);
+  service.setNoticeBoard(&notice_board);
+  notice_health_sink = &service;
   hypervisor->setObserver(&service.hypervisorObserver());
   // Whatever way this function returns, the hypervisor (destroyed last) must
   // not call into the service or engine after they are gone.
@@ -238,7 +266,7 @@ int runDaemon(agent::Config config, const DaemonOptions& options) {
     service.setStatusForwarder(
         [&link = *controller_link](const agent::HostStatus& status) { link.offerStatus(status); });
     // Offered first: the worker's first poll must know whether the host is draining.
-    controller_link->offerStatus(engine->status());
+    controller_link->offerStatus(service.shownStatus());
     controller_link->start(*engine, [&service](const agent::ControllerHealth& health) {
       service.setControllerHealth(health);
     });
@@ -256,7 +284,7 @@ int runDaemon(agent::Config config, const DaemonOptions& options) {
                                                config.http.max_connections,
                                                config.http.request_timeout});
     try {
-      http_server->start(engine->status());
+      http_server->start(service.shownStatus());
     } catch (const HttpListenError& error) {
       spdlog::critical("{}", error.what());
       return 1;

@@ -114,6 +114,23 @@ struct HttpConfig {
   std::chrono::milliseconds request_timeout{std::chrono::seconds(5)};
 };
 
+// [notices]: owner notices (docs/notices.md): the downtime estimates and the
+// optional webhook every notice is POSTed to. An empty webhook_url turns the
+// webhook off; notices still go to D-Bus, status.json and the controller.
+struct NoticesConfig {
+  std::string webhook_url;
+  std::optional<std::filesystem::path> webhook_token_file;
+  std::optional<std::filesystem::path> webhook_ca_file;
+  std::chrono::milliseconds webhook_connect_timeout{std::chrono::seconds(5)};
+  std::chrono::milliseconds webhook_timeout{std::chrono::seconds(15)};
+  unsigned webhook_attempts = 5;  // per notice, the first included
+  std::chrono::milliseconds webhook_retry_min{std::chrono::seconds(2)};
+  std::chrono::milliseconds webhook_retry_max{std::chrono::minutes(5)};
+  std::uint64_t assumed_migration_throughput_mib_s = 100;
+  std::chrono::seconds min_expected_downtime{30};
+  std::chrono::seconds boot_estimate{120};
+};
+
 struct Config {
   LibvirtConfig libvirt;
   PathsConfig paths;
@@ -123,6 +140,7 @@ struct Config {
   DbusConfig dbus;
   HttpConfig http;
   ControllerConfig controller;
+  NoticesConfig notices;
   DomainPolicy policy;  // host defaults, overridden per domain
   std::string log_level = "info";
 

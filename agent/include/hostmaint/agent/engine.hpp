@@ -16,6 +16,7 @@
 #include "hostmaint/agent/config.hpp"
 #include "hostmaint/agent/journal.hpp"
 #include "hostmaint/agent/model.hpp"
+#include "hostmaint/agent/notice.hpp"
 #include "hostmaint/hypervisor/hypervisor.hpp"
 
 namespace hostmaint::agent {
@@ -26,6 +27,7 @@ struct EngineSettings {
   LimitsConfig limits;
   MigrationConfig migration;  // candidate destinations and their limits
   std::string host_name;
+  NoticeSettings notices;  // the owners' notices' downtime estimates
 };
 
 EngineSettings engineSettingsFrom(const Config& config, std::string host_name);

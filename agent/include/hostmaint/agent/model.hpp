@@ -4,6 +4,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -90,6 +91,50 @@ struct MigrationProgress {
   std::string escalation;               // the last escalation step, "" when none
 };
 
+// What the owner of one domain is told about the maintenance
+// (docs/notices.md). Computed by the engine from the domain's plan and
+// policy; the service gives it its revision and issued_at when it differs
+// materially from the notice sent before, and delivers it.
+struct DomainNotice {
+  std::uint64_t revision = 0;  // 0 until the service issued it
+  std::optional<TimePoint> issued_at;
+  std::string session_id;
+  bool cancelled = false;  // the maintenance was cancelled: nothing more will happen
+  std::optional<MaintenanceAction> action;  // nullopt: none can be planned (see message)
+  bool fallback_used = false;
+  TimePoint window_start{};
+  TimePoint window_end{};
+  bool removal = false;  // the host goes away for good: nothing may stay
+  std::optional<TimePoint> earliest_start;
+  // Nullopt for `owner` (up to the owner) and when no action is planned.
+  std::optional<std::chrono::seconds> expected_downtime;
+  std::string downtime_basis;  // "measured-throughput", "assumed-throughput", "window", ...
+  bool ack_required = false;
+  std::optional<AckChoice> ack;
+  std::optional<TimePoint> ack_deadline;             // while an ack is outstanding
+  std::optional<AckTimeoutAction> ack_timeout_action;  // what happens at the deadline
+  bool keep_allowed = false;
+  std::optional<MaintenanceAction> keep_action;  // what `keep` would mean (suspend/shutdown)
+  std::optional<TimePoint> owner_deadline;       // action `owner`: leave by then
+  std::string message;                           // the notice in plain words
+
+  bool operator==(const DomainNotice&) const = default;
+};
+
+// Delivery of notices to [notices] webhook_url, when one is configured.
+struct NoticeWebhookHealth {
+  std::string url;
+  std::size_t pending = 0;               // notices waiting to be delivered
+  std::uint64_t delivered = 0;           // since the daemon started
+  std::uint64_t dropped = 0;             // given up after all attempts
+  int consecutive_failures = 0;
+  std::optional<TimePoint> last_success;
+  std::optional<TimePoint> last_failure;
+  std::optional<std::string> last_error;
+
+  bool operator==(const NoticeWebhookHealth&) const = default;
+};
+
 struct DomainStatus {
   std::string uuid;
   std::string name;
@@ -118,6 +163,7 @@ struct DomainStatus {
   std::optional<TimePoint> action_started_at;
   std::optional<TimePoint> action_finished_at;
   std::string policy_error;  // set when the domain's policy metadata is malformed
+  std::optional<DomainNotice> notice;  // the owner's notice, while there is one
 };
 
 // The link to the maintenance controller, when one is configured: failing
@@ -147,6 +193,7 @@ struct HostStatus {
   std::string hypervisor;  // description (URI)
   std::string hypervisor_detail;
   std::optional<ControllerHealth> controller;  // unset: no controller configured
+  std::optional<NoticeWebhookHealth> notice_webhook;  // unset: no webhook configured
 };
 
 // Refusal of a command (schedule/cancel/ack/finish) with the reason, shown

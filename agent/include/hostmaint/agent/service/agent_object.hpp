@@ -45,6 +45,8 @@ struct PropertyValues {
   std::vector<std::array<std::string, 7>> domains;
   std::string hypervisor_connection;
   std::string status_json;
+  // uuid, name, revision, the notice as JSON (docs/notices.md)
+  std::vector<std::tuple<std::string, std::string, std::uint64_t, std::string>> notices;
 
   bool operator==(const PropertyValues&) const = default;
 };
@@ -74,6 +76,8 @@ class AgentObject {
   // New snapshot: emits PropertiesChanged for what changed since the last one.
   void publish(const agent::HostStatus& status);
   void setCallerPolicy(CallerPolicy policy) { policy_ = std::move(policy); }
+  // Emits the Notice signal for one issued notice.
+  void emitNotice(const std::string& uuid, const std::string& name, const agent::DomainNotice& notice);
 
   const PropertyValues& values() const { return values_; }
 

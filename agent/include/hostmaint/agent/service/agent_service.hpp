@@ -16,6 +16,7 @@
 #include "hostmaint/agent/engine.hpp"
 #include "hostmaint/agent/service/agent_object.hpp"
 #include "hostmaint/agent/service/asio_sd_bus.hpp"
+#include "hostmaint/agent/service/notice_board.hpp"
 #include "hostmaint/agent/service/service_notifier.hpp"
 #include "hostmaint/agent/service/status_change_log.hpp"
 #include "hostmaint/agent/service/status_file.hpp"
@@ -63,6 +64,17 @@ class AgentService final : public agent::EngineListener {
   void setStatusForwarder(std::function<void(const agent::HostStatus&)> forward);
   void setControllerHealth(agent::ControllerHealth health);
 
+  // Owner notices: every published status goes through `board` (which
+  // numbers, persists and delivers them) and its notices are emitted as the
+  // Notice signal. Set before serve(); nullptr: none (tests).
+  void setNoticeBoard(NoticeBoard* board);
+  // The webhook's health changed: publish it everywhere the status goes.
+  void setNoticeWebhookHealth(agent::NoticeWebhookHealth health);
+
+  // The status as published: the engine's, with the controller health and
+  // the notices as issued.
+  agent::HostStatus shownStatus();
+
   // Every published status is also handed to `server` (the HTTP endpoint);
   // nullptr detaches it.
   void serveHttp(StatusHttpServer* server) { http_server_ = server; }
@@ -94,6 +106,7 @@ class AgentService final : public agent::EngineListener {
   StatusHttpServer* http_server_ = nullptr;
   std::function<void(const agent::HostStatus&)> status_forwarder_;
   std::optional<agent::ControllerHealth> controller_health_;
+  NoticeBoard* notice_board_ = nullptr;
 
   // Declared last: destroyed first, before the engine they call into.
   BusPtr bus_;

@@ -1,0 +1,113 @@
+// Owner notices (docs/notices.md): what the owner of each domain is told
+// about a maintenance, and when a notice counts as new.
+//
+// Two halves, both pure:
+// - computeNotice() turns a domain's plan and policy into the notice's
+//   content; the engine calls it when it builds a status snapshot, so every
+//   rendering of the status (status.json, D-Bus, controller report,
+//   hostmaintctl) carries the same notice.
+// - NoticeLedger remembers what was issued per domain and decides, snapshot
+//   by snapshot, which notices are new or changed (a new revision) and which
+//   are cancelled. The service keeps one, persists it, and delivers what it
+//   issues (D-Bus signal, webhook).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "hostmaint/agent/config.hpp"
+#include "hostmaint/agent/model.hpp"
+#include "hostmaint/agent/policy.hpp"
+
+namespace hostmaint::agent {
+
+// The estimates behind `expected_downtime` ([notices] in the config).
+struct NoticeSettings {
+  // Used for live migration until a migration on this host has measured one.
+  std::uint64_t assumed_throughput_bps = 100ull * 1024 * 1024;
+  // No migration estimate is shorter than this.
+  std::chrono::seconds min_expected_downtime{30};
+  // How long a domain takes to start on its destination (cold migration).
+  std::chrono::seconds boot_estimate{120};
+};
+
+NoticeSettings noticeSettingsFrom(const NoticesConfig& config);
+
+struct NoticeInput {
+  const DomainStatus& domain;
+  // The policy the engine acts on for this domain (the host's defaults when
+  // its own is malformed).
+  const DomainPolicy& policy;
+  const MaintenanceWindow& window;
+  std::string session_id;
+  TimePoint noticed_at{};  // when the maintenance was scheduled
+  // Measured on earlier migrations from this host; 0: none measured yet.
+  std::uint64_t measured_throughput_bps = 0;
+};
+
+// The notice for one domain of a maintenance, or nullopt when the
+// maintenance does not concern it (it does not run and need not leave).
+// revision and issued_at are left for the ledger.
+std::optional<DomainNotice> computeNotice(const NoticeInput& input,
+                                          const NoticeSettings& settings);
+
+// True when the two notices tell the owner something different. The
+// downtime estimate and the wording do not count: a new throughput
+// measurement alone does not re-notify every owner.
+bool materiallyDifferent(const DomainNotice& a, const DomainNotice& b);
+
+nlohmann::json noticeToJson(const DomainNotice& notice);
+// Throws std::runtime_error naming the field when `value` is not a notice.
+DomainNotice noticeFromJson(const nlohmann::json& value);
+
+class NoticeLedgerError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+class NoticeLedger {
+ public:
+  struct Issued {
+    std::string uuid;
+    std::string name;
+    DomainNotice notice;
+  };
+
+  // `first_revision_base`: revisions start above it when nothing was
+  // persisted (the service seeds it from the clock so revisions keep growing
+  // even if the ledger file is lost).
+  explicit NoticeLedger(std::uint64_t first_revision_base = 0);
+
+  // Takes a snapshot as the engine published it: replaces each domain's
+  // computed notice by the one issued for it (so what is shown is what was
+  // sent), issues a new revision for each new or materially changed notice,
+  // and a cancelled notice for each domain when the maintenance is
+  // cancelled. Returns what was issued, in domain order.
+  std::vector<Issued> observe(HostStatus& status, TimePoint now);
+
+  std::uint64_t lastRevision() const { return last_revision_; }
+
+  // Versioned JSON; decode throws NoticeLedgerError saying what is wrong.
+  std::string encode() const;
+  static NoticeLedger decode(std::string_view document);
+
+ private:
+  struct Entry {
+    std::string name;
+    DomainNotice notice;
+  };
+  std::uint64_t last_revision_ = 0;
+  std::optional<std::string> session_id_;
+  HostPhase last_phase_ = HostPhase::idle;
+  std::map<std::string, Entry> issued_;  // by uuid
+};
+
+}  // namespace hostmaint::agent

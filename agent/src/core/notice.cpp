@@ -1,0 +1,378 @@
+// Owner notices: their content from a domain's plan, their JSON form, and
+// the ledger that tells a new notice from one already sent.
+#include "hostmaint/agent/notice.hpp"
+
+#include <algorithm>
+#include <tuple>
+
+#include "drain_plan.hpp"
+#include "hostmaint/agent/status_json.hpp"
+
+namespace hostmaint::agent {
+namespace {
+
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+constexpr int kLedgerVersion = 1;
+
+std::string verbFor(MaintenanceAction action) {
+  switch (action) {
+    case MaintenanceAction::live_migrate: return "live-migrated to another host";
+    case MaintenanceAction::cold_migrate: return "shut down and started on another host";
+    case MaintenanceAction::suspend: return "suspended to disk on this host and restored after";
+    case MaintenanceAction::shutdown: return "shut down and started again after";
+    case MaintenanceAction::owner: return "moved or deleted by its owner";
+  }
+  return "handled";
+}
+
+std::string humanDuration(std::chrono::seconds duration) { return formatDuration(duration); }
+
+// Seconds to copy `bytes` at `bps`, rounded up.
+std::chrono::seconds transferTime(std::uint64_t bytes, std::uint64_t bps) {
+  if (bps == 0) return 0s;
+  return std::chrono::seconds((bytes + bps - 1) / bps);
+}
+
+struct Downtime {
+  std::optional<std::chrono::seconds> expected;
+  std::string basis;
+};
+
+Downtime estimateDowntime(const NoticeInput& input, MaintenanceAction action,
+                          const NoticeSettings& settings) {
+  switch (action) {
+    case MaintenanceAction::live_migrate: {
+      const bool measured = input.measured_throughput_bps > 0;
+      const std::uint64_t bps =
+          measured ? input.measured_throughput_bps : settings.assumed_throughput_bps;
+      const std::uint64_t bytes = input.domain.memory_kib * 1024;
+      return {std::max(settings.min_expected_downtime, transferTime(bytes, bps)),
+              measured ? "measured-throughput" : "assumed-throughput"};
+    }
+    case MaintenanceAction::cold_migrate:
+      return {std::max(settings.min_expected_downtime,
+                       input.policy.shutdown_timeout + settings.boot_estimate),
+              "shutdown-and-start"};
+    case MaintenanceAction::suspend:
+    case MaintenanceAction::shutdown:
+      return {std::chrono::duration_cast<std::chrono::seconds>(input.window.end -
+                                                               input.window.start),
+              "window"};
+    case MaintenanceAction::owner: return {std::nullopt, "owner"};
+  }
+  return {std::nullopt, "owner"};
+}
+
+std::string describe(const DomainNotice& n, const std::string& name, const std::string& blocked) {
+  if (n.cancelled) {
+    return "The maintenance of this host was cancelled: nothing more will be done to " + name +
+           "; what was already done is undone (a suspended or shut down domain is restored).";
+  }
+  std::string text;
+  if (!n.action) {
+    text = name + ": no action can be planned" + (blocked.empty() ? "" : " (" + blocked + ")") + ".";
+  } else if (*n.action == MaintenanceAction::owner) {
+    text = name + " must be moved or deleted by its owner" +
+           (n.owner_deadline ? " by " + formatTime(*n.owner_deadline) : std::string()) + ".";
+  } else {
+    text = name + " will be " + verbFor(*n.action) +
+           (n.earliest_start ? ", not before " + formatTime(*n.earliest_start) : std::string()) +
+           ".";
+    if (n.fallback_used) text += " (This is its policy's fallback action.)";
+  }
+  if (n.expected_downtime) {
+    if (n.action == MaintenanceAction::live_migrate) {
+      text += " The migration is expected to take about " + humanDuration(*n.expected_downtime) +
+              "; the domain keeps running and pauses only briefly at the end.";
+    } else {
+      text += " Expected downtime: about " + humanDuration(*n.expected_downtime) + ".";
+    }
+  }
+  if (n.removal) text += " The host is being removed for good: nothing may stay on it.";
+  if (n.ack_deadline) {
+    text += " Please acknowledge with 'move'" + std::string(n.keep_allowed ? " or 'keep'" : "") +
+            " by " + formatTime(*n.ack_deadline) + "; without an ack ";
+    text += n.ack_timeout_action == AckTimeoutAction::block
+                ? "the domain is left alone and blocks the maintenance until acknowledged."
+                : "the planned action proceeds.";
+  } else if (n.ack) {
+    text += " Acknowledged: " + std::string(toString(*n.ack)) + ".";
+  }
+  if (!n.keep_allowed && !n.ack) {
+    text += n.removal ? "" : " Keeping it on this host is not possible.";
+  } else if (n.keep_allowed && n.keep_action && n.ack != AckChoice::keep) {
+    text += " 'keep' would " + std::string(*n.keep_action == MaintenanceAction::suspend
+                                               ? "suspend it on this host"
+                                               : "shut it down on this host") +
+            " for the maintenance.";
+  }
+  return text;
+}
+
+template <typename T, typename Render>
+json orNull(const std::optional<T>& value, Render render) {
+  return value ? json(render(*value)) : json(nullptr);
+}
+
+std::optional<TimePoint> timeOrNull(const json& value, const char* field) {
+  if (value.is_null()) return std::nullopt;
+  auto parsed = parseTime(value.get<std::string>());
+  if (!parsed) throw std::runtime_error(std::string("notice field '") + field + "' is not a time");
+  return parsed;
+}
+
+template <typename E, typename Parse>
+std::optional<E> enumOrNull(const json& value, const char* field, Parse parse) {
+  if (value.is_null()) return std::nullopt;
+  auto parsed = parse(value.get<std::string>());
+  if (!parsed) {
+    throw std::runtime_error(std::string("notice field '") + field + "' has an unknown value '" +
+                             value.get<std::string>() + "'");
+  }
+  return parsed;
+}
+
+bool isActivePhase(HostPhase phase) {
+  return phase == HostPhase::scheduled || phase == HostPhase::draining ||
+         phase == HostPhase::empty || phase == HostPhase::in_maintenance;
+}
+
+}  // namespace
+
+NoticeSettings noticeSettingsFrom(const NoticesConfig& config) {
+  NoticeSettings settings;
+  settings.assumed_throughput_bps = config.assumed_migration_throughput_mib_s * 1024 * 1024;
+  settings.min_expected_downtime = config.min_expected_downtime;
+  settings.boot_estimate = config.boot_estimate;
+  return settings;
+}
+
+std::optional<DomainNotice> computeNotice(const NoticeInput& input,
+                                          const NoticeSettings& settings) {
+  const DomainStatus& domain = input.domain;
+  // Nothing to do (not running, need not leave): no notice.
+  if (!domain.action && domain.policy_error.empty() && domain.stage == DomainStage::done) {
+    return std::nullopt;
+  }
+  DomainNotice notice;
+  notice.session_id = input.session_id;
+  notice.action = domain.action;
+  notice.fallback_used = domain.fallback_used;
+  notice.window_start = input.window.start;
+  notice.window_end = input.window.end;
+  notice.removal = input.window.removal;
+  notice.earliest_start = domain.action ? domain.earliest_start : std::nullopt;
+  notice.ack_required = domain.ack_required;
+  notice.ack = domain.ack;
+  if (domain.ack_required && !domain.ack) {
+    notice.ack_deadline = domain.ack_deadline;
+    notice.ack_timeout_action = input.policy.ack_timeout_action;
+  }
+  const KeepDecision keep = keepDecision(domain.name, input.policy, input.window.removal);
+  notice.keep_allowed = keep.action.has_value();
+  notice.keep_action = keep.action;
+  if (domain.action) {
+    Downtime downtime = estimateDowntime(input, *domain.action, settings);
+    notice.expected_downtime = downtime.expected;
+    notice.downtime_basis = std::move(downtime.basis);
+    if (*domain.action == MaintenanceAction::owner) {
+      PlanContext context;
+      context.removal = input.window.removal;
+      context.window_start = input.window.start;
+      context.noticed_at = input.noticed_at;
+      notice.owner_deadline = ownerDeadline(input.policy, context);
+    }
+  }
+  // Without an action, the reason is the plan's (stable) explanation; a
+  // malformed policy is the owner's to resolve with an ack.
+  std::string blocked;
+  if (!domain.action) {
+    blocked = domain.policy_error.empty()
+                  ? domain.detail
+                  : "its hostmaint policy is malformed: " + domain.policy_error +
+                        "; an ack 'move' or 'keep' lets the host's default policy apply";
+  }
+  notice.message = describe(notice, domain.name, blocked);
+  return notice;
+}
+
+bool materiallyDifferent(const DomainNotice& a, const DomainNotice& b) {
+  auto material = [](const DomainNotice& n) {
+    return std::tie(n.session_id, n.cancelled, n.action, n.fallback_used, n.window_start,
+                    n.window_end, n.removal, n.earliest_start, n.ack_required, n.ack,
+                    n.ack_deadline, n.ack_timeout_action, n.keep_allowed, n.keep_action,
+                    n.owner_deadline);
+  };
+  // An action that could not be planned is explained only in the message.
+  return material(a) != material(b) || (!a.action && a.message != b.message);
+}
+
+json noticeToJson(const DomainNotice& n) {
+  auto time = [](TimePoint t) { return formatTime(t); };
+  auto action = [](MaintenanceAction a) { return toString(a); };
+  return {
+      {"revision", n.revision},
+      {"issued_at", orNull(n.issued_at, time)},
+      {"session_id", n.session_id},
+      {"status", n.cancelled ? "cancelled" : "active"},
+      {"action", orNull(n.action, action)},
+      {"fallback_used", n.fallback_used},
+      {"window_start", formatTime(n.window_start)},
+      {"window_end", formatTime(n.window_end)},
+      {"removal", n.removal},
+      {"earliest_start", orNull(n.earliest_start, time)},
+      {"expected_downtime_s",
+       orNull(n.expected_downtime, [](std::chrono::seconds s) { return s.count(); })},
+      {"downtime_basis", n.downtime_basis.empty() ? json(nullptr) : json(n.downtime_basis)},
+      {"ack_required", n.ack_required},
+      {"ack", orNull(n.ack, [](AckChoice c) { return toString(c); })},
+      {"ack_deadline", orNull(n.ack_deadline, time)},
+      {"ack_timeout_action",
+       orNull(n.ack_timeout_action, [](AckTimeoutAction a) { return toString(a); })},
+      {"keep_allowed", n.keep_allowed},
+      {"keep_action", orNull(n.keep_action, action)},
+      {"owner_deadline", orNull(n.owner_deadline, time)},
+      {"message", n.message},
+  };
+}
+
+DomainNotice noticeFromJson(const json& v) {
+  try {
+    DomainNotice n;
+    n.revision = v.at("revision").get<std::uint64_t>();
+    n.issued_at = timeOrNull(v.at("issued_at"), "issued_at");
+    n.session_id = v.at("session_id").get<std::string>();
+    const std::string status = v.at("status").get<std::string>();
+    if (status != "active" && status != "cancelled") {
+      throw std::runtime_error("notice field 'status' has an unknown value '" + status + "'");
+    }
+    n.cancelled = status == "cancelled";
+    n.action = enumOrNull<MaintenanceAction>(v.at("action"), "action", parseMaintenanceAction);
+    n.fallback_used = v.at("fallback_used").get<bool>();
+    n.window_start = *timeOrNull(v.at("window_start"), "window_start");
+    n.window_end = *timeOrNull(v.at("window_end"), "window_end");
+    n.removal = v.at("removal").get<bool>();
+    n.earliest_start = timeOrNull(v.at("earliest_start"), "earliest_start");
+    if (!v.at("expected_downtime_s").is_null()) {
+      n.expected_downtime = std::chrono::seconds(v.at("expected_downtime_s").get<std::int64_t>());
+    }
+    if (!v.at("downtime_basis").is_null()) {
+      n.downtime_basis = v.at("downtime_basis").get<std::string>();
+    }
+    n.ack_required = v.at("ack_required").get<bool>();
+    n.ack = enumOrNull<AckChoice>(v.at("ack"), "ack", parseAckChoice);
+    n.ack_deadline = timeOrNull(v.at("ack_deadline"), "ack_deadline");
+    n.ack_timeout_action = enumOrNull<AckTimeoutAction>(v.at("ack_timeout_action"),
+                                                        "ack_timeout_action", parseAckTimeoutAction);
+    n.keep_allowed = v.at("keep_allowed").get<bool>();
+    n.keep_action =
+        enumOrNull<MaintenanceAction>(v.at("keep_action"), "keep_action", parseMaintenanceAction);
+    n.owner_deadline = timeOrNull(v.at("owner_deadline"), "owner_deadline");
+    n.message = v.at("message").get<std::string>();
+    return n;
+  } catch (const json::exception& error) {
+    throw std::runtime_error(std::string("malformed notice: ") + error.what());
+  }
+}
+
+NoticeLedger::NoticeLedger(std::uint64_t first_revision_base) : last_revision_(first_revision_base) {}
+
+std::vector<NoticeLedger::Issued> NoticeLedger::observe(HostStatus& status, TimePoint now) {
+  std::vector<Issued> issued;
+  auto issue = [&](const std::string& uuid, const std::string& name, DomainNotice notice) {
+    notice.revision = ++last_revision_;
+    notice.issued_at = now;
+    issued_[uuid] = Entry{name, notice};
+    issued.push_back({uuid, name, std::move(notice)});
+  };
+  const HostPhase phase = status.phase;
+  const bool was_active = last_phase_ == HostPhase::scheduled || last_phase_ == HostPhase::draining;
+  // Only scheduled and draining can be cancelled; a cancel may reach idle
+  // in the same step when nothing needs restoring.
+  const bool cancelled = was_active && !isActivePhase(phase) && session_id_.has_value();
+  if (cancelled) {
+    for (const DomainStatus& domain : status.domains) {
+      auto found = issued_.find(domain.uuid);
+      if (found == issued_.end() || found->second.notice.cancelled) continue;
+      DomainNotice notice = found->second.notice;
+      notice.cancelled = true;
+      notice.message = describe(notice, domain.name, {});
+      issue(domain.uuid, domain.name, std::move(notice));
+    }
+  }
+  last_phase_ = phase;
+  if (phase == HostPhase::idle) {
+    issued_.clear();
+    session_id_.reset();
+    for (DomainStatus& domain : status.domains) domain.notice.reset();
+    return issued;
+  }
+  if (status.session_id != session_id_) {
+    issued_.clear();
+    session_id_ = status.session_id;
+  }
+  for (DomainStatus& domain : status.domains) {
+    auto found = issued_.find(domain.uuid);
+    if (isActivePhase(phase) && domain.notice) {
+      if (found == issued_.end() || materiallyDifferent(found->second.notice, *domain.notice)) {
+        issue(domain.uuid, domain.name, *domain.notice);
+        found = issued_.find(domain.uuid);
+      }
+    }
+    // What is shown is what was sent (with the estimate it was sent with).
+    if (found != issued_.end()) {
+      domain.notice = found->second.notice;
+    } else {
+      domain.notice.reset();
+    }
+  }
+  return issued;
+}
+
+std::string NoticeLedger::encode() const {
+  json notices = json::object();
+  for (const auto& [uuid, entry] : issued_) {
+    notices[uuid] = {{"name", entry.name}, {"notice", noticeToJson(entry.notice)}};
+  }
+  json document = {
+      {"version", kLedgerVersion},
+      {"last_revision", last_revision_},
+      {"session_id", session_id_ ? json(*session_id_) : json(nullptr)},
+      {"last_phase", toString(last_phase_)},
+      {"notices", std::move(notices)},
+  };
+  return document.dump(2) + "\n";
+}
+
+NoticeLedger NoticeLedger::decode(std::string_view text) {
+  try {
+    const json document = json::parse(text);
+    const int version = document.at("version").get<int>();
+    if (version != kLedgerVersion) {
+      throw NoticeLedgerError("unsupported notice ledger version " + std::to_string(version) +
+                              " (this hostmaintd reads version " +
+                              std::to_string(kLedgerVersion) + ")");
+    }
+    NoticeLedger ledger(document.at("last_revision").get<std::uint64_t>());
+    if (!document.at("session_id").is_null()) {
+      ledger.session_id_ = document.at("session_id").get<std::string>();
+    }
+    const std::string phase = document.at("last_phase").get<std::string>();
+    auto parsed_phase = parseHostPhase(phase);
+    if (!parsed_phase) throw NoticeLedgerError("unknown last_phase '" + phase + "'");
+    ledger.last_phase_ = *parsed_phase;
+    for (const auto& [uuid, entry] : document.at("notices").items()) {
+      ledger.issued_[uuid] =
+          Entry{entry.at("name").get<std::string>(), noticeFromJson(entry.at("notice"))};
+    }
+    return ledger;
+  } catch (const NoticeLedgerError&) {
+    throw;
+  } catch (const std::exception& error) {
+    throw NoticeLedgerError(std::string("malformed notice ledger: ") + error.what());
+  }
+}
+
+}  // namespace hostmaint::agent
