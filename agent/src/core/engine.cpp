@@ -848,6 +848,12 @@ struct MaintenanceEngine::Impl {
       }
       if (view.action == MaintenanceAction::owner) {
         const TimePoint deadline = ownerDeadline(record->policy, planContext());
+        // With ack_required the owner's deadline is the ack deadline, which
+        // may be what let it start: no wakeup would come for it again.
+        if (now() >= deadline) {
+          blockOwnerMissedDeadline(*record, deadline);
+          continue;
+        }
         view.stage = DomainStage::acting;
         view.detail = "waiting for the owner to move or delete it before " + formatTime(deadline);
         if (!record->note.empty()) view.detail = record->note + "; " + view.detail;
@@ -1201,10 +1207,7 @@ struct MaintenanceEngine::Impl {
       } else if (view.stage == DomainStage::acting && !record.acting_kind &&
                  view.action == MaintenanceAction::owner && inMaintenance()) {
         const TimePoint deadline = ownerDeadline(record.policy, planContext());
-        if (t >= deadline) {
-          view.stage = DomainStage::blocked;
-          view.detail = "the owner did not move or delete it by " + formatTime(deadline);
-        }
+        if (t >= deadline) blockOwnerMissedDeadline(record, deadline);
       }
     }
     if (phase() == HostPhase::scheduled && state.window && t >= state.window->start) {
@@ -1213,6 +1216,11 @@ struct MaintenanceEngine::Impl {
         if (record.view.stage == DomainStage::planned) admit(record);
       }
     }
+  }
+
+  void blockOwnerMissedDeadline(DomainRecord& record, TimePoint deadline) {
+    record.view.stage = DomainStage::blocked;
+    record.view.detail = "the owner did not move or delete it by " + formatTime(deadline);
   }
 
   void evaluateEmptiness() {

@@ -1,0 +1,189 @@
+// The notice ledger: which snapshots issue a notice (new, changed,
+// cancelled), revisions, what is shown, and persistence across restarts.
+#include <gtest/gtest.h>
+
+#include "hostmaint/agent/notice.hpp"
+#include "support/engine_fixture.hpp"
+
+using namespace std::chrono_literals;
+using hostmaint::agent::AckChoice;
+using hostmaint::agent::HostStatus;
+using hostmaint::agent::NoticeLedger;
+
+namespace hostmaint::fake {
+namespace {
+
+class NoticeLedgerTest : public EngineTest {
+ protected:
+  // What the service does with each published snapshot.
+  std::vector<NoticeLedger::Issued> observe() {
+    shown = status();
+    return ledger.observe(shown, clock.now());
+  }
+  const agent::DomainNotice& shownNotice(const std::string& name) const {
+    for (const auto& d : shown.domains) {
+      if (d.name == name && d.notice) return *d.notice;
+    }
+    throw std::out_of_range("no notice shown for " + name);
+  }
+
+  NoticeLedger ledger{1000};
+  HostStatus shown;
+};
+
+std::vector<std::string> names(const std::vector<NoticeLedger::Issued>& issued) {
+  std::vector<std::string> out;
+  for (const auto& i : issued) out.push_back(i.name);
+  return out;
+}
+
+TEST_F(NoticeLedgerTest, ScheduleIssuesOneNoticePerDomainWithGrowingRevisions) {
+  add("a", {{"maintenance_action", "suspend"}});
+  add("b", {{"maintenance_action", "suspend"}});
+  add("off", {}, hv::DomainRunState::shutoff);
+  start();
+  EXPECT_TRUE(observe().empty()) << "idle: nothing to tell";
+  engine->schedule(window(1h));
+  auto issued = observe();
+  ASSERT_EQ(names(issued), (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(issued[0].notice.revision, 1001u);
+  EXPECT_EQ(issued[1].notice.revision, 1002u);
+  EXPECT_EQ(issued[0].notice.issued_at, clock.now());
+  EXPECT_EQ(shownNotice("a").revision, 1001u);
+  // The same plan again: nothing new.
+  clock.advance(1min);
+  engine->tick();
+  EXPECT_TRUE(observe().empty());
+  EXPECT_EQ(shownNotice("a").issued_at, clock.now() - 1min);
+}
+
+TEST_F(NoticeLedgerTest, AckIssuesANewRevisionForThatDomainOnly) {
+  add("a", {{"maintenance_action", "suspend"}, {"ack_required", "true"}});
+  add("b", {{"maintenance_action", "suspend"}, {"ack_required", "true"}});
+  start();
+  engine->schedule(window(1h));
+  observe();
+  const auto before = shownNotice("a").revision;
+  engine->acknowledge("a", AckChoice::keep);
+  auto issued = observe();
+  ASSERT_EQ(names(issued), std::vector<std::string>{"a"});
+  EXPECT_GT(issued[0].notice.revision, before);
+  EXPECT_EQ(issued[0].notice.ack, AckChoice::keep);
+}
+
+TEST_F(NoticeLedgerTest, AChangedEstimateAloneIsNotANewNoticeAndTheSentOneStaysShown) {
+  add("a");
+  start();
+  engine->schedule(window(1h));
+  observe();
+  const auto sent = shownNotice("a");
+  settings.notices.min_expected_downtime = 1h;
+  engine->updateSettings(settings);
+  ASSERT_NE(status().domains.front().notice->expected_downtime, sent.expected_downtime)
+      << "the engine's estimate changed";
+  EXPECT_TRUE(observe().empty());
+  EXPECT_EQ(shownNotice("a"), sent);
+}
+
+TEST_F(NoticeLedgerTest, FallbackChosenIsANewNotice) {
+  const std::string uuid = add("a");  // live-migrate, fallback suspend
+  start();
+  hypervisor.failNext(uuid, hv::ActionKind::live_migrate, "destination refused");
+  scheduleNow();
+  observe();
+  hypervisor.completeNext();
+  auto issued = observe();
+  ASSERT_EQ(names(issued), std::vector<std::string>{"a"});
+  EXPECT_EQ(issued[0].notice.action, agent::MaintenanceAction::suspend);
+  EXPECT_TRUE(issued[0].notice.fallback_used);
+}
+
+TEST_F(NoticeLedgerTest, CancelBeforeTheWindowSendsCancelledNoticesThenIdleShowsNone) {
+  add("a", {{"maintenance_action", "suspend"}});
+  add("b", {{"maintenance_action", "suspend"}});
+  start();
+  engine->schedule(window(1h));
+  observe();
+  engine->cancel();  // nothing to restore: straight to idle
+  ASSERT_EQ(status().phase, agent::HostPhase::idle);
+  auto issued = observe();
+  ASSERT_EQ(names(issued), (std::vector<std::string>{"a", "b"}));
+  EXPECT_TRUE(issued[0].notice.cancelled);
+  EXPECT_NE(issued[0].notice.message.find("cancelled"), std::string::npos);
+  EXPECT_FALSE(shown.domains.front().notice.has_value());
+  EXPECT_TRUE(observe().empty());
+}
+
+TEST_F(NoticeLedgerTest, CancelWhileDrainingShowsCancelledNoticesWhileRestoring) {
+  add("a", {{"maintenance_action", "suspend"}});
+  add("b", {{"maintenance_action", "suspend"}});
+  settings.limits.max_parallel_actions = 1;
+  start();
+  scheduleNow();
+  hypervisor.completeNext();  // one suspended, the other acting
+  observe();
+  engine->cancel();
+  ASSERT_EQ(status().phase, agent::HostPhase::restoring);
+  auto issued = observe();
+  EXPECT_EQ(issued.size(), 2u);
+  EXPECT_TRUE(shownNotice("a").cancelled);
+  EXPECT_TRUE(shownNotice("b").cancelled);
+}
+
+TEST_F(NoticeLedgerTest, FinishIsNotACancel) {
+  add("a", {{"maintenance_action", "suspend"}});
+  start();
+  scheduleNow();
+  hypervisor.completeAll();
+  observe();
+  ASSERT_EQ(status().phase, agent::HostPhase::empty);
+  engine->finish();
+  EXPECT_TRUE(observe().empty());
+}
+
+TEST_F(NoticeLedgerTest, ANewSessionStartsAfreshWithHigherRevisions) {
+  add("a", {{"maintenance_action", "suspend"}});
+  start();
+  engine->schedule(window(1h));
+  observe();
+  engine->cancel();
+  observe();
+  const auto last = ledger.lastRevision();
+  engine->schedule(window(2h));
+  auto issued = observe();
+  ASSERT_EQ(issued.size(), 1u);
+  EXPECT_FALSE(issued[0].notice.cancelled);
+  EXPECT_GT(issued[0].notice.revision, last);
+}
+
+TEST_F(NoticeLedgerTest, PersistedLedgerNeitherResendsNorRenumbers) {
+  add("a", {{"maintenance_action", "suspend"}});
+  start();
+  engine->schedule(window(1h));
+  observe();
+  const auto sent = shownNotice("a");
+  NoticeLedger restored = NoticeLedger::decode(ledger.encode());
+  HostStatus again = status();
+  EXPECT_TRUE(restored.observe(again, clock.now() + 1min).empty());
+  EXPECT_EQ(again.domains.front().notice, sent);
+  // A cancel after the restart is still seen as one.
+  engine->cancel();
+  HostStatus after = status();
+  auto issued = restored.observe(after, clock.now());
+  ASSERT_EQ(issued.size(), 1u);
+  EXPECT_TRUE(issued[0].notice.cancelled);
+  EXPECT_EQ(issued[0].notice.revision, sent.revision + 1);
+}
+
+TEST_F(NoticeLedgerTest, MalformedLedgerIsAnErrorThatSaysWhat) {
+  EXPECT_THROW(NoticeLedger::decode("not json"), agent::NoticeLedgerError);
+  try {
+    NoticeLedger::decode(R"({"version": 7})");
+    FAIL() << "version 7 accepted";
+  } catch (const agent::NoticeLedgerError& error) {
+    EXPECT_NE(std::string(error.what()).find("version 7"), std::string::npos) << error.what();
+  }
+}
+
+}  // namespace
+}  // namespace hostmaint::fake
