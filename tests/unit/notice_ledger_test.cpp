@@ -175,6 +175,17 @@ TEST_F(NoticeLedgerTest, PersistedLedgerNeitherResendsNorRenumbers) {
   EXPECT_EQ(issued[0].notice.revision, sent.revision + 1);
 }
 
+TEST_F(NoticeLedgerTest, SubSecondTimesDoNotReissueAfterARestart) {
+  add("a", {{"maintenance_action", "suspend"}, {"ack_required", "true"}});
+  clock.advance(250ms);  // the real clock is rarely on a whole second
+  start();
+  engine->schedule(window(1h));
+  observe();
+  NoticeLedger restored = NoticeLedger::decode(ledger.encode());
+  HostStatus again = status();
+  EXPECT_TRUE(restored.observe(again, clock.now()).empty());
+}
+
 TEST_F(NoticeLedgerTest, MalformedLedgerIsAnErrorThatSaysWhat) {
   EXPECT_THROW(NoticeLedger::decode("not json"), agent::NoticeLedgerError);
   try {

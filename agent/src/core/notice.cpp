@@ -199,11 +199,17 @@ std::optional<DomainNotice> computeNotice(const NoticeInput& input,
 }
 
 bool materiallyDifferent(const DomainNotice& a, const DomainNotice& b) {
-  auto material = [](const DomainNotice& n) {
-    return std::tie(n.session_id, n.cancelled, n.action, n.fallback_used, n.window_start,
-                    n.window_end, n.removal, n.earliest_start, n.ack_required, n.ack,
-                    n.ack_deadline, n.ack_timeout_action, n.keep_allowed, n.keep_action,
-                    n.owner_deadline);
+  // Notices show whole seconds, and a persisted notice comes back with
+  // whole seconds: a fraction must not make a restarted daemon re-notify.
+  auto seconds = [](std::optional<TimePoint> t) {
+    return t ? std::optional(std::chrono::floor<std::chrono::seconds>(*t)) : std::nullopt;
+  };
+  auto material = [&](const DomainNotice& n) {
+    return std::make_tuple(n.session_id, n.cancelled, n.action, n.fallback_used,
+                           seconds(n.window_start), seconds(n.window_end), n.removal,
+                           seconds(n.earliest_start), n.ack_required, n.ack,
+                           seconds(n.ack_deadline), n.ack_timeout_action, n.keep_allowed,
+                           n.keep_action, seconds(n.owner_deadline));
   };
   // An action that could not be planned is explained only in the message.
   return material(a) != material(b) || (!a.action && a.message != b.message);
