@@ -3,6 +3,7 @@
 // removal, ack deadline and what happens without an ack, keep.
 #include <gtest/gtest.h>
 
+#include "hostmaint/agent/controller/protocol.hpp"
 #include "hostmaint/agent/notice.hpp"
 #include "hostmaint/agent/status_json.hpp"
 #include "support/engine_fixture.hpp"
@@ -182,6 +183,9 @@ TEST_F(NoticeContent, StatusJsonCarriesTheNotice) {
   EXPECT_EQ(shown.at("earliest_start"), agent::formatTime(clock.now() + 1h));
   // Round trip: what the ledger persists reads back the same.
   EXPECT_EQ(agent::noticeFromJson(shown), *domain("web1").notice);
+  // The controller's status report is the same document.
+  EXPECT_EQ(agent::controller::makeStatusReport(status(), 1).at("domains").at(0).at("notice"),
+            shown);
 }
 
 }  // namespace
