@@ -1235,11 +1235,14 @@ struct MaintenanceEngine::Impl {
     hv::EmptinessQuery query;
     query.removal = state.window && state.window->removal;
     for (const DomainRecord& record : state.domains) {
-      // A domain that migrated away runs elsewhere: on a kernel shared with
-      // its destination (the lab) its QEMU process is the destination's.
+      // A domain that migrated away (or left by other hands) runs elsewhere:
+      // on a kernel shared with its destination (the lab) its QEMU process
+      // is the destination's.
       const bool migrated_away = record.view.stage == DomainStage::done && record.view.action &&
                                  isMigration(*record.view.action);
-      if (!migrated_away) query.known_uuids.push_back(record.view.uuid);
+      if (!migrated_away && record.view.stage != DomainStage::left) {
+        query.known_uuids.push_back(record.view.uuid);
+      }
     }
     hv::EmptinessReport report = hypervisor.probeEmptiness(query);
     evidence = report.checks;

@@ -61,18 +61,25 @@ class ActionRun {
   }
 
   // A migration started by an earlier hostmaintd runs on in libvirtd: wait
-  // for its job to end, then see whether the domain is still here.
+  // for its job to end, then see whether the domain is still here. The
+  // source undefines the domain a moment after the job ends, hence the grace.
   ActionResult adoptMigration() {
     while (!stopping()) {
       virDomainJobInfo info{};
       if (virDomainGetJobInfo(dom_.get(), &info) < 0 || info.type == VIR_DOMAIN_JOB_NONE) break;
       std::this_thread::sleep_for(200ms);
     }
-    if (stopping()) return fail("interrupted because hostmaintd is stopping");
-    Domain still_here(virDomainLookupByUUIDString(conn_, request_.uuid.c_str()));
-    if (!still_here || virDomainIsActive(still_here.get()) == 0) {
-      return succeed("the migration of '" + request_.name + "' started earlier finished");
+    const auto grace_end = Clock::now() + 5s;
+    while (!stopping()) {
+      Domain here(virDomainLookupByUUIDString(conn_, request_.uuid.c_str()));
+      const int active = here ? virDomainIsActive(here.get()) : -1;
+      if (!here || active == 0 || (active < 0 && lastErrorCode() == VIR_ERR_NO_DOMAIN)) {
+        return succeed("the migration of '" + request_.name + "' started earlier finished");
+      }
+      if (Clock::now() >= grace_end) break;
+      std::this_thread::sleep_for(200ms);
     }
+    if (stopping()) return fail("interrupted because hostmaintd is stopping");
     return fail("the migration started earlier ended and the domain is still running here",
                 FailureKind::not_converged);
   }

@@ -97,7 +97,13 @@ std::optional<DomainInfo> readDomainByUuid(virConnectPtr conn, const std::string
     if (lastErrorCode() == VIR_ERR_NO_DOMAIN) return std::nullopt;
     throw std::runtime_error("cannot look up domain " + uuid + ": " + lastError());
   }
-  return readDomain(dom.get());
+  DomainInfo info = readDomain(dom.get());
+  // A domain that migrates away or is undefined while it is read gives a
+  // state from before and errors after: what was read is stale, not news.
+  int state = 0, reason = 0;
+  if (virDomainGetState(dom.get(), &state, &reason, 0) < 0 && lastErrorCode() == VIR_ERR_NO_DOMAIN)
+    return std::nullopt;
+  return info;
 }
 
 std::vector<DomainInfo> readAllDomains(virConnectPtr conn) {

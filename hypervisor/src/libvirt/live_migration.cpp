@@ -216,8 +216,7 @@ FailureKind classifyMigrationFailure(int error_code, int error_domain, bool conn
 
 ActionResult migrateLive(virConnectPtr conn, virDomainPtr dom, const ActionRequest& request,
                          const LiveMigrationContext& ctx) {
-  const std::string subject = "live migration of domain '" + request.name + "' to " +
-                              request.destination_uri;
+  const std::string subject = "live migration of domain '" + request.name + "'";
   ActionResult result;
   auto fail = [&](const std::string& why, FailureKind kind) {
     result.ok = false;
@@ -266,7 +265,8 @@ ActionResult migrateLive(virConnectPtr conn, virDomainPtr dom, const ActionReque
                   FailureKind::not_converged);
     }
     const bool alive = virConnectIsAlive(conn) == 1;
-    return fail(error, classifyMigrationFailure(error_code, error_domain, alive));
+    return fail("to " + request.destination_uri + ": " + error,
+                classifyMigrationFailure(error_code, error_domain, alive));
   }
   // The completed job's statistics give the achieved throughput; when the
   // source no longer has them, the last snapshot and the wall time do.
@@ -283,7 +283,7 @@ ActionResult migrateLive(virConnectPtr conn, virDomainPtr dom, const ActionReque
   }
   if (final_progress.data_processed_bytes > 0) result.final_progress = final_progress;
   result.ok = true;
-  result.message = subject + " done" +
+  result.message = subject + " to " + request.destination_uri + " done" +
                    (result.escalations.empty() ? std::string()
                                                : " after " + std::to_string(result.escalations.size()) +
                                                      " escalation step(s)");
