@@ -21,7 +21,10 @@ constexpr std::array kNovaNamespaces = {
 std::optional<std::string> metadata(virDomainPtr dom, const char* ns, const char* domain_name) {
   CString xml(virDomainGetMetadata(dom, VIR_DOMAIN_METADATA_ELEMENT, ns, VIR_DOMAIN_AFFECT_CURRENT));
   if (xml) return std::string(xml.get());
-  if (lastErrorCode() != VIR_ERR_NO_DOMAIN_METADATA)
+  // A domain that just migrated away or was undefined is not worth a
+  // warning: the caller finds it gone.
+  const int code = lastErrorCode();
+  if (code != VIR_ERR_NO_DOMAIN_METADATA && code != VIR_ERR_NO_DOMAIN)
     spdlog::warn("cannot read metadata {} of domain '{}': {}", ns, domain_name, lastError());
   return std::nullopt;
 }
@@ -63,7 +66,7 @@ DomainInfo readDomain(virDomainPtr dom) {
   int state = 0, reason = 0;
   if (virDomainGetState(dom, &state, &reason, 0) == 0)
     info.state = mapState(state);
-  else
+  else if (lastErrorCode() != VIR_ERR_NO_DOMAIN)
     spdlog::warn("cannot read the state of domain '{}': {}", info.name, lastError());
 
   virDomainInfo basic{};
