@@ -10,11 +10,16 @@ namespace {
 
 using namespace std::chrono_literals;
 
-TEST(DowntimeLadder, ClimbsEvenlyToTheMaximum) {
-  EXPECT_EQ(downtimeAtStep(500ms, 1, 5), 100ms);
-  EXPECT_EQ(downtimeAtStep(500ms, 3, 5), 300ms);
-  EXPECT_EQ(downtimeAtStep(500ms, 5, 5), 500ms);
-  EXPECT_EQ(downtimeAtStep(500ms, 9, 5), 500ms) << "never above the maximum";
+TEST(DowntimeLadder, ClimbsEvenlyFromQemusDefaultToTheMaximum) {
+  EXPECT_EQ(downtimeAtStep(1100ms, 1, 5), 300ms) << "starts where an unmanaged migration does";
+  EXPECT_EQ(downtimeAtStep(1100ms, 2, 5), 500ms);
+  EXPECT_EQ(downtimeAtStep(1100ms, 5, 5), 1100ms);
+  EXPECT_EQ(downtimeAtStep(1100ms, 9, 5), 1100ms) << "never above the maximum";
+}
+
+TEST(DowntimeLadder, AMaximumBelowQemusDefaultIsKept) {
+  EXPECT_EQ(downtimeAtStep(200ms, 1, 4), 200ms);
+  EXPECT_EQ(downtimeAtStep(200ms, 4, 4), 200ms);
 }
 
 TEST(DowntimeLadder, NoStepsMeansTheMaximumAtOnce) {

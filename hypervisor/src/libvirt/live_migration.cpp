@@ -16,7 +16,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
-constexpr auto kPollInterval = 250ms;
+constexpr auto kPollInterval = 500ms;
 
 struct TypedParams {
   virTypedParameterPtr params = nullptr;
@@ -200,7 +200,9 @@ std::chrono::milliseconds downtimeAtStep(std::chrono::milliseconds max, unsigned
                                          unsigned steps) {
   if (steps == 0) return max;
   step = std::clamp(step, 1u, steps);
-  return std::max(std::chrono::milliseconds(1), max * step / steps);
+  const std::chrono::milliseconds start = std::min(kQemuDefaultDowntime, max);
+  if (steps == 1) return max;
+  return start + (max - start) * (step - 1) / (steps - 1);
 }
 
 FailureKind classifyMigrationFailure(int error_code, int error_domain, bool connection_alive) {

@@ -14,9 +14,14 @@
 
 namespace hostmaint::hv::libvirt {
 
-// The allowed downtime at ladder step `step` (1..steps): max × step / steps,
-// so the first step asks for a short pause and the last allows the most
-// (Nova's ladder, without its per-GiB delay scaling: the delay is per step).
+// QEMU's own default downtime limit: what every unmanaged `virsh migrate`
+// gets, so the ladder starts there.
+inline constexpr std::chrono::milliseconds kQemuDefaultDowntime{300};
+
+// The allowed downtime at ladder step `step` (1..steps): from QEMU's default
+// (or `max` when that is lower) up to `max` in even steps. Starting lower, as
+// Nova does (max / steps), makes every migration iterate longer than an
+// unmanaged one; the ladder is for the ones that do not converge.
 std::chrono::milliseconds downtimeAtStep(std::chrono::milliseconds max, unsigned step,
                                          unsigned steps);
 
