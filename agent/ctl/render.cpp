@@ -118,6 +118,15 @@ std::string progressText(const json& progress) {
   if (remaining > 0) line += " " + formatBytes(static_cast<std::uint64_t>(remaining)) + " left";
   const double throughput = number(progress, "throughput_bps");
   if (throughput > 0) line += " at " + formatBytes(static_cast<std::uint64_t>(throughput)) + "/s";
+  // The escalation reached so far: an admin watching a stuck migration sees
+  // what hostmaintd is doing about it.
+  if (flag(progress, "post_copy")) {
+    line += ", post-copy";
+  } else if (const double downtime = number(progress, "downtime_limit_ms"); downtime > 0) {
+    char allowed[48];
+    std::snprintf(allowed, sizeof allowed, ", downtime %.0f ms", downtime);
+    line += allowed;
+  }
   return line;
 }
 

@@ -69,6 +69,17 @@ TEST(CtlRender, ProgressBarFillsInProportionAndClamps) {
   EXPECT_EQ(renderProgressBar(52.4, 22).size(), 22u);
 }
 
+TEST(CtlRender, MigrationProgressShowsTheEscalationReached) {
+  json status = sampleStatus();
+  json& progress = status["domains"][0]["progress"];
+  progress["downtime_limit_ms"] = 400;
+  EXPECT_TRUE(contains(lineWith(renderStatus(status, kUtc), "vm-web"), "downtime 400 ms"));
+  progress["post_copy"] = true;
+  const std::string line = lineWith(renderStatus(status, kUtc), "vm-web");
+  EXPECT_TRUE(contains(line, "post-copy")) << line;
+  EXPECT_FALSE(contains(line, "downtime 400 ms")) << line;
+}
+
 TEST(CtlRender, BytesInBinaryUnits) {
   EXPECT_EQ(formatBytes(0), "0 B");
   EXPECT_EQ(formatBytes(1023), "1023 B");

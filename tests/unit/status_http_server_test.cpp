@@ -51,7 +51,13 @@ agent::HostStatus drainingStatus() {
   agent::DomainStatus db1;
   db1.name = "db1";
   db1.stage = agent::DomainStage::done;
+  db1.action_started_at = agent::TimePoint{} + std::chrono::seconds(100);
+  db1.action_finished_at = agent::TimePoint{} + std::chrono::seconds(142);
   status.domains.push_back(db1);
+  status.migration_throughput_bps = 125000000;
+  agent::ControllerHealth controller;
+  controller.consecutive_failures = 3;
+  status.controller = controller;
   return status;
 }
 
@@ -225,6 +231,12 @@ TEST_F(ServerFixture, MetricsAreValidPrometheusTextWithTheStatusValues) {
   EXPECT_EQ(values["hostmaint_blockers"], "1");
   EXPECT_EQ(values["hostmaint_hypervisor_connected"], "1");
   EXPECT_EQ(values["hostmaint_status_generation"], "7");
+  EXPECT_EQ(values["hostmaint_action_duration_seconds{domain=\"db1\"}"], "42");
+  EXPECT_EQ(values.count("hostmaint_action_duration_seconds{domain=\"web1\"}"), 0u)
+      << "web1's action has not finished";
+  EXPECT_EQ(values["hostmaint_migration_throughput_bytes_per_second"], "125000000");
+  EXPECT_EQ(values["hostmaint_controller_up"], "0");
+  EXPECT_EQ(values["hostmaint_controller_consecutive_errors"], "3");
 }
 
 TEST(PrometheusChecker, RejectsWhatIsNotTheTextFormat) {

@@ -123,6 +123,28 @@ std::string renderMetrics(const agent::HostStatus& status) {
               "1 while the connection to the hypervisor is up.");
   text.sample("hostmaint_hypervisor_connected",
               status.hypervisor_connection == hv::ConnectionState::connected ? 1 : 0);
+  text.family("hostmaint_migration_throughput_bytes_per_second", "gauge",
+              "Throughput of this host's recent migrations (moving average; 0 until one ended).");
+  text.sample("hostmaint_migration_throughput_bytes_per_second", status.migration_throughput_bps);
+  // Per domain: a host runs tens of domains, not thousands, so the label set stays small.
+  text.family("hostmaint_action_duration_seconds", "gauge",
+              "How long each domain's last finished maintenance action took.");
+  for (const auto& domain : status.domains) {
+    if (!domain.action_started_at || !domain.action_finished_at) continue;
+    const auto seconds = std::chrono::duration_cast<std::chrono::seconds>(
+        *domain.action_finished_at - *domain.action_started_at);
+    text.sample("hostmaint_action_duration_seconds", "domain", domain.name,
+                static_cast<std::uint64_t>(std::max<std::int64_t>(0, seconds.count())));
+  }
+  if (status.controller) {
+    text.family("hostmaint_controller_up", "gauge",
+                "1 while the last exchange with the controller succeeded.");
+    text.sample("hostmaint_controller_up", status.controller->consecutive_failures == 0 ? 1 : 0);
+    text.family("hostmaint_controller_consecutive_errors", "gauge",
+                "Failed exchanges with the controller since the last good one.");
+    text.sample("hostmaint_controller_consecutive_errors",
+                static_cast<std::uint64_t>(status.controller->consecutive_failures));
+  }
   text.family("hostmaint_status_generation", "gauge",
               "Generation of the status snapshot, bumped on every change.");
   text.sample("hostmaint_status_generation", status.generation);
