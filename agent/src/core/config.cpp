@@ -220,7 +220,7 @@ struct SettingKey {
 };
 
 
-const std::array<SettingKey, 35> kSettings{{
+const std::array<SettingKey, 36> kSettings{{
     {"libvirt", "uri",
      [](Config& c, const toml::node& n) { c.libvirt.uri = readNonEmptyString(n); }},
     {"libvirt", "keepalive_interval",
@@ -340,6 +340,12 @@ const std::array<SettingKey, 35> kSettings{{
      [](Config& c, const toml::node& n) { c.controller.poll_interval = readDuration(n, 1s, 24h); }},
     {"controller", "max_backoff",
      [](Config& c, const toml::node& n) { c.controller.max_backoff = readDuration(n, 1s, 24h); }},
+    {"controller", "long_poll",
+     [](Config& c, const toml::node& n) {
+       const auto* value = n.as_boolean();
+       if (value == nullptr) wrongType(n, "a boolean (true or false)");
+       c.controller.long_poll = value->get();
+     }},
     {"controller", "heartbeat_interval",
      [](Config& c, const toml::node& n) {
        c.controller.heartbeat_interval = readDuration(n, 1s, 24h);

@@ -41,7 +41,8 @@ ControllerLink::ControllerLink(boost::asio::io_context& io, const agent::Control
     : io_(io),
       config_(config),
       clock_(clock),
-      client_(makeClient(config, std::move(host_id))),
+      client_(makeClient(config, host_id)),
+      poll_client_(makeClient(config, std::move(host_id))),
       reporter_(client_, ctl::initialReportSeq(clock.now())) {}
 
 ControllerLink::~ControllerLink() {
@@ -51,6 +52,7 @@ ControllerLink::~ControllerLink() {
   }
   wake_.notify_all();
   if (worker_.joinable()) worker_.join();
+  if (poller_.joinable()) poller_.join();
 }
 
 void ControllerLink::start(agent::MaintenanceEngine& engine,
@@ -60,6 +62,7 @@ void ControllerLink::start(agent::MaintenanceEngine& engine,
   spdlog::info("controller link: polling {} every {} ms", client_.maintenanceUrl(),
                config_.poll_interval.count());
   worker_ = std::thread([this] { run(); });
+  poller_ = std::thread([this] { runPolls(); });
 }
 
 void ControllerLink::offerStatus(const agent::HostStatus& status) {
@@ -75,10 +78,31 @@ void ControllerLink::offerStatus(const agent::HostStatus& status) {
   boost::asio::post(io_, [this] { reconcile(); });
 }
 
-void ControllerLink::run() {
+void ControllerLink::runPolls() {
   ctl::PollSchedule polls({config_.poll_interval, 0.10, config_.max_backoff});
+  std::unique_lock lock(mutex_);
+  while (!stop_) {
+    lock.unlock();
+    const auto started = SteadyClock::now();
+    const PollOutcome outcome = poll();
+    const auto elapsed =
+        std::chrono::duration_cast<std::chrono::milliseconds>(SteadyClock::now() - started);
+    // A held request already waited: it counts toward the interval. After a
+    // new document the next poll goes out at once: a long-polling controller
+    // holds it, so the change after this one arrives without delay too.
+    auto next = SteadyClock::now();
+    if (outcome == PollOutcome::failed) {
+      next += polls.afterFailure();
+    } else if (outcome == PollOutcome::unchanged || !config_.long_poll) {
+      next += polls.afterSuccess(elapsed);
+    }
+    lock.lock();
+    wake_.wait_until(lock, next, [this] { return stop_; });
+  }
+}
+
+void ControllerLink::run() {
   ctl::PollSchedule reports({config_.poll_interval, 0.10, config_.max_backoff});
-  auto next_poll = SteadyClock::now();
   auto next_report = SteadyClock::now();
   auto next_heartbeat = SteadyClock::now() + config_.heartbeat_interval;
 
@@ -87,15 +111,6 @@ void ControllerLink::run() {
     status_offered_ = false;
     lock.unlock();
     auto now = SteadyClock::now();
-    if (now >= next_poll) {
-      const auto started = now;
-      poll();
-      const bool failing = tracker_.health().consecutive_failures > 0;
-      const auto elapsed =
-          std::chrono::duration_cast<std::chrono::milliseconds>(SteadyClock::now() - started);
-      next_poll = SteadyClock::now() + (failing ? polls.afterFailure() : polls.afterSuccess(elapsed));
-    }
-    now = SteadyClock::now();
     if (now >= next_heartbeat) {
       reporter_.heartbeat();
       next_heartbeat = now + config_.heartbeat_interval;
@@ -103,10 +118,15 @@ void ControllerLink::run() {
     if (reporter_.hasPending() && now >= next_report) {
       const ctl::StatusReporter::Delivery delivery = reporter_.deliver();
       if (delivery.outcome == ctl::StatusReporter::Outcome::failed) {
-        tracker_.recordFailure("status report " + std::to_string(delivery.report_seq) +
-                                   " not delivered: " + delivery.error,
-                               clock_.now());
-        publishHealth(tracker_.health());
+        agent::ControllerHealth health;
+        {
+          std::lock_guard guard(tracker_mutex_);
+          tracker_.recordFailure("status report " + std::to_string(delivery.report_seq) +
+                                     " not delivered: " + delivery.error,
+                                 clock_.now());
+          health = tracker_.health();
+        }
+        publishHealth(std::move(health));
         next_report = SteadyClock::now() + reports.afterFailure();
       } else {
         reports.afterSuccess();
@@ -115,33 +135,53 @@ void ControllerLink::run() {
     }
     lock.lock();
     if (stop_ || status_offered_) continue;
-    auto until = std::min(next_poll, next_heartbeat);
+    auto until = next_heartbeat;
     if (reporter_.hasPending()) until = std::min(until, next_report);
     wake_.wait_until(lock, until, [this] { return stop_ || status_offered_; });
   }
 }
 
-void ControllerLink::poll() {
+ControllerLink::PollOutcome ControllerLink::poll() {
+  std::optional<std::string> etag;
+  {
+    std::lock_guard guard(tracker_mutex_);
+    etag = tracker_.etag();
+  }
+  std::optional<std::chrono::seconds> wait;
+  if (config_.long_poll) {
+    wait = std::max(std::chrono::seconds(1),
+                    std::chrono::duration_cast<std::chrono::seconds>(config_.poll_interval));
+  }
+  agent::ControllerHealth health;
+  std::optional<ctl::DesiredState> changed;
   try {
-    ctl::DesiredStateFetch fetch = client_.fetchDesiredState(tracker_.etag());
-    const ctl::DesiredStateTracker::Update update =
-        tracker_.accept(fetch, draining_, clock_.now());
-    if (update == ctl::DesiredStateTracker::Update::changed) {
-      ctl::DesiredState desired = *tracker_.lastGood();
-      spdlog::info("controller: desired state '{}' for session '{}'", ctl::toString(desired.state),
-                   desired.session_id.value_or(""));
-      boost::asio::post(io_, [this, desired = std::move(desired)] {
-        desired_ = desired;
-        reconcile();
-      });
+    ctl::DesiredStateFetch fetch = poll_client_.fetchDesiredState(etag, wait);
+    std::lock_guard guard(tracker_mutex_);
+    if (tracker_.accept(fetch, draining_, clock_.now()) ==
+        ctl::DesiredStateTracker::Update::changed) {
+      changed = *tracker_.lastGood();
     }
+    health = tracker_.health();
   } catch (const std::exception& error) {
     // HTTP, TLS, timeout, size and parse errors alike: the last good state stays.
-    tracker_.recordFailure(std::string("desired state from ") + client_.maintenanceUrl() + ": " +
-                               error.what(),
+    std::lock_guard guard(tracker_mutex_);
+    tracker_.recordFailure(std::string("desired state from ") + poll_client_.maintenanceUrl() +
+                               ": " + error.what(),
                            clock_.now());
+    health = tracker_.health();
   }
-  publishHealth(tracker_.health());
+  if (changed) {
+    spdlog::info("controller: desired state '{}' for session '{}'", ctl::toString(changed->state),
+                 changed->session_id.value_or(""));
+    boost::asio::post(io_, [this, desired = std::move(*changed)] {
+      desired_ = desired;
+      reconcile();
+    });
+  }
+  const bool failing = health.consecutive_failures > 0;
+  publishHealth(std::move(health));
+  if (failing) return PollOutcome::failed;
+  return changed ? PollOutcome::changed : PollOutcome::unchanged;
 }
 
 // Logs a change of health once (not on every failed poll), then hands it to

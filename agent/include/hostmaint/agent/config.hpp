@@ -94,6 +94,8 @@ struct ControllerConfig {
   std::string base_url;
   std::string host_id;  // empty: the host name
   std::chrono::milliseconds poll_interval{std::chrono::seconds(30)};
+  // Ask the controller to hold each poll up to poll_interval (Prefer: wait).
+  bool long_poll = true;
   std::chrono::milliseconds max_backoff{std::chrono::minutes(5)};
   std::chrono::milliseconds heartbeat_interval{std::chrono::seconds(60)};
   std::optional<std::filesystem::path> ca_file;

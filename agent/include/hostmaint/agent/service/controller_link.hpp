@@ -48,8 +48,13 @@ class ControllerLink {
   void offerStatus(const agent::HostStatus& status);
 
  private:
+  // Two threads, so that a poll the controller holds (long poll) never
+  // delays a status report: one polls the desired state, one reports.
+  void runPolls();
   void run();
-  void poll();
+  enum class PollOutcome { changed, unchanged, failed };
+  // One desired-state request.
+  PollOutcome poll();
   void deliverStatus();
   void publishHealth(agent::ControllerHealth health);
   // On the io_context.
@@ -59,11 +64,13 @@ class ControllerLink {
   boost::asio::io_context& io_;
   agent::ControllerConfig config_;
   const agent::WallClock& clock_;
-  agent::controller::ControllerClient client_;
+  agent::controller::ControllerClient client_;       // status reports (worker_)
+  agent::controller::ControllerClient poll_client_;  // desired state (poller_)
   agent::controller::StatusReporter reporter_;
 
   // Worker thread only.
-  agent::controller::DesiredStateTracker tracker_;
+  agent::controller::DesiredStateTracker tracker_;  // guarded by tracker_mutex_
+  std::mutex tracker_mutex_;
   std::optional<std::string> last_logged_error_;
 
   // io_context only.
@@ -84,6 +91,7 @@ class ControllerLink {
   bool stop_ = false;
   bool status_offered_ = false;
   std::thread worker_;
+  std::thread poller_;
 };
 
 }  // namespace hostmaint::service
