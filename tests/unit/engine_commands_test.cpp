@@ -39,6 +39,49 @@ TEST_F(EngineCommands, ScheduleRefusalsSayWhy) {
             "maintenance already scheduled (session session-42, phase scheduled); cancel it first");
 }
 
+TEST_F(EngineCommands, RescheduleMovesTheWindowAndReplansKeepingSessionAndAcks) {
+  add("db", {{"ack_required", "true"}, {"ack_timeout", "30m"}, {"lead_time", "10m"}});
+  add("web", {{"maintenance_action", "suspend"}});
+  start();
+  const std::string session = engine->schedule(window(1h));
+  engine->acknowledge("db", AckChoice::move);
+  const auto later = window(3h, 2h);
+  engine->reschedule(later.window);
+  EXPECT_EQ(status().session_id, session);
+  ASSERT_TRUE(status().window.has_value());
+  EXPECT_EQ(status().window->start, clock.now() + 3h);
+  EXPECT_EQ(domain("web").earliest_start, clock.now() + 3h);
+  EXPECT_EQ(domain("db").ack, AckChoice::move) << "the owner's answer stands";
+  EXPECT_EQ(status().phase, HostPhase::scheduled);
+  EXPECT_TRUE(hypervisor.requests().empty());
+
+  // Removal added: suspending in place is no longer possible for web.
+  auto removal = later.window;
+  removal.removal = true;
+  engine->reschedule(removal);
+  EXPECT_TRUE(status().window->removal);
+  EXPECT_NE(domain("web").action, MaintenanceAction::suspend);
+}
+
+TEST_F(EngineCommands, RescheduleWhileDrainingMayOnlyMoveTheEnd) {
+  add("web", {{"maintenance_action", "suspend"}});
+  start();
+  scheduleNow();
+  ASSERT_EQ(status().phase, HostPhase::draining);
+  auto moved = *status().window;
+  moved.start += 1h;
+  EXPECT_NE(refusal([&] { engine->reschedule(moved); }).find("only its end and reason"),
+            std::string::npos);
+  auto longer = *status().window;
+  longer.end += 1h;
+  engine->reschedule(longer);
+  EXPECT_EQ(status().window->end, longer.end);
+  auto backwards = *status().window;
+  backwards.end = backwards.start;
+  EXPECT_NE(refusal([&] { engine->reschedule(backwards); }).find("before or when it starts"),
+            std::string::npos);
+}
+
 TEST_F(EngineCommands, GeneratedSessionIdsAreUuidLikeAndDistinct) {
   start();
   const std::string first = engine->schedule(window(1h));

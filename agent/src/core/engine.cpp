@@ -1394,6 +1394,37 @@ std::string MaintenanceEngine::schedule(const ScheduleRequest& request) {
   return *e.state.session_id;
 }
 
+void MaintenanceEngine::reschedule(const MaintenanceWindow& window) {
+  Impl& e = *impl_;
+  if (e.phase() != HostPhase::scheduled && e.phase() != HostPhase::draining) {
+    throw CommandError("cannot reschedule: maintenance is in phase '" +
+                       std::string(toString(e.phase())) + "'");
+  }
+  if (window.end <= window.start) {
+    throw CommandError("cannot reschedule: the window ends (" + formatTime(window.end) +
+                       ") before or when it starts (" + formatTime(window.start) + ")");
+  }
+  if (window.end <= e.now()) {
+    throw CommandError("cannot reschedule: the window end " + formatTime(window.end) +
+                       " is in the past (now " + formatTime(e.now()) + ")");
+  }
+  const MaintenanceWindow& current = *e.state.window;
+  if (e.phase() == HostPhase::draining &&
+      (window.start != current.start || window.removal != current.removal)) {
+    throw CommandError(
+        "cannot move the start or change removal of a maintenance that is draining; only its "
+        "end and reason can change (cancel and schedule again instead)");
+  }
+  Impl::Entry entry(e);
+  e.state.window = window;
+  if (e.phase() == HostPhase::scheduled) {
+    for (DomainRecord& record : e.state.domains) {
+      if (auto info = e.hypervisor.domain(record.view.uuid)) e.planRecord(record, *info);
+    }
+  }
+  e.pump();
+}
+
 void MaintenanceEngine::cancel() {
   Impl& e = *impl_;
   switch (e.phase()) {

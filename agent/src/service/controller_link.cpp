@@ -29,6 +29,15 @@ ctl::ControllerClient makeClient(const agent::ControllerConfig& config, std::str
                                ctl::HttpClient(std::move(options)));
 }
 
+std::string windowKey(const agent::MaintenanceWindow& window) {
+  auto seconds = [](agent::TimePoint t) {
+    return std::to_string(
+        std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count());
+  };
+  return seconds(window.start) + '-' + seconds(window.end) + (window.removal ? "-removal-" : "-") +
+         window.reason;
+}
+
 bool isDraining(agent::HostPhase phase) {
   return phase == agent::HostPhase::draining || phase == agent::HostPhase::empty ||
          phase == agent::HostPhase::in_maintenance;
@@ -241,6 +250,17 @@ void ControllerLink::reconcile() {
         attempt("schedule of session '" + session + "'", [&] { engine_->schedule(request); });
       }
       if (engine_->status().session_id != desired.session_id) return;
+      if (const auto& window = engine_->status().window;
+          window && (window->start != desired.window->start || window->end != desired.window->end ||
+                     window->removal != desired.window->removal ||
+                     window->reason != desired.window->reason)) {
+        // The controller moved the window (or added removal): replan, re-notify.
+        const std::string key = session + '\0' + windowKey(*desired.window);
+        if (reschedules_tried_.insert(key).second) {
+          attempt("new window for session '" + session + "'",
+                  [&] { engine_->reschedule(*desired.window); });
+        }
+      }
       for (const auto& [domain, choice] : desired.acks) {
         std::string key = session + '\0' + domain + '\0' + std::string(agent::toString(choice));
         if (!acks_given_.insert(std::move(key)).second) continue;

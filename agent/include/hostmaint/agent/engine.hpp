@@ -54,6 +54,10 @@ class MaintenanceEngine final : public hv::HypervisorObserver {
 
   // Commands. Each throws CommandError with an actionable reason when refused.
   std::string schedule(const ScheduleRequest& request);  // returns the session id
+  // Moves the window of the scheduled maintenance (or adds/removes removal)
+  // and replans, keeping session and acks; owners get new notices. Once the
+  // drain has started only the end and the reason may change.
+  void reschedule(const MaintenanceWindow& window);
   void cancel();
   // `domain` is a name or a UUID.
   void acknowledge(const std::string& domain, AckChoice choice);

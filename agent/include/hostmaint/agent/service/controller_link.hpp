@@ -83,6 +83,7 @@ class ControllerLink {
   // (a refusal is reported once, not on every status change).
   std::set<std::string> scheduled_sessions_;
   std::set<std::string> begun_sessions_;
+  std::set<std::string> reschedules_tried_;  // "session\0window": each new window once
   std::set<std::string> acks_given_;  // "session\0domain\0choice"
 
   std::atomic<bool> draining_{false};
