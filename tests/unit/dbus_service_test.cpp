@@ -434,6 +434,35 @@ TEST(ChangedProperties, NamesExactlyTheValuesThatDiffer) {
             (std::vector<std::string>{"Phase", "WindowEnd", "Domains", "StatusJSON"}));
 }
 
+TEST(MigrationsProperty, ListsOnlyRunningMigrationsWithTheirProgress) {
+  agent::HostStatus status;
+  agent::DomainStatus moving;
+  moving.uuid = "u-1";
+  moving.name = "db";
+  moving.stage = agent::DomainStage::acting;
+  moving.destination = "qemu+tls://b/system";
+  agent::MigrationProgress progress;
+  progress.percent = 40;
+  progress.data_remaining_bytes = 600;
+  progress.downtime_limit_ms = 400;
+  progress.escalation = "downtime 400ms";
+  moving.progress = progress;
+  agent::DomainStatus done;
+  done.uuid = "u-2";
+  done.stage = agent::DomainStage::done;
+  status.domains = {moving, done};
+  const PropertyValues values = propertyValuesOf(status);
+  ASSERT_EQ(values.migrations.size(), 1u);
+  EXPECT_EQ(values.migrations[0].name, "db");
+  EXPECT_EQ(values.migrations[0].destination, "qemu+tls://b/system");
+  EXPECT_EQ(values.migrations[0].remaining_bytes, 600u);
+  EXPECT_EQ(values.migrations[0].escalation, "downtime 400ms");
+
+  PropertyValues later = values;
+  later.migrations[0].percent = 80;
+  EXPECT_EQ(changedProperties(values, later), (std::vector<std::string>{"Migrations"}));
+}
+
 }  // namespace
 }  // namespace hostmaint::service
 

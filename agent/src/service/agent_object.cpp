@@ -48,6 +48,7 @@ std::optional<gid_t> groupId(const std::string& group) {
 constexpr std::array kEmittingProperties{
     "Phase",    "Ready",    "SessionId", "WindowStart",          "WindowEnd",  "Removal", "Reason",
     "Blockers", "Evidence", "Domains",   "HypervisorConnection", "StatusJSON", "Notices",
+    "Migrations",
 };
 
 // An argument the caller got wrong before the engine is asked (becomes
@@ -87,6 +88,14 @@ PropertyValues propertyValuesOf(const agent::HostStatus& status) {
     values.notices.emplace_back(domain.uuid, domain.name, domain.notice->revision,
                                 agent::noticeToJson(*domain.notice).dump());
   }
+  for (const agent::DomainStatus& domain : status.domains) {
+    if (domain.stage != agent::DomainStage::acting || !domain.progress) continue;
+    const agent::MigrationProgress& p = *domain.progress;
+    values.migrations.push_back({domain.uuid, domain.name, domain.destination.value_or(""),
+                                 p.percent, p.data_processed_bytes, p.data_remaining_bytes,
+                                 p.throughput_bps, p.downtime_limit_ms, p.post_copy,
+                                 p.escalation});
+  }
   return values;
 }
 
@@ -106,6 +115,7 @@ std::vector<std::string> changedProperties(const PropertyValues& before,
       before.hypervisor_connection != after.hypervisor_connection,
       before.status_json != after.status_json,
       before.notices != after.notices,
+      before.migrations != after.migrations,
   };
   static_assert(differs.size() == kEmittingProperties.size());
   std::vector<std::string> names;
@@ -185,6 +195,8 @@ const sd_bus_vtable* AgentObject::vtable() {
                       SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
       SD_BUS_PROPERTY("Notices", "a(ssts)", &AgentObject::getProperty, 0,
                       SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+      SD_BUS_PROPERTY("Migrations", "a(sssdttttbs)", &AgentObject::getProperty, 0,
+                      SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
       SD_BUS_PROPERTY("Version", "s", &AgentObject::getProperty, 0, SD_BUS_VTABLE_PROPERTY_CONST),
       SD_BUS_SIGNAL_WITH_NAMES("Notice", "ssts",
                                SD_BUS_PARAM(uuid) SD_BUS_PARAM(name) SD_BUS_PARAM(revision)
@@ -253,6 +265,13 @@ int AgentObject::getProperty(sd_bus*, const char*, const char*, const char* prop
     return appendArray("(ssts)", v.notices, [&](const auto& n) {
       return sd_bus_message_append(reply, "(ssts)", std::get<0>(n).c_str(),
                                    std::get<1>(n).c_str(), std::get<2>(n), std::get<3>(n).c_str());
+    });
+  if (name == "Migrations")
+    return appendArray("(sssdttttbs)", v.migrations, [&](const PropertyValues::Migration& m) {
+      return sd_bus_message_append(reply, "(sssdttttbs)", m.uuid.c_str(), m.name.c_str(),
+                                   m.destination.c_str(), m.percent, m.processed_bytes,
+                                   m.remaining_bytes, m.throughput_bps, m.downtime_limit_ms,
+                                   static_cast<int>(m.post_copy), m.escalation.c_str());
     });
   if (name == "Version") return sd_bus_message_append(reply, "s", HOSTMAINT_VERSION);
   return sd_bus_error_setf(error, SD_BUS_ERROR_UNKNOWN_PROPERTY, "unknown property %s", property);

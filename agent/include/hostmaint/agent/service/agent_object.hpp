@@ -47,6 +47,17 @@ struct PropertyValues {
   std::string status_json;
   // uuid, name, revision, the notice as JSON (docs/notices.md)
   std::vector<std::tuple<std::string, std::string, std::uint64_t, std::string>> notices;
+  // Migrations running now (docs/dbus-api.md, Migrations).
+  struct Migration {
+    std::string uuid, name, destination;
+    double percent = 0;
+    std::uint64_t processed_bytes = 0, remaining_bytes = 0, throughput_bps = 0;
+    std::uint64_t downtime_limit_ms = 0;
+    bool post_copy = false;
+    std::string escalation;
+    bool operator==(const Migration&) const = default;
+  };
+  std::vector<Migration> migrations;
 
   bool operator==(const PropertyValues&) const = default;
 };
