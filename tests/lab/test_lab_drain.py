@@ -33,12 +33,14 @@ class DrainToB(LabTestCase):
 
 
     def test_a_guest_that_cannot_converge_is_escalated_then_falls_back_to_suspend(self):
-        # 8 MiB/s cannot keep up with 40 MiB/s rewritten: only escalation could help.
-        self.create("lab-busy", memory_mib=256, dirty_mib=120, redirty_mib_s=40,
+        # The first pass (120 MiB dirtied, the rest zero pages) takes a few seconds at
+        # 32 MiB/s; after it, 64 MiB/s rewritten never lets the remaining data shrink, so
+        # only escalation could help and the ladder climbs every 2 s.
+        self.create("lab-busy", memory_mib=256, dirty_mib=120, redirty_mib_s=64,
                     maintenance_action="live-migrate", fallback_action="suspend",
-                    migration_bandwidth_mib_s=8, migration_max_downtime="200ms",
+                    migration_bandwidth_mib_s=32, migration_max_downtime="200ms",
                     migration_downtime_steps=2, migration_downtime_step_delay="2s",
-                    migration_completion_timeout_per_gib="15s", migration_progress_timeout="0s")
+                    migration_completion_timeout_per_gib="20s", migration_progress_timeout="0s")
         self.wait_all_ready()
         self.daemon.start()
         self.schedule_now()
@@ -50,7 +52,8 @@ class DrainToB(LabTestCase):
         self.assertTrue(entry["fallback_used"])
         self.assertEqual(entry["result"], "suspended", entry)
         # Why it was suspended, and what was tried first, stay next to the result.
-        self.assertIn("did not converge: did not complete within 15s", entry["detail"])
+        # 256 MiB counts as the 2 GiB minimum: 2 × 20 s.
+        self.assertIn("did not converge: did not complete within 40s", entry["detail"])
         self.assertIn("escalated: downtime 200ms", entry["detail"])
         self.assertIn("fell back to suspend", entry["detail"])
         self.assertEqual(labctl.where("lab-busy"), {"a": "shut off"})

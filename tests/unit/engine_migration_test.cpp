@@ -175,6 +175,15 @@ TEST_F(EngineMigration, TuningComesFromThePolicyAndTheTimeoutScalesWithMemory) {
   EXPECT_EQ(tuning.parallel_connections, 4u);
 }
 
+TEST_F(EngineMigration, SmallGuestsCountAsTwoGibForTheCompletionTimeout) {
+  addWithMemory("tiny", 256 * 1024, {{"migration_completion_timeout_per_gib", "100s"}});
+  start();
+  scheduleNow();
+  const auto migrations = requestsOf(ActionKind::live_migrate);
+  ASSERT_EQ(migrations.size(), 1u);
+  EXPECT_EQ(migrations[0].tuning.completion_timeout, 200s);
+}
+
 TEST_F(EngineMigration, NotConvergingFallsBackWithItsEscalationsInTheResult) {
   const std::string uuid = addWithMemory("busy", kGibKib);
   start();

@@ -175,7 +175,8 @@ hv::MigrationTuning migrationTuningFor(const DomainPolicy& policy, std::uint64_t
     tuning.parallel_connections = policy.migration_parallel_connections;
   }
   constexpr std::uint64_t kKibPerGib = 1024 * 1024;
-  const std::uint64_t gib = std::max<std::uint64_t>(1, (memory_kib + kKibPerGib - 1) / kKibPerGib);
+  // At least 2 GiB counted, as Nova does: small guests still get minutes.
+  const std::uint64_t gib = std::max<std::uint64_t>(2, (memory_kib + kKibPerGib - 1) / kKibPerGib);
   tuning.completion_timeout =
       policy.migration_completion_timeout_per_gib * static_cast<std::int64_t>(gib);
   tuning.progress_timeout = policy.migration_progress_timeout;

@@ -72,7 +72,7 @@ KeepDecision keepDecision(const std::string& domain_name, const DomainPolicy& po
 TimePoint ownerDeadline(const DomainPolicy& policy, const PlanContext& context);
 
 // Live-migration tuning from the domain's policy. The completion timeout
-// scales with memory (per started GiB, at least one), as Nova and KubeVirt do.
+// scales with memory (per started GiB, at least two), as Nova and KubeVirt do.
 hv::MigrationTuning migrationTuningFor(const DomainPolicy& policy, std::uint64_t memory_kib);
 
 // Hypervisor action for a drain action; nullopt for `owner` (no action).

@@ -87,20 +87,16 @@ class MigrationMonitor {
           setDowntime(downtimeAtStep(*tuning.max_downtime, 1, tuning.downtime_steps), false);
           last_step = now;
         } else if (tuning.max_downtime && step < std::max(1u, tuning.downtime_steps) &&
-                   now - last_step >= tuning.downtime_step_delay) {
+                   now - last_step >= tuning.downtime_step_delay &&
+                   now - last_progress >= tuning.downtime_step_delay) {
           ++step;
           setDowntime(downtimeAtStep(*tuning.max_downtime, step, tuning.downtime_steps), true);
           last_step = now;
         } else if (tuning.post_copy_allowed && !post_copy_ &&
                    step >= std::max(1u, tuning.downtime_steps) &&
-                   now - last_step >= tuning.downtime_step_delay) {
-          if (virDomainMigrateStartPostCopy(dom_, 0) == 0) {
-            post_copy_ = true;
-            note("post-copy");
-          } else {
-            spdlog::warn("cannot switch the migration of '{}' to post-copy: {}", request_.name,
-                         lastError());
-          }
+                   now - last_step >= tuning.downtime_step_delay &&
+                   now - last_progress >= tuning.downtime_step_delay) {
+          switchToPostCopy();
           last_step = now;
         }
         const std::uint64_t remaining = job.progress.data_remaining_bytes;
@@ -116,13 +112,23 @@ class MigrationMonitor {
         // Post-copy cannot be aborted without losing the guest: from there
         // it can only finish.
         if (!post_copy_) {
+          std::optional<std::string> timed_out;
           if (tuning.completion_timeout.count() > 0 && now - started > tuning.completion_timeout) {
-            abort("did not complete within " + std::to_string(tuning.completion_timeout.count()) +
-                  "s");
+            timed_out = "did not complete within " +
+                        std::to_string(tuning.completion_timeout.count()) + "s";
           } else if (tuning.progress_timeout.count() > 0 &&
                      now - last_progress > tuning.progress_timeout) {
-            abort("made no progress for " + std::to_string(tuning.progress_timeout.count()) +
-                  "s (" + std::to_string(remaining >> 20) + " MiB left)");
+            timed_out = "made no progress for " + std::to_string(tuning.progress_timeout.count()) +
+                        "s (" + std::to_string(remaining >> 20) + " MiB left)";
+          }
+          // Post-copy, when allowed, is the last resort before giving up (as
+          // KubeVirt does at its completion timeout).
+          if (timed_out && tuning.post_copy_allowed) {
+            spdlog::warn("migration of '{}' {}: switching to post-copy", request_.name, *timed_out);
+            switchToPostCopy();
+            if (!post_copy_) abort(*timed_out);
+          } else if (timed_out) {
+            abort(*timed_out);
           }
         }
       }
@@ -162,6 +168,16 @@ class MigrationMonitor {
       note("downtime " + formatMs(downtime));
     } else {
       spdlog::info("migration of '{}': allowed downtime {}", request_.name, formatMs(downtime));
+    }
+  }
+
+  void switchToPostCopy() {
+    if (virDomainMigrateStartPostCopy(dom_, 0) == 0) {
+      post_copy_ = true;
+      note("post-copy");
+    } else {
+      spdlog::warn("cannot switch the migration of '{}' to post-copy: {}", request_.name,
+                   lastError());
     }
   }
 
