@@ -1353,6 +1353,23 @@ void MaintenanceEngine::recover() {
   e.pump();
 }
 
+namespace {
+
+// Refuses a window that cannot be honoured, saying why, for `verb`.
+void checkWindow(std::string_view verb, const MaintenanceWindow& window, TimePoint now) {
+  if (window.end <= window.start) {
+    throw CommandError("cannot " + std::string(verb) + ": the window ends (" +
+                       formatTime(window.end) + ") before or when it starts (" +
+                       formatTime(window.start) + ")");
+  }
+  if (window.end <= now) {
+    throw CommandError("cannot " + std::string(verb) + ": the window end " +
+                       formatTime(window.end) + " is in the past (now " + formatTime(now) + ")");
+  }
+}
+
+}  // namespace
+
 std::string MaintenanceEngine::schedule(const ScheduleRequest& request) {
   Impl& e = *impl_;
   if (e.phase() != HostPhase::idle) {
@@ -1361,14 +1378,7 @@ std::string MaintenanceEngine::schedule(const ScheduleRequest& request) {
                        std::string(toString(e.phase())) + "); cancel it first");
   }
   const MaintenanceWindow& window = request.window;
-  if (window.end <= window.start) {
-    throw CommandError("cannot schedule: the window ends (" + formatTime(window.end) +
-                       ") before or when it starts (" + formatTime(window.start) + ")");
-  }
-  if (window.end <= e.now()) {
-    throw CommandError("cannot schedule: the window end " + formatTime(window.end) +
-                       " is in the past (now " + formatTime(e.now()) + ")");
-  }
+  checkWindow("schedule", window, e.now());
   Impl::Entry entry(e);
   e.state = EngineState{};
   e.state.phase = HostPhase::scheduled;
@@ -1400,14 +1410,7 @@ void MaintenanceEngine::reschedule(const MaintenanceWindow& window) {
     throw CommandError("cannot reschedule: maintenance is in phase '" +
                        std::string(toString(e.phase())) + "'");
   }
-  if (window.end <= window.start) {
-    throw CommandError("cannot reschedule: the window ends (" + formatTime(window.end) +
-                       ") before or when it starts (" + formatTime(window.start) + ")");
-  }
-  if (window.end <= e.now()) {
-    throw CommandError("cannot reschedule: the window end " + formatTime(window.end) +
-                       " is in the past (now " + formatTime(e.now()) + ")");
-  }
+  checkWindow("reschedule", window, e.now());
   const MaintenanceWindow& current = *e.state.window;
   if (e.phase() == HostPhase::draining &&
       (window.start != current.start || window.removal != current.removal)) {
