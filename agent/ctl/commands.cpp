@@ -62,20 +62,18 @@ TerminalSize terminalSize() {
   return {};
 }
 
-// Redraws the live display in place: back up over the lines drawn last time,
-// clear to the end of the screen, draw the new frame.
+// Redraws the live display in place (renderRedraw), in one write per frame.
 class LiveDisplay {
  public:
-  void draw(const std::vector<std::string>& lines) {
-    std::string out;
-    if (drawn_ > 0) out += "\x1b[" + std::to_string(drawn_) + "F\x1b[J";
-    for (const auto& line : lines) out += line + "\n";
+  void draw(std::vector<std::string> lines) {
+    const std::string out = renderRedraw(drawn_, lines);
+    if (out.empty()) return;
     std::cout << out << std::flush;
-    drawn_ = lines.size();
+    drawn_ = std::move(lines);
   }
 
  private:
-  std::size_t drawn_ = 0;
+  std::vector<std::string> drawn_;
 };
 
 }  // namespace
@@ -176,10 +174,16 @@ int runWait(const std::string& address, const WaitArguments& arguments) {
       display.draw(renderWaitFrame(status, options, duration_cast<seconds>(steady_clock::now() - started),
                                    size.columns - 1, size.rows - 1));
     } else if (previous != status) {
-      for (const auto& line : renderWaitLines(status, previous, options)) std::cout << line << "\n";
-      std::cout << std::flush;
+      const auto lines = renderWaitLines(status, previous, options);
+      // Only a status that was reported becomes the base of the next
+      // comparison, so slow progress still crosses its quarters.
+      if (!lines.empty() || previous.is_null()) {
+        for (const auto& line : lines) std::cout << line << "\n";
+        std::cout << std::flush;
+        previous = status;
+      }
     }
-    previous = status;
+    if (live) previous = status;
 
     const bool reached = arguments.ready ? readyOf(status) : textOf(status, "phase") == *arguments.phase;
     if (reached) {

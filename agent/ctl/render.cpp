@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <map>
@@ -109,24 +110,44 @@ std::string actionText(const json& domain) {
   return action;
 }
 
-std::string progressText(const json& progress) {
-  std::string line = renderProgressBar(number(progress, "percent"), 22);
-  char percent[16];
-  std::snprintf(percent, sizeof percent, " %3.0f%%", std::clamp(number(progress, "percent"), 0.0, 100.0));
-  line += percent;
-  const double remaining = number(progress, "data_remaining_bytes");
-  if (remaining > 0) line += " " + formatBytes(static_cast<std::uint64_t>(remaining)) + " left";
-  const double throughput = number(progress, "throughput_bps");
-  if (throughput > 0) line += " at " + formatBytes(static_cast<std::uint64_t>(throughput)) + "/s";
-  // The escalation reached so far: an admin watching a stuck migration sees
-  // what hostmaintd is doing about it.
-  if (flag(progress, "post_copy")) {
-    line += ", post-copy";
-  } else if (const double downtime = number(progress, "downtime_limit_ms"); downtime > 0) {
+// The escalation a migration reached, as shown after its progress: an admin
+// watching a stuck migration sees what hostmaintd is doing about it.
+std::string escalationText(const json& progress) {
+  if (flag(progress, "post_copy")) return "post-copy";
+  std::string shown;
+  if (const double downtime = number(progress, "downtime_limit_ms"); downtime > 0) {
     char allowed[48];
-    std::snprintf(allowed, sizeof allowed, ", downtime %.0f ms", downtime);
-    line += allowed;
+    std::snprintf(allowed, sizeof allowed, "downtime %.0f ms", downtime);
+    shown = allowed;
   }
+  // Steps other than the downtime ladder (auto-converge, ...) are named as
+  // the hypervisor layer names them; a downtime step is already shown above.
+  const std::string step = text(progress, "escalation");
+  if (!step.empty() && !step.starts_with("downtime")) shown += (shown.empty() ? "" : ", ") + step;
+  return shown;
+}
+
+std::string progressText(const json& progress) {
+  const double percent = number(progress, "percent");
+  std::string line = renderProgressBar(percent, 22);
+  char shown_percent[16];
+  std::snprintf(shown_percent, sizeof shown_percent, " %3.0f%%",
+                std::isfinite(percent) ? std::clamp(percent, 0.0, 100.0) : 0.0);
+  line += shown_percent;
+  const double remaining = number(progress, "data_remaining_bytes");
+  const double throughput = number(progress, "throughput_bps");
+  if (remaining > 0) line += " " + formatBytes(static_cast<std::uint64_t>(remaining)) + " left";
+  if (throughput > 0) {
+    line += " at " + formatBytes(static_cast<std::uint64_t>(throughput)) + "/s";
+    // Remaining over current throughput: a lower bound while the guest keeps
+    // dirtying memory, and said so with the tilde.
+    if (remaining > 0) {
+      const auto eta = std::chrono::seconds(static_cast<long long>(std::ceil(remaining / throughput)));
+      line += ", ~" + formatDuration(eta);
+    }
+  }
+  const std::string escalation = escalationText(progress);
+  if (!escalation.empty()) line += ", " + escalation;
   return line;
 }
 
@@ -364,15 +385,34 @@ std::vector<std::string> renderWaitFrame(const json& status, const RenderOptions
   return lines;
 }
 
+namespace {
+
+std::string waitSummary(const json& status) {
+  const json& blockers = member(status, "blockers");
+  const std::size_t count = blockers.is_array() ? blockers.size() : 0;
+  return "phase " + text(status, "phase", "?") + ", ready " + (flag(status, "ready") ? "yes" : "no") +
+         ", " + settledSummary(status) + ", " + std::to_string(count) + " blocker" +
+         (count == 1 ? "" : "s");
+}
+
+// What about a migration is worth a line in a log: its quarter of the way
+// and its escalation. Not every percent: a log gets a handful of lines per
+// migration, not hundreds.
+std::string progressMilestone(const json& domain) {
+  const json& progress = member(domain, "progress");
+  if (!progress.is_object()) return {};
+  const double percent = number(progress, "percent");
+  const int quarter = std::isfinite(percent) ? static_cast<int>(std::clamp(percent, 0.0, 100.0) / 25) : 0;
+  return std::to_string(quarter) + "|" + escalationText(progress);
+}
+
+}  // namespace
+
 std::vector<std::string> renderWaitLines(const json& status, const json& previous,
                                          const RenderOptions& options) {
   std::vector<std::string> lines;
   const std::string clock = formatInstant(options.now, options.local_time).substr(11, 8);
-  const json& blockers = member(status, "blockers");
-  lines.push_back(clock + " phase " + text(status, "phase", "?") + ", ready " +
-                  (flag(status, "ready") ? "yes" : "no") + ", " + settledSummary(status) + ", " +
-                  std::to_string(blockers.is_array() ? blockers.size() : 0) + " blocker" +
-                  (blockers.is_array() && blockers.size() == 1 ? "" : "s"));
+  const std::string summary = waitSummary(status);
 
   std::map<std::string, const json*> before;
   for (const auto& domain : domainsOf(previous)) before[text(domain, "uuid", text(domain, "name"))] = &domain;
@@ -381,9 +421,11 @@ std::vector<std::string> renderWaitLines(const json& status, const json& previou
     const std::string stage = text(domain, "state", "?");
     std::string from;
     if (found != before.end()) {
-      if (text(*found->second, "state") == stage && text(*found->second, "result") == text(domain, "result"))
-        continue;
-      from = text(*found->second, "state", "?") + " -> ";
+      const json& earlier = *found->second;
+      const bool same_stage =
+          text(earlier, "state") == stage && text(earlier, "result") == text(domain, "result");
+      if (same_stage && progressMilestone(earlier) == progressMilestone(domain)) continue;
+      if (!same_stage) from = text(earlier, "state", "?") + " -> ";
     } else if (!previous.is_null()) {
       from = "(new) ";
     }
@@ -394,7 +436,31 @@ std::vector<std::string> renderWaitLines(const json& status, const json& previou
     if (!outcome.empty()) line += " " + outcome;
     lines.push_back(line);
   }
+  // Nothing worth a line (a migration moved a few percent): say nothing.
+  if (lines.empty() && !previous.is_null() && waitSummary(previous) == summary) return lines;
+  lines.insert(lines.begin(), clock + " " + summary);
   return lines;
+}
+
+std::string renderRedraw(const std::vector<std::string>& drawn, const std::vector<std::string>& lines) {
+  if (drawn == lines) return {};
+  // Hide the cursor, go back to the first line drawn, overwrite each line in
+  // place and erase only what is left of the old one behind it: the screen
+  // is never blank between two frames, so nothing flickers.
+  std::string out = "\x1b[?25l";
+  if (!drawn.empty()) out += "\x1b[" + std::to_string(drawn.size()) + "F";
+  for (std::size_t i = 0; i < lines.size(); ++i) {
+    // A line that did not change is stepped over, not rewritten.
+    if (i < drawn.size() && drawn[i] == lines[i]) {
+      out += "\n";
+      continue;
+    }
+    out += lines[i] + "\x1b[K\n";
+  }
+  // A shorter frame: clear the old frame's last lines.
+  if (lines.size() < drawn.size()) out += "\x1b[J";
+  out += "\x1b[?25h";
+  return out;
 }
 
 }  // namespace hostmaint::ctl

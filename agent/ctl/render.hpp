@@ -44,9 +44,18 @@ std::vector<std::string> renderWaitFrame(const nlohmann::json& status, const Ren
                                          std::size_t max_lines);
 
 // `wait` into a pipe or a log: one summary line, then one line per domain
-// whose stage or result changed since `previous` (null on the first call).
+// whose stage or result changed since `previous` (null on the first call),
+// or whose migration passed a quarter (25, 50, 75 %) or escalated (allowed
+// downtime raised, post-copy). Empty when nothing of that changed, so a log
+// is not flooded by progress updates.
 std::vector<std::string> renderWaitLines(const nlohmann::json& status,
                                          const nlohmann::json& previous,
                                          const RenderOptions& options);
+
+// The terminal output that turns the frame `drawn` (already on screen, the
+// cursor on the line below it) into `lines`, in place and without
+// flicker: lines are overwritten, not cleared first, unchanged ones are
+// skipped, and nothing is written when the frame did not change.
+std::string renderRedraw(const std::vector<std::string>& drawn, const std::vector<std::string>& lines);
 
 }  // namespace hostmaint::ctl

@@ -4,7 +4,16 @@ reports it, and a port in use stops the start with a clear message."""
 import re
 import socket
 import subprocess
+import sys
 import unittest
+
+try:
+    from prometheus_client.parser import text_string_to_metric_families
+except ImportError:
+    # Debian's python3-prometheus-client (scripts/deps), when the interpreter running
+    # the tests is not Debian's own; the module is pure Python.
+    sys.path.append("/usr/lib/python3/dist-packages")
+    from prometheus_client.parser import text_string_to_metric_families
 
 from harness import HOSTMAINTD, DaemonTestCase
 
@@ -36,27 +45,42 @@ class HttpEndpoint(DaemonTestCase):
         return self.curl(path, "-o", "/dev/null", "-w", "%{http_code}", *args)
 
     def metrics(self):
+        """The samples of /metrics as {'name{label="value",...}': value}, read by the
+        Prometheus client library's own parser (which rejects what is not the text
+        format); each family must also declare its type."""
+        text = self.curl("/metrics")
         values = {}
-        for line in self.curl("/metrics").splitlines():
-            if line and not line.startswith("#"):
-                name, value = line.rsplit(" ", 1)
-                values[name] = value
+        families = list(text_string_to_metric_families(text))
+        self.assertTrue(families, "no metric families in /metrics")
+        for family in families:
+            self.assertIn(family.type, ("gauge", "counter"), family.name)
+            self.assertTrue(family.documentation, f"{family.name} has no HELP")
+            for sample in family.samples:
+                labels = ",".join(f'{key}="{value}"' for key, value in sample.labels.items())
+                values[sample.name + (f"{{{labels}}}" if labels else "")] = sample.value
         return values
 
     def test_readyz_follows_readiness_and_metrics_report_it(self):
         self.daemon.start()
         self.assertEqual(self.code("/readyz"), "503")
-        self.assertEqual(self.metrics()["hostmaint_ready"], "0")
-        self.assertEqual(self.metrics()['hostmaint_phase{phase="idle"}'], "1")
+        self.assertEqual(self.metrics()["hostmaint_ready"], 0)
+        self.assertEqual(self.metrics()['hostmaint_phase{phase="idle"}'], 1)
 
         self.daemon.ctl("schedule", "--start", "now", "--end", "+2h", check=0)
         self.daemon.ctl("wait", "--ready", "--timeout", "30", check=0)
         self.assertEqual(self.code("/readyz"), "200")
         self.assertEqual(self.curl("/readyz"), "ready\n")
         metrics = self.metrics()
-        self.assertEqual(metrics["hostmaint_ready"], "1")
-        self.assertEqual(metrics['hostmaint_phase{phase="empty"}'], "1")
-        self.assertEqual(metrics["hostmaint_blockers"], "0")
+        self.assertEqual(metrics["hostmaint_ready"], 1)
+        self.assertEqual(metrics['hostmaint_phase{phase="empty"}'], 1)
+        self.assertEqual(metrics["hostmaint_blockers"], 0)
+        self.assertEqual(metrics["hostmaint_migrations_in_flight"], 0)
+        self.assertGreaterEqual(metrics['hostmaint_domains{stage="done"}'], 1)
+        # Every domain that was acted on has its action's duration.
+        durations = {name: value for name, value in metrics.items()
+                     if name.startswith("hostmaint_action_duration_seconds{")}
+        self.assertTrue(durations, "no action durations after a drain")
+        self.assertTrue(all(value >= 0 for value in durations.values()), durations)
 
     def test_status_is_the_status_file_document_and_writes_are_refused(self):
         self.daemon.start()

@@ -80,6 +80,25 @@ TEST(CtlRender, MigrationProgressShowsTheEscalationReached) {
   EXPECT_FALSE(contains(line, "downtime 400 ms")) << line;
 }
 
+TEST(CtlRender, MigrationProgressShowsPercentThroughputRemainingAndTimeLeft) {
+  const std::string line = lineWith(renderStatus(sampleStatus(), kUtc), "vm-web");
+  // 1.2 GiB left at 110 MiB/s: 11.2 s, shown rounded up.
+  EXPECT_TRUE(contains(line, "[##########..........]  52% 1.2 GiB left at 110 MiB/s, ~12s to hv-08"))
+      << line;
+}
+
+TEST(CtlRender, MigrationProgressNamesEscalationsBeyondTheDowntimeLadder) {
+  json status = sampleStatus();
+  json& progress = status["domains"][0]["progress"];
+  progress["downtime_limit_ms"] = 800;
+  progress["escalation"] = "downtime 800ms";  // already said by the limit
+  std::string line = lineWith(renderStatus(status, kUtc), "vm-web");
+  EXPECT_TRUE(contains(line, ", downtime 800 ms to hv-08")) << line;
+  progress["escalation"] = "auto-converge";
+  line = lineWith(renderStatus(status, kUtc), "vm-web");
+  EXPECT_TRUE(contains(line, ", downtime 800 ms, auto-converge to hv-08")) << line;
+}
+
 TEST(CtlRender, BytesInBinaryUnits) {
   EXPECT_EQ(formatBytes(0), "0 B");
   EXPECT_EQ(formatBytes(1023), "1023 B");
@@ -116,7 +135,7 @@ TEST(CtlRender, StatusTableShowsEachDomainsStageActionAndOutcome) {
   EXPECT_TRUE(contains(web, "acting")) << web;
   EXPECT_TRUE(contains(web, "live-migrate")) << web;
   EXPECT_TRUE(contains(web, "[##########..........]")) << web;
-  EXPECT_TRUE(contains(web, " 52% 1.2 GiB left at 110 MiB/s to hv-08")) << web;
+  EXPECT_TRUE(contains(web, " 52% 1.2 GiB left at 110 MiB/s, ~12s to hv-08")) << web;
   const std::string db = lineWith(out, "vm-db");
   EXPECT_TRUE(contains(db, "suspend (fallback)")) << db;
   EXPECT_TRUE(contains(db, "suspended; cannot live-migrate: unsupported")) << db;
@@ -177,6 +196,54 @@ TEST(CtlRender, WaitLinesReportOnlyWhatChanged) {
   const auto next = renderWaitLines(after, before, kUtc);
   ASSERT_EQ(next.size(), 2u);
   EXPECT_EQ(next[1], "  vm-web: acting -> done [live-migrate] migrated to hv-08");
+}
+
+TEST(CtlRender, WaitLinesFollowAMigrationByQuartersAndEscalations) {
+  const json start = sampleStatus();  // vm-web at 52.4 %
+  json moved = start;
+  moved["domains"][0]["progress"]["percent"] = 60.0;
+  moved["generation"] = 43;
+  EXPECT_TRUE(renderWaitLines(moved, start, kUtc).empty())
+      << "a few percent more is not worth a line in a log";
+
+  json quarter = start;
+  quarter["domains"][0]["progress"]["percent"] = 77.0;
+  auto lines = renderWaitLines(quarter, start, kUtc);
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_TRUE(contains(lines[1], "  vm-web: acting [live-migrate] [")) << lines[1];
+  EXPECT_TRUE(contains(lines[1], " 77% ")) << lines[1];
+
+  json escalated = start;
+  escalated["domains"][0]["progress"]["post_copy"] = true;
+  lines = renderWaitLines(escalated, start, kUtc);
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_TRUE(contains(lines[1], "post-copy")) << lines[1];
+}
+
+TEST(CtlRender, RedrawWritesNothingForTheSameFrame) {
+  const std::vector<std::string> frame{"host: phase draining", "  vm-web [###...]"};
+  EXPECT_EQ(renderRedraw(frame, frame), "");
+}
+
+TEST(CtlRender, RedrawOverwritesChangedLinesInPlaceWithoutClearingFirst) {
+  const std::vector<std::string> drawn{"head 1s", "  vm-a [#...]", "  vm-b done"};
+  const std::vector<std::string> next{"head 2s", "  vm-a [##..]", "  vm-b done"};
+  const std::string out = renderRedraw(drawn, next);
+  // Back to the first line, rewrite the two changed lines, step over the third.
+  EXPECT_EQ(out, "\x1b[?25l\x1b[3F" "head 2s\x1b[K\n" "  vm-a [##..]\x1b[K\n" "\n" "\x1b[?25h");
+  EXPECT_FALSE(contains(out, "\x1b[J")) << "no clear of the screen when the frame keeps its size";
+  EXPECT_FALSE(contains(out, "\x1b[2J"));
+}
+
+TEST(CtlRender, RedrawOfAShorterFrameClearsOnlyWhatIsLeftBelow) {
+  const std::vector<std::string> drawn{"head", "  vm-a", "  vm-b"};
+  const std::vector<std::string> next{"head", "  vm-b"};
+  const std::string out = renderRedraw(drawn, next);
+  EXPECT_EQ(out, "\x1b[?25l\x1b[3F" "\n" "  vm-b\x1b[K\n" "\x1b[J" "\x1b[?25h");
+}
+
+TEST(CtlRender, FirstRedrawJustDraws) {
+  EXPECT_EQ(renderRedraw({}, {"a", "b"}), "\x1b[?25la\x1b[K\nb\x1b[K\n\x1b[?25h");
 }
 
 }  // namespace

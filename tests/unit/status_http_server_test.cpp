@@ -47,12 +47,15 @@ agent::HostStatus drainingStatus() {
   web1.progress = agent::MigrationProgress{};
   web1.progress->data_processed_bytes = 1000;
   web1.progress->data_remaining_bytes = 24;
+  web1.action_started_at = agent::TimePoint{} + std::chrono::seconds(170);
+  status.updated_at = agent::TimePoint{} + std::chrono::seconds(200);
   status.domains.push_back(web1);
   agent::DomainStatus db1;
   db1.name = "db1";
   db1.stage = agent::DomainStage::done;
+  db1.action = agent::MaintenanceAction::suspend;
   db1.action_started_at = agent::TimePoint{} + std::chrono::seconds(100);
-  db1.action_finished_at = agent::TimePoint{} + std::chrono::seconds(142);
+  db1.action_finished_at = agent::TimePoint{} + std::chrono::milliseconds(142250);
   status.domains.push_back(db1);
   status.migration_throughput_bps = 125000000;
   agent::ControllerHealth controller;
@@ -231,12 +234,65 @@ TEST_F(ServerFixture, MetricsAreValidPrometheusTextWithTheStatusValues) {
   EXPECT_EQ(values["hostmaint_blockers"], "1");
   EXPECT_EQ(values["hostmaint_hypervisor_connected"], "1");
   EXPECT_EQ(values["hostmaint_status_generation"], "7");
-  EXPECT_EQ(values["hostmaint_action_duration_seconds{domain=\"db1\"}"], "42");
-  EXPECT_EQ(values.count("hostmaint_action_duration_seconds{domain=\"web1\"}"), 0u)
+  EXPECT_EQ(values["hostmaint_action_duration_seconds{domain=\"db1\",action=\"suspend\"}"],
+            "42.250");
+  EXPECT_EQ(values.count("hostmaint_action_duration_seconds{domain=\"web1\",action=\"live-migrate\"}"),
+            0u)
       << "web1's action has not finished";
+  EXPECT_EQ(values["hostmaint_action_running_seconds{domain=\"web1\",action=\"live-migrate\"}"],
+            "30.000");
+  EXPECT_EQ(values["hostmaint_migrated_bytes_total"], "1000");
+  EXPECT_EQ(values["hostmaint_controller_errors_total"], "3");
   EXPECT_EQ(values["hostmaint_migration_throughput_bytes_per_second"], "125000000");
   EXPECT_EQ(values["hostmaint_controller_up"], "0");
   EXPECT_EQ(values["hostmaint_controller_consecutive_errors"], "3");
+}
+
+TEST(MetricsCounters, MigratedBytesAndControllerErrorsOnlyGrow) {
+  MetricsCounters counters;
+  agent::HostStatus status = drainingStatus();  // web1 at 1000 bytes, 3 controller failures
+  counters.observe(status);
+  EXPECT_EQ(counters.migratedBytes(), 1000u);
+  EXPECT_EQ(counters.controller_errors, 3u);
+
+  status.domains[0].progress->data_processed_bytes = 5000;
+  status.controller->consecutive_failures = 4;
+  counters.observe(status);
+  EXPECT_EQ(counters.migratedBytes(), 5000u);
+  EXPECT_EQ(counters.controller_errors, 4u);
+
+  // web1's migration ended (progress gone), the controller recovered.
+  status.domains[0].progress.reset();
+  status.domains[0].stage = agent::DomainStage::done;
+  status.controller->consecutive_failures = 0;
+  counters.observe(status);
+  EXPECT_EQ(counters.migratedBytes(), 5000u);
+  EXPECT_EQ(counters.controller_errors, 4u);
+
+  // A second migration of web1 (a fallback after an abort) adds its own bytes,
+  // and a new failure counts once more.
+  status.domains[0].progress = agent::MigrationProgress{};
+  status.domains[0].progress->data_processed_bytes = 700;
+  status.controller->consecutive_failures = 1;
+  counters.observe(status);
+  EXPECT_EQ(counters.migratedBytes(), 5700u);
+  EXPECT_EQ(counters.controller_errors, 5u);
+  status.domains[0].progress->data_processed_bytes = 100;  // and a third, from zero
+  counters.observe(status);
+  EXPECT_EQ(counters.migratedBytes(), 5800u);
+
+  const auto text = renderMetrics(status, counters);
+  EXPECT_NE(text.find("# TYPE hostmaint_migrated_bytes_total counter\nhostmaint_migrated_bytes_total 5800\n"),
+            std::string::npos);
+}
+
+TEST(Metrics, LabelValuesAreEscaped) {
+  agent::HostStatus status = drainingStatus();
+  status.domains[1].name = "db\"1\\x\ny";
+  const auto text = renderMetrics(status);
+  EXPECT_NE(text.find(R"(hostmaint_action_duration_seconds{domain="db\"1\\x\ny",action="suspend"} 42.250)"),
+            std::string::npos)
+      << text;
 }
 
 TEST(PrometheusChecker, RejectsWhatIsNotTheTextFormat) {

@@ -3,6 +3,9 @@
 #include <spdlog/spdlog.h>
 
 #include <array>
+#include <cstdio>
+#include <initializer_list>
+#include <utility>
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
@@ -44,6 +47,8 @@ bool isMigration(const agent::DomainStatus& domain) {
           *domain.action == agent::MaintenanceAction::cold_migrate);
 }
 
+using Labels = std::initializer_list<std::pair<std::string_view, std::string_view>>;
+
 class MetricsText {
  public:
   void family(std::string_view name, std::string_view type, std::string_view help) {
@@ -57,39 +62,95 @@ class MetricsText {
     out_ += type;
     out_ += '\n';
   }
-  void sample(std::string_view name, std::uint64_t value) {
-    out_ += name;
-    out_ += ' ' + std::to_string(value) + '\n';
+  void sample(std::string_view name, std::uint64_t value) { sample(name, {}, value); }
+  void sample(std::string_view name, Labels labels, std::uint64_t value) {
+    line(name, labels, std::to_string(value));
   }
-  void sample(std::string_view name, std::string_view label, std::string_view label_value,
-              std::uint64_t value) {
-    out_ += name;
-    out_ += '{';
-    out_ += label;
-    out_ += "=\"";
-    for (char c : label_value) {
-      if (c == '\\' || c == '"') out_ += '\\';
-      if (c == '\n') {
-        out_ += "\\n";
-        continue;
-      }
-      out_ += c;
-    }
-    out_ += "\"} " + std::to_string(value) + '\n';
+  // Seconds with millisecond resolution.
+  void seconds(std::string_view name, Labels labels, std::chrono::milliseconds value) {
+    const auto ms = std::max<std::int64_t>(0, value.count());
+    char text[32];
+    std::snprintf(text, sizeof text, "%lld.%03lld", static_cast<long long>(ms / 1000),
+                  static_cast<long long>(ms % 1000));
+    line(name, labels, text);
   }
   std::string take() { return std::move(out_); }
 
  private:
+  void line(std::string_view name, Labels labels, std::string_view value) {
+    out_ += name;
+    if (labels.size() > 0) {
+      out_ += '{';
+      bool first = true;
+      for (const auto& [label, label_value] : labels) {
+        if (!first) out_ += ',';
+        first = false;
+        out_ += label;
+        out_ += "=\"";
+        // The text format's escapes; anything else (UTF-8 included) goes as is.
+        for (char c : label_value) {
+          if (c == '\\' || c == '"') out_ += '\\';
+          if (c == '\n') {
+            out_ += "\\n";
+            continue;
+          }
+          out_ += c;
+        }
+        out_ += '"';
+      }
+      out_ += '}';
+    }
+    out_ += ' ';
+    out_ += value;
+    out_ += '\n';
+  }
+
   std::string out_;
 };
 
+std::string_view actionName(const agent::DomainStatus& domain) {
+  return domain.action ? agent::toString(*domain.action) : std::string_view("none");
+}
+
 }  // namespace
 
-std::string renderMetrics(const agent::HostStatus& status) {
+void MetricsCounters::observe(const agent::HostStatus& status) {
+  std::map<std::string, std::uint64_t> still_migrating;
+  for (const auto& domain : status.domains) {
+    if (!domain.progress) continue;
+    const std::uint64_t processed = domain.progress->data_processed_bytes;
+    auto known = migrating_bytes.find(domain.uuid);
+    if (known != migrating_bytes.end() && processed < known->second) {
+      // A new migration of the same domain (a retry or a fallback): the
+      // earlier one's bytes were transferred all the same.
+      finished_migration_bytes += known->second;
+    }
+    still_migrating[domain.uuid] = processed;
+  }
+  for (const auto& [uuid, bytes] : migrating_bytes) {
+    if (!still_migrating.contains(uuid)) finished_migration_bytes += bytes;
+  }
+  migrating_bytes = std::move(still_migrating);
+
+  const int failures = status.controller ? status.controller->consecutive_failures : 0;
+  if (failures > controller_failures) {
+    controller_errors += static_cast<std::uint64_t>(failures - controller_failures);
+  }
+  controller_failures = failures;
+}
+
+std::uint64_t MetricsCounters::migratedBytes() const {
+  std::uint64_t total = finished_migration_bytes;
+  for (const auto& [uuid, bytes] : migrating_bytes) total += bytes;
+  return total;
+}
+
+std::string renderMetrics(const agent::HostStatus& status, const MetricsCounters& counters) {
   MetricsText text;
   text.family("hostmaint_phase", "gauge", "1 for the host's current maintenance phase, else 0.");
   for (agent::HostPhase phase : kPhases)
-    text.sample("hostmaint_phase", "phase", agent::toString(phase), phase == status.phase ? 1 : 0);
+    text.sample("hostmaint_phase", {{"phase", agent::toString(phase)}},
+                phase == status.phase ? 1 : 0);
   text.family("hostmaint_ready", "gauge",
               "1 when the host is proven empty and ready for maintenance.");
   text.sample("hostmaint_ready", status.ready ? 1 : 0);
@@ -97,7 +158,7 @@ std::string renderMetrics(const agent::HostStatus& status) {
   std::map<agent::DomainStage, std::uint64_t> by_stage;
   for (const auto& domain : status.domains) ++by_stage[domain.stage];
   for (agent::DomainStage stage : kStages)
-    text.sample("hostmaint_domains", "stage", agent::toString(stage), by_stage[stage]);
+    text.sample("hostmaint_domains", {{"stage", agent::toString(stage)}}, by_stage[stage]);
   std::uint64_t migrations = 0;
   std::uint64_t processed = 0;
   std::uint64_t remaining = 0;
@@ -117,6 +178,9 @@ std::string renderMetrics(const agent::HostStatus& status) {
   text.family("hostmaint_migration_remaining_bytes", "gauge",
               "Bytes still to transfer by the migrations running now.");
   text.sample("hostmaint_migration_remaining_bytes", remaining);
+  text.family("hostmaint_migrated_bytes_total", "counter",
+              "Bytes transferred by migrations since hostmaintd started, running ones included.");
+  text.sample("hostmaint_migrated_bytes_total", counters.migratedBytes());
   text.family("hostmaint_blockers", "gauge", "Reasons the host is not ready.");
   text.sample("hostmaint_blockers", status.blockers.size());
   text.family("hostmaint_hypervisor_connected", "gauge",
@@ -131,10 +195,22 @@ std::string renderMetrics(const agent::HostStatus& status) {
               "How long each domain's last finished maintenance action took.");
   for (const auto& domain : status.domains) {
     if (!domain.action_started_at || !domain.action_finished_at) continue;
-    const auto seconds = std::chrono::duration_cast<std::chrono::seconds>(
-        *domain.action_finished_at - *domain.action_started_at);
-    text.sample("hostmaint_action_duration_seconds", "domain", domain.name,
-                static_cast<std::uint64_t>(std::max<std::int64_t>(0, seconds.count())));
+    text.seconds("hostmaint_action_duration_seconds",
+                 {{"domain", domain.name}, {"action", actionName(domain)}},
+                 std::chrono::duration_cast<std::chrono::milliseconds>(
+                     *domain.action_finished_at - *domain.action_started_at));
+  }
+  // Running actions by age: a stuck migration shows as a growing number.
+  text.family("hostmaint_action_running_seconds", "gauge",
+              "How long each action still running has been running.");
+  for (const auto& domain : status.domains) {
+    if (!domain.action_started_at || domain.action_finished_at) continue;
+    if (domain.stage != agent::DomainStage::acting && domain.stage != agent::DomainStage::restoring)
+      continue;
+    text.seconds("hostmaint_action_running_seconds",
+                 {{"domain", domain.name}, {"action", actionName(domain)}},
+                 std::chrono::duration_cast<std::chrono::milliseconds>(status.updated_at -
+                                                                       *domain.action_started_at));
   }
   if (status.controller) {
     text.family("hostmaint_controller_up", "gauge",
@@ -144,6 +220,9 @@ std::string renderMetrics(const agent::HostStatus& status) {
                 "Failed exchanges with the controller since the last good one.");
     text.sample("hostmaint_controller_consecutive_errors",
                 static_cast<std::uint64_t>(status.controller->consecutive_failures));
+    text.family("hostmaint_controller_errors_total", "counter",
+                "Failed exchanges with the controller since hostmaintd started.");
+    text.sample("hostmaint_controller_errors_total", counters.controller_errors);
   }
   text.family("hostmaint_status_generation", "gauge",
               "Generation of the status snapshot, bumped on every change.");
@@ -167,6 +246,7 @@ struct StatusHttpState {
   StatusHttpSettings settings;
   tcp::acceptor acceptor;
   agent::HostStatus status;
+  MetricsCounters counters;
   std::size_t connections = 0;
   // Open connections' streams, to close them when the server goes away.
   std::map<std::uint64_t, beast::tcp_stream*> open;
@@ -237,7 +317,8 @@ class StatusHttpSession : public std::enable_shared_from_this<StatusHttpSession>
       else
         answer(http::status::service_unavailable, "application/json", renderNotReady(status));
     } else {
-      answer(http::status::ok, "text/plain; version=0.0.4; charset=utf-8", renderMetrics(status));
+      answer(http::status::ok, "text/plain; version=0.0.4; charset=utf-8",
+             renderMetrics(status, state_->counters));
     }
   }
 
@@ -305,6 +386,7 @@ StatusHttpServer::~StatusHttpServer() {
 }
 
 void StatusHttpServer::start(const agent::HostStatus& initial) {
+  state_->counters.observe(initial);
   state_->status = initial;
   const std::string where =
       state_->settings.listen_address + ":" + std::to_string(state_->settings.port);
@@ -323,7 +405,10 @@ void StatusHttpServer::start(const agent::HostStatus& initial) {
   accept(state_);
 }
 
-void StatusHttpServer::update(const agent::HostStatus& status) { state_->status = status; }
+void StatusHttpServer::update(const agent::HostStatus& status) {
+  state_->counters.observe(status);
+  state_->status = status;
+}
 
 std::uint16_t StatusHttpServer::port() const {
   beast::error_code error;

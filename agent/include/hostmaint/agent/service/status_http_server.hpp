@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -57,8 +58,23 @@ class StatusHttpServer {
   std::shared_ptr<StatusHttpState> state_;
 };
 
+// What /metrics counts that a status snapshot does not carry, accumulated
+// from the statuses the server is given (so since the daemon started; a
+// Prometheus counter reset on restart is what rate() expects).
+struct MetricsCounters {
+  // Feeds one published status, in order.
+  void observe(const agent::HostStatus& status);
+  // Finished migrations' bytes plus the running ones' so far.
+  std::uint64_t migratedBytes() const;
+
+  std::uint64_t finished_migration_bytes = 0;
+  std::map<std::string, std::uint64_t> migrating_bytes;  // uuid -> processed so far
+  std::uint64_t controller_errors = 0;
+  int controller_failures = 0;  // consecutive failures in the last status seen
+};
+
 // The bodies, exposed for tests.
-std::string renderMetrics(const agent::HostStatus& status);
+std::string renderMetrics(const agent::HostStatus& status, const MetricsCounters& counters = {});
 std::string renderNotReady(const agent::HostStatus& status);
 
 }  // namespace hostmaint::service
