@@ -17,6 +17,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from harness import DATA_DIR, HOSTMAINTD, DaemonTestCase, wait_until
+from openapi_check import load_spec, schema_errors
 
 TEMPLATES = Path(__file__).resolve().parent / "controller"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -193,6 +194,8 @@ class ControllerProtocol(DaemonTestCase):
         self.assertEqual(reported["session_id"], "mw-1")
         self.assertEqual(reported["phase"], "empty")
         self.assertIsInstance(reported["report_seq"], int)
+        # What the agent really sends is what docs/openapi.yaml promises.
+        self.assertEqual(schema_errors(load_spec(), "StatusReport", reported), [])
 
         self.nginx.set_desired(self.desired("complete"))
         self.daemon.ctl("wait", "--phase", "idle", "--timeout", "30", check=0)
@@ -211,7 +214,9 @@ class ControllerProtocol(DaemonTestCase):
                          and self.daemon.domain("vm-acked")["state"] == "awaiting-ack"
                          and self.daemon.domain("vm-suspend")["state"] == "done",
                          "session mw-1 draining, vm-acked awaiting its ack")
-        self.wait_status(lambda s: s["controller"]["state"] == "ok", "controller ok")
+        self.wait_status(lambda s: (s.get("controller") or {}).get("state") == "ok",
+                         "controller ok")
+        suspended = self.daemon.domain("vm-suspend")
 
         now = datetime.now(timezone.utc)
         huge = json.dumps({"state": "none", "padding": "x" * (1536 * 1024)})
@@ -236,18 +241,23 @@ class ControllerProtocol(DaemonTestCase):
         for what, break_it, words in cases:
             with self.subTest(what):
                 break_it()
-                failing = self.wait_status(
-                    lambda s: s["controller"]["state"] == "failing"
-                    and words in (s["controller"]["last_error"] or "") and s, f"{what}: shown")
-                # The agent keeps its last good state and what it did under it.
-                self.assertEqual(failing["session_id"], "mw-1", what)
-                self.assertEqual(failing["phase"], "draining", what)
-                self.assertEqual(self.daemon.domain("vm-suspend")["run_state"], "paused", what)
-                self.assertIn(words, self.daemon.log_text(), f"{what}: logged")
-                # Mended: the same good document brings the link back.
-                self.nginx.trouble("503", on=False)
-                self.nginx.trouble("slow", on=False)
-                self.nginx.set_desired(good)
+                try:
+                    failing = self.wait_status(
+                        lambda s: s["controller"]["state"] == "failing"
+                        and words in (s["controller"]["last_error"] or "") and s, f"{what}: shown")
+                    # The agent keeps its last good state and what it did under it.
+                    self.assertEqual(failing["session_id"], "mw-1", what)
+                    self.assertEqual(failing["phase"], "draining", what)
+                    after = self.daemon.domain("vm-suspend")
+                    self.assertEqual((after["state"], after["run_state"], after["result"]),
+                                     (suspended["state"], suspended["run_state"],
+                                      suspended["result"]), what)
+                    self.assertIn(words, self.daemon.log_text(), f"{what}: logged")
+                finally:
+                    # Mended: the same good document brings the link back.
+                    self.nginx.trouble("503", on=False)
+                    self.nginx.trouble("slow", on=False)
+                    self.nginx.set_desired(good)
                 self.wait_status(lambda s: s["controller"]["state"] == "ok", f"{what}: ok again")
                 self.assertEqual(self.daemon.status_file()["session_id"], "mw-1", what)
 
@@ -258,9 +268,10 @@ class ControllerProtocol(DaemonTestCase):
                          "vm-acked awaiting its ack")
         self.nginx.stop()
         unreachable = self.wait_status(
-            lambda s: s["controller"]["state"] == "failing" and s["controller"],
+            lambda s: (s.get("controller") or {}).get("state") == "failing" and s["controller"],
             "controller failing while nginx is down")
-        self.assertIn("maintenance", unreachable["last_error"])
+        # A failed poll or a failed status report, both name the controller.
+        self.assertIn(f"127.0.0.1:{self.nginx.tls_port}", unreachable["last_error"])
 
         # The admin acks locally; the drain completes without the controller.
         self.daemon.ctl("ack", "vm-acked", "move", check=0)

@@ -24,6 +24,7 @@ class HoldingController:
         self.etag = '"0"'
         self.prefer_headers = []
         self.reports = 0
+        self.held = 0  # requests being held right now
         controller = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -36,8 +37,11 @@ class HoldingController:
                     controller.prefer_headers.append(prefer)
                     if prefer.startswith("wait=") and self.headers.get("If-None-Match") == controller.etag:
                         seen = controller.etag
+                        controller.held += 1
+                        controller.condition.notify_all()
                         controller.condition.wait_for(lambda: controller.etag != seen,
                                                       timeout=int(prefer[5:]))
+                        controller.held -= 1
                     body, etag = controller.body, controller.etag
                 if self.headers.get("If-None-Match") == etag:
                     self.send_response(304)
@@ -110,8 +114,8 @@ class LongPoll(DaemonTestCase):
         # The first poll gets the document; the next one goes out at once and is held.
         wait_until(lambda: self.controller.prefer_headers.count("wait=30") >= 2, 10,
                    "a second poll asking the controller to hold it (Prefer: wait=30)")
+        wait_until(lambda: self.controller.held >= 1, 10, "the controller holding a poll")
         reports_before = self.controller.reports
-        time.sleep(0.5)  # the held poll is now outstanding
         changed_at = time.monotonic()
         self.controller.set_desired(desired("scheduled"))
         wait_until(lambda: self.daemon.status_file()["phase"] == "scheduled", 10,

@@ -247,9 +247,18 @@ void ControllerLink::reconcile() {
         request.window = *desired.window;
         request.session_id = session;
         request.destinations = desired.destinations;
+        scheduled_destinations_[session] = desired.destinations;
         attempt("schedule of session '" + session + "'", [&] { engine_->schedule(request); });
       }
       if (engine_->status().session_id != desired.session_id) return;
+      if (const auto given = scheduled_destinations_.find(session);
+          given != scheduled_destinations_.end() && given->second != desired.destinations) {
+        // The engine plans against the list it was scheduled with; swapping
+        // it under running migrations is not something a session can do.
+        refused("new candidate destinations for session '" + session +
+                "' not applied: they are fixed when a session is scheduled (cancel it and "
+                "schedule a new session to change them)");
+      }
       if (const auto& window = engine_->status().window;
           window && (window->start != desired.window->start || window->end != desired.window->end ||
                      window->removal != desired.window->removal ||

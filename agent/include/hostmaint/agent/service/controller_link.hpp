@@ -17,6 +17,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "hostmaint/agent/config.hpp"
 #include "hostmaint/agent/controller/controller_client.hpp"
@@ -82,6 +83,8 @@ class ControllerLink {
   // What was already asked of the engine, so each command is given once
   // (a refusal is reported once, not on every status change).
   std::set<std::string> scheduled_sessions_;
+  // The candidate destinations each session was scheduled with.
+  std::map<std::string, std::vector<std::string>> scheduled_destinations_;
   std::set<std::string> begun_sessions_;
   std::set<std::string> reschedules_tried_;  // "session\0window": each new window once
   std::set<std::string> acks_given_;  // "session\0domain\0choice"
