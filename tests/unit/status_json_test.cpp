@@ -51,6 +51,7 @@ DomainStatus fullDomain() {
   progress.percent = 40.0;
   progress.downtime_limit_ms = 300;
   progress.escalation = "downtime 300ms";
+  progress.started_at = at(2026, 11, 25, 4, 1, 0);
   domain.progress = progress;
   return domain;
 }
@@ -127,6 +128,7 @@ TEST(StatusJson, DomainEntryCarriesStageRunStateAndPlan) {
   EXPECT_EQ(entry["progress"]["downtime_limit_ms"], 300);
   EXPECT_EQ(entry["progress"]["escalation"], "downtime 300ms");
   EXPECT_EQ(entry["progress"]["post_copy"], false);
+  EXPECT_EQ(entry["progress"]["started_at"], "2026-11-25T04:01:00Z");
   EXPECT_TRUE(entry["action_started_at"].is_null());
   EXPECT_TRUE(entry["policy_error"].is_null());
   EXPECT_EQ(entry["memory_mib"], 4096);

@@ -38,6 +38,11 @@ constexpr auto kQemuReprobeInterval = 100ms;
 constexpr auto kQemuGrace = 5s;
 constexpr std::string_view kQemuCheck = "no-qemu-processes";
 
+// A migration interrupted without effect (lost libvirt connection, daemon
+// restart) is tried again this many times; then the domain's fallback
+// applies, as a link that keeps dropping will not carry it either.
+constexpr unsigned kMaxMigrationRetries = 2;
+
 std::string formatTime(TimePoint time) {
   const std::time_t seconds = Clock::to_time_t(time);
   std::tm utc{};
@@ -92,10 +97,10 @@ bool sameProgress(const std::optional<MigrationProgress>& a,
   if (!a) return true;
   return std::tie(a->data_total_bytes, a->data_processed_bytes, a->data_remaining_bytes,
                   a->memory_dirty_rate_bps, a->throughput_bps, a->percent, a->downtime_limit_ms,
-                  a->iteration, a->post_copy, a->escalation) ==
+                  a->iteration, a->post_copy, a->escalation, a->started_at) ==
          std::tie(b->data_total_bytes, b->data_processed_bytes, b->data_remaining_bytes,
                   b->memory_dirty_rate_bps, b->throughput_bps, b->percent, b->downtime_limit_ms,
-                  b->iteration, b->post_copy, b->escalation);
+                  b->iteration, b->post_copy, b->escalation, b->started_at);
 }
 
 bool sameDomain(const DomainStatus& a, const DomainStatus& b) {
@@ -184,7 +189,8 @@ struct MaintenanceEngine::Impl {
   // Domains whose migration, started before a restart or a lost connection,
   // is being waited for (adopt_migration).
   std::map<std::string, bool> adopting;
-  std::uint64_t migration_throughput_bps = 0;
+  // Inventory refreshes so far: each follows a (re)connection to libvirt.
+  std::uint64_t inventory_refreshes = 0;
   std::map<std::string, bool> group_stalled;         // uuid → held by a group that cannot recover
 
   // ---- entry points -------------------------------------------------------
@@ -278,7 +284,7 @@ struct MaintenanceEngine::Impl {
     out.hypervisor_connection = connection;
     out.hypervisor = hypervisor.description();
     out.hypervisor_detail = connection_detail;
-    out.migration_throughput_bps = migration_throughput_bps;
+    out.migration_throughput_bps = state.migration_throughput_bps;
     if (evidence) out.evidence = *evidence;
     const bool evidenced_empty =
         evidence && std::all_of(evidence->begin(), evidence->end(),
@@ -344,7 +350,7 @@ struct MaintenanceEngine::Impl {
 
   // Throughput measured on this host's earlier migrations; 0 until one has
   // been measured (the notices then use the configured assumption).
-  std::uint64_t measuredThroughput() const { return migration_throughput_bps; }
+  std::uint64_t measuredThroughput() const { return state.migration_throughput_bps; }
 
   // The owner's notice for one domain while a maintenance is on
   // (docs/notices.md); the service numbers and delivers it.
@@ -379,6 +385,9 @@ struct MaintenanceEngine::Impl {
     record.fallback.reset();
     record.started_at.reset();
     record.finished_at.reset();
+    record.memory_kib = 0;
+    record.interrupted_migrations = 0;
+    record.held_for_reconnect = false;
 
     PolicyResult resolved = policyFor(info, settings.default_policy);
     const PolicyError* error = std::get_if<PolicyError>(&resolved);
@@ -602,13 +611,16 @@ struct MaintenanceEngine::Impl {
   void reconcileInterrupted(DomainRecord& record, const std::optional<hv::DomainInfo>& info) {
     const hv::ActionKind kind = *record.acting_kind;
     if (kind == hv::ActionKind::start) return;
+    const std::string when =
+        record.held_for_reconnect ? "after libvirt reconnected" : "after restart";
+    record.held_for_reconnect = false;
     if (!info) {
       if (isMigrationKind(kind)) {
         completeDrain(
             record,
             "migrated" +
                 (record.view.destination ? " to " + *record.view.destination : std::string()) +
-                " (confirmed after restart)",
+                " (confirmed " + when + ")",
             false);
       } else {
         markLeft(record, "gone from the host");
@@ -621,8 +633,8 @@ struct MaintenanceEngine::Impl {
       return;
     }
     if (info->job_active || info->state == hv::DomainRunState::shutting_down) {
-      record.view.detail = std::string(hv::toString(kind)) +
-                           " in progress (found after a restart); waiting for it to finish";
+      record.view.detail = std::string(hv::toString(kind)) + " in progress (found " + when +
+                           "); waiting for it to finish";
       return;
     }
     switch (kind) {
@@ -655,10 +667,17 @@ struct MaintenanceEngine::Impl {
     }
     // Still running, no job: the action did not take effect. Do it again.
     redoInterrupted(record, std::string(hv::toString(kind)) +
-                                " was interrupted and did not take effect");
+                                " was interrupted and did not take effect (found " + when + ")");
   }
 
   void redoInterrupted(DomainRecord& record, const std::string& why) {
+    const bool migration = record.acting_kind && isMigrationKind(*record.acting_kind);
+    if (migration && phase() != HostPhase::restoring &&
+        ++record.interrupted_migrations > kMaxMigrationRetries) {
+      failDrain(record, why + "; interrupted " + std::to_string(record.interrupted_migrations) +
+                            " times, not tried again");
+      return;
+    }
     record.acting_kind.reset();
     record.view.destination.reset();
     if (phase() == HostPhase::restoring) {
@@ -778,9 +797,11 @@ struct MaintenanceEngine::Impl {
     }
   }
 
+  // What the domain holds here, or held when its action started once it
+  // has left (it then occupies its destination).
   std::uint64_t memoryBytesOf(const DomainRecord& record) const {
     std::optional<hv::DomainInfo> info = hypervisor.domain(record.view.uuid);
-    return (info ? info->memory_kib : record.view.memory_kib) * 1024;
+    return (info ? info->memory_kib : record.memory_kib) * 1024;
   }
 
   DestinationChoice chooseDestination(const DomainRecord& record) {
@@ -943,6 +964,7 @@ struct MaintenanceEngine::Impl {
     }
     view.stage = DomainStage::acting;
     record.acting_kind = kind;
+    record.memory_kib = memoryBytesOf(record) / 1024;
     record.started_at = now();
     record.finished_at.reset();
     // Write-ahead: a restarted daemon must know this action may have run.
@@ -960,6 +982,7 @@ struct MaintenanceEngine::Impl {
     const std::uint64_t token = ++next_token;
     record.action_token = token;
     record.completion_pending = true;
+    record.launched_at_refresh = inventory_refreshes;
     std::weak_ptr<int> weak = alive;
     const std::string uuid = record.view.uuid;
     hypervisor.startAction(
@@ -989,6 +1012,7 @@ struct MaintenanceEngine::Impl {
     shown.iteration = progress.iteration;
     shown.post_copy = progress.post_copy;
     shown.escalation = progress.escalation;
+    shown.started_at = record->started_at;
     if (progress.data_total_bytes > 0) {
       shown.percent = 100.0 * static_cast<double>(progress.data_processed_bytes) /
                       static_cast<double>(progress.data_total_bytes);
@@ -1028,10 +1052,18 @@ struct MaintenanceEngine::Impl {
       }
       completeDrain(*record, outcome, needs_restore);
     } else if (result.failure == hv::FailureKind::connection_lost && isMigrationKind(kind)) {
-      // Whether it moved is unknown until libvirt is back: the inventory
-      // then shows it gone (done), migrating (adopted) or here (redone).
+      // Not a failure of the migration: whether it moved is unknown until
+      // libvirt is back. The inventory then shows it gone (done), migrating
+      // (adopted) or still here (tried again). It stays `acting` meanwhile,
+      // so it is counted in every limit and never started twice.
       record->view.detail = "libvirt connection lost during the " + std::string(hv::toString(kind)) +
-                            "; its outcome is read when libvirt is back";
+                            " (" + result.message + "); its outcome is read when libvirt is back";
+      record->held_for_reconnect = true;
+      // Already reconnected (the refresh came before this result): no
+      // further refresh would come to settle it.
+      if (connected() && inventory_refreshes > record->launched_at_refresh) {
+        reconcileInterrupted(*record, hypervisor.domain(uuid));
+      }
     } else if (adopted) {
       redoInterrupted(*record, "the " + std::string(hv::toString(kind)) +
                                    " found after a restart ended with the domain still here (" +
@@ -1057,8 +1089,8 @@ struct MaintenanceEngine::Impl {
   void learnThroughput(const hv::ActionResult& result) {
     if (!result.final_progress || result.final_progress->memory_bps == 0) return;
     const std::uint64_t measured = result.final_progress->memory_bps;
-    migration_throughput_bps =
-        migration_throughput_bps == 0 ? measured : (migration_throughput_bps + measured) / 2;
+    std::uint64_t& learned = state.migration_throughput_bps;
+    learned = learned == 0 ? measured : (learned + measured) / 2;
   }
 
   void completeDrain(DomainRecord& record, std::string outcome, bool needs_restore) {
@@ -1380,7 +1412,9 @@ std::string MaintenanceEngine::schedule(const ScheduleRequest& request) {
   const MaintenanceWindow& window = request.window;
   checkWindow("schedule", window, e.now());
   Impl::Entry entry(e);
+  const std::uint64_t learned_throughput = e.state.migration_throughput_bps;
   e.state = EngineState{};
+  e.state.migration_throughput_bps = learned_throughput;
   e.state.phase = HostPhase::scheduled;
   e.state.session_id = request.session_id && !request.session_id->empty() ? *request.session_id
                                                                           : generateSessionId();
@@ -1597,6 +1631,7 @@ void MaintenanceEngine::onInventoryRefreshed() {
   Impl& e = *impl_;
   Impl::Entry entry(e);
   e.connection = e.hypervisor.connectionState();
+  ++e.inventory_refreshes;
   e.reconcile_pending = false;
   e.reconcileAll();
   e.pump();

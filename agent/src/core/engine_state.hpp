@@ -32,12 +32,23 @@ struct DomainRecord {
   bool needs_restore = false;
   std::optional<TimePoint> started_at;
   std::optional<TimePoint> finished_at;
+  // Memory it held when its action started: what it takes on its migration
+  // destination after it left (the inventory no longer knows it).
+  std::uint64_t memory_kib = 0;
+  // Migrations of it that were interrupted (lost connection, restart) and
+  // did not take effect; past kMaxMigrationRetries its fallback applies.
+  unsigned interrupted_migrations = 0;
 
   // Not journaled: which completion belongs to the current action, and
   // whether this process is waiting for one (false after a restart: the
   // outcome is then read from the inventory and events).
   std::uint64_t action_token = 0;
   bool completion_pending = false;
+  // Inventory refreshes (reconnections) seen when the action was launched:
+  // a lost-connection result after a later refresh is checked at once.
+  std::uint64_t launched_at_refresh = 0;
+  // Its migration's result was a lost connection: settled when libvirt is back.
+  bool held_for_reconnect = false;
 };
 
 struct EngineState {
@@ -47,6 +58,9 @@ struct EngineState {
   std::vector<std::string> destinations;
   std::optional<TimePoint> scheduled_at;
   std::vector<DomainRecord> domains;
+  // Live-migration throughput this host achieved (moving average over its
+  // finished migrations, kept across maintenances); 0 until one finished.
+  std::uint64_t migration_throughput_bps = 0;
 };
 
 std::string encodeEngineState(const EngineState& state);

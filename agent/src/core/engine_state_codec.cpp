@@ -121,6 +121,8 @@ json encodeDomain(const DomainRecord& record) {
       {"needs_restore", record.needs_restore},
       {"started_at", encodeTime(record.started_at)},
       {"finished_at", encodeTime(record.finished_at)},
+      {"memory_kib", record.memory_kib},
+      {"interrupted_migrations", record.interrupted_migrations},
   };
   return out;
 }
@@ -161,6 +163,9 @@ DomainRecord decodeDomain(const json& in) {
   record.needs_restore = in.at("needs_restore").get<bool>();
   record.started_at = decodeTime(in.at("started_at"));
   record.finished_at = decodeTime(in.at("finished_at"));
+  // Added after version 1 was first written: absent in older journals.
+  record.memory_kib = in.value("memory_kib", std::uint64_t{0});
+  record.interrupted_migrations = in.value("interrupted_migrations", 0u);
   return record;
 }
 
@@ -184,6 +189,7 @@ std::string encodeEngineState(const EngineState& state) {
       {"destinations", state.destinations},
       {"scheduled_at", encodeTime(state.scheduled_at)},
       {"domains", domains},
+      {"migration_throughput_bps", state.migration_throughput_bps},
   };
   return out.dump(1);
 }
@@ -217,6 +223,7 @@ EngineState decodeEngineState(std::string_view document) {
     state.destinations = in.at("destinations").get<std::vector<std::string>>();
     state.scheduled_at = decodeTime(in.at("scheduled_at"));
     for (const json& domain : in.at("domains")) state.domains.push_back(decodeDomain(domain));
+    state.migration_throughput_bps = in.value("migration_throughput_bps", std::uint64_t{0});
     return state;
   } catch (const json::exception& error) {
     throw std::runtime_error(std::string("engine state is malformed: ") + error.what());

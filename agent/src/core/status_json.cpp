@@ -37,6 +37,7 @@ json progressToJson(const MigrationProgress& progress) {
       {"iteration", progress.iteration},
       {"post_copy", progress.post_copy},
       {"escalation", progress.escalation.empty() ? json(nullptr) : json(progress.escalation)},
+      {"started_at", progress.started_at ? json(formatTime(*progress.started_at)) : json(nullptr)},
   };
 }
 

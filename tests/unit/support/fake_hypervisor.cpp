@@ -161,6 +161,10 @@ void FakeHypervisor::failNext(const std::string& uuid, hv::ActionKind kind, std:
 
 void FakeHypervisor::probeDestination(const std::string& uri, hv::DestinationProbeDone done) {
   ++destination_probes_[uri];
+  if (probes_deferred_) {
+    waiting_probes_.emplace_back(uri, std::move(done));
+    return;
+  }
   auto scripted = destinations_.find(uri);
   if (scripted != destinations_.end()) {
     done(scripted->second);
@@ -172,6 +176,18 @@ void FakeHypervisor::probeDestination(const std::string& uri, hv::DestinationPro
   report.hostname = uri;
   report.free_memory_bytes = report.total_memory_bytes = std::uint64_t{64} << 30;
   done(report);
+}
+
+void FakeHypervisor::answerProbes() {
+  const bool deferred = probes_deferred_;
+  probes_deferred_ = false;
+  auto waiting = std::move(waiting_probes_);
+  waiting_probes_.clear();
+  for (auto& [uri, done] : waiting) {
+    --destination_probes_[uri];  // counted again below
+    probeDestination(uri, std::move(done));
+  }
+  probes_deferred_ = deferred;
 }
 
 void FakeHypervisor::setDestination(const std::string& uri, hv::DestinationReport report) {

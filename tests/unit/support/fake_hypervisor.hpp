@@ -74,6 +74,12 @@ class FakeHypervisor final : public hv::Hypervisor {
   void setDestinationFreeMib(const std::string& uri, std::uint64_t free_mib);
   void setDestinationUnreachable(const std::string& uri, const std::string& error);
   int destinationProbes(const std::string& uri) const;
+  // Probes wait for answerProbes() instead of answering at once, as a
+  // destination reached over the network does.
+  void setProbesDeferred(bool deferred) { probes_deferred_ = deferred; }
+  // Answers every waiting probe with its (current) scripted report.
+  void answerProbes();
+  std::size_t probesWaiting() const { return waiting_probes_.size(); }
 
   // --- actions
   struct Pending {
@@ -127,6 +133,8 @@ class FakeHypervisor final : public hv::Hypervisor {
   std::map<std::pair<std::string, hv::ActionKind>, ScriptedFailure> scripted_failures_;
   std::map<std::string, hv::DestinationReport> destinations_;
   std::map<std::string, int> destination_probes_;
+  bool probes_deferred_ = false;
+  std::vector<std::pair<std::string, hv::DestinationProbeDone>> waiting_probes_;
   std::uint64_t throughput_bps_ = 0;
   std::vector<hv::EvidenceCheck> extra_checks_;
   bool auto_complete_ = false;

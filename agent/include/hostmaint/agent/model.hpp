@@ -89,6 +89,7 @@ struct MigrationProgress {
   unsigned iteration = 0;               // pre-copy memory passes so far
   bool post_copy = false;               // switched to post-copy
   std::string escalation;               // the last escalation step, "" when none
+  std::optional<TimePoint> started_at;  // when this migration started
 };
 
 // What the owner of one domain is told about the maintenance
