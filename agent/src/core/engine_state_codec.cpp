@@ -2,7 +2,9 @@
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
+#include "drain_plan.hpp"
 #include "engine_state.hpp"
+#include "status_projection.hpp"
 
 namespace hostmaint::agent {
 
@@ -95,29 +97,34 @@ DomainPolicy decodePolicy(const json& in) {
   return policy;
 }
 
+// Version 1 keeps each domain's stage as its name plus the words the status
+// shows (result, detail); the typed stage is rebuilt from them and from the
+// plan's times. Waits and running actions carry nothing that outlives the
+// process: they are evaluated again after a restart.
 json encodeDomain(const DomainRecord& record) {
-  const DomainStatus& v = record.view;
+  const DomainText text = describeDomain(record);
   json out = {
-      {"uuid", v.uuid},
-      {"name", v.name},
-      {"stage", toString(v.stage)},
-      {"action", v.action ? json(toString(*v.action)) : json(nullptr)},
-      {"fallback_used", v.fallback_used},
-      {"result", v.result},
-      {"detail", v.detail},
-      {"group", v.group},
-      {"priority", v.priority},
-      {"ack_required", v.ack_required},
-      {"ack", v.ack ? json(toString(*v.ack)) : json(nullptr)},
-      {"ack_deadline", encodeTime(v.ack_deadline)},
-      {"earliest_start", encodeTime(v.earliest_start)},
-      {"destination", encodeString(v.destination)},
-      {"policy_error", v.policy_error},
+      {"uuid", record.uuid},
+      {"name", record.name},
+      {"stage", toString(record.stage())},
+      {"action", record.action ? json(toString(*record.action)) : json(nullptr)},
+      {"fallback_used", record.fallback_used},
+      {"result", text.result},
+      {"detail", text.detail},
+      {"group", record.policy.group},
+      {"priority", record.policy.priority},
+      {"ack_required", record.policy.ack_required},
+      {"ack", record.ack ? json(toString(*record.ack)) : json(nullptr)},
+      {"ack_deadline", encodeTime(record.ack_deadline)},
+      {"earliest_start", encodeTime(record.earliest_start)},
+      {"destination", encodeString(record.destination)},
+      {"policy_error", record.policy_error},
       {"policy", encodePolicy(record.policy)},
       {"fallback", record.fallback ? json(toString(*record.fallback)) : json(nullptr)},
       {"note", record.note},
       {"ack_time", encodeTime(record.ack_time)},
-      {"acting_kind", record.acting_kind ? json(hv::toString(*record.acting_kind)) : json(nullptr)},
+      {"acting_kind", record.runningKind() ? json(hv::toString(*record.runningKind()))
+                                           : json(nullptr)},
       {"needs_restore", record.needs_restore},
       {"started_at", encodeTime(record.started_at)},
       {"finished_at", encodeTime(record.finished_at)},
@@ -127,28 +134,75 @@ json encodeDomain(const DomainRecord& record) {
   return out;
 }
 
-DomainRecord decodeDomain(const json& in) {
+// What the rest of the document says about the maintenance, needed to
+// rebuild a stage's values.
+struct DecodeContext {
+  HostPhase phase = HostPhase::idle;
+  std::optional<MaintenanceWindow> window;
+  std::optional<TimePoint> scheduled_at;
+};
+
+DomainState decodeStage(const json& in, const DomainRecord& record, const DecodeContext& context) {
+  const DomainStage stage_name = decodeEnum<DomainStage>(in.at("stage"), parseDomainStage, "stage");
+  const std::string result = in.at("result").get<std::string>();
+  const std::string detail = in.at("detail").get<std::string>();
+  std::optional<hv::ActionKind> kind;
+  if (!in.at("acting_kind").is_null()) {
+    kind = decodeEnum<hv::ActionKind>(in.at("acting_kind"), parseActionKind, "acting_kind");
+  }
+  switch (stage_name) {
+    case DomainStage::planned:
+      if (context.phase == HostPhase::idle) return stage::Planned{};
+      return stage::Planned{record.earliest_start};
+    case DomainStage::awaiting_ack:
+      if (!record.ack_deadline) {
+        throw std::runtime_error("domain '" + record.name +
+                                 "' is awaiting an ack but has no ack_deadline");
+      }
+      return stage::AwaitingAck{*record.ack_deadline};
+    case DomainStage::waiting: return stage::Waiting{wait::ToStart{}};
+    case DomainStage::acting: {
+      if (kind == hv::ActionKind::start) {
+        throw std::runtime_error("domain '" + record.name + "' is acting with a start");
+      }
+      if (kind) return stage::Acting{kind, running::FoundRunning{"after restart"}};
+      PlanContext plan;
+      plan.window_start = context.window ? context.window->start : TimePoint{};
+      plan.noticed_at = context.scheduled_at.value_or(plan.window_start);
+      return stage::Acting{std::nullopt, running::OwnerActs{ownerDeadline(record.policy, plan)}};
+    }
+    case DomainStage::done: return stage::Done{result};
+    case DomainStage::failed: return stage::Failed{detail};
+    case DomainStage::blocked: return stage::Blocked{detail};
+    case DomainStage::left: return stage::Left{result};
+    case DomainStage::restoring: {
+      stage::Restoring restoring;
+      restoring.started = kind == hv::ActionKind::start;
+      restoring.outcome = result;
+      return restoring;
+    }
+    case DomainStage::restored: return stage::Restored{result, detail};
+    case DomainStage::restore_failed: return stage::RestoreFailed{detail};
+  }
+  throw std::runtime_error("unknown stage");
+}
+
+DomainRecord decodeDomain(const json& in, const DecodeContext& context) {
   DomainRecord record;
-  DomainStatus& v = record.view;
-  v.uuid = in.at("uuid").get<std::string>();
-  v.name = in.at("name").get<std::string>();
-  v.stage = decodeEnum<DomainStage>(in.at("stage"), parseDomainStage, "stage");
+  record.uuid = in.at("uuid").get<std::string>();
+  record.name = in.at("name").get<std::string>();
   if (!in.at("action").is_null()) {
-    v.action = decodeEnum<MaintenanceAction>(in.at("action"), parseMaintenanceAction, "action");
+    record.action =
+        decodeEnum<MaintenanceAction>(in.at("action"), parseMaintenanceAction, "action");
   }
-  v.fallback_used = in.at("fallback_used").get<bool>();
-  v.result = in.at("result").get<std::string>();
-  v.detail = in.at("detail").get<std::string>();
-  v.group = in.at("group").get<std::string>();
-  v.priority = in.at("priority").get<int>();
-  v.ack_required = in.at("ack_required").get<bool>();
+  record.fallback_used = in.at("fallback_used").get<bool>();
   if (!in.at("ack").is_null()) {
-    v.ack = decodeEnum<AckChoice>(in.at("ack"), parseAckChoice, "ack");
+    record.ack = decodeEnum<AckChoice>(in.at("ack"), parseAckChoice, "ack");
   }
-  v.ack_deadline = decodeTime(in.at("ack_deadline"));
-  v.earliest_start = decodeTime(in.at("earliest_start"));
-  v.destination = decodeString(in.at("destination"));
-  v.policy_error = in.at("policy_error").get<std::string>();
+  record.ack_deadline = decodeTime(in.at("ack_deadline"));
+  record.earliest_start = decodeTime(in.at("earliest_start"));
+  record.destination = decodeString(in.at("destination"));
+  record.policy_error = in.at("policy_error").get<std::string>();
   record.policy = decodePolicy(in.at("policy"));
   if (!in.at("fallback").is_null()) {
     record.fallback =
@@ -156,16 +210,13 @@ DomainRecord decodeDomain(const json& in) {
   }
   record.note = in.at("note").get<std::string>();
   record.ack_time = decodeTime(in.at("ack_time"));
-  if (!in.at("acting_kind").is_null()) {
-    record.acting_kind =
-        decodeEnum<hv::ActionKind>(in.at("acting_kind"), parseActionKind, "acting_kind");
-  }
   record.needs_restore = in.at("needs_restore").get<bool>();
   record.started_at = decodeTime(in.at("started_at"));
   record.finished_at = decodeTime(in.at("finished_at"));
   // Added after version 1 was first written: absent in older journals.
   record.memory_kib = in.value("memory_kib", std::uint64_t{0});
   record.interrupted_migrations = in.value("interrupted_migrations", 0u);
+  record.state = decodeStage(in, record, context);
   return record;
 }
 
@@ -222,7 +273,10 @@ EngineState decodeEngineState(std::string_view document) {
     }
     state.destinations = in.at("destinations").get<std::vector<std::string>>();
     state.scheduled_at = decodeTime(in.at("scheduled_at"));
-    for (const json& domain : in.at("domains")) state.domains.push_back(decodeDomain(domain));
+    const DecodeContext context{state.phase, state.window, state.scheduled_at};
+    for (const json& domain : in.at("domains")) {
+      state.domains.push_back(decodeDomain(domain, context));
+    }
     state.migration_throughput_bps = in.value("migration_throughput_bps", std::uint64_t{0});
     return state;
   } catch (const json::exception& error) {

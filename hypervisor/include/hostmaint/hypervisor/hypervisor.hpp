@@ -188,6 +188,8 @@ struct EvidenceCheck {
   std::string name;    // stable identifier, e.g. "no-active-domains"
   bool ok = false;
   std::string detail;  // what was seen; names what still blocks when !ok
+
+  bool operator==(const EvidenceCheck&) const = default;
 };
 
 struct EmptinessQuery {
