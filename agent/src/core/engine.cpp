@@ -34,6 +34,9 @@ using namespace std::chrono_literals;
 // is re-probed this often, for this long, before it counts as a blocker.
 constexpr auto kQemuReprobeInterval = 100ms;
 constexpr auto kQemuGrace = 5s;
+// A journal that could not be written (full or read-only disk) is tried
+// again this often, so a drain continues by itself once space is back.
+constexpr auto kJournalRetryInterval = 2s;
 
 std::string inQuotes(std::string_view text) { return "'" + std::string(text) + "'"; }
 
@@ -145,6 +148,15 @@ bool MaintenanceEngine::Impl::persist() {
     journal_error = error.what();
     return false;
   }
+}
+
+void MaintenanceEngine::Impl::commit(const std::string& verb, EngineState before) {
+  if (persist()) return;
+  // A command is taken only once it is durable: a maintenance the caller was
+  // told about must survive a restart. Nothing changed; the caller hears why.
+  state = std::move(before);
+  throw CommandError("cannot " + verb + ": the maintenance state cannot be saved (" +
+                     journal_error.value_or("unknown error") + "); nothing was changed");
 }
 
 HostStatus MaintenanceEngine::Impl::projectedStatus() const {
@@ -282,6 +294,7 @@ std::optional<TimePoint> MaintenanceEngine::Impl::nextWakeup() const {
     }
   }
   consider(reprobe_at);
+  if (journal_error && phase() != HostPhase::idle) consider(t + kJournalRetryInterval);
   return best;
 }
 
@@ -308,6 +321,7 @@ std::string MaintenanceEngine::schedule(const ScheduleRequest& request) {
   const MaintenanceWindow& window = request.window;
   checkWindow("schedule", window, e.now());
   Impl::Entry entry(e);
+  EngineState before = e.state;
   const std::uint64_t learned_throughput = e.state.migration_throughput_bps;
   e.state = EngineState{};
   e.state.migration_throughput_bps = learned_throughput;
@@ -328,7 +342,7 @@ std::string MaintenanceEngine::schedule(const ScheduleRequest& request) {
   std::sort(inventory.begin(), inventory.end(),
             [](const hv::DomainInfo& a, const hv::DomainInfo& b) { return a.name < b.name; });
   for (const hv::DomainInfo& info : inventory) e.addPlanned(info);
-  e.persist();
+  e.commit("schedule", std::move(before));
   e.pump();
   return *e.state.session_id;
 }
@@ -348,12 +362,14 @@ void MaintenanceEngine::reschedule(const MaintenanceWindow& window) {
         "end and reason can change (cancel and schedule again instead)");
   }
   Impl::Entry entry(e);
+  EngineState before = e.state;
   e.state.window = window;
   if (e.phase() == HostPhase::scheduled) {
     for (DomainRecord& record : e.state.domains) {
       if (auto info = e.hypervisor.domain(record.uuid)) e.planRecord(record, *info);
     }
   }
+  e.commit("reschedule", std::move(before));
   e.pump();
 }
 
@@ -371,6 +387,7 @@ void MaintenanceEngine::cancel() {
     case HostPhase::draining: break;
   }
   Impl::Entry entry(e);
+  EngineState before = e.state;
   e.state.phase = HostPhase::restoring;
   for (DomainRecord& record : e.state.domains) {
     const DomainText shown = describeDomain(record);
@@ -387,7 +404,7 @@ void MaintenanceEngine::cancel() {
       transition(record, stage::Restoring{shown.result});
     }
   }
-  e.persist();
+  e.commit("cancel", std::move(before));
   e.pump();
 }
 
@@ -423,6 +440,7 @@ void MaintenanceEngine::acknowledge(const std::string& domain, AckChoice choice)
   }
   std::optional<hv::DomainInfo> info = e.hypervisor.domain(record->uuid);
   Impl::Entry entry(e);
+  EngineState before = e.state;
   record->ack = choice;
   record->ack_time = e.now();
   if (info) {
@@ -430,7 +448,7 @@ void MaintenanceEngine::acknowledge(const std::string& domain, AckChoice choice)
   } else {
     e.markLeft(*record, "gone from the host (not by hostmaint)");
   }
-  e.persist();
+  e.commit("acknowledge " + inQuotes(domain), std::move(before));
   e.pump();
 }
 
@@ -442,8 +460,9 @@ void MaintenanceEngine::begin() {
                        "'; work may begin only when the host is evidenced empty (phase 'empty')");
   }
   Impl::Entry entry(e);
+  EngineState before = e.state;
   e.state.phase = HostPhase::in_maintenance;
-  e.persist();
+  e.commit("begin", std::move(before));
   e.pump();
 }
 
@@ -458,13 +477,14 @@ void MaintenanceEngine::finish() {
                             : "; finish is for an empty host; use cancel to stop a drain"));
   }
   Impl::Entry entry(e);
+  EngineState before = e.state;
   e.state.phase = HostPhase::restoring;
   for (DomainRecord& record : e.state.domains) {
     if (const auto* done = std::get_if<stage::Done>(&record.state); done && record.needs_restore) {
       transition(record, stage::Restoring{done->outcome});
     }
   }
-  e.persist();
+  e.commit("finish", std::move(before));
   e.pump();
 }
 

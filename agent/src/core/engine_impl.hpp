@@ -87,6 +87,9 @@ struct MaintenanceEngine::Impl {
 
   // engine.cpp: journal, publication, the pump, time.
   bool persist();
+  // Saves a command's changes, or puts `before` back and refuses the
+  // command (CommandError naming the journal's error).
+  void commit(const std::string& verb, EngineState before);
   void settle() noexcept;
   HostStatus projectedStatus() const;
   void pump();
