@@ -197,6 +197,12 @@ void MaintenanceEngine::Impl::adoptMigration(DomainRecord& record) {
   request.uuid = record.uuid;
   request.name = record.name;
   request.destination_uri = record.destination.value_or("");
+  // The ladder and the timeouts continue where the earlier run left them.
+  request.tuning = migrationTuningFor(record.policy, record.memory_kib);
+  if (record.started_at && now() > *record.started_at) {
+    request.already_running =
+        std::chrono::duration_cast<std::chrono::milliseconds>(now() - *record.started_at);
+  }
   launch(record, request);
 }
 

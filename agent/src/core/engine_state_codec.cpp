@@ -68,6 +68,16 @@ json encodePolicy(const DomainPolicy& policy) {
       {"priority", policy.priority},
       {"shutdown_timeout_s", policy.shutdown_timeout.count()},
       {"force_stop", policy.force_stop},
+      {"migration_max_downtime_ms", policy.migration_max_downtime.count()},
+      {"migration_downtime_steps", policy.migration_downtime_steps},
+      {"migration_downtime_step_delay_s", policy.migration_downtime_step_delay.count()},
+      {"migration_bandwidth_mib_s", policy.migration_bandwidth_mib_s},
+      {"migration_auto_converge", policy.migration_auto_converge},
+      {"migration_post_copy", policy.migration_post_copy},
+      {"migration_completion_timeout_per_gib_s",
+       policy.migration_completion_timeout_per_gib.count()},
+      {"migration_progress_timeout_s", policy.migration_progress_timeout.count()},
+      {"migration_parallel_connections", policy.migration_parallel_connections},
   };
 }
 
@@ -94,6 +104,27 @@ DomainPolicy decodePolicy(const json& in) {
   policy.priority = in.at("priority").get<int>();
   policy.shutdown_timeout = std::chrono::seconds(in.at("shutdown_timeout_s").get<std::int64_t>());
   policy.force_stop = in.at("force_stop").get<bool>();
+  // The migration tuning came after version 1 was first written: absent in
+  // older journals, where the defaults apply (as they did then).
+  const DomainPolicy defaults;
+  policy.migration_max_downtime = std::chrono::milliseconds(
+      in.value("migration_max_downtime_ms", defaults.migration_max_downtime.count()));
+  policy.migration_downtime_steps =
+      in.value("migration_downtime_steps", defaults.migration_downtime_steps);
+  policy.migration_downtime_step_delay = std::chrono::seconds(
+      in.value("migration_downtime_step_delay_s", defaults.migration_downtime_step_delay.count()));
+  policy.migration_bandwidth_mib_s =
+      in.value("migration_bandwidth_mib_s", defaults.migration_bandwidth_mib_s);
+  policy.migration_auto_converge =
+      in.value("migration_auto_converge", defaults.migration_auto_converge);
+  policy.migration_post_copy = in.value("migration_post_copy", defaults.migration_post_copy);
+  policy.migration_completion_timeout_per_gib = std::chrono::seconds(
+      in.value("migration_completion_timeout_per_gib_s",
+               defaults.migration_completion_timeout_per_gib.count()));
+  policy.migration_progress_timeout = std::chrono::seconds(
+      in.value("migration_progress_timeout_s", defaults.migration_progress_timeout.count()));
+  policy.migration_parallel_connections =
+      in.value("migration_parallel_connections", defaults.migration_parallel_connections);
   return policy;
 }
 
