@@ -106,11 +106,11 @@ bool sameProgress(const std::optional<MigrationProgress>& a,
 bool sameDomain(const DomainStatus& a, const DomainStatus& b) {
   return std::tie(a.uuid, a.name, a.run_state, a.memory_kib, a.owner, a.project, a.stage, a.action,
                   a.fallback_used, a.result, a.detail, a.group, a.priority, a.ack_required, a.ack,
-                  a.ack_deadline, a.earliest_start, a.destination, a.policy_error,
+                  a.ack_reason, a.ack_deadline, a.earliest_start, a.destination, a.policy_error,
                   a.action_started_at, a.action_finished_at) ==
              std::tie(b.uuid, b.name, b.run_state, b.memory_kib, b.owner, b.project, b.stage,
                       b.action, b.fallback_used, b.result, b.detail, b.group, b.priority,
-                      b.ack_required, b.ack, b.ack_deadline, b.earliest_start, b.destination,
+                      b.ack_required, b.ack, b.ack_reason, b.ack_deadline, b.earliest_start, b.destination,
                       b.policy_error, b.action_started_at, b.action_finished_at) &&
          sameProgress(a.progress, b.progress) && a.notice == b.notice;
 }
@@ -1507,7 +1507,8 @@ void MaintenanceEngine::cancel() {
   e.pump();
 }
 
-void MaintenanceEngine::acknowledge(const std::string& domain, AckChoice choice) {
+void MaintenanceEngine::acknowledge(const std::string& domain, AckChoice choice,
+                                    std::string reason) {
   Impl& e = *impl_;
   if (e.phase() != HostPhase::scheduled && e.phase() != HostPhase::draining) {
     throw CommandError("cannot acknowledge " + inQuotes(domain) + ": maintenance is in phase '" +
@@ -1540,6 +1541,7 @@ void MaintenanceEngine::acknowledge(const std::string& domain, AckChoice choice)
   std::optional<hv::DomainInfo> info = e.hypervisor.domain(record->view.uuid);
   Impl::Entry entry(e);
   record->view.ack = choice;
+  record->view.ack_reason = std::move(reason);
   record->ack_time = e.now();
   if (info) {
     e.planRecord(*record, *info);

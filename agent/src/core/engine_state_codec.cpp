@@ -109,6 +109,7 @@ json encodeDomain(const DomainRecord& record) {
       {"priority", v.priority},
       {"ack_required", v.ack_required},
       {"ack", v.ack ? json(toString(*v.ack)) : json(nullptr)},
+      {"ack_reason", v.ack_reason},
       {"ack_deadline", encodeTime(v.ack_deadline)},
       {"earliest_start", encodeTime(v.earliest_start)},
       {"destination", encodeString(v.destination)},
@@ -145,6 +146,8 @@ DomainRecord decodeDomain(const json& in) {
   if (!in.at("ack").is_null()) {
     v.ack = decodeEnum<AckChoice>(in.at("ack"), parseAckChoice, "ack");
   }
+  // Added after version 1 was first written: absent in older journals.
+  v.ack_reason = in.value("ack_reason", std::string());
   v.ack_deadline = decodeTime(in.at("ack_deadline"));
   v.earliest_start = decodeTime(in.at("earliest_start"));
   v.destination = decodeString(in.at("destination"));
