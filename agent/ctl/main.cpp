@@ -81,6 +81,12 @@ int main(int argc, char** argv) {
   auto* status = app.add_subcommand("status", "Show the host's maintenance status");
   status->add_flag("--json", status_json, "Print the status document (docs/status-json.md) as is");
 
+  bool notices_json = false;
+  auto* notices = app.add_subcommand(
+      "notices", "Show every domain's owner notice: revision, ack state and deadline");
+  notices->add_flag("--json", notices_json,
+                    "Print the notices as JSON: [{uuid, name, notice}] (docs/notices.md)");
+
   ScheduleArguments schedule_arguments;
   auto* schedule = app.add_subcommand("schedule", "Schedule a maintenance window and plan it");
   schedule->add_option("--start", schedule_arguments.start, "Window start (WHEN)")->required();
@@ -88,12 +94,6 @@ int main(int argc, char** argv) {
   schedule->add_flag("--removal", schedule_arguments.removal,
                      "The host leaves for good: nothing may stay on it");
   schedule->add_option("--reason", schedule_arguments.reason, "Why (shown to everyone)");
-
-  bool notices_json = false;
-  auto* notices = app.add_subcommand(
-      "notices", "Show every domain's owner notice: revision, ack state and deadline");
-  notices->add_flag("--json", notices_json,
-                    "Print the notices as JSON: [{uuid, name, notice}] (docs/notices.md)");
 
   RescheduleArguments reschedule_arguments;
   auto* reschedule = app.add_subcommand(

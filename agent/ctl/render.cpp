@@ -346,10 +346,10 @@ std::string renderNotices(const json& status, const RenderOptions& options) {
   out += "\n";
   for (const json* domain : domains) {
     const json& notice = member(*domain, "notice");
-    out += text(*domain, "name", "?") + " (revision " + text(notice, "revision", "?");
+    out += text(*domain, "name", "?") + ": revision " + text(notice, "revision", "?");
     const std::string issued = instantText(notice, "issued_at", options);
     if (!issued.empty()) out += ", issued " + issued;
-    out += "):\n  " + text(notice, "message") + "\n";
+    out += "\n  " + text(notice, "message") + "\n";
   }
   return out;
 }
