@@ -91,6 +91,8 @@ std::optional<std::chrono::seconds> parseRelative(std::string_view body, std::st
   return total;
 }
 
+constexpr int kFirstYearRefused = 2200;
+
 bool parseIso(std::string_view text, TimePoint& out) {
   using namespace std::chrono;
   std::size_t pos = 0;
@@ -136,6 +138,9 @@ bool parseIso(std::string_view text, TimePoint& out) {
     }
   }
   if (pos != text.size()) return false;
+  // The clock counts nanoseconds in 64 bits, which ends in 2262; hostmaintd
+  // takes times before 2200 (docs/dbus-api.md).
+  if (*y >= kFirstYearRefused) return false;
   const year_month_day date{year{*y}, month{static_cast<unsigned>(*mo)},
                             day{static_cast<unsigned>(*d)}};
   if (!date.ok() || *h > 23 || *mi > 59 || s > 59) return false;
@@ -160,6 +165,11 @@ TimePoint parseWhen(std::string_view text, TimePoint now) {
   if (!text.empty() && std::isdigit(static_cast<unsigned char>(text.front()))) {
     TimePoint parsed;
     if (parseIso(text, parsed)) return parsed;
+    std::size_t pos = 0;
+    if (const auto y = readFixed(text, pos, 4); y && *y >= kFirstYearRefused && text.size() > 4 &&
+                                                  text[4] == '-')
+      throw CtlError(ExitStatus::usage, "invalid time " + quoted + ": the year must be before " +
+                                            std::to_string(kFirstYearRefused));
     // "30m" is a common slip for "+30m": say so rather than only listing forms.
     std::string why;
     if (parseRelative(text, why))

@@ -178,6 +178,11 @@ TEST(ControllerProtocol, RefusesMissingOrMalformedWindowFields) {
   document["window"]["start"] = "next tuesday";
   EXPECT_THAT(refusalOf(document),
               HasSubstr("field 'window.start' is not an RFC 3339 time: 'next tuesday'"));
+  // Nanoseconds would wrap after 2262: a window in year 9999 is no time at all.
+  document = validScheduled();
+  document["window"]["end"] = "9999-12-31T00:00:00Z";
+  EXPECT_THAT(refusalOf(document),
+              HasSubstr("field 'window.end' is not an RFC 3339 time: '9999-12-31T00:00:00Z'"));
   document = validScheduled();
   document.erase("state");
   EXPECT_THAT(refusalOf(document), HasSubstr("field 'state' is missing"));
@@ -196,6 +201,11 @@ TEST(ControllerProtocol, RefusesHostileStrings) {
   document = validScheduled();
   document["reason"] = "line\nbreak\x1b[31m";
   EXPECT_THAT(refusalOf(document), HasSubstr("field 'reason' contains control characters"));
+  // C1 controls (here CSI, U+009B) drive terminals too: refused like on D-Bus.
+  document = validScheduled();
+  document["reason"] = "csi\xc2\x9b" "31m";
+  EXPECT_THAT(refusalOf(document),
+              HasSubstr("field 'reason' contains the control character U+009B at byte 3"));
   document = validScheduled();
   document["destinations"] = {"host-b", "host-b"};
   EXPECT_THAT(refusalOf(document), HasSubstr("field 'destinations' lists 'host-b' twice"));

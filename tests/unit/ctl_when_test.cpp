@@ -83,6 +83,20 @@ TEST(CtlWhen, ImpossibleOrIncompleteIsoTimesAreRejected) {
   }
 }
 
+// Year 9999 in nanoseconds does not fit 64 bits: it once wrapped around to
+// another century instead of being refused.
+TEST(CtlWhen, YearsFromTwoThousandTwoHundredAreRefusedNotWrapped) {
+  EXPECT_NE(rejection("9999-12-31T00:00:00Z").find("the year must be before 2200"),
+            std::string::npos);
+  EXPECT_NE(rejection("2200-01-01T00:00Z").find("the year must be before 2200"), std::string::npos);
+  EXPECT_EQ(parseWhen("2199-12-31T23:59:59Z", kNow),
+            TimePoint(sys_days(year{2199} / 12 / 31).time_since_epoch() + hours(23) + minutes(59) +
+                      seconds(59)));
+  TimePoint parsed;
+  EXPECT_FALSE(parseTimestamp("75000-01-01T00:00:00Z", parsed));
+  EXPECT_FALSE(parseTimestamp("9999-01-01T00:00:00Z", parsed));
+}
+
 TEST(CtlWhen, TimestampsFromTheDaemonParse) {
   TimePoint parsed;
   EXPECT_TRUE(parseTimestamp("2026-11-25T10:00:00Z", parsed));

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <set>
 
+#include "hostmaint/agent/caller_text.hpp"
 #include "hostmaint/agent/status_json.hpp"
 
 namespace hostmaint::agent::controller {
@@ -165,6 +166,9 @@ DesiredState parseDesiredState(std::string_view body, std::size_t max_bytes) {
   std::string reason;
   if (const json* value = field(document, "reason")) {
     reason = stringField(*value, "reason", kMaxReasonLength);
+    // The same rule as for reasons over D-Bus, C1 controls included.
+    if (const auto problem = callerTextProblem(reason, kMaxReasonLength))
+      reject("field 'reason' " + *problem);
   }
 
   if (const json* window = field(document, "window")) {

@@ -408,7 +408,8 @@ void MaintenanceEngine::cancel() {
   e.pump();
 }
 
-void MaintenanceEngine::acknowledge(const std::string& domain, AckChoice choice) {
+void MaintenanceEngine::acknowledge(const std::string& domain, AckChoice choice,
+                                    std::string reason) {
   Impl& e = *impl_;
   if (e.phase() != HostPhase::scheduled && e.phase() != HostPhase::draining) {
     throw CommandError("cannot acknowledge " + inQuotes(domain) + ": maintenance is in phase '" +
@@ -442,6 +443,7 @@ void MaintenanceEngine::acknowledge(const std::string& domain, AckChoice choice)
   Impl::Entry entry(e);
   EngineState before = e.state;
   record->ack = choice;
+  record->ack_reason = std::move(reason);
   record->ack_time = e.now();
   if (info) {
     e.planRecord(*record, *info);

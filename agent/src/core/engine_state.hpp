@@ -146,6 +146,7 @@ struct DomainRecord {
   std::optional<MaintenanceAction> fallback;  // still available if the action fails
   std::string note;                           // why the fallback was taken, the plan's note
   std::optional<AckChoice> ack;
+  std::string ack_reason;  // given with the ack, "" when none
   std::optional<TimePoint> ack_time;
   std::optional<TimePoint> ack_deadline;
   std::optional<TimePoint> earliest_start;

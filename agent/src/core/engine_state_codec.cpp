@@ -4,6 +4,7 @@
 
 #include "drain_plan.hpp"
 #include "engine_state.hpp"
+#include "hostmaint/agent/status_json.hpp"
 #include "status_projection.hpp"
 
 namespace hostmaint::agent {
@@ -18,10 +19,28 @@ json encodeTime(const std::optional<TimePoint>& time) {
   return std::chrono::duration_cast<std::chrono::microseconds>(time->time_since_epoch()).count();
 }
 
-std::optional<TimePoint> decodeTime(const json& value) {
+// A document that decodes but describes no state the engine can be in: the
+// error names the field, so whoever looks at the journal knows where.
+[[noreturn]] void inconsistent(const std::string& field, const std::string& why) {
+  throw std::runtime_error("engine state field '" + field + "': " + why);
+}
+
+// Times are kept within what the clock's nanoseconds hold (until 2262):
+// microseconds * 1000 must not wrap around into another century.
+constexpr std::int64_t kMaxTimeUsec = 7'258'118'400'000'000;  // 2200-01-01T00:00:00Z
+
+std::optional<TimePoint> decodeTime(const json& value, const std::string& field = "time") {
   if (value.is_null()) return std::nullopt;
-  return TimePoint(std::chrono::duration_cast<Clock::duration>(
-      std::chrono::microseconds(value.get<std::int64_t>())));
+  const auto usec = value.get<std::int64_t>();
+  if (usec <= -kMaxTimeUsec || usec >= kMaxTimeUsec)
+    inconsistent(field, std::to_string(usec) + " microseconds is out of range (before 2200 expected)");
+  return TimePoint(std::chrono::duration_cast<Clock::duration>(std::chrono::microseconds(usec)));
+}
+
+TimePoint requiredTime(const json& object, const char* key, const std::string& field) {
+  const auto time = decodeTime(object.at(key), field);
+  if (!time) inconsistent(field, "is null; a time is required");
+  return *time;
 }
 
 json encodeString(const std::optional<std::string>& text) {
@@ -146,6 +165,7 @@ json encodeDomain(const DomainRecord& record) {
       {"priority", record.policy.priority},
       {"ack_required", record.policy.ack_required},
       {"ack", record.ack ? json(toString(*record.ack)) : json(nullptr)},
+      {"ack_reason", record.ack_reason},
       {"ack_deadline", encodeTime(record.ack_deadline)},
       {"earliest_start", encodeTime(record.earliest_start)},
       {"destination", encodeString(record.destination)},
@@ -230,8 +250,10 @@ DomainRecord decodeDomain(const json& in, const DecodeContext& context) {
   if (!in.at("ack").is_null()) {
     record.ack = decodeEnum<AckChoice>(in.at("ack"), parseAckChoice, "ack");
   }
-  record.ack_deadline = decodeTime(in.at("ack_deadline"));
-  record.earliest_start = decodeTime(in.at("earliest_start"));
+  // Added after version 1 was first written: absent in older journals.
+  record.ack_reason = in.value("ack_reason", std::string());
+  record.ack_deadline = decodeTime(in.at("ack_deadline"), "ack_deadline");
+  record.earliest_start = decodeTime(in.at("earliest_start"), "earliest_start");
   record.destination = decodeString(in.at("destination"));
   record.policy_error = in.at("policy_error").get<std::string>();
   record.policy = decodePolicy(in.at("policy"));
@@ -240,15 +262,37 @@ DomainRecord decodeDomain(const json& in, const DecodeContext& context) {
         decodeEnum<MaintenanceAction>(in.at("fallback"), parseMaintenanceAction, "fallback");
   }
   record.note = in.at("note").get<std::string>();
-  record.ack_time = decodeTime(in.at("ack_time"));
+  record.ack_time = decodeTime(in.at("ack_time"), "ack_time");
   record.needs_restore = in.at("needs_restore").get<bool>();
-  record.started_at = decodeTime(in.at("started_at"));
-  record.finished_at = decodeTime(in.at("finished_at"));
+  record.started_at = decodeTime(in.at("started_at"), "started_at");
+  record.finished_at = decodeTime(in.at("finished_at"), "finished_at");
   // Added after version 1 was first written: absent in older journals.
   record.memory_kib = in.value("memory_kib", std::uint64_t{0});
   record.interrupted_migrations = in.value("interrupted_migrations", 0u);
   record.state = decodeStage(in, record, context);
   return record;
+}
+
+// A domain the engine could not have written: no identity, twice in the
+// list, or acting without an action.
+void checkDomain(const DomainRecord& record, const std::string& where,
+                 const std::vector<DomainRecord>& before) {
+  if (record.uuid.empty()) inconsistent(where + ".uuid", "is empty");
+  for (const DomainRecord& other : before)
+    if (other.uuid == record.uuid)
+      inconsistent(where + ".uuid", "'" + record.uuid + "' is listed twice");
+  if (record.stage() == DomainStage::acting && !record.action)
+    inconsistent(where + ".action", "is null while the domain is acting");
+}
+
+// Every phase but idle belongs to a maintenance: it has a session and a
+// window. A journal without them would run a maintenance with no window.
+void checkPhase(const EngineState& state) {
+  if (state.phase == HostPhase::idle) return;
+  const std::string phase(toString(state.phase));
+  if (!state.window) inconsistent("window", "is null in phase '" + phase + "', which needs one");
+  if (!state.session_id || state.session_id->empty())
+    inconsistent("session_id", "is empty in phase '" + phase + "', which needs one");
 }
 
 }  // namespace
@@ -296,19 +340,32 @@ EngineState decodeEngineState(std::string_view document) {
     if (!in.at("window").is_null()) {
       const json& w = in.at("window");
       MaintenanceWindow window;
-      window.start = *decodeTime(w.at("start"));
-      window.end = *decodeTime(w.at("end"));
+      window.start = requiredTime(w, "start", "window.start");
+      window.end = requiredTime(w, "end", "window.end");
       window.removal = w.at("removal").get<bool>();
       window.reason = w.at("reason").get<std::string>();
+      if (window.end <= window.start)
+        inconsistent("window.end", formatTime(window.end) + " is not after window.start " +
+                                       formatTime(window.start));
       state.window = window;
     }
     state.destinations = in.at("destinations").get<std::vector<std::string>>();
-    state.scheduled_at = decodeTime(in.at("scheduled_at"));
+    state.scheduled_at = decodeTime(in.at("scheduled_at"), "scheduled_at");
     const DecodeContext context{state.phase, state.window, state.scheduled_at};
-    for (const json& domain : in.at("domains")) {
-      state.domains.push_back(decodeDomain(domain, context));
+    const json& domains = in.at("domains");
+    for (std::size_t i = 0; i < domains.size(); ++i) {
+      const std::string where = "domains[" + std::to_string(i) + "]";
+      DomainRecord record;
+      try {
+        record = decodeDomain(domains.at(i), context);
+      } catch (const std::runtime_error& error) {
+        throw std::runtime_error(where + ": " + error.what());
+      }
+      checkDomain(record, where, state.domains);
+      state.domains.push_back(std::move(record));
     }
     state.migration_throughput_bps = in.value("migration_throughput_bps", std::uint64_t{0});
+    checkPhase(state);
     return state;
   } catch (const json::exception& error) {
     throw std::runtime_error(std::string("engine state is malformed: ") + error.what());

@@ -98,7 +98,8 @@ std::string describe(const DomainNotice& n, const std::string& name, const std::
                 ? "the domain is left alone and blocks the maintenance until acknowledged."
                 : "the planned action proceeds.";
   } else if (n.ack) {
-    text += " Acknowledged: " + std::string(toString(*n.ack)) + ".";
+    text += " Acknowledged: " + std::string(toString(*n.ack)) +
+            (n.ack_reason.empty() ? "" : " (" + n.ack_reason + ")") + ".";
   }
   if (!n.keep_allowed && !n.ack) {
     text += n.removal ? "" : " Keeping it on this host is not possible.";
@@ -166,6 +167,7 @@ std::optional<DomainNotice> computeNotice(const NoticeInput& input,
   notice.earliest_start = domain.action ? domain.earliest_start : std::nullopt;
   notice.ack_required = domain.ack_required;
   notice.ack = domain.ack;
+  if (domain.ack) notice.ack_reason = domain.ack_reason;
   if (domain.ack_required && !domain.ack) {
     notice.ack_deadline = domain.ack_deadline;
     notice.ack_timeout_action = input.policy.ack_timeout_action;
@@ -207,7 +209,7 @@ bool materiallyDifferent(const DomainNotice& a, const DomainNotice& b) {
   auto material = [&](const DomainNotice& n) {
     return std::make_tuple(n.session_id, n.cancelled, n.action, n.fallback_used,
                            seconds(n.window_start), seconds(n.window_end), n.removal,
-                           seconds(n.earliest_start), n.ack_required, n.ack,
+                           seconds(n.earliest_start), n.ack_required, n.ack, n.ack_reason,
                            seconds(n.ack_deadline), n.ack_timeout_action, n.keep_allowed,
                            n.keep_action, seconds(n.owner_deadline));
   };
@@ -234,6 +236,7 @@ json noticeToJson(const DomainNotice& n) {
       {"downtime_basis", n.downtime_basis.empty() ? json(nullptr) : json(n.downtime_basis)},
       {"ack_required", n.ack_required},
       {"ack", orNull(n.ack, [](AckChoice c) { return toString(c); })},
+      {"ack_reason", n.ack_reason.empty() ? json(nullptr) : json(n.ack_reason)},
       {"ack_deadline", orNull(n.ack_deadline, time)},
       {"ack_timeout_action",
        orNull(n.ack_timeout_action, [](AckTimeoutAction a) { return toString(a); })},
@@ -269,6 +272,9 @@ DomainNotice noticeFromJson(const json& v) {
     }
     n.ack_required = v.at("ack_required").get<bool>();
     n.ack = enumOrNull<AckChoice>(v.at("ack"), "ack", parseAckChoice);
+    // Absent in ledgers written before acks carried a reason.
+    if (const auto reason = v.find("ack_reason"); reason != v.end() && !reason->is_null())
+      n.ack_reason = reason->get<std::string>();
     n.ack_deadline = timeOrNull(v.at("ack_deadline"), "ack_deadline");
     n.ack_timeout_action = enumOrNull<AckTimeoutAction>(v.at("ack_timeout_action"),
                                                         "ack_timeout_action", parseAckTimeoutAction);

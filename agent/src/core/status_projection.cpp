@@ -223,6 +223,7 @@ HostStatus projectStatus(const StatusInputs& in) {
     view.priority = record.policy.priority;
     view.ack_required = record.policy.ack_required;
     view.ack = record.ack;
+    view.ack_reason = record.ack_reason;
     view.ack_deadline = record.ack_deadline;
     view.earliest_start = record.earliest_start;
     view.destination = record.destination;

@@ -54,6 +54,11 @@ ControllerLink::ControllerLink(boost::asio::io_context& io, const agent::Control
       poll_client_(makeClient(config, std::move(host_id))),
       reporter_(client_, ctl::initialReportSeq(clock.now())) {}
 
+void ControllerLink::checkSettings(const agent::ControllerConfig& config, std::string host_id) {
+  // The very function the constructor builds its clients with.
+  makeClient(config, std::move(host_id));
+}
+
 ControllerLink::~ControllerLink() {
   {
     std::lock_guard lock(mutex_);

@@ -81,6 +81,10 @@ NoticeWebhook::NoticeWebhook(boost::asio::io_context& io, const agent::NoticesCo
   worker_ = std::thread([this] { run(); });
 }
 
+void NoticeWebhook::checkSettings(const agent::NoticesConfig& config) {
+  ctl::HttpClient client(webhookOptions(config));
+}
+
 NoticeWebhook::~NoticeWebhook() {
   {
     std::lock_guard lock(mutex_);

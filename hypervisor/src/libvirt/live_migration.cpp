@@ -351,6 +351,9 @@ ActionResult migrateLive(virConnectPtr conn, virDomainPtr dom, const ActionReque
   monitor.finish();
   watcher.join();
   if (left_running) {
+    spdlog::info("hostmaintd is stopping: the live migration of '{}' to {} goes on in libvirtd; "
+                 "the next hostmaintd adopts it",
+                 request.name, request.destination_uri);
     return fail("left running in libvirtd because hostmaintd is stopping; the next hostmaintd "
                 "adopts it",
                 FailureKind::connection_lost);

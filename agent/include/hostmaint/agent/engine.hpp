@@ -59,8 +59,9 @@ class MaintenanceEngine final : public hv::HypervisorObserver {
   // drain has started only the end and the reason may change.
   void reschedule(const MaintenanceWindow& window);
   void cancel();
-  // `domain` is a name or a UUID.
-  void acknowledge(const std::string& domain, AckChoice choice);
+  // `domain` is a name or a UUID; `reason` (may be empty) is kept with the
+  // ack and shown in the status and the owner's notice.
+  void acknowledge(const std::string& domain, AckChoice choice, std::string reason = {});
   // The admin starts work on the evidenced-empty host: empty → in-maintenance.
   void begin();
   void finish();

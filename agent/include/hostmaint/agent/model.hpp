@@ -118,6 +118,7 @@ struct DomainNotice {
   std::string downtime_basis;  // "measured-throughput", "assumed-throughput", "window", ...
   bool ack_required = false;
   std::optional<AckChoice> ack;
+  std::string ack_reason;                            // given with the ack, "" when none
   std::optional<TimePoint> ack_deadline;             // while an ack is outstanding
   std::optional<AckTimeoutAction> ack_timeout_action;  // what happens at the deadline
   bool keep_allowed = false;
@@ -162,6 +163,7 @@ struct DomainStatus {
   int priority = 0;
   bool ack_required = false;
   std::optional<AckChoice> ack;
+  std::string ack_reason;  // why, as given with the ack ("" when none was)
   std::optional<TimePoint> ack_deadline;
   std::optional<TimePoint> earliest_start;
   std::optional<std::string> destination;

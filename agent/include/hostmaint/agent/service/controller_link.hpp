@@ -38,6 +38,10 @@ class ControllerLink {
   // ends within request_timeout.
   ~ControllerLink();
   ControllerLink(const ControllerLink&) = delete;
+
+  // What the constructor checks (token file, client settings), without a
+  // link: for --check-config. Throws what the constructor would.
+  static void checkSettings(const agent::ControllerConfig& config, std::string host_id);
   ControllerLink& operator=(const ControllerLink&) = delete;
 
   // `on_health` runs on the io_context whenever the link's health changes.

@@ -52,6 +52,10 @@ class NoticeWebhook {
   // Wakes and joins the worker; a request in flight ends within its timeout.
   ~NoticeWebhook();
   NoticeWebhook(const NoticeWebhook&) = delete;
+
+  // What the constructor checks (token file, client settings), without a
+  // worker: for --check-config. Throws what the constructor would.
+  static void checkSettings(const agent::NoticesConfig& config);
   NoticeWebhook& operator=(const NoticeWebhook&) = delete;
 
   // Queues a notice; a newer revision for the same domain replaces one not
