@@ -178,6 +178,7 @@ struct MaintenanceEngine::Impl {
 
   std::optional<std::string> journal_error;
   std::string last_saved;
+  std::optional<TimePoint> notified_wakeup;  // the listener's last onWakeupChanged
   // Not journaled: what each candidate destination reported when last
   // probed (a restarted daemon probes again).
   struct DestinationProbe {
@@ -268,11 +269,17 @@ struct MaintenanceEngine::Impl {
     HostStatus next = buildStatus();
     next.generation = status.generation;
     next.updated_at = status.updated_at;
-    if (sameStatus(next, status)) return;
-    next.generation = status.generation + 1;
-    next.updated_at = now();
-    status = std::move(next);
-    listener.onStatusChanged(status);
+    if (!sameStatus(next, status)) {
+      next.generation = status.generation + 1;
+      next.updated_at = now();
+      status = std::move(next);
+      listener.onStatusChanged(status);
+    }
+    // The owner arms its one timer from this: no caller re-arms after a command.
+    if (const std::optional<TimePoint> wakeup = nextWakeup(); wakeup != notified_wakeup) {
+      notified_wakeup = wakeup;
+      listener.onWakeupChanged(wakeup);
+    }
   }
 
   HostStatus buildStatus() const {

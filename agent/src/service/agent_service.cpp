@@ -9,25 +9,22 @@
 
 namespace hostmaint::service {
 
-// The engine is the hypervisor's observer; this forwards to it and then
-// re-arms the wakeup timer, since an event may move the engine's next
-// deadline. Before the engine is attached (the daemon waits for the first
-// inventory before building it) events are only noted: an engine entry point
-// before recover() would journal a fresh state over the saved one.
-class AgentService::RearmingObserver final : public hv::HypervisorObserver {
+// The engine is the hypervisor's observer; this forwards to it. Before the
+// engine is attached (the daemon waits for the first inventory before
+// building it) events are only noted: an engine entry point before recover()
+// would journal a fresh state over the saved one.
+class AgentService::ForwardingObserver final : public hv::HypervisorObserver {
  public:
-  explicit RearmingObserver(AgentService& service) : service_(service) {}
+  explicit ForwardingObserver(AgentService& service) : service_(service) {}
 
   void onDomainEvent(const hv::DomainEvent& event) override {
     if (!service_.engine_) return;
     service_.engine_->onDomainEvent(event);
-    service_.rearm();
   }
   void onInventoryRefreshed() override {
     service_.inventory_received_ = true;
     if (!service_.engine_) return;
     service_.engine_->onInventoryRefreshed();
-    service_.rearm();
   }
   void onConnectionStateChanged(hv::ConnectionState state, const std::string& detail) override {
     if (state == hv::ConnectionState::connected)
@@ -36,7 +33,6 @@ class AgentService::RearmingObserver final : public hv::HypervisorObserver {
       spdlog::warn("hypervisor {}{}", hv::toString(state), detail.empty() ? "" : ": " + detail);
     if (!service_.engine_) return;
     service_.engine_->onConnectionStateChanged(state, detail);
-    service_.rearm();
   }
 
  private:
@@ -49,7 +45,7 @@ AgentService::AgentService(boost::asio::io_context& io, const agent::WallClock& 
       clock_(clock),
       options_(std::move(options)),
       status_file_(options_.runtime_dir),
-      observer_(std::make_unique<RearmingObserver>(*this)),
+      observer_(std::make_unique<ForwardingObserver>(*this)),
       wakeup_(io) {}
 
 AgentService::~AgentService() = default;
@@ -60,8 +56,7 @@ hv::HypervisorObserver& AgentService::hypervisorObserver() { return *observer_; 
 
 void AgentService::serve(BusPtr bus, bool claim_name) {
   bus_ = std::move(bus);
-  object_ = std::make_unique<AgentObject>(bus_.get(), *engine_, options_.caller_policy,
-                                          [this] { rearm(); });
+  object_ = std::make_unique<AgentObject>(bus_.get(), *engine_, options_.caller_policy);
   // After the object exists: notices issued now (a restart that changed a
   // plan) go out as signals.
   const agent::HostStatus initial = shownStatus();
@@ -75,7 +70,7 @@ void AgentService::serve(BusPtr bus, bool claim_name) {
   if (claim_name) requestBusName(bus_.get(), kBusName);
   serving_ = true;
   last_status_line_ = statusLine(engine_->status());
-  rearm();
+  armWakeup();
 }
 
 void AgentService::setCallerPolicy(CallerPolicy policy) {
@@ -83,9 +78,14 @@ void AgentService::setCallerPolicy(CallerPolicy policy) {
   if (object_) object_->setCallerPolicy(std::move(policy));
 }
 
-void AgentService::rearm() {
-  if (!engine_) return;
-  const std::optional<agent::TimePoint> next = engine_->nextWakeup();
+void AgentService::onWakeupChanged(std::optional<agent::TimePoint> when) {
+  wakeup_at_ = when;
+  // Before serve() the loop does not tick the engine; serve() arms.
+  if (serving_) armWakeup();
+}
+
+void AgentService::armWakeup() {
+  const std::optional<agent::TimePoint> next = wakeup_at_;
   if (!next) {
     wakeup_.cancel();
     return;
@@ -99,7 +99,9 @@ void AgentService::rearm() {
   wakeup_.async_wait([this](const boost::system::error_code& error) {
     if (error) return;
     engine_->tick();
-    rearm();
+    // Again at the time last told: a tick that changed it has re-armed
+    // already, one that did not (woken early, or the one-minute cap) waits on.
+    armWakeup();
   });
 }
 
@@ -152,10 +154,6 @@ void AgentService::onStatusChanged(const agent::HostStatus& engine_status) {
     object_->publish(status);
     dispatcher_->kick();
   }
-  // Action completions reach the engine directly from the hypervisor, not
-  // through the observer; they always change the status, so re-arming here
-  // covers them too.
-  rearm();
   std::string line = statusLine(status);
   if (line != last_status_line_) {
     notifier_.status(line);

@@ -208,7 +208,6 @@ int runDaemon(agent::Config config, const DaemonOptions& options) {
           service.setCallerPolicy(CallerPolicy{loaded.dbus.admin_group});
           spdlog::set_level(effectiveLevel(loaded, options));
           config = std::move(loaded);
-          service.rearm();
           spdlog::info("configuration reloaded from {}", describeSources(config));
         } catch (const agent::ConfigError& error) {
           spdlog::error("configuration reload failed, keeping the running configuration: {}",

@@ -1,8 +1,7 @@
 // AgentService wires the engine to the outside world on one io_context:
 // every status change is written to status.json, emitted on D-Bus as
-// PropertiesChanged and sent to the service manager as STATUS=; after every
-// engine entry point (D-Bus call, hypervisor event, timer) the one wakeup
-// timer is re-armed at the engine's nextWakeup().
+// PropertiesChanged and sent to the service manager as STATUS=; the one
+// wakeup timer is armed whenever the engine says its next wakeup changed.
 #pragma once
 
 #include <boost/asio/io_context.hpp>
@@ -56,9 +55,6 @@ class AgentService final : public agent::EngineListener {
 
   void setCallerPolicy(CallerPolicy policy);
 
-  // Arms the wakeup timer at engine.nextWakeup(), replacing any earlier wakeup.
-  void rearm();
-
   // The controller link: told of every published status (with the
   // controller health in it), and its health shown in status.json.
   void setStatusForwarder(std::function<void(const agent::HostStatus&)> forward);
@@ -81,13 +77,17 @@ class AgentService final : public agent::EngineListener {
 
   // agent::EngineListener
   void onStatusChanged(const agent::HostStatus& status) override;
+  void onWakeupChanged(std::optional<agent::TimePoint> when) override;
 
   const StatusFile& statusFile() const { return status_file_; }
   const ServiceNotifier& notifier() const { return notifier_; }
 
  private:
-  class RearmingObserver;
+  class ForwardingObserver;
 
+  // Arms the wakeup timer at wakeup_at_ (at most a minute ahead), replacing
+  // any earlier wakeup.
+  void armWakeup();
   void writeStatusFile(const agent::HostStatus& status);
 
   boost::asio::io_context& io_;
@@ -96,8 +96,9 @@ class AgentService final : public agent::EngineListener {
   StatusFile status_file_;
   ServiceNotifier notifier_;
   agent::MaintenanceEngine* engine_ = nullptr;
-  std::unique_ptr<RearmingObserver> observer_;
+  std::unique_ptr<ForwardingObserver> observer_;
   boost::asio::steady_timer wakeup_;
+  std::optional<agent::TimePoint> wakeup_at_;  // as the engine last told
   bool inventory_received_ = false;
   bool serving_ = false;
   std::string last_status_line_;
