@@ -133,15 +133,13 @@ void ControllerLink::run() {
     if (reporter_.hasPending() && now >= next_report) {
       const ctl::StatusReporter::Delivery delivery = reporter_.deliver();
       if (delivery.outcome == ctl::StatusReporter::Outcome::failed) {
-        agent::ControllerHealth health;
         {
           std::lock_guard guard(tracker_mutex_);
           tracker_.recordFailure("status report " + std::to_string(delivery.report_seq) +
                                      " not delivered: " + delivery.error,
                                  clock_.now());
-          health = tracker_.health();
+          publishHealth();
         }
-        publishHealth(std::move(health));
         next_report = SteadyClock::now() + reports.afterFailure();
       } else {
         reports.afterSuccess();
@@ -167,41 +165,43 @@ ControllerLink::PollOutcome ControllerLink::poll() {
     wait = std::max(std::chrono::seconds(1),
                     std::chrono::duration_cast<std::chrono::seconds>(config_.poll_interval));
   }
-  agent::ControllerHealth health;
-  std::optional<ctl::DesiredState> changed;
+  std::optional<ctl::DesiredStateFetch> fetch;
+  std::string error;
   try {
-    ctl::DesiredStateFetch fetch = poll_client_.fetchDesiredState(etag, wait);
-    std::lock_guard guard(tracker_mutex_);
-    if (tracker_.accept(fetch, draining_, clock_.now()) ==
-        ctl::DesiredStateTracker::Update::changed) {
-      changed = *tracker_.lastGood();
-    }
-    health = tracker_.health();
-  } catch (const std::exception& error) {
+    fetch = poll_client_.fetchDesiredState(etag, wait);
+  } catch (const std::exception& failure) {
     // HTTP, TLS, timeout, size and parse errors alike: the last good state stays.
-    std::lock_guard guard(tracker_mutex_);
-    tracker_.recordFailure(std::string("desired state from ") + poll_client_.maintenanceUrl() +
-                               ": " + error.what(),
-                           clock_.now());
-    health = tracker_.health();
+    error = failure.what();
+  }
+  std::lock_guard guard(tracker_mutex_);
+  bool changed = false;
+  if (fetch) {
+    changed = tracker_.accept(*fetch, draining_, clock_.now()) ==
+              ctl::DesiredStateTracker::Update::changed;
+  } else {
+    tracker_.recordFailure(
+        std::string("desired state from ") + poll_client_.maintenanceUrl() + ": " + error,
+        clock_.now());
   }
   if (changed) {
-    spdlog::info("controller: desired state '{}' for session '{}'", ctl::toString(changed->state),
-                 changed->session_id.value_or(""));
-    boost::asio::post(io_, [this, desired = std::move(*changed)] {
+    const ctl::DesiredState& desired = *tracker_.lastGood();
+    spdlog::info("controller: desired state '{}' for session '{}'", ctl::toString(desired.state),
+                 desired.session_id.value_or(""));
+    boost::asio::post(io_, [this, desired] {
       desired_ = desired;
       reconcile();
     });
   }
-  const bool failing = health.consecutive_failures > 0;
-  publishHealth(std::move(health));
-  if (failing) return PollOutcome::failed;
+  publishHealth();
+  if (tracker_.health().consecutive_failures > 0) return PollOutcome::failed;
   return changed ? PollOutcome::changed : PollOutcome::unchanged;
 }
 
 // Logs a change of health once (not on every failed poll), then hands it to
-// the io_context for status.json.
-void ControllerLink::publishHealth(agent::ControllerHealth health) {
+// the io_context for status.json. Both threads call it, with tracker_mutex_
+// held: the health they post reaches the loop in the order the tracker saw.
+void ControllerLink::publishHealth() {
+  agent::ControllerHealth health = tracker_.health();
   const bool failing = health.consecutive_failures > 0;
   if (failing && health.last_error != last_logged_error_) {
     spdlog::error("controller: {}; keeping the last good desired state", *health.last_error);

@@ -65,8 +65,8 @@ class ControllerLink {
   enum class PollOutcome { changed, unchanged, failed };
   // One desired-state request.
   PollOutcome poll();
-  void deliverStatus();
-  void publishHealth(agent::ControllerHealth health);
+  // With tracker_mutex_ held.
+  void publishHealth();
   // On the io_context.
   void reconcile();
   void refused(const std::string& message);
@@ -78,10 +78,10 @@ class ControllerLink {
   agent::controller::ControllerClient poll_client_;  // desired state (poller_)
   agent::controller::StatusReporter reporter_;
 
-  // Worker thread only.
-  agent::controller::DesiredStateTracker tracker_;  // guarded by tracker_mutex_
+  // Shared by both threads, guarded by tracker_mutex_.
   std::mutex tracker_mutex_;
-  std::optional<std::string> last_logged_error_;
+  agent::controller::DesiredStateTracker tracker_;
+  std::optional<std::string> last_logged_error_;  // the health last logged
 
   // io_context only.
   agent::MaintenanceEngine& engine_;
