@@ -9,6 +9,7 @@ NOTIFY_SOCKET), not from a sleep.
 import json
 import os
 import pwd
+import re
 import shutil
 import signal
 import socket
@@ -28,6 +29,30 @@ BUS_POLICY = SOURCE_DIR / "systemd" / "org.hostmaint.Agent1.conf"
 BUS_NAME = "org.hostmaint.Agent1"
 OBJECT_PATH = "/org/hostmaint/Agent1"
 INTERFACE = "org.hostmaint.Agent1"
+
+
+# Sanitizer builds (scripts/test-sanitizers, docs/testing.md) make every report fatal,
+# but a report in a daemon stopped by a signal, or in a process whose exit status a test
+# does not check, would still go unseen: every output of ours is searched for the
+# reports' own markers, and one found fails the test.
+SANITIZER_REPORT = re.compile(
+    r"WARNING: ThreadSanitizer|ERROR: AddressSanitizer|ERROR: LeakSanitizer"
+    r"|:\d+:\d+: runtime error: ")
+
+
+def assert_no_sanitizer_report(text, what):
+    """Fails naming `what` when `text` holds a sanitizer report."""
+    found = SANITIZER_REPORT.search(text)
+    if found:
+        start = max(0, found.start() - 200)
+        raise AssertionError(f"sanitizer report from {what}:\n{text[start:start + 8000]}")
+
+
+def run_hostmaintd(*args, **kwargs):
+    """Runs hostmaintd to completion (capturing its output), checked for sanitizer reports."""
+    result = subprocess.run([HOSTMAINTD, *args], capture_output=True, text=True, **kwargs)
+    assert_no_sanitizer_report(result.stdout + result.stderr, "hostmaintd " + " ".join(args))
+    return result
 
 
 def wait_until(predicate, timeout, what):
@@ -161,6 +186,8 @@ class Daemon:
         if getattr(self, "log", None):
             self.log.close()
             self.log = None
+        if self.process:
+            assert_no_sanitizer_report(self.log_text(), f"hostmaintd ({self.log_path})")
         return self.process.returncode if self.process else None
 
     def ctl(self, *args, user=None, timeout=60, check=None):
@@ -171,6 +198,7 @@ class Daemon:
                        "--clear-groups", *command]
         result = subprocess.run(command, env=self.env, capture_output=True, text=True,
                                 timeout=timeout)
+        assert_no_sanitizer_report(result.stderr, f"hostmaintctl {' '.join(args)}")
         if check is not None and result.returncode != check:
             raise AssertionError(
                 f"hostmaintctl {' '.join(args)} exited {result.returncode}, expected {check}\n"

@@ -7,12 +7,11 @@ import tempfile
 import unittest
 from pathlib import Path
 
-from harness import HOSTMAINTD, DaemonTestCase, wait_until
+from harness import DaemonTestCase, run_hostmaintd, wait_until
 
 
 def check_config(path):
-    return subprocess.run([HOSTMAINTD, "--config", str(path), "--check-config"],
-                          capture_output=True, text=True, timeout=30)
+    return run_hostmaintd("--config", str(path), "--check-config", timeout=30)
 
 
 class CheckConfig(unittest.TestCase):

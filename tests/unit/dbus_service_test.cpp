@@ -111,12 +111,9 @@ class DbusServiceTest : public ::testing::Test {
     web = hypervisor.uuidOf("web1");
     AgentServiceOptions options;
     options.runtime_dir = runtime_dir;
-    service.emplace(io, clock, options);
-    engine.emplace(hypervisor, clock, journal, settings, *service);
-    service->attach(*engine);
-    hypervisor.setObserver(&service->hypervisorObserver());
-    engine->recover();
-    service->serve(openBusAt(bus.address()));
+    service.emplace(io, AgentServiceParts{clock, hypervisor, journal, notifier}, settings,
+                    openBusAt(bus.address()), options);
+    engine = &service->engine();
 
     client = openBusAt(bus.address());
     sd_bus_slot* raw = nullptr;
@@ -130,9 +127,8 @@ class DbusServiceTest : public ::testing::Test {
 
   void TearDown() override {
     client_dispatcher.reset();
-    hypervisor.setObserver(nullptr);
-    service.reset();  // the bus object goes before the engine it calls
-    engine.reset();
+    engine = nullptr;
+    service.reset();  // stops observing the hypervisor; the bus object goes before the engine
   }
 
   template <typename... Args>
@@ -237,8 +233,9 @@ class DbusServiceTest : public ::testing::Test {
   fake::MemoryJournal journal;
   agent::EngineSettings settings;
   std::string web;
+  ServiceNotifier notifier;
   std::optional<AgentService> service;
-  std::optional<agent::MaintenanceEngine> engine;
+  agent::MaintenanceEngine* engine = nullptr;  // the service's
   BusPtr client;
   SlotPtr match;
   ChangeRecorder recorder;

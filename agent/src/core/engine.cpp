@@ -173,11 +173,17 @@ void MaintenanceEngine::Impl::settle() noexcept {
     HostStatus next = projectedStatus();
     next.generation = status.generation;
     next.updated_at = status.updated_at;
-    if (next == status) return;
-    next.generation = status.generation + 1;
-    next.updated_at = now();
-    status = std::move(next);
-    listener.onStatusChanged(status);
+    if (next != status) {
+      next.generation = status.generation + 1;
+      next.updated_at = now();
+      status = std::move(next);
+      listener.onStatusChanged(status);
+    }
+    // The owner arms its one timer from this: no caller re-arms after a command.
+    if (const std::optional<TimePoint> wakeup = nextWakeup(); wakeup != notified_wakeup) {
+      notified_wakeup = wakeup;
+      listener.onWakeupChanged(wakeup);
+    }
   } catch (const std::exception& error) {
     // The engine's state is already changed and journaled; a listener that
     // could not publish says so, and the next change publishes again.

@@ -56,6 +56,7 @@ struct MaintenanceEngine::Impl {
 
   std::optional<std::string> journal_error;
   std::string last_saved;
+  std::optional<TimePoint> notified_wakeup;  // the listener's last onWakeupChanged
   DestinationProbes destination_probes;
   // Inventory refreshes so far: each follows a (re)connection to libvirt.
   std::uint64_t inventory_refreshes = 0;

@@ -155,12 +155,10 @@ std::vector<std::string> changedProperties(const PropertyValues& before,
   return names;
 }
 
-AgentObject::AgentObject(sd_bus* bus, agent::MaintenanceEngine& engine, CallerPolicy policy,
-                         std::function<void()> after_call)
+AgentObject::AgentObject(sd_bus* bus, agent::MaintenanceEngine& engine, CallerPolicy policy)
     : bus_(bus),
       engine_(engine),
       policy_(std::move(policy)),
-      after_call_(std::move(after_call)),
       values_(propertyValuesOf(engine.status())) {
   sd_bus_slot* raw = nullptr;
   const int result = sd_bus_add_object_vtable(bus, &raw, kObjectPath, kInterface, vtable(), this);
@@ -372,17 +370,14 @@ int AgentObject::runCommand(sd_bus_message* message, const char* method, sd_bus_
     return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS, invalid.what());
   } catch (const agent::CommandError& refusal) {
     spdlog::info("{} by uid {} refused: {}", method, caller, refusal.what());
-    if (after_call_) after_call_();
     return sd_bus_error_set(error, kRefusedError, refusal.what());
   } catch (const std::exception& failure) {
     // Not a refusal: the engine could not do what it accepted (journal
     // unwritable, ...). Say so to the caller; the daemon keeps running.
     spdlog::error("{} by uid {} failed: {}", method, caller, failure.what());
-    if (after_call_) after_call_();
     return sd_bus_error_set(error, SD_BUS_ERROR_FAILED, failure.what());
   }
   spdlog::info("{} by uid {} done", method, caller);
-  if (after_call_) after_call_();
   result = sd_bus_send(nullptr, reply.get(), nullptr);
   return result < 0 ? result : 1;
 }

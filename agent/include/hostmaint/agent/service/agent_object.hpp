@@ -76,11 +76,8 @@ struct CallerPolicy {
 
 class AgentObject {
  public:
-  // Registers the object on `bus` with the current `status`. `after_call`
-  // runs after every method call that reached the engine (the daemon re-arms
-  // its wakeup timer there).
-  AgentObject(sd_bus* bus, agent::MaintenanceEngine& engine, CallerPolicy policy,
-              std::function<void()> after_call);
+  // Registers the object on `bus` with the engine's current status.
+  AgentObject(sd_bus* bus, agent::MaintenanceEngine& engine, CallerPolicy policy);
   AgentObject(const AgentObject&) = delete;
   AgentObject& operator=(const AgentObject&) = delete;
 
@@ -120,7 +117,6 @@ class AgentObject {
   sd_bus* bus_;
   agent::MaintenanceEngine& engine_;
   CallerPolicy policy_;
-  std::function<void()> after_call_;
   PropertyValues values_;
   SlotPtr slot_;
 };
