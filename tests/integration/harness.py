@@ -29,6 +29,33 @@ BUS_NAME = "org.hostmaint.Agent1"
 OBJECT_PATH = "/org/hostmaint/Agent1"
 INTERFACE = "org.hostmaint.Agent1"
 
+# CI sets this (scripts/test with CI=true): a tool scripts/deps installs is then
+# never missing for a reason worth skipping over.
+REQUIRE_TOOLS = os.environ.get("HOSTMAINT_REQUIRE_TOOLS") == "1"
+
+
+def requires_tools(*tools):
+    """Class decorator: skip the tests when a tool is missing, or fail them when
+    HOSTMAINT_REQUIRE_TOOLS=1. A tool is a name looked up on PATH or an absolute path."""
+    def present(tool):
+        if os.path.isabs(tool):
+            return os.access(tool, os.X_OK)
+        return shutil.which(tool) is not None
+
+    missing = [tool for tool in tools if not present(tool)]
+    if not missing:
+        return lambda cls: cls
+    reason = f"needs {', '.join(missing)}, which scripts/deps installs"
+    if not REQUIRE_TOOLS:
+        return unittest.skip(reason)
+
+    def fail_instead(cls):
+        def set_up_class(klass):
+            raise AssertionError(f"{reason}; missing with HOSTMAINT_REQUIRE_TOOLS=1")
+        cls.setUpClass = classmethod(set_up_class)
+        return cls
+    return fail_instead
+
 
 def wait_until(predicate, timeout, what):
     """Re-checks `predicate` until it holds; fails naming `what` after `timeout` s."""
