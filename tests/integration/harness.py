@@ -36,10 +36,11 @@ REQUIRE_TOOLS = os.environ.get("HOSTMAINT_REQUIRE_TOOLS") == "1"
 
 def requires_tools(*tools):
     """Class decorator: skip the tests when a tool is missing, or fail them when
-    HOSTMAINT_REQUIRE_TOOLS=1. A tool is a name looked up on PATH or an absolute path."""
+    HOSTMAINT_REQUIRE_TOOLS=1. A tool is a name looked up on PATH or an absolute path
+    (a program or a file such as a shell library)."""
     def present(tool):
         if os.path.isabs(tool):
-            return os.access(tool, os.X_OK)
+            return os.path.exists(tool)
         return shutil.which(tool) is not None
 
     missing = [tool for tool in tools if not present(tool)]
