@@ -2,21 +2,24 @@
 # Installed as /usr/share/bash-completion/completions/hostmaintctl, where
 # bash-completion loads it the first time hostmaintctl is completed. Needs
 # nothing but bash: domain names come from `hostmaintctl status --json`, read
-# with jq or python3 when one is installed, else with a pattern on the document.
+# with jq or python3 when one is installed, else with sed.
 
 # The names of the domains on the host, one per line; nothing when hostmaintd
 # cannot be reached. $1: the hostmaintctl being completed, $2: its --address.
 _hostmaintctl_domains() {
     local json
-    json=$("$1" ${2:+--address "$2"} status --json 2>/dev/null) || return 0
+    local -a command=("$1")
+    [[ -n $2 ]] && command+=(--address "$2")
+    json=$("${command[@]}" status --json 2>/dev/null) || return 0
     if command -v jq >/dev/null 2>&1; then
         jq -r '.domains[].name' <<<"$json" 2>/dev/null
     elif command -v python3 >/dev/null 2>&1; then
         python3 -c 'import json, sys
 for domain in json.load(sys.stdin)["domains"]: print(domain["name"])' <<<"$json" 2>/dev/null
     else
-        # Each domain entry starts with its name and then its uuid.
-        grep -o '"name": *"[^"]*", *"uuid"' <<<"$json" | sed 's/^"name": *"//; s/", *"uuid"$//'
+        # The document is indented by two spaces a level: a domain's own keys
+        # are at the third level (the notice's copy of the name is deeper).
+        sed -n 's/^      "name": "\(.*\)",\{0,1\}$/\1/p' <<<"$json"
     fi
 }
 
