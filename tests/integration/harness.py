@@ -30,6 +30,34 @@ BUS_NAME = "org.hostmaint.Agent1"
 OBJECT_PATH = "/org/hostmaint/Agent1"
 INTERFACE = "org.hostmaint.Agent1"
 
+# CI sets this (scripts/test with CI=true): a tool scripts/deps installs is then
+# never missing for a reason worth skipping over.
+REQUIRE_TOOLS = os.environ.get("HOSTMAINT_REQUIRE_TOOLS") == "1"
+
+
+def requires_tools(*tools):
+    """Class decorator: skip the tests when a tool is missing, or fail them when
+    HOSTMAINT_REQUIRE_TOOLS=1. A tool is a name looked up on PATH or an absolute path
+    (a program or a file such as a shell library)."""
+    def present(tool):
+        if os.path.isabs(tool):
+            return os.path.exists(tool)
+        return shutil.which(tool) is not None
+
+    missing = [tool for tool in tools if not present(tool)]
+    if not missing:
+        return lambda cls: cls
+    reason = f"needs {', '.join(missing)}, which scripts/deps installs"
+    if not REQUIRE_TOOLS:
+        return unittest.skip(reason)
+
+    def fail_instead(cls):
+        def set_up_class(klass):
+            raise AssertionError(f"{reason}; missing with HOSTMAINT_REQUIRE_TOOLS=1")
+        cls.setUpClass = classmethod(set_up_class)
+        return cls
+    return fail_instead
+
 
 # Sanitizer builds (scripts/test-sanitizers, docs/testing.md) make every report fatal,
 # but a report in a daemon stopped by a signal, or in a process whose exit status a test

@@ -16,7 +16,7 @@ import unittest
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from harness import DATA_DIR, DaemonTestCase, run_hostmaintd, wait_until
+from harness import DATA_DIR, HOSTMAINTD, DaemonTestCase, requires_tools, run_hostmaintd, wait_until
 from openapi_check import load_spec, schema_errors
 
 TEMPLATES = Path(__file__).resolve().parent / "controller"
@@ -140,7 +140,7 @@ class Nginx:
         self.out.close()
 
 
-@unittest.skipUnless(os.path.exists(NGINX) and shutil.which("openssl"), "needs nginx and openssl")
+@requires_tools(NGINX, "openssl")
 class ControllerProtocol(DaemonTestCase):
 
     node_xml = DATA_DIR / "node-controller.xml"
@@ -286,7 +286,7 @@ class ControllerProtocol(DaemonTestCase):
         self.wait_status(lambda s: s["controller"]["state"] == "ok", "controller ok again")
 
 
-@unittest.skipUnless(os.path.exists(NGINX) and shutil.which("openssl"), "needs nginx and openssl")
+@requires_tools(NGINX, "openssl")
 class ControllerMutualTls(DaemonTestCase):
     """The controller requires a client certificate (nginx ssl_verify_client on)."""
 
