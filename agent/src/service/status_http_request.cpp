@@ -39,7 +39,12 @@ std::optional<StatusRequest> parseStatusRequest(std::string_view bytes,
       if (used > 0) continue;
     }
     // Nothing left, or not enough for the parser's next step: the peer has
-    // closed the connection, which is how http::read ends such a request.
+    // closed the connection, which is how http::read ends such a request
+    // (a parser that saw nothing would otherwise call that a message).
+    if (!parser.got_some()) {
+      error = http::error::end_of_stream;
+      return std::nullopt;
+    }
     parser.put_eof(error);
     if (error) return std::nullopt;
     break;
