@@ -83,6 +83,18 @@ TEST(CtlWhen, ImpossibleOrIncompleteIsoTimesAreRejected) {
   }
 }
 
+TEST(CtlWhen, YearsOutsideTheDaemonsRangeAreRejected) {
+  // Found by fuzz/ctl_when: the year 6448 overflowed the conversion to
+  // nanoseconds (undefined behaviour) and scheduled a window in the past.
+  for (const char* text : {"6448-02-25 10:00", "2263-01-01T00:00Z", "1969-12-31T23:59Z"}) {
+    EXPECT_NE(rejection(text).find("the year must be between 1970 and 2199"), std::string::npos)
+        << text;
+  }
+  TimePoint parsed;
+  EXPECT_FALSE(parseTimestamp("9999-12-31T23:59:59Z", parsed));
+  EXPECT_TRUE(parseTimestamp("2199-12-31T23:59:59Z", parsed));
+}
+
 TEST(CtlWhen, TimestampsFromTheDaemonParse) {
   TimePoint parsed;
   EXPECT_TRUE(parseTimestamp("2026-11-25T10:00:00Z", parsed));

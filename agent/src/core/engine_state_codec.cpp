@@ -1,8 +1,12 @@
 #include <chrono>
+#include <cstdint>
+#include <string>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
 #include "engine_state.hpp"
+#include "json_integer.hpp"
+#include "hostmaint/agent/status_json.hpp"
 
 namespace hostmaint::agent {
 
@@ -16,10 +20,29 @@ json encodeTime(const std::optional<TimePoint>& time) {
   return std::chrono::duration_cast<std::chrono::microseconds>(time->time_since_epoch()).count();
 }
 
-std::optional<TimePoint> decodeTime(const json& value) {
+std::optional<TimePoint> decodeTime(const json& value, std::string_view what) {
   if (value.is_null()) return std::nullopt;
-  return TimePoint(std::chrono::duration_cast<Clock::duration>(
-      std::chrono::microseconds(value.get<std::int64_t>())));
+  // The years parseTime accepts, with a year's slack either side for
+  // offsets: every time the engine journals came from there or the clock.
+  // Far beyond them the conversion to nanoseconds would overflow.
+  using namespace std::chrono;
+  constexpr std::int64_t kEarliest =
+      duration_cast<microseconds>(sys_days(year(kMinTimeYear - 1) / 1 / 1).time_since_epoch())
+          .count();
+  constexpr std::int64_t kLatest =
+      duration_cast<microseconds>(sys_days(year(kMaxTimeYear + 2) / 1 / 1).time_since_epoch())
+          .count();
+  const auto micros = jsonInteger<std::int64_t>(value, what);
+  if (micros < kEarliest || micros >= kLatest) {
+    throw std::runtime_error(std::string(what) + ": time " + std::to_string(micros) +
+                             " is out of range");
+  }
+  return TimePoint(std::chrono::duration_cast<Clock::duration>(std::chrono::microseconds(micros)));
+}
+
+TimePoint decodeRequiredTime(const json& value, std::string_view what) {
+  if (value.is_null()) throw std::runtime_error(std::string(what) + " must not be null");
+  return *decodeTime(value, what);
 }
 
 json encodeString(const std::optional<std::string>& text) {
@@ -82,16 +105,19 @@ DomainPolicy decodePolicy(const json& in) {
   policy.host_shutdown_action = decodeEnum<HostShutdownAction>(
       in.at("host_shutdown_action"), parseHostShutdownAction, "host_shutdown_action");
   policy.ack_required = in.at("ack_required").get<bool>();
-  policy.ack_timeout = std::chrono::seconds(in.at("ack_timeout_s").get<std::int64_t>());
+  policy.ack_timeout = std::chrono::seconds(jsonInteger<std::int64_t>(in.at("ack_timeout_s"), "ack_timeout_s"));
   policy.ack_timeout_action = decodeEnum<AckTimeoutAction>(
       in.at("ack_timeout_action"), parseAckTimeoutAction, "ack_timeout_action");
-  policy.lead_time = std::chrono::seconds(in.at("lead_time_s").get<std::int64_t>());
+  policy.lead_time = std::chrono::seconds(jsonInteger<std::int64_t>(in.at("lead_time_s"), "lead_time_s"));
   policy.group = in.at("group").get<std::string>();
-  policy.max_impacted_members = in.at("max_impacted_members").get<unsigned>();
-  policy.recovery_time = std::chrono::seconds(in.at("recovery_time_s").get<std::int64_t>());
-  policy.priority = in.at("priority").get<int>();
-  policy.shutdown_timeout = std::chrono::seconds(in.at("shutdown_timeout_s").get<std::int64_t>());
+  policy.max_impacted_members = jsonInteger<unsigned>(in.at("max_impacted_members"), "max_impacted_members");
+  policy.recovery_time = std::chrono::seconds(jsonInteger<std::int64_t>(in.at("recovery_time_s"), "recovery_time_s"));
+  policy.priority = jsonInteger<int>(in.at("priority"), "priority");
+  policy.shutdown_timeout = std::chrono::seconds(jsonInteger<std::int64_t>(in.at("shutdown_timeout_s"), "shutdown_timeout_s"));
   policy.force_stop = in.at("force_stop").get<bool>();
+  // Every journaled policy passed these checks; one that fails them now was
+  // edited or corrupted, and its durations could overflow the deadlines.
+  if (auto problem = validatePolicy(policy)) throw std::runtime_error("policy: " + *problem);
   return policy;
 }
 
@@ -140,13 +166,13 @@ DomainRecord decodeDomain(const json& in) {
   v.result = in.at("result").get<std::string>();
   v.detail = in.at("detail").get<std::string>();
   v.group = in.at("group").get<std::string>();
-  v.priority = in.at("priority").get<int>();
+  v.priority = jsonInteger<int>(in.at("priority"), "priority");
   v.ack_required = in.at("ack_required").get<bool>();
   if (!in.at("ack").is_null()) {
     v.ack = decodeEnum<AckChoice>(in.at("ack"), parseAckChoice, "ack");
   }
-  v.ack_deadline = decodeTime(in.at("ack_deadline"));
-  v.earliest_start = decodeTime(in.at("earliest_start"));
+  v.ack_deadline = decodeTime(in.at("ack_deadline"), "ack_deadline");
+  v.earliest_start = decodeTime(in.at("earliest_start"), "earliest_start");
   v.destination = decodeString(in.at("destination"));
   v.policy_error = in.at("policy_error").get<std::string>();
   record.policy = decodePolicy(in.at("policy"));
@@ -155,17 +181,17 @@ DomainRecord decodeDomain(const json& in) {
         decodeEnum<MaintenanceAction>(in.at("fallback"), parseMaintenanceAction, "fallback");
   }
   record.note = in.at("note").get<std::string>();
-  record.ack_time = decodeTime(in.at("ack_time"));
+  record.ack_time = decodeTime(in.at("ack_time"), "ack_time");
   if (!in.at("acting_kind").is_null()) {
     record.acting_kind =
         decodeEnum<hv::ActionKind>(in.at("acting_kind"), parseActionKind, "acting_kind");
   }
   record.needs_restore = in.at("needs_restore").get<bool>();
-  record.started_at = decodeTime(in.at("started_at"));
-  record.finished_at = decodeTime(in.at("finished_at"));
+  record.started_at = decodeTime(in.at("started_at"), "started_at");
+  record.finished_at = decodeTime(in.at("finished_at"), "finished_at");
   // Added after version 1 was first written: absent in older journals.
-  record.memory_kib = in.value("memory_kib", std::uint64_t{0});
-  record.interrupted_migrations = in.value("interrupted_migrations", 0u);
+  record.memory_kib = jsonInteger(in, "memory_kib", std::uint64_t{0});
+  record.interrupted_migrations = jsonInteger(in, "interrupted_migrations", 0u);
   return record;
 }
 
@@ -202,7 +228,7 @@ EngineState decodeEngineState(std::string_view document) {
     throw std::runtime_error(std::string("engine state is not valid JSON: ") + error.what());
   }
   try {
-    const int version = in.at("version").get<int>();
+    const int version = jsonInteger<int>(in.at("version"), "version");
     if (version != kEngineStateVersion) {
       throw std::runtime_error("engine state has version " + std::to_string(version) +
                                "; this hostmaintd reads version " +
@@ -214,16 +240,17 @@ EngineState decodeEngineState(std::string_view document) {
     if (!in.at("window").is_null()) {
       const json& w = in.at("window");
       MaintenanceWindow window;
-      window.start = *decodeTime(w.at("start"));
-      window.end = *decodeTime(w.at("end"));
+      window.start = decodeRequiredTime(w.at("start"), "window.start");
+      window.end = decodeRequiredTime(w.at("end"), "window.end");
       window.removal = w.at("removal").get<bool>();
       window.reason = w.at("reason").get<std::string>();
       state.window = window;
     }
     state.destinations = in.at("destinations").get<std::vector<std::string>>();
-    state.scheduled_at = decodeTime(in.at("scheduled_at"));
+    state.scheduled_at = decodeTime(in.at("scheduled_at"), "scheduled_at");
     for (const json& domain : in.at("domains")) state.domains.push_back(decodeDomain(domain));
-    state.migration_throughput_bps = in.value("migration_throughput_bps", std::uint64_t{0});
+    state.migration_throughput_bps =
+        jsonInteger(in, "migration_throughput_bps", std::uint64_t{0});
     return state;
   } catch (const json::exception& error) {
     throw std::runtime_error(std::string("engine state is malformed: ") + error.what());
