@@ -457,5 +457,24 @@ TEST(ConfigDocs, EveryKeyIsDocumented) {
   }
 }
 
+TEST_F(ConfigTest, TextParsesLikeTheSameFileWithTheSameErrors) {
+  const std::string text =
+      "[limits]\nmax_parallel_actions = 8\n[policy]\nmaintenance_action = \"suspend\"\n";
+  write("hostmaintd.conf", text);
+  const Config from_file = loadConfig(main(), true);
+  const Config from_text = parseConfig(text, main());
+  EXPECT_EQ(from_text.limits.max_parallel_actions, 8u);
+  EXPECT_EQ(from_text.policy, from_file.policy);
+  EXPECT_EQ(from_text.sources, from_file.sources);
+
+  const std::string bad = "[limits]\nmax_parallel_migrations = 9\n";
+  try {
+    parseConfig(bad, "given.conf");
+    FAIL() << "accepted";
+  } catch (const ConfigError& error) {
+    EXPECT_EQ(std::string(error.what()), errorOf(bad).replace(0, main().string().size(), "given.conf"));
+  }
+}
+
 }  // namespace
 }  // namespace hostmaint::agent

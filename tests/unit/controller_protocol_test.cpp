@@ -92,6 +92,24 @@ TEST(ControllerProtocol, RefusesGarbage) {
   EXPECT_THAT(refusal("\"none\""), HasSubstr("must be a JSON object, got string"));
 }
 
+TEST(ControllerProtocol, RefusesANumberBeyondADoubleAsInvalidJson) {
+  // Found by fuzz/desired_state: nlohmann throws out_of_range, not
+  // parse_error, for it, and that escaped as a non-ProtocolError.
+  EXPECT_THAT(refusal(R"({"state": "none", "x": 22000000000000000000000.0E7880})"),
+              HasSubstr("desired state: not valid JSON"));
+}
+
+TEST(ControllerProtocol, RefusesWindowTimesOutsideTheYearsTheAgentHandles) {
+  // Found by fuzz/desired_state: the year 1013 overflowed the conversion to
+  // nanoseconds (undefined behaviour) instead of being refused.
+  EXPECT_THAT(refusal(R"({"state": "scheduled", "session_id": "s1", "window":
+                          {"start": "2026-11-25T08:00:00Z", "end": "1013-11-25T04:00:00Z"}})"),
+              HasSubstr("field 'window.end' is not an RFC 3339 time: '1013-11-25T04:00:00Z'"));
+  EXPECT_THAT(refusal(R"({"state": "scheduled", "session_id": "s1", "window":
+                          {"start": "2026-11-25T08:00:00Z", "end": "2263-01-01T00:00:00Z"}})"),
+              HasSubstr("field 'window.end' is not an RFC 3339 time"));
+}
+
 TEST(ControllerProtocol, RefusesAHugeDocumentBeforeParsingIt) {
   std::string huge = R"({"state":"none","reason":")" + std::string(2 * 1024 * 1024, 'x') + "\"}";
   EXPECT_THAT(refusal(huge), HasSubstr("more than the 1048576 byte limit"));

@@ -98,7 +98,8 @@ json parseJson(std::string_view body, std::size_t max_bytes) {
     return json::parse(body.begin(), body.end(), limit_depth);
   } catch (const DepthExceeded&) {
     reject("document nests deeper than " + std::to_string(kMaxNesting) + " levels");
-  } catch (const json::parse_error& error) {
+  } catch (const json::exception& error) {
+    // parse_error, and out_of_range for a number beyond a double ("1e999").
     reject(std::string("not valid JSON: ") + error.what());
   }
 }

@@ -748,6 +748,13 @@ Config loadConfig(const std::filesystem::path& path, bool must_exist) {
   return reader.take();
 }
 
+Config parseConfig(std::string_view text, const std::filesystem::path& source_name) {
+  ConfigReader reader;
+  reader.readFileInto(source_name, text);
+  reader.checkMerged(source_name);
+  return reader.take();
+}
+
 DestinationConfig MigrationConfig::destination(const std::string& uri) const {
   for (const auto& configured : destinations) {
     if (configured.uri == uri) return configured;

@@ -1,10 +1,13 @@
 #include <chrono>
+#include <cstdint>
+#include <string>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
 #include "drain_plan.hpp"
 #include "engine_state.hpp"
 #include "hostmaint/agent/status_json.hpp"
+#include "json_integer.hpp"
 #include "status_projection.hpp"
 
 namespace hostmaint::agent {
@@ -25,16 +28,25 @@ json encodeTime(const std::optional<TimePoint>& time) {
   throw std::runtime_error("engine state field '" + field + "': " + why);
 }
 
-// Times are kept within what the clock's nanoseconds hold (until 2262):
-// microseconds * 1000 must not wrap around into another century.
-constexpr std::int64_t kMaxTimeUsec = 7'258'118'400'000'000;  // 2200-01-01T00:00:00Z
-
 std::optional<TimePoint> decodeTime(const json& value, const std::string& field = "time") {
   if (value.is_null()) return std::nullopt;
-  const auto usec = value.get<std::int64_t>();
-  if (usec <= -kMaxTimeUsec || usec >= kMaxTimeUsec)
-    inconsistent(field, std::to_string(usec) + " microseconds is out of range (before 2200 expected)");
-  return TimePoint(std::chrono::duration_cast<Clock::duration>(std::chrono::microseconds(usec)));
+  // The years parseTime accepts, with a year's slack either side for
+  // offsets: every time the engine journals came from there or the clock.
+  // Far beyond them the conversion to nanoseconds would overflow.
+  using namespace std::chrono;
+  constexpr std::int64_t kEarliest =
+      duration_cast<microseconds>(sys_days(year(kMinTimeYear - 1) / 1 / 1).time_since_epoch())
+          .count();
+  constexpr std::int64_t kLatest =
+      duration_cast<microseconds>(sys_days(year(kMaxTimeYear + 2) / 1 / 1).time_since_epoch())
+          .count();
+  const auto micros = jsonInteger<std::int64_t>(value, field);
+  if (micros < kEarliest || micros >= kLatest) {
+    inconsistent(field, "time " + std::to_string(micros) + " microseconds is out of range (years " +
+                            std::to_string(kMinTimeYear) + "-" + std::to_string(kMaxTimeYear) +
+                            " expected)");
+  }
+  return TimePoint(duration_cast<Clock::duration>(microseconds(micros)));
 }
 
 TimePoint requiredTime(const json& object, const char* key, const std::string& field) {
@@ -113,37 +125,40 @@ DomainPolicy decodePolicy(const json& in) {
   policy.host_shutdown_action = decodeEnum<HostShutdownAction>(
       in.at("host_shutdown_action"), parseHostShutdownAction, "host_shutdown_action");
   policy.ack_required = in.at("ack_required").get<bool>();
-  policy.ack_timeout = std::chrono::seconds(in.at("ack_timeout_s").get<std::int64_t>());
+  policy.ack_timeout = std::chrono::seconds(jsonInteger<std::int64_t>(in.at("ack_timeout_s"), "ack_timeout_s"));
   policy.ack_timeout_action = decodeEnum<AckTimeoutAction>(
       in.at("ack_timeout_action"), parseAckTimeoutAction, "ack_timeout_action");
-  policy.lead_time = std::chrono::seconds(in.at("lead_time_s").get<std::int64_t>());
+  policy.lead_time = std::chrono::seconds(jsonInteger<std::int64_t>(in.at("lead_time_s"), "lead_time_s"));
   policy.group = in.at("group").get<std::string>();
-  policy.max_impacted_members = in.at("max_impacted_members").get<unsigned>();
-  policy.recovery_time = std::chrono::seconds(in.at("recovery_time_s").get<std::int64_t>());
-  policy.priority = in.at("priority").get<int>();
-  policy.shutdown_timeout = std::chrono::seconds(in.at("shutdown_timeout_s").get<std::int64_t>());
+  policy.max_impacted_members = jsonInteger<unsigned>(in.at("max_impacted_members"), "max_impacted_members");
+  policy.recovery_time = std::chrono::seconds(jsonInteger<std::int64_t>(in.at("recovery_time_s"), "recovery_time_s"));
+  policy.priority = jsonInteger<int>(in.at("priority"), "priority");
+  policy.shutdown_timeout = std::chrono::seconds(jsonInteger<std::int64_t>(in.at("shutdown_timeout_s"), "shutdown_timeout_s"));
   policy.force_stop = in.at("force_stop").get<bool>();
   // The migration tuning came after version 1 was first written: absent in
   // older journals, where the defaults apply (as they did then).
   const DomainPolicy defaults;
   policy.migration_max_downtime = std::chrono::milliseconds(
-      in.value("migration_max_downtime_ms", defaults.migration_max_downtime.count()));
+      jsonInteger(in, "migration_max_downtime_ms", defaults.migration_max_downtime.count()));
   policy.migration_downtime_steps =
-      in.value("migration_downtime_steps", defaults.migration_downtime_steps);
+      jsonInteger(in, "migration_downtime_steps", defaults.migration_downtime_steps);
   policy.migration_downtime_step_delay = std::chrono::seconds(
-      in.value("migration_downtime_step_delay_s", defaults.migration_downtime_step_delay.count()));
+      jsonInteger(in, "migration_downtime_step_delay_s", defaults.migration_downtime_step_delay.count()));
   policy.migration_bandwidth_mib_s =
-      in.value("migration_bandwidth_mib_s", defaults.migration_bandwidth_mib_s);
+      jsonInteger(in, "migration_bandwidth_mib_s", defaults.migration_bandwidth_mib_s);
   policy.migration_auto_converge =
       in.value("migration_auto_converge", defaults.migration_auto_converge);
   policy.migration_post_copy = in.value("migration_post_copy", defaults.migration_post_copy);
   policy.migration_completion_timeout_per_gib = std::chrono::seconds(
-      in.value("migration_completion_timeout_per_gib_s",
+      jsonInteger(in, "migration_completion_timeout_per_gib_s",
                defaults.migration_completion_timeout_per_gib.count()));
   policy.migration_progress_timeout = std::chrono::seconds(
-      in.value("migration_progress_timeout_s", defaults.migration_progress_timeout.count()));
+      jsonInteger(in, "migration_progress_timeout_s", defaults.migration_progress_timeout.count()));
   policy.migration_parallel_connections =
-      in.value("migration_parallel_connections", defaults.migration_parallel_connections);
+      jsonInteger(in, "migration_parallel_connections", defaults.migration_parallel_connections);
+  // Every journaled policy passed these checks; one that fails them now was
+  // edited or corrupted, and its durations could overflow the deadlines.
+  if (auto problem = validatePolicy(policy)) throw std::runtime_error("policy: " + *problem);
   return policy;
 }
 
@@ -267,8 +282,8 @@ DomainRecord decodeDomain(const json& in, const DecodeContext& context) {
   record.started_at = decodeTime(in.at("started_at"), "started_at");
   record.finished_at = decodeTime(in.at("finished_at"), "finished_at");
   // Added after version 1 was first written: absent in older journals.
-  record.memory_kib = in.value("memory_kib", std::uint64_t{0});
-  record.interrupted_migrations = in.value("interrupted_migrations", 0u);
+  record.memory_kib = jsonInteger(in, "memory_kib", std::uint64_t{0});
+  record.interrupted_migrations = jsonInteger(in, "interrupted_migrations", 0u);
   record.state = decodeStage(in, record, context);
   return record;
 }
@@ -328,7 +343,7 @@ EngineState decodeEngineState(std::string_view document) {
     throw std::runtime_error(std::string("engine state is not valid JSON: ") + error.what());
   }
   try {
-    const int version = in.at("version").get<int>();
+    const int version = jsonInteger<int>(in.at("version"), "version");
     if (version != kEngineStateVersion) {
       throw std::runtime_error("engine state has version " + std::to_string(version) +
                                "; this hostmaintd reads version " +
@@ -364,7 +379,8 @@ EngineState decodeEngineState(std::string_view document) {
       checkDomain(record, where, state.domains);
       state.domains.push_back(std::move(record));
     }
-    state.migration_throughput_bps = in.value("migration_throughput_bps", std::uint64_t{0});
+    state.migration_throughput_bps =
+        jsonInteger(in, "migration_throughput_bps", std::uint64_t{0});
     checkPhase(state);
     return state;
   } catch (const json::exception& error) {

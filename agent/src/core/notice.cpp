@@ -6,6 +6,7 @@
 #include <tuple>
 
 #include "drain_plan.hpp"
+#include "json_integer.hpp"
 #include "hostmaint/agent/status_json.hpp"
 
 namespace hostmaint::agent {
@@ -122,6 +123,11 @@ std::optional<TimePoint> timeOrNull(const json& value, const char* field) {
   auto parsed = parseTime(value.get<std::string>());
   if (!parsed) throw std::runtime_error(std::string("notice field '") + field + "' is not a time");
   return parsed;
+}
+
+TimePoint requiredTime(const json& value, const char* field) {
+  if (value.is_null()) throw std::runtime_error(std::string("notice field '") + field + "' is null");
+  return *timeOrNull(value, field);
 }
 
 template <typename E, typename Parse>
@@ -250,7 +256,7 @@ json noticeToJson(const DomainNotice& n) {
 DomainNotice noticeFromJson(const json& v) {
   try {
     DomainNotice n;
-    n.revision = v.at("revision").get<std::uint64_t>();
+    n.revision = jsonInteger<std::uint64_t>(v.at("revision"), "notice field 'revision'");
     n.issued_at = timeOrNull(v.at("issued_at"), "issued_at");
     n.session_id = v.at("session_id").get<std::string>();
     const std::string status = v.at("status").get<std::string>();
@@ -260,12 +266,13 @@ DomainNotice noticeFromJson(const json& v) {
     n.cancelled = status == "cancelled";
     n.action = enumOrNull<MaintenanceAction>(v.at("action"), "action", parseMaintenanceAction);
     n.fallback_used = v.at("fallback_used").get<bool>();
-    n.window_start = *timeOrNull(v.at("window_start"), "window_start");
-    n.window_end = *timeOrNull(v.at("window_end"), "window_end");
+    n.window_start = requiredTime(v.at("window_start"), "window_start");
+    n.window_end = requiredTime(v.at("window_end"), "window_end");
     n.removal = v.at("removal").get<bool>();
     n.earliest_start = timeOrNull(v.at("earliest_start"), "earliest_start");
     if (!v.at("expected_downtime_s").is_null()) {
-      n.expected_downtime = std::chrono::seconds(v.at("expected_downtime_s").get<std::int64_t>());
+      n.expected_downtime = std::chrono::seconds(jsonInteger<std::int64_t>(
+          v.at("expected_downtime_s"), "notice field 'expected_downtime_s'"));
     }
     if (!v.at("downtime_basis").is_null()) {
       n.downtime_basis = v.at("downtime_basis").get<std::string>();
@@ -361,13 +368,13 @@ std::string NoticeLedger::encode() const {
 NoticeLedger NoticeLedger::decode(std::string_view text) {
   try {
     const json document = json::parse(text);
-    const int version = document.at("version").get<int>();
+    const int version = jsonInteger<int>(document.at("version"), "version");
     if (version != kLedgerVersion) {
       throw NoticeLedgerError("unsupported notice ledger version " + std::to_string(version) +
                               " (this hostmaintd reads version " +
                               std::to_string(kLedgerVersion) + ")");
     }
-    NoticeLedger ledger(document.at("last_revision").get<std::uint64_t>());
+    NoticeLedger ledger(jsonInteger<std::uint64_t>(document.at("last_revision"), "last_revision"));
     if (!document.at("session_id").is_null()) {
       ledger.session_id_ = document.at("session_id").get<std::string>();
     }

@@ -190,6 +190,8 @@ std::optional<TimePoint> parseTime(std::string_view text) {
   std::size_t pos = 0;
   auto year = digits(text, pos, 4);
   if (!year || !expect(text, pos, '-')) return std::nullopt;
+  // Outside these years the conversion to nanoseconds below would overflow.
+  if (*year < kMinTimeYear || *year > kMaxTimeYear) return std::nullopt;
   auto month = digits(text, pos, 2);
   if (!month || !expect(text, pos, '-')) return std::nullopt;
   auto day = digits(text, pos, 2);
