@@ -29,11 +29,10 @@ EngineState drainingState() {
   state.destinations = {"qemu+tls://host-b/system"};
   state.scheduled_at = kStart - 24h;
   DomainRecord record;
-  record.view.uuid = "6695eb01-f6a4-8304-79aa-97f2502e193f";
-  record.view.name = "web1";
-  record.view.stage = DomainStage::acting;
-  record.view.action = MaintenanceAction::live_migrate;
-  record.acting_kind = hv::ActionKind::live_migrate;
+  record.uuid = "6695eb01-f6a4-8304-79aa-97f2502e193f";
+  record.name = "web1";
+  record.action = MaintenanceAction::live_migrate;
+  record.state = stage::Acting{hv::ActionKind::live_migrate, running::Launched{}};
   record.started_at = kStart + 100s;
   record.memory_kib = 2 * 1024 * 1024;
   state.domains.push_back(record);
@@ -59,7 +58,11 @@ TEST(EngineStateCodec, RoundTrips) {
   const EngineState decoded = decodeEngineState(text);
   EXPECT_EQ(decoded.window->start, kStart);
   EXPECT_EQ(decoded.domains.at(0).started_at, kStart + 100s);
-  EXPECT_EQ(encodeEngineState(decoded), text);
+  // A running action comes back as found running (its outcome is read from
+  // libvirt after a restart); from then on the document is stable.
+  const std::string again = encodeEngineState(decoded);
+  EXPECT_EQ(encodeEngineState(decodeEngineState(again)), again);
+  EXPECT_EQ(decoded.domains.at(0).runningKind(), hv::ActionKind::live_migrate);
 }
 
 TEST(EngineStateCodec, RefusesATimeTooLargeForAnInteger) {
@@ -73,22 +76,22 @@ TEST(EngineStateCodec, RefusesATimeTooLargeForAnInteger) {
 TEST(EngineStateCodec, RefusesTimesBeyondWhatATimePointHolds) {
   json document = encoded();
   document["scheduled_at"] = std::int64_t{9'000'000'000'000'000'000};
-  EXPECT_THAT(refusal(document), HasSubstr("scheduled_at: time 9000000000000000000 is out of range"));
+  EXPECT_THAT(refusal(document), HasSubstr("field 'scheduled_at': 9000000000000000000 microseconds is out of range"));
   document = encoded();
   document["window"]["end"] = std::int64_t{-9'000'000'000'000'000'000};
-  EXPECT_THAT(refusal(document), HasSubstr("end: time"));
+  EXPECT_THAT(refusal(document), HasSubstr("field 'window.end': -9000000000000000000 microseconds is out of range"));
 }
 
 TEST(EngineStateCodec, RefusesAWindowWithoutItsTimes) {
   // Dereferencing the empty time was undefined behaviour (found by fuzz/engine_state).
   json document = encoded();
   document["window"]["start"] = nullptr;
-  EXPECT_THAT(refusal(document), HasSubstr("window.start must not be null"));
+  EXPECT_THAT(refusal(document), HasSubstr("field 'window.start': is null"));
 }
 
 TEST(EngineStateCodec, RefusesNumbersOutOfRangeForTheirField) {
   json document = encoded();
-  document["domains"][0]["priority"] = 1e300;
+  document["domains"][0]["policy"]["priority"] = 1e300;
   EXPECT_THAT(refusal(document), HasSubstr("priority: expected an integer"));
   document = encoded();
   document["domains"][0]["memory_kib"] = -1;

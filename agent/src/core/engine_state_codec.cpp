@@ -42,7 +42,7 @@ std::optional<TimePoint> decodeTime(const json& value, const std::string& field 
           .count();
   const auto micros = jsonInteger<std::int64_t>(value, field);
   if (micros < kEarliest || micros >= kLatest) {
-    inconsistent(field, "time " + std::to_string(micros) + " microseconds is out of range (years " +
+    inconsistent(field, std::to_string(micros) + " microseconds is out of range (years " +
                             std::to_string(kMinTimeYear) + "-" + std::to_string(kMaxTimeYear) +
                             " expected)");
   }
