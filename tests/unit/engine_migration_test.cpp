@@ -270,7 +270,7 @@ TEST_F(EngineMigration, AdoptedMigrationKeepsItsLadderAndTimeoutsAndFallsBackWhe
   ASSERT_EQ(adopted.size(), 1u);
   // The restarted daemon watches it with the same tuning, its completion
   // timeout counted from the migration's real start.
-  const hv::MigrationTuning& first = requestsOf(ActionKind::live_migrate)[0].tuning;
+  const hv::MigrationTuning first = requestsOf(ActionKind::live_migrate)[0].tuning;
   EXPECT_EQ(adopted[0].tuning.max_downtime, first.max_downtime);
   EXPECT_EQ(adopted[0].tuning.downtime_steps, first.downtime_steps);
   EXPECT_EQ(adopted[0].tuning.completion_timeout, first.completion_timeout);

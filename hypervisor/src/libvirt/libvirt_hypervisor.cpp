@@ -250,15 +250,15 @@ class LibvirtHypervisor final : public Hypervisor {
       if (lifecycle_id < 0 || metadata_id < 0)
         spdlog::warn("cannot subscribe to domain events on {}: {}", settings_.uri,
                      libvirt::lastError());
-      auto close_ctx = callbacks();
-      if (virConnectRegisterCloseCallback(raw, onClose, close_ctx.get(), freeConnectionCallbacks) ==
-          0)
-        close_ctx.release();
-      else
+      // The close callback's context stays ours: a driver without close
+      // callbacks (the test driver) reports success and never frees it.
+      // The connection's deleter owns it and unregisters before freeing.
+      std::shared_ptr<ConnectionCallbacks> close_ctx(callbacks().release());
+      if (virConnectRegisterCloseCallback(raw, onClose, close_ctx.get(), nullptr) < 0)
         spdlog::warn("cannot learn when the connection to {} closes: {}", settings_.uri,
                      libvirt::lastError());
       // The deleter unsubscribes so that no callback reaches a stale `this`.
-      SharedConnection conn(raw, [lifecycle_id, metadata_id](virConnectPtr c) {
+      SharedConnection conn(raw, [lifecycle_id, metadata_id, close_ctx](virConnectPtr c) {
         if (lifecycle_id >= 0) virConnectDomainEventDeregisterAny(c, lifecycle_id);
         if (metadata_id >= 0) virConnectDomainEventDeregisterAny(c, metadata_id);
         virConnectUnregisterCloseCallback(c, onClose);
