@@ -3,8 +3,9 @@
 import unittest
 import xml.etree.ElementTree as ET
 
-from sysvm import (ADMIN, ADMIN_BUS_POLICY, ADMIN_GROUP, BUS_NAME, INTERFACE, OBJECT, UNIT, USER,
-                   SystemTestCase, ctl, get_property, run, write_site_config)
+from sysvm import (ADMIN, ADMIN_GROUP, BUS_NAME, INTERFACE, OBJECT, UNIT, USER,
+                   SystemTestCase, ctl, get_property, install_admin_bus_policy, run,
+                   write_site_config)
 
 # A dummy value per D-Bus type, for dbus-send's typed arguments.
 DUMMY = {"t": "uint64:0", "b": "boolean:false", "s": "string:x", "u": "uint32:0",
@@ -65,12 +66,7 @@ class BusPolicy(SystemTestCase):
         ctl("schedule", "--start", "+1h", "--end", "+2h", user=ADMIN, check=5)
 
         write_site_config(f'[dbus]\nadmin_group = "{ADMIN_GROUP}"\n')
-        ADMIN_BUS_POLICY.write_text(
-            '<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"\n'
-            ' "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">\n'
-            f'<busconfig>\n  <policy group="{ADMIN_GROUP}">\n'
-            '    <allow send_destination="org.hostmaint.Agent1"/>\n  </policy>\n</busconfig>\n')
-        run("systemctl", "reload", "dbus")
+        install_admin_bus_policy()
         run("systemctl", "restart", UNIT)
 
         result = ctl("schedule", "--start", "+1h", "--end", "+2h", "--reason", "admin", user=ADMIN)

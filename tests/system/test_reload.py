@@ -2,8 +2,8 @@
 
 import unittest
 
-from sysvm import (ADMIN, ADMIN_BUS_POLICY, ADMIN_GROUP, CONF_D, UNIT, Journal, SystemTestCase,
-                   ctl, main_pid, run, unit_property, write_site_config)
+from sysvm import (ADMIN, ADMIN_GROUP, CONF_D, UNIT, Journal, SystemTestCase, ctl,
+                   install_admin_bus_policy, main_pid, run, unit_property, write_site_config)
 
 ERR, WARNING, INFO = 3, 4, 6
 
@@ -12,10 +12,7 @@ class Reload(SystemTestCase):
     def test_bad_drop_in_keeps_the_old_config_and_says_why(self):
         # What the reload is meant to change, observable from outside: whether
         # the daemon lets the admin group mutate (a reload applies admin_group).
-        ADMIN_BUS_POLICY.write_text(
-            f'<busconfig>\n  <policy group="{ADMIN_GROUP}">\n'
-            '    <allow send_destination="org.hostmaint.Agent1"/>\n  </policy>\n</busconfig>\n')
-        run("systemctl", "reload", "dbus")
+        install_admin_bus_policy()
         denied = ctl("schedule", "--start", "+1h", "--end", "+2h", user=ADMIN, check=5)
         # The bus lets the group through now; the daemon itself refuses.
         self.assertIn("only root", denied.stderr)
