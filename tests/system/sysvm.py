@@ -90,18 +90,23 @@ def get_property(name, user=None):
 
 
 class Journal:
-    """The journal from a cursor on: what a test step logged, with priorities."""
+    """The journal of this boot from the moment the object is made: what a test
+    step logged, with priorities. The boundary is CLOCK_MONOTONIC, the clock of
+    the journal's __MONOTONIC_TIMESTAMP within a boot. (A cursor from
+    `journalctl --show-cursor -n 0` with --after-cursor and matches sometimes
+    found nothing in this VM; the cause was not pinned down.)"""
 
     def __init__(self):
-        out = run("journalctl", "--show-cursor", "-n", "0", "--quiet").stdout
-        self.cursor = out.strip().split("cursor: ", 1)[1] if "cursor: " in out else None
+        self.since_usec = time.monotonic_ns() // 1000
 
-    def entries(self, *match):
-        args = ["journalctl", "-o", "json", "--no-pager", *match]
-        if self.cursor:
-            args += ["--after-cursor", self.cursor]
-        lines = run(*args).stdout.splitlines()
-        return [json.loads(line) for line in lines if line.strip()]
+    def entries(self, *args):
+        """journalctl -b -o json ARGS..., only the entries since the start."""
+        lines = run("journalctl", "-b", "-o", "json", "--no-pager", *args).stdout.splitlines()
+        entries = (json.loads(line) for line in lines if line.strip())
+        return [e for e in entries if int(e["__MONOTONIC_TIMESTAMP"]) > self.since_usec]
+
+    def messages(self, *args):
+        return [e["MESSAGE"] for e in self.entries(*args) if isinstance(e.get("MESSAGE"), str)]
 
     def daemon_messages(self):
         """(priority, message) of what hostmaintd itself logged."""

@@ -55,6 +55,9 @@ class BusPolicy(SystemTestCase):
                 result = send(name, args, USER, interface)
                 self.assertNotEqual(result.returncode, 0, result.stdout)
                 self.assertIn("org.freedesktop.DBus.Error.AccessDenied", result.stderr)
+                # Refused by the bus's policy, before the daemon's own check
+                # ("only root may call ...") could answer.
+                self.assertIn("Rejected send message", result.stderr)
         for verb in (["schedule", "--start", "now", "--end", "+1h"], ["cancel"],
                      ["ack", "app1", "move"], ["begin"], ["finish"]):
             with self.subTest(verb=verb[0]):

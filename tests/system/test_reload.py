@@ -64,15 +64,13 @@ class Reload(SystemTestCase):
             with self.subTest(text=text):
                 self.assertIn(priority, [p for p, m in seen if text in m], seen)
         # What `journalctl -p` shows an admin: errors alone at -p err.
-        cursor = ["--after-cursor", journal.cursor] if journal.cursor else []
-        errors = run("journalctl", "-u", UNIT, "-p", "err", "-o", "cat", *cursor).stdout
+        errors = "\n".join(journal.messages("-u", UNIT, "-p", "err"))
         self.assertIn("configuration reload failed", errors)
         self.assertNotIn("libvirt.uri changed", errors)
         self.assertNotIn("configuration reloaded", errors)
-        warnings = run("journalctl", "-u", UNIT, "-p", "warning", "-o", "cat", *cursor).stdout
+        warnings = "\n".join(journal.messages("-u", UNIT, "-p", "warning"))
         self.assertIn("libvirt.uri changed", warnings)
         self.assertNotIn("configuration reloaded", warnings)
-
 
 if __name__ == "__main__":
     unittest.main()
