@@ -76,6 +76,11 @@ class Readiness(SystemTestCase):
 class Watchdog(SystemTestCase):
     def test_stopped_daemon_is_restarted_and_continues_the_maintenance(self):
         self.assertEqual(unit_property("WatchdogUSec"), "30s")
+        # The daemon pings: systemd's record of the last WATCHDOG=1 moves on
+        # (hostmaintd pings every WatchdogSec/2 from its event loop).
+        last_ping = unit_property("WatchdogTimestampMonotonic")
+        wait_until(lambda: unit_property("WatchdogTimestampMonotonic") != last_ping,
+                   "a WATCHDOG=1 from hostmaintd", 40)
         ctl("schedule", "--start", "now", "--end", "+2h", "--reason", "watchdog")
         ctl("wait", "--phase", "draining", "--timeout", "60")
         session = get_property("SessionId")
