@@ -122,14 +122,30 @@ void AgentClient::cancel() { callVoid("Cancel", "Cancel"); }
 void AgentClient::begin() { callVoid("Begin", "Begin"); }
 void AgentClient::finish() { callVoid("Finish", "Finish"); }
 
-void AgentClient::acknowledge(const std::string& domain, const std::string& choice) {
+void AgentClient::reschedule(std::uint64_t start_usec, std::uint64_t end_usec, bool removal,
+                             const std::string& reason) {
   BusError error;
   sd_bus_message* raw_reply = nullptr;
-  const int result =
-      sd_bus_call_method(bus_.get(), kBusName, kObjectPath, kInterface, "Acknowledge", error.get(),
-                         &raw_reply, "ss", domain.c_str(), choice.c_str());
+  const int result = sd_bus_call_method(bus_.get(), kBusName, kObjectPath, kInterface, "Reschedule",
+                                        error.get(), &raw_reply, "ttbs", start_usec, end_usec,
+                                        static_cast<int>(removal), reason.c_str());
   MessagePtr reply(raw_reply);
-  if (result < 0) throwCallFailure(result, error, "Acknowledge");
+  if (result < 0) throwCallFailure(result, error, "Reschedule");
+}
+
+void AgentClient::acknowledge(const std::string& domain, const std::string& choice,
+                              const std::string& reason) {
+  BusError error;
+  sd_bus_message* raw_reply = nullptr;
+  const char* method = reason.empty() ? "Acknowledge" : "AcknowledgeWithReason";
+  const int result =
+      reason.empty()
+          ? sd_bus_call_method(bus_.get(), kBusName, kObjectPath, kInterface, method, error.get(),
+                               &raw_reply, "ss", domain.c_str(), choice.c_str())
+          : sd_bus_call_method(bus_.get(), kBusName, kObjectPath, kInterface, method, error.get(),
+                               &raw_reply, "sss", domain.c_str(), choice.c_str(), reason.c_str());
+  MessagePtr reply(raw_reply);
+  if (result < 0) throwCallFailure(result, error, method);
 }
 
 StatusWatch::StatusWatch(AgentClient& client) : client_(client) {

@@ -45,8 +45,13 @@ class AgentClient {
   std::string statusJson();
   std::string schedule(std::uint64_t start_usec, std::uint64_t end_usec, bool removal,
                        const std::string& reason);
+  // Moves the window of the scheduled (or draining) maintenance.
+  void reschedule(std::uint64_t start_usec, std::uint64_t end_usec, bool removal,
+                  const std::string& reason);
   void cancel();
-  void acknowledge(const std::string& domain, const std::string& choice);
+  // With a reason: AcknowledgeWithReason; without: Acknowledge, which older
+  // daemons serve too.
+  void acknowledge(const std::string& domain, const std::string& choice, const std::string& reason);
   void begin();
   void finish();
 

@@ -90,6 +90,17 @@ int runStatus(const std::string& address, bool as_json) {
   return toInt(ExitStatus::success);
 }
 
+int runNotices(const std::string& address, bool as_json) {
+  AgentClient client(address);
+  const json status = parseStatus(client.statusJson());
+  if (as_json) {
+    std::cout << noticesJson(status).dump(2) << "\n";
+    return toInt(ExitStatus::success);
+  }
+  std::cout << renderNotices(status, renderOptionsNow());
+  return toInt(ExitStatus::success);
+}
+
 int runSchedule(const std::string& address, const ScheduleArguments& arguments) {
   // One `now` for both ends, so "+1h" and "+3h" are exactly two hours apart.
   const TimePoint now = Clock::now();
@@ -99,7 +110,7 @@ int runSchedule(const std::string& address, const ScheduleArguments& arguments) 
   const std::string session_id =
       client.schedule(toUsec(start, arguments.start), toUsec(end, arguments.end), arguments.removal,
                       arguments.reason);
-  std::cout << "scheduled maintenance session " << session_id << "\n";
+  std::cout << "scheduled maintenance session " << printable(session_id) << "\n";
   const RenderOptions options = renderOptionsNow();
   std::cout << "  window: " << formatInstant(start, options.local_time) << " to "
             << formatInstant(end, options.local_time) << " (starts "
@@ -109,7 +120,7 @@ int runSchedule(const std::string& address, const ScheduleArguments& arguments) 
   // plan is reported but does not turn the command into a failure.
   try {
     const json status = parseStatus(client.statusJson());
-    std::cout << "  phase:  " << textOf(status, "phase") << "\n";
+    std::cout << "  phase:  " << printable(textOf(status, "phase")) << "\n";
     std::cout << "  plan:   " << renderPlanSummary(status) << "\n";
     const auto blockers = renderBlockers(status);
     if (!blockers.empty()) {
@@ -117,7 +128,47 @@ int runSchedule(const std::string& address, const ScheduleArguments& arguments) 
       for (const auto& line : blockers) std::cout << "    " << line << "\n";
     }
   } catch (const CtlError& error) {
-    std::cerr << "hostmaintctl: scheduled, but cannot show the plan: " << error.what() << "\n";
+    std::cerr << "hostmaintctl: scheduled, but cannot show the plan: " << printable(error.what())
+              << "\n";
+  }
+  return toInt(ExitStatus::success);
+}
+
+int runReschedule(const std::string& address, const RescheduleArguments& arguments) {
+  const TimePoint now = Clock::now();
+  const TimePoint start = parseWhen(arguments.start, now);
+  const TimePoint end = parseWhen(arguments.end, now);
+  AgentClient client(address);
+  // What the command line leaves out stays as it is: the daemon takes the
+  // whole window, so removal and reason are read from the current one.
+  bool removal = arguments.removal.value_or(false);
+  std::string reason = arguments.reason.value_or("");
+  if (!arguments.removal || !arguments.reason) {
+    const json status = parseStatus(client.statusJson());
+    const auto window = status.find("window");
+    if (window != status.end() && window->is_object()) {
+      if (!arguments.removal) removal = window->value("removal", false);
+      if (!arguments.reason) {
+        const auto current = window->find("reason");
+        if (current != window->end() && current->is_string()) reason = current->get<std::string>();
+      }
+    }
+  }
+  client.reschedule(toUsec(start, arguments.start), toUsec(end, arguments.end), removal, reason);
+  const RenderOptions options = renderOptionsNow();
+  std::cout << "maintenance rescheduled\n";
+  std::cout << "  window: " << formatInstant(start, options.local_time) << " to "
+            << formatInstant(end, options.local_time) << " (starts "
+            << formatRelative(start, options.now) << ")" << (removal ? ", host removal" : "")
+            << "\n";
+  // Rescheduled whatever happens next, as after `schedule`.
+  try {
+    const json status = parseStatus(client.statusJson());
+    std::cout << "  phase:   " << printable(textOf(status, "phase")) << "\n";
+    std::cout << "  notices: " << renderNoticeSummary(status, options) << "\n";
+  } catch (const CtlError& error) {
+    std::cerr << "hostmaintctl: rescheduled, but cannot show the status: "
+              << printable(error.what()) << "\n";
   }
   return toInt(ExitStatus::success);
 }
@@ -130,10 +181,12 @@ int runCancel(const std::string& address) {
   return toInt(ExitStatus::success);
 }
 
-int runAcknowledge(const std::string& address, const std::string& domain, const std::string& choice) {
+int runAcknowledge(const std::string& address, const std::string& domain, const std::string& choice,
+                   const std::string& reason) {
   AgentClient client(address);
-  client.acknowledge(domain, choice);
-  std::cout << "acknowledged " << domain << ": " << choice << "\n";
+  client.acknowledge(domain, choice, reason);
+  std::cout << "acknowledged " << printable(domain) << ": " << choice
+            << (reason.empty() ? "" : " (" + printable(reason) + ")") << "\n";
   return toInt(ExitStatus::success);
 }
 
@@ -216,7 +269,7 @@ int runWait(const std::string& address, const WaitArguments& arguments) {
       case StatusWatch::Event::timed_out:
         if (deadline && steady_clock::now() >= *deadline) {
           std::cerr << "timed out after " << *arguments.timeout_seconds << "s waiting for " << goal
-                    << "; phase is " << textOf(status, "phase") << "\n";
+                    << "; phase is " << printable(textOf(status, "phase")) << "\n";
           const auto blockers = renderBlockers(status);
           if (!blockers.empty()) {
             std::cerr << "still blocking:\n";

@@ -14,6 +14,14 @@ struct ScheduleArguments {
   std::string reason;
 };
 
+// reschedule: removal and reason unset keep the current window's.
+struct RescheduleArguments {
+  std::string start;
+  std::string end;
+  std::optional<bool> removal;
+  std::optional<std::string> reason;
+};
+
 struct WaitArguments {
   bool ready = false;                 // wait until Ready is true
   std::optional<std::string> phase;   // or until the host is in this phase
@@ -22,9 +30,12 @@ struct WaitArguments {
 
 // `address` empty: the system bus ($DBUS_SYSTEM_BUS_ADDRESS honoured).
 int runStatus(const std::string& address, bool as_json);
+int runNotices(const std::string& address, bool as_json);
 int runSchedule(const std::string& address, const ScheduleArguments& arguments);
+int runReschedule(const std::string& address, const RescheduleArguments& arguments);
 int runCancel(const std::string& address);
-int runAcknowledge(const std::string& address, const std::string& domain, const std::string& choice);
+int runAcknowledge(const std::string& address, const std::string& domain, const std::string& choice,
+                   const std::string& reason);
 int runBegin(const std::string& address);
 int runFinish(const std::string& address);
 int runWait(const std::string& address, const WaitArguments& arguments);

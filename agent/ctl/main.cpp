@@ -1,10 +1,15 @@
 // hostmaintctl: the admin's command line for hostmaintd, over D-Bus.
 #include <iostream>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
 #include "commands.hpp"
 #include "exit_status.hpp"
+#include "render.hpp"
 
 namespace {
 
@@ -19,6 +24,41 @@ constexpr const char* kExitCodes =
     "\n"
     "WHEN: now, +90s, +30m, +2h, +1h30m, +1d, or ISO 8601 such as 2026-11-25T10:00:00Z\n"
     "or 2026-11-25T11:00:00+01:00; a time without an offset is UTC.";
+
+std::string commandList(CLI::App& app) {
+  std::string list;
+  for (const CLI::App* command : app.get_subcommands([](CLI::App*) { return true; }))
+    list += (list.empty() ? "" : ", ") + command->get_name();
+  return list;
+}
+
+// CLI11 says "A subcommand is required" or "The following arguments were
+// not expected" for a mistyped verb; the operator needs to hear which word
+// was not understood and which would have been. The verb is the first
+// argument that is not an option of hostmaintctl itself (--address takes a
+// value); help and version are left to CLI11.
+std::optional<std::string> commandProblem(CLI::App& app, int argc, char** argv) {
+  std::optional<std::string> word;
+  for (int i = 1; i < argc && !word; ++i) {
+    const std::string_view argument = argv[i];
+    if (argument == "-h" || argument == "--help" || argument == "--version") return std::nullopt;
+    if (argument == "--") {
+      if (i + 1 < argc) word = argv[i + 1];
+      break;
+    }
+    if (argument == "--address") {
+      ++i;
+      continue;
+    }
+    if (argument.starts_with("-")) continue;
+    word = std::string(argument);
+  }
+  if (!word) return "a command is required; commands: " + commandList(app);
+  for (const CLI::App* command : app.get_subcommands([](CLI::App*) { return true; }))
+    if (command->check_name(*word)) return std::nullopt;
+  return "unknown command '" + hostmaint::ctl::printable(*word) + "'; commands: " +
+         commandList(app) + " (see hostmaintctl --help)";
+}
 
 }  // namespace
 
@@ -41,6 +81,12 @@ int main(int argc, char** argv) {
   auto* status = app.add_subcommand("status", "Show the host's maintenance status");
   status->add_flag("--json", status_json, "Print the status document (docs/status-json.md) as is");
 
+  bool notices_json = false;
+  auto* notices = app.add_subcommand(
+      "notices", "Show every domain's owner notice: revision, ack state and deadline");
+  notices->add_flag("--json", notices_json,
+                    "Print the notices as JSON: [{uuid, name, notice}] (docs/notices.md)");
+
   ScheduleArguments schedule_arguments;
   auto* schedule = app.add_subcommand("schedule", "Schedule a maintenance window and plan it");
   schedule->add_option("--start", schedule_arguments.start, "Window start (WHEN)")->required();
@@ -49,15 +95,33 @@ int main(int argc, char** argv) {
                      "The host leaves for good: nothing may stay on it");
   schedule->add_option("--reason", schedule_arguments.reason, "Why (shown to everyone)");
 
+  RescheduleArguments reschedule_arguments;
+  auto* reschedule = app.add_subcommand(
+      "reschedule", "Move the window of the scheduled maintenance (while draining: its end only)");
+  reschedule->add_option("--start", reschedule_arguments.start, "New window start (WHEN)")
+      ->required();
+  reschedule->add_option("--end", reschedule_arguments.end, "New window end (WHEN)")->required();
+  auto* reschedule_removal = reschedule->add_flag_callback(
+      "--removal", [&] { reschedule_arguments.removal = true; },
+      "The host leaves for good (default: as scheduled)");
+  auto* reschedule_no_removal = reschedule->add_flag_callback(
+      "--no-removal", [&] { reschedule_arguments.removal = false; },
+      "The host comes back after all (default: as scheduled)");
+  reschedule_removal->excludes(reschedule_no_removal);
+  reschedule->add_option("--reason", reschedule_arguments.reason,
+                         "Why (default: the reason given when scheduling)");
+
   app.add_subcommand("cancel", "Cancel the scheduled or draining maintenance, undoing what was done");
 
   std::string ack_domain;
   std::string ack_choice;
+  std::string ack_reason;
   auto* ack = app.add_subcommand("ack", "Acknowledge a domain that needs its owner's consent");
   ack->add_option("domain", ack_domain, "Domain name or UUID")->required();
   ack->add_option("choice", ack_choice, "move: go ahead with its action; keep: leave it in place")
       ->required()
       ->check(CLI::IsMember({"move", "keep"}));
+  ack->add_option("--reason", ack_reason, "Why (kept with the ack, shown in status and notice)");
 
   app.add_subcommand("begin", "Start work on the empty host (phase empty -> in-maintenance)");
   app.add_subcommand("finish", "End maintenance and restore what was suspended or shut down");
@@ -72,6 +136,11 @@ int main(int argc, char** argv) {
   wait->add_option("--timeout", wait_arguments.timeout_seconds, "Give up after SECONDS (exit 4)")
       ->check(CLI::NonNegativeNumber);
 
+  if (const auto problem = commandProblem(app, argc, argv)) {
+    std::cerr << "hostmaintctl: " << *problem << "\n";
+    return toInt(ExitStatus::usage);
+  }
+
   try {
     app.parse(argc, argv);
     if (*wait && !wait_arguments.ready && !wait_arguments.phase)
@@ -84,14 +153,17 @@ int main(int argc, char** argv) {
 
   try {
     if (*status) return runStatus(address, status_json);
+    if (*notices) return runNotices(address, notices_json);
     if (*schedule) return runSchedule(address, schedule_arguments);
+    if (*reschedule) return runReschedule(address, reschedule_arguments);
     if (app.got_subcommand("cancel")) return runCancel(address);
-    if (*ack) return runAcknowledge(address, ack_domain, ack_choice);
+    if (*ack) return runAcknowledge(address, ack_domain, ack_choice, ack_reason);
     if (app.got_subcommand("begin")) return runBegin(address);
     if (app.got_subcommand("finish")) return runFinish(address);
     if (*wait) return runWait(address, wait_arguments);
   } catch (const CtlError& error) {
-    std::cerr << "hostmaintctl: " << error.what() << "\n";
+    // The message may quote what others sent (a domain name, a reason).
+    std::cerr << "hostmaintctl: " << printable(error.what()) << "\n";
     return toInt(error.status());
   }
   return toInt(ExitStatus::usage);

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <map>
+#include <optional>
 #include <sstream>
 #include <string_view>
 
@@ -20,7 +21,7 @@ std::string text(const json& object, const char* key, std::string fallback = "")
   if (!object.is_object()) return fallback;
   const auto found = object.find(key);
   if (found == object.end() || found->is_null()) return fallback;
-  if (found->is_string()) return found->get<std::string>();
+  if (found->is_string()) return printable(found->get<std::string>());
   if (found->is_boolean()) return found->get<bool>() ? "yes" : "no";
   if (found->is_number()) return found->dump();
   return fallback;
@@ -82,7 +83,7 @@ std::string joinCounts(const std::vector<std::pair<std::string, long long>>& cou
   std::string joined;
   for (const auto& [stage, count] : counts) {
     if (!joined.empty()) joined += ", ";
-    joined += std::to_string(count) + " " + stage;
+    joined += std::to_string(count) + " " + printable(stage);
   }
   return joined;
 }
@@ -225,7 +226,192 @@ std::string fitWidth(std::string line, std::size_t columns) {
   return line;
 }
 
+// The notices of the domains that have one, in the document's order.
+std::vector<const json*> domainsWithNotices(const json& status) {
+  std::vector<const json*> found;
+  for (const auto& domain : domainsOf(status))
+    if (member(domain, "notice").is_object()) found.push_back(&domain);
+  return found;
+}
+
+std::string instantText(const json& object, const char* key, const RenderOptions& options) {
+  TimePoint when;
+  if (!parseTimestamp(text(object, key), when)) return {};
+  return formatInstant(when, options.local_time) + " (" + formatRelative(when, options.now) + ")";
+}
+
+// "move", "keep (owner asked: stays up)", "awaiting", "not required".
+std::string ackText(const json& notice) {
+  const std::string ack = text(notice, "ack");
+  if (!ack.empty()) {
+    const std::string reason = text(notice, "ack_reason");
+    return reason.empty() ? ack : ack + ": " + reason;
+  }
+  if (flag(notice, "ack_required")) return "awaiting";
+  return "not required";
+}
+
+// What the owner must do by when: their ack, or (action `owner`) leave.
+std::string deadlineText(const json& notice, const RenderOptions& options) {
+  if (const std::string ack_by = instantText(notice, "ack_deadline", options); !ack_by.empty())
+    return "ack by " + ack_by;
+  if (const std::string leave_by = instantText(notice, "owner_deadline", options); !leave_by.empty())
+    return "leave by " + leave_by;
+  return "-";
+}
+
+std::string downtimeText(const json& notice) {
+  const json& seconds = member(notice, "expected_downtime_s");
+  if (!seconds.is_number_integer()) return "-";
+  return "~" + formatDuration(std::chrono::seconds(seconds.get<long long>()));
+}
+
 }  // namespace
+
+std::string printable(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  auto hex = [&out](unsigned value, int digits, const char* prefix) {
+    char buffer[16];
+    std::snprintf(buffer, sizeof buffer, "%s%0*x", prefix, digits, value);
+    out += buffer;
+  };
+  std::size_t i = 0;
+  while (i < text.size()) {
+    const auto lead = static_cast<unsigned char>(text[i]);
+    if (lead < 0x80) {
+      switch (lead) {
+        case '\n': out += "\\n"; break;
+        case '\t': out += "\\t"; break;
+        case '\r': out += "\\r"; break;
+        default:
+          if (lead < 0x20 || lead == 0x7f) {
+            hex(lead, 2, "\\x");
+          } else {
+            out += static_cast<char>(lead);
+          }
+      }
+      ++i;
+      continue;
+    }
+    // A whole, valid UTF-8 sequence is copied; anything else is escaped
+    // byte by byte, so a cut sequence cannot swallow what follows it.
+    std::size_t length = (lead & 0xE0) == 0xC0 && lead >= 0xC2 ? 2
+                         : (lead & 0xF0) == 0xE0                ? 3
+                         : (lead & 0xF8) == 0xF0 && lead <= 0xF4 ? 4
+                                                                 : 0;
+    std::uint32_t value = length == 2 ? lead & 0x1Fu : length == 3 ? lead & 0x0Fu : lead & 0x07u;
+    for (std::size_t k = 1; length > 0 && k < length; ++k) {
+      if (i + k >= text.size() || (static_cast<unsigned char>(text[i + k]) & 0xC0) != 0x80) {
+        length = 0;
+        break;
+      }
+      value = (value << 6) | (static_cast<unsigned char>(text[i + k]) & 0x3Fu);
+    }
+    const bool valid = length > 0 && !(length == 3 && value < 0x800) &&
+                       !(length == 4 && value < 0x10000) &&
+                       !(value >= 0xD800 && value <= 0xDFFF) && value <= 0x10FFFF;
+    if (!valid) {
+      hex(lead, 2, "\\x");
+      ++i;
+      continue;
+    }
+    if (value <= 0x9F) {
+      hex(value, 4, "\\u");  // C1 control (0x80-0x9F)
+    } else {
+      out.append(text.substr(i, length));
+    }
+    i += length;
+  }
+  return out;
+}
+
+std::string renderNotices(const json& status, const RenderOptions& options) {
+  const auto domains = domainsWithNotices(status);
+  if (domains.empty()) {
+    const std::string phase = text(status, "phase", "?");
+    return "no notices" + std::string(phase == "idle" ? " (no maintenance scheduled)" : "") + "\n";
+  }
+  std::vector<std::vector<std::string>> rows;
+  rows.push_back({"DOMAIN", "REVISION", "STATUS", "ACTION", "DOWNTIME", "ACK", "DEADLINE"});
+  for (const json* domain : domains) {
+    const json& notice = member(*domain, "notice");
+    std::string action = text(notice, "action", "none");
+    if (flag(notice, "fallback_used")) action += " (fallback)";
+    rows.push_back({text(*domain, "name", text(*domain, "uuid", "?")), text(notice, "revision", "?"),
+                    text(notice, "status", "?"), action, downtimeText(notice), ackText(notice),
+                    deadlineText(notice, options)});
+  }
+  std::string out = renderTable(rows, "");
+  out += "\n";
+  for (const json* domain : domains) {
+    const json& notice = member(*domain, "notice");
+    out += text(*domain, "name", "?") + ": revision " + text(notice, "revision", "?");
+    const std::string issued = instantText(notice, "issued_at", options);
+    if (!issued.empty()) out += ", issued " + issued;
+    out += "\n  " + text(notice, "message") + "\n";
+  }
+  return out;
+}
+
+std::string renderNoticeSummary(const json& status, const RenderOptions& options) {
+  const auto domains = domainsWithNotices(status);
+  std::string line;
+  if (domains.empty()) {
+    line = "none";
+  } else {
+    std::uint64_t latest = 0;
+    long long awaiting = 0, acknowledged = 0, cancelled = 0;
+    std::optional<TimePoint> next_due;
+    for (const json* domain : domains) {
+      const json& notice = member(*domain, "notice");
+      const json& revision = member(notice, "revision");
+      if (revision.is_number_unsigned()) latest = std::max(latest, revision.get<std::uint64_t>());
+      if (text(notice, "status") == "cancelled") {
+        ++cancelled;
+        continue;
+      }
+      if (!text(notice, "ack").empty()) {
+        ++acknowledged;
+      } else if (flag(notice, "ack_required")) {
+        ++awaiting;
+        TimePoint due;
+        if (parseTimestamp(text(notice, "ack_deadline"), due) && (!next_due || due < *next_due))
+          next_due = due;
+      }
+    }
+    line = std::to_string(domains.size()) + " issued (latest revision " + std::to_string(latest) +
+           ")";
+    std::vector<std::string> parts;
+    if (awaiting > 0)
+      parts.push_back(std::to_string(awaiting) + " awaiting an ack" +
+                      (next_due ? " (next due " + formatRelative(*next_due, options.now) + ")" : ""));
+    if (acknowledged > 0) parts.push_back(std::to_string(acknowledged) + " acknowledged");
+    if (cancelled > 0) parts.push_back(std::to_string(cancelled) + " cancelled");
+    for (std::size_t i = 0; i < parts.size(); ++i) line += (i == 0 ? ": " : ", ") + parts[i];
+  }
+  const json& webhook = member(status, "notice_webhook");
+  if (webhook.is_object()) {
+    std::vector<std::string> trouble;
+    if (number(webhook, "pending") > 0) trouble.push_back(text(webhook, "pending") + " pending");
+    if (number(webhook, "dropped") > 0) trouble.push_back(text(webhook, "dropped") + " dropped");
+    if (text(webhook, "state") == "failing") trouble.insert(trouble.begin(), "failing");
+    if (!trouble.empty()) {
+      line += "; webhook";
+      for (std::size_t i = 0; i < trouble.size(); ++i) line += (i == 0 ? " " : ", ") + trouble[i];
+    }
+  }
+  return line;
+}
+
+json noticesJson(const json& status) {
+  json out = json::array();
+  for (const json* domain : domainsWithNotices(status))
+    out.push_back({{"uuid", member(*domain, "uuid")},
+                   {"name", member(*domain, "name")},
+                   {"notice", member(*domain, "notice")}});
+  return out;
+}
 
 std::string renderProgressBar(double percent, int width) {
   const int inner = std::max(width - 2, 1);
@@ -282,6 +468,9 @@ std::string renderStatus(const json& status, const RenderOptions& options) {
   const std::string hv_detail = text(hypervisor, "detail");
   if (!hv_detail.empty()) hv += ": " + hv_detail;
   head.push_back({"hypervisor", hv});
+  // While a maintenance is on, or notices are still shown from one.
+  if (window.is_object() || !domainsWithNotices(status).empty())
+    head.push_back({"notices", renderNoticeSummary(status, options)});
   std::string out = renderTable(head, "");
 
   const auto blockers = renderBlockers(status);

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -19,6 +20,12 @@ struct RenderOptions {
   bool local_time = true;  // false: UTC, for reproducible output (tests, logs)
 };
 
+// Text that came from outside (reasons, names, details, the daemon's error
+// messages) made safe to print: control characters are shown escaped
+// ("\n", "\t", "\x1b", "\u0085") and bytes that are not UTF-8 as "\xHH",
+// so nothing printed can move the cursor, ring the bell or fake a line.
+std::string printable(std::string_view text);
+
 // "[#######.......]": `width` characters including the brackets; percent is
 // clamped to 0..100.
 std::string renderProgressBar(double percent, int width);
@@ -29,6 +36,20 @@ std::string formatBytes(std::uint64_t bytes);
 // `hostmaintctl status`: host, phase, window, hypervisor, blockers,
 // evidence and a table of domains.
 std::string renderStatus(const nlohmann::json& status, const RenderOptions& options);
+
+// `hostmaintctl notices`: one row per domain with a notice (revision,
+// status, action, expected downtime, ack state, deadline), then each
+// notice's message. "no notices" when there are none.
+std::string renderNotices(const nlohmann::json& status, const RenderOptions& options);
+
+// The notices line of `status`: "3 issued (latest revision 42): 1 awaiting
+// an ack (next due in 2h), 1 acknowledged", with the webhook's trouble when
+// it has any; "none" when no domain has a notice.
+std::string renderNoticeSummary(const nlohmann::json& status, const RenderOptions& options);
+
+// `hostmaintctl notices --json`: [{"uuid", "name", "notice"}] for every
+// domain with a notice, the notice as in the status document.
+nlohmann::json noticesJson(const nlohmann::json& status);
 
 // After `schedule`: "10 domains: 4 live-migrate, 3 suspend, ...".
 std::string renderPlanSummary(const nlohmann::json& status);

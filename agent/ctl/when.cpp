@@ -5,6 +5,7 @@
 #include <charconv>
 #include <ctime>
 #include <optional>
+#include <string>
 
 #include "exit_status.hpp"
 
@@ -14,6 +15,9 @@ namespace {
 constexpr std::string_view kAcceptedForms =
     "expected 'now', a relative time such as +30m, +2h, +1h30m, +90s, +1d, "
     "or an ISO 8601 time such as 2026-11-25T10:00:00Z (UTC when no offset is given)";
+
+constexpr int kMinYear = 1970;
+constexpr int kMaxYear = 2199;
 
 // Reads exactly `digits` decimal digits at `pos`.
 std::optional<int> readFixed(std::string_view text, std::size_t& pos, std::size_t digits) {
@@ -91,11 +95,17 @@ std::optional<std::chrono::seconds> parseRelative(std::string_view body, std::st
   return total;
 }
 
+constexpr int kFirstYearRefused = 2200;
+
 bool parseIso(std::string_view text, TimePoint& out) {
   using namespace std::chrono;
   std::size_t pos = 0;
   const auto y = readFixed(text, pos, 4);
   if (!y || !expect(text, pos, '-')) return false;
+  // The daemon's range (kMinTimeYear..kMaxTimeYear in status_json.hpp): a
+  // TimePoint counts nanoseconds and ends in 2262, and the distance from now
+  // to the time, shown as "in 25m", must fit as well.
+  if (*y < kMinYear || *y > kMaxYear) return false;
   const auto mo = readFixed(text, pos, 2);
   if (!mo || !expect(text, pos, '-')) return false;
   const auto d = readFixed(text, pos, 2);
@@ -136,6 +146,9 @@ bool parseIso(std::string_view text, TimePoint& out) {
     }
   }
   if (pos != text.size()) return false;
+  // The clock counts nanoseconds in 64 bits, which ends in 2262; hostmaintd
+  // takes times before 2200 (docs/dbus-api.md).
+  if (*y >= kFirstYearRefused) return false;
   const year_month_day date{year{*y}, month{static_cast<unsigned>(*mo)},
                             day{static_cast<unsigned>(*d)}};
   if (!date.ok() || *h > 23 || *mi > 59 || s > 59) return false;
@@ -160,6 +173,11 @@ TimePoint parseWhen(std::string_view text, TimePoint now) {
   if (!text.empty() && std::isdigit(static_cast<unsigned char>(text.front()))) {
     TimePoint parsed;
     if (parseIso(text, parsed)) return parsed;
+    std::size_t pos = 0;
+    if (const auto year = readFixed(text, pos, 4); year && (*year < kMinYear || *year > kMaxYear))
+      throw CtlError(ExitStatus::usage, "invalid time " + quoted + ": the year must be between " +
+                                            std::to_string(kMinYear) + " and " +
+                                            std::to_string(kMaxYear));
     // "30m" is a common slip for "+30m": say so rather than only listing forms.
     std::string why;
     if (parseRelative(text, why))

@@ -2,6 +2,9 @@
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
+#include <unistd.h>
+
+#include <array>
 #include <cstdio>
 #include <iostream>
 #include <string>
@@ -9,6 +12,7 @@
 #include "hostmaint/agent/config.hpp"
 #include "hostmaint/agent/service/daemon.hpp"
 #include "hostmaint/agent/service/journald_log.hpp"
+#include "hostmaint/agent/service/start_checks.hpp"
 
 int main(int argc, char** argv) {
   using namespace hostmaint;
@@ -46,6 +50,12 @@ int main(int argc, char** argv) {
   }
 
   if (check_config) {
+    // What a start would refuse beyond the syntax: token files, directories, ...
+    std::array<char, 256> name{};
+    const std::string host = gethostname(name.data(), name.size() - 1) == 0 ? name.data() : "localhost";
+    const auto problems = service::startCheckProblems(config, host);
+    for (const auto& problem : problems) std::cerr << "hostmaintd: " << problem << "\n";
+    if (!problems.empty()) return 1;
     std::cout << "configuration OK: " << service::describeSources(config) << "\n";
     return 0;
   }

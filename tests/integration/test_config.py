@@ -7,12 +7,11 @@ import tempfile
 import unittest
 from pathlib import Path
 
-from harness import HOSTMAINTD, DaemonTestCase, wait_until
+from harness import DaemonTestCase, run_hostmaintd, wait_until
 
 
 def check_config(path):
-    return subprocess.run([HOSTMAINTD, "--config", str(path), "--check-config"],
-                          capture_output=True, text=True, timeout=30)
+    return run_hostmaintd("--config", str(path), "--check-config", timeout=30)
 
 
 class CheckConfig(unittest.TestCase):
@@ -69,6 +68,51 @@ class CheckConfig(unittest.TestCase):
     def test_explicit_missing_file_is_an_error(self):
         self.assert_rejected(self.dir / "absent.conf", "absent.conf")
 
+    def test_device_is_refused_at_once(self):
+        # It used to read /dev/zero for ever.
+        self.assert_rejected(Path("/dev/zero"), "'/dev/zero': it is a character device")
+
+    def test_fifo_is_refused_at_once(self):
+        path = self.dir / "hostmaintd.conf"
+        os.mkfifo(path)
+        self.assert_rejected(path, str(path), "it is a FIFO, not a regular file")
+
+    def test_drop_in_symlink_loop_and_dangling_link_are_errors_naming_them(self):
+        path = self.write("hostmaintd.conf", '[libvirt]\nuri = "test:///default"\n')
+        drop_ins = self.dir / "hostmaintd.conf.d"
+        drop_ins.mkdir()
+        (drop_ins / "50-a.conf").symlink_to(drop_ins / "60-b.conf")
+        (drop_ins / "60-b.conf").symlink_to(drop_ins / "50-a.conf")
+        self.assert_rejected(path, str(drop_ins / "50-a.conf"), "symbolic link loop")
+        (drop_ins / "50-a.conf").unlink()
+        (drop_ins / "60-b.conf").unlink()
+        (drop_ins / "70-gone.conf").symlink_to(self.dir / "nowhere.conf")
+        self.assert_rejected(path, str(drop_ins / "70-gone.conf"), "dangling symbolic link")
+
+    # --check-config runs what a start checks beyond the syntax.
+    def test_controller_token_readable_by_others_fails_the_check(self):
+        token = self.write("controller.token", "s3cret\n")
+        token.chmod(0o644)
+        path = self.write("hostmaintd.conf",
+                          '[controller]\nbase_url = "https://controller.example:8443"\n'
+                          f'token_file = "{token}"\n')
+        self.assert_rejected(path, "controller link", str(token), "mode")
+        token.chmod(0o600)
+        result = check_config(path)
+        self.assertEqual(result.returncode, 0, result.stderr)
+
+    def test_webhook_token_missing_fails_the_check(self):
+        token = self.dir / "absent.token"
+        path = self.write("hostmaintd.conf",
+                          '[notices]\nwebhook_url = "https://hooks.example/notices"\n'
+                          f'webhook_token_file = "{token}"\n')
+        self.assert_rejected(path, "notice webhook", str(token))
+
+    def test_state_dir_that_is_a_file_fails_the_check(self):
+        blocker = self.write("not-a-dir", "")
+        path = self.write("hostmaintd.conf", f'[paths]\nstate_dir = "{blocker}/state"\n')
+        self.assert_rejected(path, "paths.state_dir", f"{blocker} is not a directory")
+
 
 class Reload(DaemonTestCase):
 
@@ -85,6 +129,21 @@ class Reload(DaemonTestCase):
         self.daemon.config_path.write_text(good)
         self.daemon.process.send_signal(signal.SIGHUP)
         wait_until(lambda: "reloaded" in self.daemon.log_text(), 10, "a successful reload")
+        self.assertIsNone(self.daemon.process.poll())
+
+
+class ReloadFromNoFile(DaemonTestCase):
+
+    def test_sighup_with_a_fifo_at_the_config_path_keeps_serving(self):
+        self.daemon.start()
+        self.daemon.config_path.unlink()
+        os.mkfifo(self.daemon.config_path)
+        self.daemon.process.send_signal(signal.SIGHUP)
+        wait_until(lambda: "it is a FIFO" in self.daemon.log_text(), 10,
+                   "the refused reload in the log")
+        # The event loop was not blocked on the FIFO: D-Bus still answers.
+        result = self.daemon.ctl("status", timeout=10, check=0)
+        self.assertIn("idle", result.stdout)
         self.assertIsNone(self.daemon.process.poll())
 
 

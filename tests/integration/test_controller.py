@@ -16,7 +16,7 @@ import unittest
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from harness import DATA_DIR, HOSTMAINTD, DaemonTestCase, wait_until
+from harness import DATA_DIR, HOSTMAINTD, DaemonTestCase, requires_tools, run_hostmaintd, wait_until
 from openapi_check import load_spec, schema_errors
 
 TEMPLATES = Path(__file__).resolve().parent / "controller"
@@ -140,7 +140,7 @@ class Nginx:
         self.out.close()
 
 
-@unittest.skipUnless(os.path.exists(NGINX) and shutil.which("openssl"), "needs nginx and openssl")
+@requires_tools(NGINX, "openssl")
 class ControllerProtocol(DaemonTestCase):
 
     node_xml = DATA_DIR / "node-controller.xml"
@@ -286,7 +286,7 @@ class ControllerProtocol(DaemonTestCase):
         self.wait_status(lambda s: s["controller"]["state"] == "ok", "controller ok again")
 
 
-@unittest.skipUnless(os.path.exists(NGINX) and shutil.which("openssl"), "needs nginx and openssl")
+@requires_tools(NGINX, "openssl")
 class ControllerMutualTls(DaemonTestCase):
     """The controller requires a client certificate (nginx ssl_verify_client on)."""
 
@@ -332,8 +332,8 @@ class ControllerTokenFile(DaemonTestCase):
         self.daemon.config_path.write_text(
             self.daemon.config_path.read_text()
             + f'[controller]\nbase_url = "https://127.0.0.1:9"\ntoken_file = "{token}"\n')
-        result = subprocess.run([HOSTMAINTD, "--config", str(self.daemon.config_path)],
-                                env=self.daemon.env, capture_output=True, text=True, timeout=30)
+        result = run_hostmaintd("--config", str(self.daemon.config_path), env=self.daemon.env,
+                                timeout=30)
         output = result.stdout + result.stderr
         self.assertEqual(result.returncode, 1, output)
         self.assertIn(str(token), output)

@@ -15,7 +15,7 @@ except ImportError:
     sys.path.append("/usr/lib/python3/dist-packages")
     from prometheus_client.parser import text_string_to_metric_families
 
-from harness import HOSTMAINTD, DaemonTestCase
+from harness import DaemonTestCase, run_hostmaintd
 
 
 def free_port():
@@ -100,8 +100,8 @@ class HttpPortInUse(DaemonTestCase):
         super().setUp()
 
     def test_start_fails_naming_address_and_port(self):
-        result = subprocess.run([HOSTMAINTD, "--config", str(self.daemon.config_path)],
-                                env=self.daemon.env, capture_output=True, text=True, timeout=60)
+        result = run_hostmaintd("--config", str(self.daemon.config_path), env=self.daemon.env,
+                                timeout=60)
         self.assertEqual(result.returncode, 1, result.stdout + result.stderr)
         self.assertRegex(result.stdout + result.stderr,
                          re.escape(f"127.0.0.1:{self.port}"))

@@ -10,8 +10,8 @@ import subprocess
 import threading
 import unittest
 
-from harness import (BUS_NAME, DATA_DIR, HOSTMAINTD, INTERFACE, OBJECT_PATH, DaemonTestCase,
-                     wait_until)
+from harness import (BUS_NAME, DATA_DIR, INTERFACE, OBJECT_PATH, DaemonTestCase,
+                     run_hostmaintd, wait_until)
 
 
 class WebhookServer:
@@ -252,8 +252,8 @@ class FailingWebhook(DaemonTestCase):
         self.daemon.config_path.write_text(
             self.daemon.config_path.read_text()
             + f'[notices]\nwebhook_url = "https://127.0.0.1:9/"\nwebhook_token_file = "{token}"\n')
-        result = subprocess.run([HOSTMAINTD, "--config", str(self.daemon.config_path)],
-                                env=self.daemon.env, capture_output=True, text=True, timeout=30)
+        result = run_hostmaintd("--config", str(self.daemon.config_path), env=self.daemon.env,
+                                timeout=30)
         output = result.stdout + result.stderr
         self.assertEqual(result.returncode, 1, output)
         self.assertIn(str(token), output)

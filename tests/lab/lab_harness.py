@@ -56,8 +56,24 @@ class LabTestCase(DaemonTestCase):
 
     @classmethod
     def setUpClass(cls):
-        labctl.up(cls.lab_hosts)
-        labctl.destroy_all()
+        # One user of the lab at a time, for the whole class: another test run,
+        # bench or demo waits (labctl.session, `lab exclusive`).
+        cls._lab_session = labctl.session()
+        cls._lab_session.__enter__()
+        try:
+            labctl.up(cls.lab_hosts)
+            labctl.destroy_all()
+        except BaseException:
+            cls._lab_session.__exit__(None, None, None)
+            raise
+        super().setUpClass()
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            super().tearDownClass()
+        finally:
+            cls._lab_session.__exit__(None, None, None)
 
     def setUp(self):
         super().setUp()

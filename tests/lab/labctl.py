@@ -15,6 +15,8 @@ LAB_DIR in the environment moves the lab (default /var/tmp/hostmaint-lab).
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import subprocess
 import time
@@ -38,6 +40,46 @@ def uri(host: str) -> str:
     if host not in PORTS:
         raise ValueError(f"unknown lab host {host!r} (hosts are {', '.join(PORTS)})")
     return f"qemu+tcp://127.0.0.1:{PORTS[host]}/system"
+
+
+@contextlib.contextmanager
+def session(wait: float | None = None):
+    """Holds the lab session (see `lab exclusive`): one test run, bench or demo
+    drives the lab at a time. A process started under `lab exclusive` already
+    holds it and passes through."""
+    directory = lab_dir()
+    if os.environ.get("HOSTMAINT_LAB_SESSION") == str(directory):
+        yield
+        return
+    wait = float(os.environ.get("LAB_SESSION_WAIT", "3600")) if wait is None else wait
+    directory.mkdir(parents=True, exist_ok=True)
+    owner = directory / ".session.owner"
+    with open(directory / ".session", "a") as lock:
+        deadline = time.monotonic() + wait
+        announced = False
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                holder = owner.read_text().strip() if owner.exists() else "unknown"
+                if time.monotonic() > deadline:
+                    raise LabError(f"the lab session is still held after {wait:.0f} s by: {holder}")
+                if not announced:
+                    print(f"labctl: waiting for the lab session held by: {holder}", flush=True)
+                    announced = True
+                time.sleep(0.5)
+        owner.write_text(f"pid {os.getpid()} since {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}: "
+                         f"{' '.join(os.sys.argv)}\n")
+        previous = os.environ.get("HOSTMAINT_LAB_SESSION")
+        os.environ["HOSTMAINT_LAB_SESSION"] = str(directory)
+        try:
+            yield
+        finally:
+            if previous is None:
+                os.environ.pop("HOSTMAINT_LAB_SESSION", None)
+            else:
+                os.environ["HOSTMAINT_LAB_SESSION"] = previous
 
 
 def hosts() -> list[str]:

@@ -136,6 +136,38 @@ class Disruptions(LabTestCase):
         for guest in self.guests:
             self.assertEqual(self.daemon.domain(guest)["state"], "done")
 
+    def test_sigterm_mid_migration_leaves_it_running_and_the_restart_adopts_it(self):
+        self.create_slow_guests()
+        self.daemon.start()
+        self.schedule_now()
+        self.wait_for_a_migration_under_way()
+        moving = [d["name"] for d in self.daemon.status_file()["domains"]
+                  if d["state"] == "acting"]
+        self.assertEqual(len(moving), 1, "max_parallel_migrations = 1")
+        # A restart or an upgrade of hostmaintd: it stops promptly (not after
+        # the migration) and leaves the migration to libvirtd.
+        started = time.monotonic()
+        self.daemon.stop(sig=signal.SIGTERM, timeout=10)
+        self.assertLess(time.monotonic() - started, 8, "SIGTERM waited for the migration")
+        log = self.daemon.log_text()
+        self.assertNotIn("aborting the migration", log)
+        self.assertIn("goes on in libvirtd", log)
+        try:
+            job = labctl.virsh("a", "domjobinfo", moving[0])
+        except labctl.LabError as gone:  # finished meanwhile: no longer on a
+            job = str(gone)
+        place = labctl.where(moving[0])
+        self.assertTrue("Unbounded" in job or place.get("b") == "running",
+                        f"the migration of {moving[0]} did not go on: {job!r}, {place}")
+        self.daemon.start()
+        self.finish_and_check_all_on_b()
+        for guest in self.guests:
+            self.assertEqual(self.daemon.domain(guest)["state"], "done")
+        # Adopted or confirmed, never started a second time.
+        after_restart = self.daemon.log_text()[len(log):]
+        self.assertNotIn(f"live migration of domain '{moving[0]}' failed", after_restart)
+        self.assertNotIn(f"aborting the migration of '{moving[0]}'", after_restart)
+
     def test_libvirtd_of_host_a_restarted_mid_drain_reconnects_and_completes(self):
         self.create_slow_guests()
         self.daemon.start()

@@ -5,6 +5,9 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
+
+#include <chrono>
 #include <fstream>
 #include <regex>
 #include <set>
@@ -93,7 +96,78 @@ TEST_F(ConfigTest, MissingExplicitFileIsAnError) {
 
 TEST_F(ConfigTest, DirectoryInsteadOfFileIsAnError) {
   std::filesystem::create_directories(main());
-  EXPECT_THAT(loadError(), HasSubstr("Is a directory"));
+  EXPECT_THAT(loadError(), HasSubstr("it is a directory, not a regular file"));
+}
+
+// The reload runs on the event loop: a FIFO must be refused at once, not
+// read (which blocks until someone writes to it).
+TEST_F(ConfigTest, FifoIsRefusedWithoutBlocking) {
+  ASSERT_EQ(::mkfifo(main().c_str(), 0600), 0);
+  const auto started = std::chrono::steady_clock::now();
+  EXPECT_EQ(loadError(), "cannot read config file '" + main().string() +
+                             "': it is a FIFO, not a regular file");
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 5s);
+}
+
+TEST_F(ConfigTest, DeviceIsRefused) {
+  try {
+    loadConfig("/dev/zero", true);
+    FAIL() << "expected a ConfigError";
+  } catch (const ConfigError& error) {
+    EXPECT_EQ(std::string(error.what()),
+              "cannot read config file '/dev/zero': it is a character device, not a regular file");
+  }
+}
+
+TEST_F(ConfigTest, OversizedFileIsRefused) {
+  write("hostmaintd.conf", "# " + std::string(1024 * 1024, 'x') + "\n");
+  EXPECT_THAT(loadError(), HasSubstr("bytes, more than the 1048576 bytes a config file may have"));
+}
+
+TEST_F(ConfigTest, DropInSymlinkLoopIsAnErrorNamingIt) {
+  write("hostmaintd.conf", "[limits]\nmax_parallel_actions = 2\n");
+  const auto dir = dir_ / "hostmaintd.conf.d";
+  std::filesystem::create_directories(dir);
+  std::filesystem::create_symlink(dir / "60-b.conf", dir / "50-a.conf");
+  std::filesystem::create_symlink(dir / "50-a.conf", dir / "60-b.conf");
+  EXPECT_THAT(loadError(), HasSubstr("cannot read config drop-in '" + (dir / "50-a.conf").string() +
+                                     "': it is a symbolic link loop"));
+}
+
+TEST_F(ConfigTest, DanglingDropInIsAnErrorNamingIt) {
+  write("hostmaintd.conf", "[limits]\nmax_parallel_actions = 2\n");
+  const auto dir = dir_ / "hostmaintd.conf.d";
+  std::filesystem::create_directories(dir);
+  std::filesystem::create_symlink(dir_ / "gone.conf", dir / "50-gone.conf");
+  EXPECT_EQ(loadError(), "cannot read config drop-in '" + (dir / "50-gone.conf").string() +
+                             "': it is a dangling symbolic link");
+}
+
+TEST_F(ConfigTest, DropInThatIsNoFileIsAnError) {
+  write("hostmaintd.conf", "");
+  std::filesystem::create_directories(dir_ / "hostmaintd.conf.d/50-dir.conf");
+  EXPECT_THAT(loadError(), HasSubstr("50-dir.conf': it is a directory, not a regular file"));
+}
+
+// A symlink to a good drop-in is read like the file itself.
+TEST_F(ConfigTest, DropInSymlinkToAFileIsRead) {
+  write("hostmaintd.conf", "");
+  write("elsewhere/local.conf", "[limits]\nmax_parallel_actions = 7\n");
+  std::filesystem::create_directories(dir_ / "hostmaintd.conf.d");
+  std::filesystem::create_symlink(dir_ / "elsewhere/local.conf",
+                                  dir_ / "hostmaintd.conf.d/50-local.conf");
+  EXPECT_EQ(loadConfig(main(), true).limits.max_parallel_actions, 7u);
+}
+
+// The default path as a link to nowhere was meant to be read: not "no file".
+TEST_F(ConfigTest, DanglingMainFileIsAnErrorEvenWhenOptional) {
+  std::filesystem::create_symlink(dir_ / "gone.conf", main());
+  try {
+    loadConfig(main(), false);
+    FAIL() << "expected a ConfigError";
+  } catch (const ConfigError& error) {
+    EXPECT_THAT(error.what(), HasSubstr("it is a dangling symbolic link"));
+  }
 }
 
 TEST_F(ConfigTest, EverySectionIsRead) {
@@ -380,6 +454,25 @@ TEST(ConfigDocs, EveryKeyIsDocumented) {
     if (section == "policy") {
       EXPECT_NE(policy.find("| " + key + " |"), std::string::npos) << full << " in docs/policy.md";
     }
+  }
+}
+
+TEST_F(ConfigTest, TextParsesLikeTheSameFileWithTheSameErrors) {
+  const std::string text =
+      "[limits]\nmax_parallel_actions = 8\n[policy]\nmaintenance_action = \"suspend\"\n";
+  write("hostmaintd.conf", text);
+  const Config from_file = loadConfig(main(), true);
+  const Config from_text = parseConfig(text, main());
+  EXPECT_EQ(from_text.limits.max_parallel_actions, 8u);
+  EXPECT_EQ(from_text.policy, from_file.policy);
+  EXPECT_EQ(from_text.sources, from_file.sources);
+
+  const std::string bad = "[limits]\nmax_parallel_migrations = 9\n";
+  try {
+    parseConfig(bad, "given.conf");
+    FAIL() << "accepted";
+  } catch (const ConfigError& error) {
+    EXPECT_EQ(std::string(error.what()), errorOf(bad).replace(0, main().string().size(), "given.conf"));
   }
 }
 

@@ -92,6 +92,24 @@ TEST(ControllerProtocol, RefusesGarbage) {
   EXPECT_THAT(refusal("\"none\""), HasSubstr("must be a JSON object, got string"));
 }
 
+TEST(ControllerProtocol, RefusesANumberBeyondADoubleAsInvalidJson) {
+  // Found by fuzz/desired_state: nlohmann throws out_of_range, not
+  // parse_error, for it, and that escaped as a non-ProtocolError.
+  EXPECT_THAT(refusal(R"({"state": "none", "x": 22000000000000000000000.0E7880})"),
+              HasSubstr("desired state: not valid JSON"));
+}
+
+TEST(ControllerProtocol, RefusesWindowTimesOutsideTheYearsTheAgentHandles) {
+  // Found by fuzz/desired_state: the year 1013 overflowed the conversion to
+  // nanoseconds (undefined behaviour) instead of being refused.
+  EXPECT_THAT(refusal(R"({"state": "scheduled", "session_id": "s1", "window":
+                          {"start": "2026-11-25T08:00:00Z", "end": "1013-11-25T04:00:00Z"}})"),
+              HasSubstr("field 'window.end' is not an RFC 3339 time: '1013-11-25T04:00:00Z'"));
+  EXPECT_THAT(refusal(R"({"state": "scheduled", "session_id": "s1", "window":
+                          {"start": "2026-11-25T08:00:00Z", "end": "2263-01-01T00:00:00Z"}})"),
+              HasSubstr("field 'window.end' is not an RFC 3339 time"));
+}
+
 TEST(ControllerProtocol, RefusesAHugeDocumentBeforeParsingIt) {
   std::string huge = R"({"state":"none","reason":")" + std::string(2 * 1024 * 1024, 'x') + "\"}";
   EXPECT_THAT(refusal(huge), HasSubstr("more than the 1048576 byte limit"));
@@ -178,6 +196,11 @@ TEST(ControllerProtocol, RefusesMissingOrMalformedWindowFields) {
   document["window"]["start"] = "next tuesday";
   EXPECT_THAT(refusalOf(document),
               HasSubstr("field 'window.start' is not an RFC 3339 time: 'next tuesday'"));
+  // Nanoseconds would wrap after 2262: a window in year 9999 is no time at all.
+  document = validScheduled();
+  document["window"]["end"] = "9999-12-31T00:00:00Z";
+  EXPECT_THAT(refusalOf(document),
+              HasSubstr("field 'window.end' is not an RFC 3339 time: '9999-12-31T00:00:00Z'"));
   document = validScheduled();
   document.erase("state");
   EXPECT_THAT(refusalOf(document), HasSubstr("field 'state' is missing"));
@@ -196,6 +219,11 @@ TEST(ControllerProtocol, RefusesHostileStrings) {
   document = validScheduled();
   document["reason"] = "line\nbreak\x1b[31m";
   EXPECT_THAT(refusalOf(document), HasSubstr("field 'reason' contains control characters"));
+  // C1 controls (here CSI, U+009B) drive terminals too: refused like on D-Bus.
+  document = validScheduled();
+  document["reason"] = "csi\xc2\x9b" "31m";
+  EXPECT_THAT(refusalOf(document),
+              HasSubstr("field 'reason' contains the control character U+009B at byte 3"));
   document = validScheduled();
   document["destinations"] = {"host-b", "host-b"};
   EXPECT_THAT(refusalOf(document), HasSubstr("field 'destinations' lists 'host-b' twice"));

@@ -246,5 +246,107 @@ TEST(CtlRender, FirstRedrawJustDraws) {
   EXPECT_EQ(renderRedraw({}, {"a", "b"}), "\x1b[?25la\x1b[K\nb\x1b[K\n\x1b[?25h");
 }
 
+
+// Text from outside can carry terminal controls: shown escaped, never raw.
+TEST(CtlRender, PrintableEscapesControlCharactersAndBrokenUtf8) {
+  EXPECT_EQ(printable("kernel update"), "kernel update");
+  EXPECT_EQ(printable("caf\xc3\xa9 \xe2\x9c\x93"), "caf\xc3\xa9 \xe2\x9c\x93");  // UTF-8 stays
+  EXPECT_EQ(printable("a\x1b[2Jb"), "a\\x1b[2Jb");
+  EXPECT_EQ(printable("bell\x07"), "bell\\x07");
+  EXPECT_EQ(printable("two\nlines\r\ttab"), "two\\nlines\\r\\ttab");
+  EXPECT_EQ(printable("del\x7f"), "del\\x7f");
+  EXPECT_EQ(printable("c1\xc2\x85next"), "c1\\u0085next");       // NEL, a C1 control
+  EXPECT_EQ(printable("c1\xc2\x9b" "31m"), "c1\\u009b31m");       // CSI, a C1 control
+  EXPECT_EQ(printable("cut\xe2\x9c"), "cut\\xe2\\x9c");            // a cut sequence
+  EXPECT_EQ(printable("\xff\xfe"), "\\xff\\xfe");
+  EXPECT_EQ(printable("\xc0\xaf"), "\\xc0\\xaf");                  // overlong '/'
+}
+
+TEST(CtlRender, StatusShowsOutsideTextEscaped) {
+  json status = sampleStatus();
+  status["window"]["reason"] = "upgrade\x1b]0;pwned\x07\nfake line";
+  status["blockers"][0]["reason"] = "bad\x1b[31m";
+  status["domains"][0]["name"] = "vm\x1b[2K";
+  const std::string out = renderStatus(status, kUtc);
+  EXPECT_EQ(out.find('\x1b'), std::string::npos) << out;
+  EXPECT_EQ(out.find('\x07'), std::string::npos) << out;
+  EXPECT_TRUE(contains(lineWith(out, "reason"), "upgrade\\x1b]0;pwned\\x07\\nfake line")) << out;
+  EXPECT_TRUE(contains(out, "bad\\x1b[31m")) << out;
+  EXPECT_TRUE(contains(out, "vm\\x1b[2K")) << out;
+  EXPECT_EQ(lineWith(out, "fake line"), lineWith(out, "reason")) << out;
+}
+
+json withNotices() {
+  json status = sampleStatus();
+  status["domains"][3]["notice"] = json::parse(R"({
+    "revision": 17, "issued_at": "2026-11-25T09:00:00Z", "session_id": "mw-1234",
+    "status": "active", "action": "shutdown", "fallback_used": false,
+    "window_start": "2026-11-25T10:00:00Z", "window_end": "2026-11-25T12:00:00Z",
+    "removal": false, "earliest_start": null, "expected_downtime_s": 7200,
+    "downtime_basis": "window", "ack_required": true, "ack": null, "ack_reason": null,
+    "ack_deadline": "2026-11-25T10:30:00Z", "ack_timeout_action": "proceed",
+    "keep_allowed": false, "keep_action": null, "owner_deadline": null,
+    "message": "vm-acked will be shut down."})");
+  status["domains"][1]["notice"] = json::parse(R"({
+    "revision": 21, "issued_at": "2026-11-25T09:30:00Z", "session_id": "mw-1234",
+    "status": "active", "action": "suspend", "fallback_used": true,
+    "window_start": "2026-11-25T10:00:00Z", "window_end": "2026-11-25T12:00:00Z",
+    "removal": false, "earliest_start": null, "expected_downtime_s": 90,
+    "downtime_basis": "window", "ack_required": true, "ack": "keep",
+    "ack_reason": "db stays\u001b[5m", "ack_deadline": null, "ack_timeout_action": null,
+    "keep_allowed": true, "keep_action": "suspend", "owner_deadline": null,
+    "message": "vm-db will be suspended. Acknowledged: keep."})");
+  return status;
+}
+
+TEST(CtlRender, NoticesTableShowsRevisionAckStateAndDeadline) {
+  const std::string out = renderNotices(withNotices(), kUtc);
+  const std::string header = lineWith(out, "DOMAIN");
+  for (const char* column : {"REVISION", "STATUS", "ACTION", "DOWNTIME", "ACK", "DEADLINE"})
+    EXPECT_TRUE(contains(header, column)) << out;
+  const std::string acked = lineWith(out, "vm-db ");
+  EXPECT_TRUE(contains(acked, "21")) << out;
+  EXPECT_TRUE(contains(acked, "suspend (fallback)")) << out;
+  EXPECT_TRUE(contains(acked, "keep: db stays\\x1b[5m")) << out;
+  const std::string waiting = lineWith(out, "vm-acked ");
+  EXPECT_TRUE(contains(waiting, "17")) << out;
+  EXPECT_TRUE(contains(waiting, "awaiting")) << out;
+  EXPECT_TRUE(contains(waiting, "ack by 2026-11-25 10:30:00 UTC (in 25m)")) << out;
+  EXPECT_TRUE(contains(waiting, "~2h")) << out;
+  // Domains without a notice are not rows; each notice's words follow the table.
+  EXPECT_TRUE(lineWith(out, "vm-web").empty()) << out;
+  EXPECT_TRUE(contains(out, "vm-acked will be shut down.")) << out;
+  EXPECT_EQ(out.find('\x1b'), std::string::npos) << out;
+}
+
+TEST(CtlRender, NoticesSayWhenThereAreNone) {
+  json idle = sampleStatus();
+  idle["phase"] = "idle";
+  EXPECT_EQ(renderNotices(idle, kUtc), "no notices (no maintenance scheduled)\n");
+  EXPECT_EQ(renderNoticeSummary(idle, kUtc), "none");
+}
+
+TEST(CtlRender, StatusSummarisesTheNotices) {
+  const std::string out = renderStatus(withNotices(), kUtc);
+  EXPECT_EQ(lineWith(out, "notices"),
+            "notices     2 issued (latest revision 21): 1 awaiting an ack (next due in 25m), "
+            "1 acknowledged")
+      << out;
+  json failing = withNotices();
+  failing["notice_webhook"] = {{"url", "https://n"}, {"state", "failing"}, {"pending", 2},
+                               {"dropped", 1}};
+  EXPECT_TRUE(contains(renderNoticeSummary(failing, kUtc), "; webhook failing, 2 pending, 1 dropped"));
+}
+
+TEST(CtlRender, NoticesJsonListsEachDomainsNoticeAsPublished) {
+  const json status = withNotices();
+  const json out = noticesJson(status);
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out[0]["name"], "vm-db");
+  EXPECT_EQ(out[0]["uuid"], "u-2");
+  EXPECT_EQ(out[0]["notice"], status["domains"][1]["notice"]);
+  EXPECT_EQ(out[1]["notice"]["revision"], 17);
+}
+
 }  // namespace
 }  // namespace hostmaint::ctl

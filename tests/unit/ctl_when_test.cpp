@@ -83,6 +83,32 @@ TEST(CtlWhen, ImpossibleOrIncompleteIsoTimesAreRejected) {
   }
 }
 
+// Year 9999 in nanoseconds does not fit 64 bits: it once wrapped around to
+// another century instead of being refused.
+TEST(CtlWhen, YearsFromTwoThousandTwoHundredAreRefusedNotWrapped) {
+  EXPECT_NE(rejection("9999-12-31T00:00:00Z").find("the year must be between 1970 and 2199"),
+            std::string::npos);
+  EXPECT_NE(rejection("2200-01-01T00:00Z").find("the year must be between 1970 and 2199"), std::string::npos);
+  EXPECT_EQ(parseWhen("2199-12-31T23:59:59Z", kNow),
+            TimePoint(sys_days(year{2199} / 12 / 31).time_since_epoch() + hours(23) + minutes(59) +
+                      seconds(59)));
+  TimePoint parsed;
+  EXPECT_FALSE(parseTimestamp("75000-01-01T00:00:00Z", parsed));
+  EXPECT_FALSE(parseTimestamp("9999-01-01T00:00:00Z", parsed));
+}
+
+TEST(CtlWhen, YearsOutsideTheDaemonsRangeAreRejected) {
+  // Found by fuzz/ctl_when: the year 6448 overflowed the conversion to
+  // nanoseconds (undefined behaviour) and scheduled a window in the past.
+  for (const char* text : {"6448-02-25 10:00", "2263-01-01T00:00Z", "1969-12-31T23:59Z"}) {
+    EXPECT_NE(rejection(text).find("the year must be between 1970 and 2199"), std::string::npos)
+        << text;
+  }
+  TimePoint parsed;
+  EXPECT_FALSE(parseTimestamp("9999-12-31T23:59:59Z", parsed));
+  EXPECT_TRUE(parseTimestamp("2199-12-31T23:59:59Z", parsed));
+}
+
 TEST(CtlWhen, TimestampsFromTheDaemonParse) {
   TimePoint parsed;
   EXPECT_TRUE(parseTimestamp("2026-11-25T10:00:00Z", parsed));

@@ -111,12 +111,9 @@ class DbusServiceTest : public ::testing::Test {
     web = hypervisor.uuidOf("web1");
     AgentServiceOptions options;
     options.runtime_dir = runtime_dir;
-    service.emplace(io, clock, options);
-    engine.emplace(hypervisor, clock, journal, settings, *service);
-    service->attach(*engine);
-    hypervisor.setObserver(&service->hypervisorObserver());
-    engine->recover();
-    service->serve(openBusAt(bus.address()));
+    service.emplace(io, AgentServiceParts{clock, hypervisor, journal, notifier}, settings,
+                    openBusAt(bus.address()), options);
+    engine = &service->engine();
 
     client = openBusAt(bus.address());
     sd_bus_slot* raw = nullptr;
@@ -130,9 +127,8 @@ class DbusServiceTest : public ::testing::Test {
 
   void TearDown() override {
     client_dispatcher.reset();
-    hypervisor.setObserver(nullptr);
-    service.reset();  // the bus object goes before the engine it calls
-    engine.reset();
+    engine = nullptr;
+    service.reset();  // stops observing the hypervisor; the bus object goes before the engine
   }
 
   template <typename... Args>
@@ -237,8 +233,9 @@ class DbusServiceTest : public ::testing::Test {
   fake::MemoryJournal journal;
   agent::EngineSettings settings;
   std::string web;
+  ServiceNotifier notifier;
   std::optional<AgentService> service;
-  std::optional<agent::MaintenanceEngine> engine;
+  agent::MaintenanceEngine* engine = nullptr;  // the service's
   BusPtr client;
   SlotPtr match;
   ChangeRecorder recorder;
@@ -371,6 +368,126 @@ TEST_F(DbusServiceTest, MalformedArgumentsAreInvalidArgs) {
   const CallResult ack = agentCall("Acknowledge", "ss", "web1", "maybe");
   EXPECT_EQ(ack.error_name, SD_BUS_ERROR_INVALID_ARGS);
   EXPECT_NE(ack.error_message.find("'maybe'"), std::string::npos) << ack.error_message;
+}
+
+// Microseconds times 1000 must not wrap around: a window in year ~75000 was
+// once taken as starting now, year 10000 as 1816.
+TEST_F(DbusServiceTest, TimestampsOutOfRangeAreInvalidArgsNamingTheArgument) {
+  const std::uint64_t year_75000 = 2'305'000'000'000'000'000;
+  const CallResult far = agentCall("Schedule", "ttbs", year_75000, year_75000 + 3'600'000'000, 0,
+                                   "far future");
+  EXPECT_EQ(far.error_name, SD_BUS_ERROR_INVALID_ARGS);
+  EXPECT_NE(far.error_message.find("start_usec 2305000000000000000 is out of range"),
+            std::string::npos)
+      << far.error_message;
+
+  const std::uint64_t year_10000 = 253'402'300'800'000'000;
+  const CallResult end = agentCall("Schedule", "ttbs", usecOf(clock.now()), year_10000, 0, "");
+  EXPECT_EQ(end.error_name, SD_BUS_ERROR_INVALID_ARGS);
+  EXPECT_NE(end.error_message.find("end_usec"), std::string::npos) << end.error_message;
+  EXPECT_NE(end.error_message.find("before 2200-01-01T00:00:00Z"), std::string::npos)
+      << end.error_message;
+  EXPECT_EQ(stringProperty("Phase"), "idle");
+
+  // The last accepted microsecond is still a time, not a wrapped one.
+  const std::uint64_t last = 7'258'118'400'000'000 - 1;
+  const CallResult edge = agentCall("Schedule", "ttbs", last - 1'000'000, last, 0, "edge");
+  EXPECT_EQ(edge.error_name, "") << edge.error_message;
+  EXPECT_EQ(usecProperty("WindowEnd"), last);
+}
+
+TEST_F(DbusServiceTest, ReasonsWithControlCharactersOrTooLongAreInvalidArgs) {
+  const auto start = clock.now() + 1h;
+  const CallResult escape =
+      agentCall("Schedule", "ttbs", usecOf(start), usecOf(start + 1h), 0, "bios\x1b[2J\x07");
+  EXPECT_EQ(escape.error_name, SD_BUS_ERROR_INVALID_ARGS);
+  EXPECT_NE(escape.error_message.find("reason contains the control character U+001B at byte 4"),
+            std::string::npos)
+      << escape.error_message;
+
+  const CallResult newline =
+      agentCall("Schedule", "ttbs", usecOf(start), usecOf(start + 1h), 0, "one\ntwo");
+  EXPECT_EQ(newline.error_name, SD_BUS_ERROR_INVALID_ARGS);
+
+  const std::string too_long(1025, 'x');
+  const CallResult longer =
+      agentCall("Schedule", "ttbs", usecOf(start), usecOf(start + 1h), 0, too_long.c_str());
+  EXPECT_EQ(longer.error_name, SD_BUS_ERROR_INVALID_ARGS);
+  EXPECT_NE(longer.error_message.find("reason is 1025 bytes long (at most 1024)"),
+            std::string::npos)
+      << longer.error_message;
+  EXPECT_EQ(stringProperty("Phase"), "idle");
+
+  const std::string longest(1024, 'x');
+  const CallResult fits =
+      agentCall("Schedule", "ttbs", usecOf(start), usecOf(start + 1h), 0, longest.c_str());
+  EXPECT_EQ(fits.error_name, "") << fits.error_message;
+  EXPECT_EQ(stringProperty("Reason"), longest);
+}
+
+TEST_F(DbusServiceTest, RescheduleMovesTheWindowWithTheEnginesRules) {
+  const CallResult idle = agentCall("Reschedule", "ttbs", usecOf(clock.now() + 1h),
+                                    usecOf(clock.now() + 2h), 0, "");
+  EXPECT_EQ(idle.error_name, kRefusedError);
+  EXPECT_NE(idle.error_message.find("cannot reschedule"), std::string::npos) << idle.error_message;
+
+  ASSERT_EQ(scheduleIn(30min).error_name, "");
+  const std::string session = stringProperty("SessionId");
+  recorder.changes.clear();
+  const auto start = clock.now() + 2h;
+  const CallResult moved =
+      agentCall("Reschedule", "ttbs", usecOf(start), usecOf(start + 3h), 1, "moved by the admin");
+  ASSERT_EQ(moved.error_name, "") << moved.error_message;
+  const auto change = changeOf("WindowStart");
+  ASSERT_TRUE(change) << "no PropertiesChanged for WindowStart";
+  EXPECT_EQ(usecProperty("WindowStart"), usecOf(start));
+  EXPECT_EQ(usecProperty("WindowEnd"), usecOf(start + 3h));
+  EXPECT_TRUE(boolProperty("Removal"));
+  EXPECT_EQ(stringProperty("Reason"), "moved by the admin");
+  EXPECT_EQ(stringProperty("SessionId"), session);  // the same maintenance, moved
+  EXPECT_EQ(statusFile()["window"]["reason"], "moved by the admin");
+
+  // The engine's checks apply: an end before the start is refused.
+  const CallResult backwards =
+      agentCall("Reschedule", "ttbs", usecOf(start), usecOf(start - 1h), 0, "");
+  EXPECT_EQ(backwards.error_name, kRefusedError);
+  EXPECT_NE(backwards.error_message.find("cannot reschedule: the window ends"), std::string::npos)
+      << backwards.error_message;
+  // And the caller's text is checked before the engine sees it.
+  const CallResult bell = agentCall("Reschedule", "ttbs", usecOf(start), usecOf(start + 1h), 0,
+                                    "ring\x07");
+  EXPECT_EQ(bell.error_name, SD_BUS_ERROR_INVALID_ARGS);
+  EXPECT_EQ(stringProperty("Reason"), "moved by the admin");
+}
+
+TEST_F(DbusServiceTest, AcknowledgeWithReasonKeepsTheReasonWithTheAck) {
+  ASSERT_EQ(scheduleIn(30min).error_name, "");
+  const CallResult acked =
+      agentCall("AcknowledgeWithReason", "sss", "web1", "move", "owner agreed (TICKET-9)");
+  ASSERT_EQ(acked.error_name, "") << acked.error_message;
+  const nlohmann::json status = statusFile();
+  nlohmann::json web;
+  for (const auto& domain : status["domains"])
+    if (domain["name"] == "web1") web = domain;
+  EXPECT_EQ(web["ack"], "move");
+  EXPECT_EQ(web["ack_reason"], "owner agreed (TICKET-9)");
+  ASSERT_TRUE(web["notice"].is_object()) << web.dump();
+  EXPECT_EQ(web["notice"]["ack_reason"], "owner agreed (TICKET-9)");
+
+  // Acknowledge is AcknowledgeWithReason without one.
+  ASSERT_EQ(agentCall("Acknowledge", "ss", "db1", "move").error_name, "");
+  const nlohmann::json after = statusFile();
+  for (const auto& domain : after["domains"]) {
+    if (domain["name"] == "db1") {
+      EXPECT_TRUE(domain["ack_reason"].is_null()) << domain.dump();
+    }
+  }
+
+  const CallResult bad = agentCall("AcknowledgeWithReason", "sss", "web1", "keep", "two\nlines");
+  EXPECT_EQ(bad.error_name, SD_BUS_ERROR_INVALID_ARGS);
+  EXPECT_NE(bad.error_message.find("reason contains the control character U+000A"),
+            std::string::npos)
+      << bad.error_message;
 }
 
 // The introspection XML in the repository is the interface's source of truth

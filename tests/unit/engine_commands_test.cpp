@@ -117,6 +117,30 @@ TEST_F(EngineCommands, AckMoveChoosesMigrationAndAckByUuidWorks) {
   EXPECT_EQ(hypervisor.requestCount(uuid, ActionKind::live_migrate), 1);
 }
 
+// The owner arms its timer only from onWakeupChanged: every change of
+// nextWakeup() is told, once, after the status it belongs to.
+TEST_F(EngineCommands, TheListenerIsToldEachNewWakeupOnce) {
+  add("web1");
+  start();
+  EXPECT_EQ(listener.wakeup_changes, 0) << "an idle host has no deadline to tell";
+  const int before = listener.wakeup_changes;
+  engine->schedule(window(1h));
+  EXPECT_EQ(listener.wakeup, clock.now() + 1h);
+  EXPECT_EQ(listener.wakeup_changes, before + 1);
+  engine->tick();
+  engine->tick();
+  EXPECT_EQ(listener.wakeup_changes, before + 1) << "an unchanged wakeup is not told again";
+  agent::MaintenanceWindow later = status().window.value();
+  later.start += 1h;
+  later.end += 1h;
+  engine->reschedule(later);
+  EXPECT_EQ(listener.wakeup, clock.now() + 2h);
+  EXPECT_EQ(listener.wakeup_changes, before + 2);
+  engine->cancel();
+  EXPECT_EQ(listener.wakeup, std::nullopt);
+  EXPECT_EQ(listener.wakeup, engine->nextWakeup());
+}
+
 TEST_F(EngineCommands, AckDeadlineWithProceedActs) {
   const std::string uuid = add("web1", {{"maintenance_action", "suspend"},
                                         {"ack_required", "true"},

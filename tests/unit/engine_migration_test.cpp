@@ -247,11 +247,38 @@ TEST_F(EngineMigration, AdoptedMigrationThatEndsWithTheDomainHereIsRedone) {
   hypervisor.abandon(uuid);
   hypervisor.mutableDomain(uuid).job_active = true;
   hypervisor.failNext(uuid, ActionKind::adopt_migration, "the migration ended, still here",
-                      FailureKind::not_converged);
+                      FailureKind::other);
   start();
   hypervisor.completeNext();
   EXPECT_EQ(requestsOf(ActionKind::live_migrate).size(), 2u) << "tried again, not fallen back";
   EXPECT_TRUE(requestsOf(ActionKind::managed_save).empty());
+}
+
+TEST_F(EngineMigration, AdoptedMigrationKeepsItsLadderAndTimeoutsAndFallsBackWhenItTimesOut) {
+  const std::string uuid = addWithMemory("db", kGibKib);
+  start();
+  scheduleNow();
+  clock.set(clock.now() + std::chrono::seconds(40));
+  crash();
+  hypervisor.abandon(uuid);
+  hypervisor.mutableDomain(uuid).job_active = true;
+  hypervisor.failNext(uuid, ActionKind::adopt_migration,
+                      "did not converge: did not complete within 300s; aborted",
+                      FailureKind::not_converged);
+  start();
+  const auto adopted = requestsOf(ActionKind::adopt_migration);
+  ASSERT_EQ(adopted.size(), 1u);
+  // The restarted daemon watches it with the same tuning, its completion
+  // timeout counted from the migration's real start.
+  const hv::MigrationTuning& first = requestsOf(ActionKind::live_migrate)[0].tuning;
+  EXPECT_EQ(adopted[0].tuning.max_downtime, first.max_downtime);
+  EXPECT_EQ(adopted[0].tuning.downtime_steps, first.downtime_steps);
+  EXPECT_EQ(adopted[0].tuning.completion_timeout, first.completion_timeout);
+  EXPECT_GT(adopted[0].tuning.completion_timeout.count(), 0);
+  EXPECT_GE(adopted[0].already_running, std::chrono::seconds(40));
+  hypervisor.completeNext();
+  EXPECT_EQ(requestsOf(ActionKind::live_migrate).size(), 1u) << "a timed-out one is not redone";
+  EXPECT_EQ(requestsOf(ActionKind::managed_save).size(), 1u) << "its fallback applies";
 }
 
 TEST_F(EngineMigration, ThroughputOfFinishedMigrationsIsLearned) {

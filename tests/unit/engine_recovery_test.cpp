@@ -1,4 +1,5 @@
 // Journal replay, crash in the middle of a drain, libvirt disconnection.
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
@@ -188,6 +189,47 @@ TEST_F(EngineRecovery, JournalFailureStopsNewActionsVisibly) {
   journal.setFailing(false);
   engine->tick();
   EXPECT_EQ(hypervisor.requestCount(uuid), 1);
+}
+
+TEST_F(EngineRecovery, JournalIsRetriedByItselfOnceSpaceIsBack) {
+  const std::string uuid = add("web1", {{"maintenance_action", "suspend"}, {"lead_time", "10m"}});
+  start();
+  scheduleNow();
+  journal.setFailing(true);
+  EXPECT_TRUE(advanceToWakeup());
+  EXPECT_TRUE(hasBlocker("journal", "No space left"));
+  journal.setFailing(false);
+  // No command, no SIGHUP: the engine's own wake-up retries the journal.
+  ASSERT_TRUE(advanceToWakeup());
+  EXPECT_FALSE(hasBlocker("journal"));
+  EXPECT_EQ(hypervisor.requestCount(uuid), 1);
+}
+
+TEST_F(EngineRecovery, CommandsThatCannotBeSavedAreRefusedAndChangeNothing) {
+  add("web1", {{"maintenance_action", "suspend"}});
+  start();
+  journal.setFailing(true);
+  try {
+    scheduleNow();
+    FAIL() << "schedule was accepted without being saved";
+  } catch (const agent::CommandError& error) {
+    EXPECT_THAT(error.what(), testing::HasSubstr("cannot schedule"));
+    EXPECT_THAT(error.what(), testing::HasSubstr("No space left"));
+  }
+  EXPECT_EQ(status().phase, agent::HostPhase::idle);
+  EXPECT_FALSE(status().session_id.has_value());
+  journal.setFailing(false);
+  // After a restart there is nothing the caller was told about and lost.
+  start();
+  EXPECT_EQ(status().phase, agent::HostPhase::idle);
+
+  const std::string session = scheduleNow();
+  journal.setFailing(true);
+  EXPECT_THROW(engine->cancel(), agent::CommandError);
+  journal.setFailing(false);
+  start();
+  EXPECT_EQ(status().session_id, session) << "the refused cancel left the maintenance as it was";
+  EXPECT_NE(status().phase, agent::HostPhase::restoring);
 }
 
 TEST_F(EngineRecovery, CorruptJournalIsReportedNotIgnored) {

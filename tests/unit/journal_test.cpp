@@ -3,11 +3,15 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <grp.h>
+#include <pwd.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <fstream>
 #include <sstream>
+#include <stdexcept>
 
 namespace hostmaint::agent {
 namespace {
@@ -91,18 +95,61 @@ TEST_F(JournalTest, WriteFileAtomicallySetsTheModeRegardlessOfUmask) {
   EXPECT_EQ(contents(dir_ / "status.json"), "{\"ready\":true}");
 }
 
+// What writeFileAtomically(path, text) throws, "" when it succeeds. Permission
+// bits do not stop root, so under root the call runs in a child that owns
+// `dir` as the unprivileged user nobody: the owner's bits then decide, exactly
+// as for a non-root run.
+std::string journalErrorOfWrite(const std::filesystem::path& dir, const std::filesystem::path& path,
+                                const std::string& text) {
+  auto attempt = [&]() -> std::string {
+    try {
+      writeFileAtomically(path, text);
+      return "";
+    } catch (const JournalError& error) {
+      return error.what();
+    }
+  };
+  if (::geteuid() != 0) return attempt();
+
+  const struct passwd* nobody = ::getpwnam("nobody");
+  const uid_t uid = nobody ? nobody->pw_uid : 65534;
+  const gid_t gid = nobody ? nobody->pw_gid : 65534;
+  if (::chown(dir.c_str(), uid, gid) != 0) throw std::runtime_error("chown to nobody failed");
+  int pipe_fds[2];
+  if (::pipe(pipe_fds) != 0) throw std::runtime_error("pipe failed");
+  const pid_t pid = ::fork();
+  if (pid < 0) throw std::runtime_error("fork failed");
+  if (pid == 0) {
+    ::close(pipe_fds[0]);
+    if (::setgroups(0, nullptr) != 0 || ::setgid(gid) != 0 || ::setuid(uid) != 0 ||
+        ::geteuid() == 0) {
+      ::_exit(2);
+    }
+    const std::string result = attempt();
+    const bool written = ::write(pipe_fds[1], result.data(), result.size()) ==
+                         static_cast<ssize_t>(result.size());
+    ::_exit(written ? 0 : 3);
+  }
+  ::close(pipe_fds[1]);
+  std::string result;
+  char buffer[512];
+  for (ssize_t n; (n = ::read(pipe_fds[0], buffer, sizeof buffer)) > 0;) result.append(buffer, n);
+  ::close(pipe_fds[0]);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    throw std::runtime_error("the unprivileged child failed (status " + std::to_string(status) +
+                             ")");
+  return result;
+}
+
 TEST_F(JournalTest, UnwritableDirectoryNamesThePathAndLeavesNoTemp) {
-  if (::geteuid() == 0) GTEST_SKIP() << "root writes regardless of permissions";
   writeFileAtomically(dir_ / "status.json", "old");
   std::filesystem::permissions(
       dir_, std::filesystem::perms::owner_read | std::filesystem::perms::owner_exec);
-  try {
-    writeFileAtomically(dir_ / "status.json", "new");
-    FAIL() << "expected a JournalError";
-  } catch (const JournalError& error) {
-    EXPECT_THAT(error.what(), HasSubstr(dir_.string()));
-    EXPECT_THAT(error.what(), HasSubstr("Permission denied"));
-  }
+  const std::string error = journalErrorOfWrite(dir_, dir_ / "status.json", "new");
+  EXPECT_THAT(error, HasSubstr(dir_.string()));
+  EXPECT_THAT(error, HasSubstr("Permission denied"));
   std::filesystem::permissions(dir_, std::filesystem::perms::owner_all);
   EXPECT_EQ(contents(dir_ / "status.json"), "old");
   EXPECT_EQ(entries(dir_), std::vector<std::string>{"status.json"});

@@ -186,6 +186,40 @@ TEST_F(NoticeLedgerTest, SubSecondTimesDoNotReissueAfterARestart) {
   EXPECT_TRUE(restored.observe(again, clock.now()).empty());
 }
 
+TEST_F(NoticeLedgerTest, CorruptedTimesAndNumbersAreErrorsNotUndefinedBehaviour) {
+  add("a", {{"maintenance_action", "suspend"}});
+  start();
+  engine->schedule(window(1h));
+  observe();
+  const nlohmann::json good = nlohmann::json::parse(ledger.encode());
+  const std::string uuid = good["notices"].begin().key();
+  auto refusal = [](const nlohmann::json& document) -> std::string {
+    try {
+      NoticeLedger::decode(document.dump());
+    } catch (const agent::NoticeLedgerError& error) {
+      return error.what();
+    }
+    ADD_FAILURE() << "accepted: " << document.dump();
+    return {};
+  };
+  // Found by fuzz/notice_ledger: the year 5736 overflowed the conversion to
+  // nanoseconds; a null window_start was dereferenced; a float revision was
+  // converted to an integer (all undefined behaviour).
+  nlohmann::json bad = good;
+  bad["notices"][uuid]["notice"]["window_start"] = "5736-11-25T04:00:00Z";
+  EXPECT_NE(refusal(bad).find("'window_start' is not a time"), std::string::npos);
+  bad = good;
+  bad["notices"][uuid]["notice"]["window_end"] = nullptr;
+  EXPECT_NE(refusal(bad).find("'window_end' is null"), std::string::npos);
+  bad = good;
+  bad["notices"][uuid]["notice"]["revision"] = 1.8e24;
+  EXPECT_NE(refusal(bad).find("'revision': expected an integer"), std::string::npos);
+  bad = good;
+  bad["last_revision"] = -1;
+  EXPECT_NE(refusal(bad).find("last_revision: -1 is out of range"), std::string::npos);
+  EXPECT_EQ(NoticeLedger::decode(good.dump()).encode(), ledger.encode());
+}
+
 TEST_F(NoticeLedgerTest, MalformedLedgerIsAnErrorThatSaysWhat) {
   EXPECT_THROW(NoticeLedger::decode("not json"), agent::NoticeLedgerError);
   try {

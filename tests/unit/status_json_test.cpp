@@ -187,6 +187,17 @@ TEST(Time, RejectsGarbage) {
   }
 }
 
+TEST(Time, AcceptsOnlyYearsATimePointHoldsWithRoomToSpare) {
+  // Found by fuzz/desired_state: "1013-11-25T04:00:00Z" overflowed the
+  // conversion to nanoseconds (undefined behaviour) and came out as 2597.
+  for (const char* bad : {"1013-11-25T04:00:00Z", "1969-12-31T23:59:59Z", "2200-01-01T00:00:00Z",
+                          "2263-01-01T00:00:00Z", "5736-11-25T04:00:00Z", "9999-12-31T23:59:59Z"}) {
+    EXPECT_EQ(parseTime(bad), std::nullopt) << "'" << bad << "'";
+  }
+  EXPECT_EQ(parseTime("1970-01-01T00:00:00Z"), TimePoint{});
+  EXPECT_EQ(parseTime("2199-12-31T23:59:59Z"), at(2199, 12, 31, 23, 59, 59));
+}
+
 TEST(Time, RoundTrips) {
   for (TimePoint time : {at(2026, 11, 25, 4, 0, 0), at(2000, 2, 29, 23, 59, 59), TimePoint{}}) {
     EXPECT_EQ(parseTime(formatTime(time)), time);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <set>
 
+#include "hostmaint/agent/caller_text.hpp"
 #include "hostmaint/agent/status_json.hpp"
 
 namespace hostmaint::agent::controller {
@@ -97,7 +98,8 @@ json parseJson(std::string_view body, std::size_t max_bytes) {
     return json::parse(body.begin(), body.end(), limit_depth);
   } catch (const DepthExceeded&) {
     reject("document nests deeper than " + std::to_string(kMaxNesting) + " levels");
-  } catch (const json::parse_error& error) {
+  } catch (const json::exception& error) {
+    // parse_error, and out_of_range for a number beyond a double ("1e999").
     reject(std::string("not valid JSON: ") + error.what());
   }
 }
@@ -165,6 +167,9 @@ DesiredState parseDesiredState(std::string_view body, std::size_t max_bytes) {
   std::string reason;
   if (const json* value = field(document, "reason")) {
     reason = stringField(*value, "reason", kMaxReasonLength);
+    // The same rule as for reasons over D-Bus, C1 controls included.
+    if (const auto problem = callerTextProblem(reason, kMaxReasonLength))
+      reject("field 'reason' " + *problem);
   }
 
   if (const json* window = field(document, "window")) {

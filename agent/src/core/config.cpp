@@ -1,7 +1,14 @@
 // Reads hostmaintd.conf and its drop-ins into Config. Every value is checked
 // where it is read, so an error can name the file, line and key it came from.
+// Longer than 700 lines on purpose: it is the one place that reads the
+// config's schema, table by table in the order docs/configuration.md lists
+// them, and splitting it per table would scatter that one list.
 #include "hostmaint/agent/config.hpp"
 
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
@@ -486,27 +493,68 @@ std::string policyText(const PolicyKey& key, const toml::node& node) {
   wrongType(node, "a value");
 }
 
-struct FileCloser {
-  void operator()(std::FILE* file) const { std::fclose(file); }
+// A config file is a few KiB; anything past this is not one.
+constexpr std::size_t kMaxConfigFileBytes = 1024 * 1024;
+
+struct FdCloser {
+  int fd;
+  ~FdCloser() { ::close(fd); }
 };
 
-[[noreturn]] void cannotRead(const std::filesystem::path& path, int error) {
-  throw ConfigError("cannot read config file '" + path.string() + "': " + std::strerror(error));
+[[noreturn]] void cannotRead(const std::filesystem::path& path, const std::string& why) {
+  throw ConfigError("cannot read config file '" + path.string() + "': " + why);
+}
+
+std::string fileTypeName(mode_t mode) {
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISFIFO(mode)) return "a FIFO";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  if (S_ISSOCK(mode)) return "a socket";
+  return "not a regular file";
 }
 
 // The file's text; nullopt when it does not exist and that is allowed.
+// Only a regular file of bounded size is read: the reload runs on the event
+// loop, and a FIFO (which blocks until someone writes) or /dev/zero (which
+// never ends) at the path must not stop the daemon from serving.
 std::optional<std::string> readFile(const std::filesystem::path& path, bool missing_ok) {
-  std::unique_ptr<std::FILE, FileCloser> file(std::fopen(path.c_str(), "re"));
-  if (!file) {
-    if (errno == ENOENT && missing_ok) return std::nullopt;
-    cannotRead(path, errno);
+  // O_NONBLOCK: opening a FIFO without a writer returns at once; fstat on
+  // the opened file, not stat on the path, so the checked file is the read one.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+  if (fd < 0) {
+    const int open_error = errno;
+    if (open_error == ELOOP) cannotRead(path, "it is a symbolic link loop");
+    std::error_code ignored;
+    // A link to nowhere was meant to be read: not the same as no file.
+    if (open_error == ENOENT && std::filesystem::is_symlink(path, ignored))
+      cannotRead(path, "it is a dangling symbolic link");
+    if (open_error == ENOENT && missing_ok) return std::nullopt;
+    cannotRead(path, std::strerror(open_error));
   }
+  FdCloser closer{fd};
+  struct stat info {};
+  if (::fstat(fd, &info) != 0) cannotRead(path, std::strerror(errno));
+  if (!S_ISREG(info.st_mode)) cannotRead(path, "it is " + fileTypeName(info.st_mode) +
+                                                   ", not a regular file");
+  if (static_cast<std::uintmax_t>(info.st_size) > kMaxConfigFileBytes)
+    cannotRead(path, "it is " + std::to_string(info.st_size) + " bytes, more than the " +
+                         std::to_string(kMaxConfigFileBytes) + " bytes a config file may have");
   std::string text;
   char buffer[8192];
-  std::size_t count = 0;
-  while ((count = std::fread(buffer, 1, sizeof buffer, file.get())) > 0) text.append(buffer, count);
-  // A directory opens fine and fails here with EISDIR.
-  if (std::ferror(file.get())) cannotRead(path, errno);
+  for (;;) {
+    const ssize_t count = ::read(fd, buffer, sizeof buffer);
+    if (count < 0) {
+      if (errno == EINTR) continue;
+      cannotRead(path, std::strerror(errno));
+    }
+    if (count == 0) break;
+    text.append(buffer, static_cast<std::size_t>(count));
+    // It may grow while being read.
+    if (text.size() > kMaxConfigFileBytes)
+      cannotRead(path, "it is more than the " + std::to_string(kMaxConfigFileBytes) +
+                           " bytes a config file may have");
+  }
   return text;
 }
 
@@ -644,15 +692,37 @@ std::vector<std::filesystem::path> dropInFiles(const std::filesystem::path& dire
     throw ConfigError("cannot read config drop-in directory '" + directory.string() +
                       "': " + error.message());
   }
+  std::vector<std::filesystem::directory_entry> candidates;
   for (const auto& entry : entries) {
-    if (entry.path().extension() == ".conf" && entry.is_regular_file(error)) {
-      files.push_back(entry.path());
-    }
+    if (entry.path().extension() == ".conf") candidates.push_back(entry);
   }
-  // Name order (bytewise, like systemd), so 10-x.conf is applied before 50-y.conf.
-  std::sort(files.begin(), files.end(), [](const auto& a, const auto& b) {
-    return a.filename().string() < b.filename().string();
+  // Name order (bytewise, like systemd), so 10-x.conf is applied before
+  // 50-y.conf, and the first bad one is the one named.
+  std::sort(candidates.begin(), candidates.end(), [](const auto& a, const auto& b) {
+    return a.path().filename().string() < b.path().filename().string();
   });
+  for (const auto& entry : candidates) {
+    // A .conf that cannot be read as a file (a symlink loop, a dangling
+    // link, a directory, a FIFO) was meant to configure something: it is an
+    // error, like an unreadable one, never skipped without a word.
+    std::error_code status_error;
+    const std::filesystem::file_status status = entry.status(status_error);
+    if (status_error || !std::filesystem::is_regular_file(status)) {
+      std::string why;
+      if (status_error == std::errc::too_many_symbolic_link_levels) {
+        why = "it is a symbolic link loop";
+      } else if (entry.is_symlink(error) && !std::filesystem::exists(status)) {
+        why = "it is a dangling symbolic link";
+      } else if (status_error) {
+        why = status_error.message();
+      } else {
+        why = std::filesystem::is_directory(status) ? "it is a directory, not a regular file"
+                                                    : "it is not a regular file";
+      }
+      throw ConfigError("cannot read config drop-in '" + entry.path().string() + "': " + why);
+    }
+    files.push_back(entry.path());
+  }
   return files;
 }
 
@@ -678,6 +748,13 @@ Config loadConfig(const std::filesystem::path& path, bool must_exist) {
     reader.readFileInto(file, *readFile(file, false));
   }
   reader.checkMerged(path);
+  return reader.take();
+}
+
+Config parseConfig(std::string_view text, const std::filesystem::path& source_name) {
+  ConfigReader reader;
+  reader.readFileInto(source_name, text);
+  reader.checkMerged(source_name);
   return reader.take();
 }
 

@@ -1,12 +1,14 @@
-// The engine's durable state and its journal encoding (versioned JSON).
-// Everything needed to continue a maintenance after a restart lives here;
-// what the hypervisor knows (run state, memory, owner) is re-read instead.
+// The engine's state: each domain's stage as a typed value, changed only
+// through transition(), and the durable record of a maintenance. What
+// interfaces show is projected from it in status_projection.cpp; the journal
+// encoding lives in engine_state_codec.cpp.
 #pragma once
 
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <variant>
 #include <vector>
 
 #include "hostmaint/agent/model.hpp"
@@ -17,17 +19,139 @@ namespace hostmaint::agent {
 
 inline constexpr int kEngineStateVersion = 1;
 
+// Why a domain that is ready to act has not started yet. Values, not text:
+// the status projection words them.
+namespace wait {
+struct ToStart {};  // nothing evaluated yet
+struct LibvirtDown {
+  hv::ConnectionState connection = hv::ConnectionState::disconnected;
+};
+struct JournalUnwritable {};
+struct NotBefore {
+  TimePoint time{};
+  bool lead_time = false;  // later than the window start because of its lead time
+};
+struct ActionSlots {
+  unsigned running = 0;
+  unsigned max = 0;
+};
+struct MigrationSlots {
+  unsigned running = 0;
+  unsigned max = 0;
+};
+struct Destination {
+  std::string reason;  // each candidate and why not yet
+};
+struct GroupLimit {
+  std::string group;
+  unsigned impacted = 0;
+  unsigned max = 0;
+  bool stalled = false;  // nothing will recover during the drain: a blocker
+};
+// Its earlier attempt was interrupted without effect, or failed and its
+// fallback is next: `why` says so until the next evaluation.
+struct Retry {
+  std::string why;
+};
+}  // namespace wait
+
+using WaitReason = std::variant<wait::ToStart, wait::LibvirtDown, wait::JournalUnwritable,
+                                wait::NotBefore, wait::ActionSlots, wait::MigrationSlots,
+                                wait::Destination, wait::GroupLimit, wait::Retry>;
+
+// How an action in progress is known to be running.
+namespace running {
+struct Launched {};  // this process started it and waits for its completion
+struct OwnerActs {   // action `owner`: nothing runs here, the owner moves it
+  TimePoint deadline{};
+};
+struct FoundRunning {  // found running after a restart or reconnection
+  std::string when;    // "after restart", "after libvirt reconnected"
+};
+struct Adopted {};  // a migration an earlier run started, waited for again
+struct OutcomeUnknown {  // the libvirt connection dropped during a migration
+  std::string message;
+};
+}  // namespace running
+
+using RunningAs = std::variant<running::Launched, running::OwnerActs, running::FoundRunning,
+                               running::Adopted, running::OutcomeUnknown>;
+
+// Where one domain is in the maintenance (docs/engine.md, "Domain stages").
+namespace stage {
+struct Planned {  // in the plan, before the window; not_before unset while idle
+  std::optional<TimePoint> not_before;
+};
+struct AwaitingAck {
+  TimePoint deadline{};
+};
+struct Waiting {
+  WaitReason reason;
+};
+struct Acting {
+  std::optional<hv::ActionKind> kind;  // nullopt: the owner acts (running::OwnerActs)
+  RunningAs how;
+  bool cancelled = false;  // the maintenance was cancelled meanwhile
+};
+struct Done {
+  std::string outcome;  // "migrated to qemu+tcp://b/system", "suspended", ...
+};
+struct Failed {
+  std::string message;
+};
+struct Blocked {
+  std::string reason;
+};
+struct Left {
+  std::string how;  // "moved or deleted by its owner", ...
+};
+struct Restoring {
+  std::string outcome;   // what the drain did ("suspended"), shown until restored
+  bool started = false;  // hostmaint's start (or restore from managed-save) runs
+  bool from_managed_save = false;
+  WaitReason waiting = wait::ToStart{};  // while not started
+};
+struct Restored {
+  std::string outcome;
+  std::string detail;  // why it was left as it was, when it was
+};
+struct RestoreFailed {
+  std::string message;
+};
+}  // namespace stage
+
+using DomainState = std::variant<stage::Planned, stage::AwaitingAck, stage::Waiting,
+                                 stage::Acting, stage::Done, stage::Failed, stage::Blocked,
+                                 stage::Left, stage::Restoring, stage::Restored,
+                                 stage::RestoreFailed>;
+
+DomainStage stageOf(const DomainState& state);
+
+template <typename Alternative, typename... Alternatives>
+bool holds(const std::variant<Alternatives...>& value) {
+  return std::holds_alternative<Alternative>(value);
+}
+
 struct DomainRecord {
-  // Published as-is, except the inventory fields (run_state, memory, owner,
-  // project) which are refreshed from the hypervisor.
-  DomainStatus view;
-  DomainPolicy policy;  // effective policy (valid only when view.policy_error is empty)
+  std::string uuid;
+  std::string name;
+  DomainState state = stage::Planned{};
+
+  // The plan: effective policy (the host's defaults when the metadata is
+  // malformed), the action after ack and fallback decisions, and its times.
+  DomainPolicy policy;
+  std::string policy_error;  // the domain's metadata is malformed
+  std::optional<MaintenanceAction> action;
+  bool fallback_used = false;
   std::optional<MaintenanceAction> fallback;  // still available if the action fails
-  std::string note;                           // why the fallback was taken
+  std::string note;                           // why the fallback was taken, the plan's note
+  std::optional<AckChoice> ack;
+  std::string ack_reason;  // given with the ack, "" when none
   std::optional<TimePoint> ack_time;
-  // The hypervisor action running (or, after a restart, that was running)
-  // for this domain; set before the action starts (write-ahead).
-  std::optional<hv::ActionKind> acting_kind;
+  std::optional<TimePoint> ack_deadline;
+  std::optional<TimePoint> earliest_start;
+  std::optional<std::string> destination;  // of its migration, once chosen
+
   // The engine suspended or shut it down: finish/cancel starts it again.
   bool needs_restore = false;
   std::optional<TimePoint> started_at;
@@ -36,20 +160,28 @@ struct DomainRecord {
   // destination after it left (the inventory no longer knows it).
   std::uint64_t memory_kib = 0;
   // Migrations of it that were interrupted (lost connection, restart) and
-  // did not take effect; past kMaxMigrationRetries its fallback applies.
+  // did not take effect; past the engine's limit its fallback applies.
   unsigned interrupted_migrations = 0;
 
-  // Not journaled: which completion belongs to the current action, and
-  // whether this process is waiting for one (false after a restart: the
-  // outcome is then read from the inventory and events).
+  // Not journaled: which completion belongs to the current action, whether
+  // this process waits for one (false after a restart: the outcome is then
+  // read from the inventory), and its latest progress.
   std::uint64_t action_token = 0;
   bool completion_pending = false;
   // Inventory refreshes (reconnections) seen when the action was launched:
   // a lost-connection result after a later refresh is checked at once.
   std::uint64_t launched_at_refresh = 0;
-  // Its migration's result was a lost connection: settled when libvirt is back.
-  bool held_for_reconnect = false;
+  std::optional<MigrationProgress> progress;
+
+  // The hypervisor action running for it, if any (drain action or restore).
+  std::optional<hv::ActionKind> runningKind() const;
+  DomainStage stage() const { return stageOf(state); }
 };
+
+// The one way a domain's stage changes. What belongs to a running action
+// goes with it: leaving `acting` or a started restore drops its progress
+// and its pending completion (a late one is then ignored by its token).
+void transition(DomainRecord& record, DomainState next);
 
 struct EngineState {
   HostPhase phase = HostPhase::idle;

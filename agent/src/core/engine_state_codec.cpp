@@ -1,8 +1,14 @@
 #include <chrono>
+#include <cstdint>
+#include <string>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
+#include "drain_plan.hpp"
 #include "engine_state.hpp"
+#include "hostmaint/agent/status_json.hpp"
+#include "json_integer.hpp"
+#include "status_projection.hpp"
 
 namespace hostmaint::agent {
 
@@ -16,10 +22,37 @@ json encodeTime(const std::optional<TimePoint>& time) {
   return std::chrono::duration_cast<std::chrono::microseconds>(time->time_since_epoch()).count();
 }
 
-std::optional<TimePoint> decodeTime(const json& value) {
+// A document that decodes but describes no state the engine can be in: the
+// error names the field, so whoever looks at the journal knows where.
+[[noreturn]] void inconsistent(const std::string& field, const std::string& why) {
+  throw std::runtime_error("engine state field '" + field + "': " + why);
+}
+
+std::optional<TimePoint> decodeTime(const json& value, const std::string& field = "time") {
   if (value.is_null()) return std::nullopt;
-  return TimePoint(std::chrono::duration_cast<Clock::duration>(
-      std::chrono::microseconds(value.get<std::int64_t>())));
+  // The years parseTime accepts, with a year's slack either side for
+  // offsets: every time the engine journals came from there or the clock.
+  // Far beyond them the conversion to nanoseconds would overflow.
+  using namespace std::chrono;
+  constexpr std::int64_t kEarliest =
+      duration_cast<microseconds>(sys_days(year(kMinTimeYear - 1) / 1 / 1).time_since_epoch())
+          .count();
+  constexpr std::int64_t kLatest =
+      duration_cast<microseconds>(sys_days(year(kMaxTimeYear + 2) / 1 / 1).time_since_epoch())
+          .count();
+  const auto micros = jsonInteger<std::int64_t>(value, field);
+  if (micros < kEarliest || micros >= kLatest) {
+    inconsistent(field, "time " + std::to_string(micros) + " microseconds is out of range (years " +
+                            std::to_string(kMinTimeYear) + "-" + std::to_string(kMaxTimeYear) +
+                            " expected)");
+  }
+  return TimePoint(duration_cast<Clock::duration>(microseconds(micros)));
+}
+
+TimePoint requiredTime(const json& object, const char* key, const std::string& field) {
+  const auto time = decodeTime(object.at(key), field);
+  if (!time) inconsistent(field, "is null; a time is required");
+  return *time;
 }
 
 json encodeString(const std::optional<std::string>& text) {
@@ -66,6 +99,16 @@ json encodePolicy(const DomainPolicy& policy) {
       {"priority", policy.priority},
       {"shutdown_timeout_s", policy.shutdown_timeout.count()},
       {"force_stop", policy.force_stop},
+      {"migration_max_downtime_ms", policy.migration_max_downtime.count()},
+      {"migration_downtime_steps", policy.migration_downtime_steps},
+      {"migration_downtime_step_delay_s", policy.migration_downtime_step_delay.count()},
+      {"migration_bandwidth_mib_s", policy.migration_bandwidth_mib_s},
+      {"migration_auto_converge", policy.migration_auto_converge},
+      {"migration_post_copy", policy.migration_post_copy},
+      {"migration_completion_timeout_per_gib_s",
+       policy.migration_completion_timeout_per_gib.count()},
+      {"migration_progress_timeout_s", policy.migration_progress_timeout.count()},
+      {"migration_parallel_connections", policy.migration_parallel_connections},
   };
 }
 
@@ -82,42 +125,72 @@ DomainPolicy decodePolicy(const json& in) {
   policy.host_shutdown_action = decodeEnum<HostShutdownAction>(
       in.at("host_shutdown_action"), parseHostShutdownAction, "host_shutdown_action");
   policy.ack_required = in.at("ack_required").get<bool>();
-  policy.ack_timeout = std::chrono::seconds(in.at("ack_timeout_s").get<std::int64_t>());
+  policy.ack_timeout = std::chrono::seconds(jsonInteger<std::int64_t>(in.at("ack_timeout_s"), "ack_timeout_s"));
   policy.ack_timeout_action = decodeEnum<AckTimeoutAction>(
       in.at("ack_timeout_action"), parseAckTimeoutAction, "ack_timeout_action");
-  policy.lead_time = std::chrono::seconds(in.at("lead_time_s").get<std::int64_t>());
+  policy.lead_time = std::chrono::seconds(jsonInteger<std::int64_t>(in.at("lead_time_s"), "lead_time_s"));
   policy.group = in.at("group").get<std::string>();
-  policy.max_impacted_members = in.at("max_impacted_members").get<unsigned>();
-  policy.recovery_time = std::chrono::seconds(in.at("recovery_time_s").get<std::int64_t>());
-  policy.priority = in.at("priority").get<int>();
-  policy.shutdown_timeout = std::chrono::seconds(in.at("shutdown_timeout_s").get<std::int64_t>());
+  policy.max_impacted_members = jsonInteger<unsigned>(in.at("max_impacted_members"), "max_impacted_members");
+  policy.recovery_time = std::chrono::seconds(jsonInteger<std::int64_t>(in.at("recovery_time_s"), "recovery_time_s"));
+  policy.priority = jsonInteger<int>(in.at("priority"), "priority");
+  policy.shutdown_timeout = std::chrono::seconds(jsonInteger<std::int64_t>(in.at("shutdown_timeout_s"), "shutdown_timeout_s"));
   policy.force_stop = in.at("force_stop").get<bool>();
+  // The migration tuning came after version 1 was first written: absent in
+  // older journals, where the defaults apply (as they did then).
+  const DomainPolicy defaults;
+  policy.migration_max_downtime = std::chrono::milliseconds(
+      jsonInteger(in, "migration_max_downtime_ms", defaults.migration_max_downtime.count()));
+  policy.migration_downtime_steps =
+      jsonInteger(in, "migration_downtime_steps", defaults.migration_downtime_steps);
+  policy.migration_downtime_step_delay = std::chrono::seconds(
+      jsonInteger(in, "migration_downtime_step_delay_s", defaults.migration_downtime_step_delay.count()));
+  policy.migration_bandwidth_mib_s =
+      jsonInteger(in, "migration_bandwidth_mib_s", defaults.migration_bandwidth_mib_s);
+  policy.migration_auto_converge =
+      in.value("migration_auto_converge", defaults.migration_auto_converge);
+  policy.migration_post_copy = in.value("migration_post_copy", defaults.migration_post_copy);
+  policy.migration_completion_timeout_per_gib = std::chrono::seconds(
+      jsonInteger(in, "migration_completion_timeout_per_gib_s",
+               defaults.migration_completion_timeout_per_gib.count()));
+  policy.migration_progress_timeout = std::chrono::seconds(
+      jsonInteger(in, "migration_progress_timeout_s", defaults.migration_progress_timeout.count()));
+  policy.migration_parallel_connections =
+      jsonInteger(in, "migration_parallel_connections", defaults.migration_parallel_connections);
+  // Every journaled policy passed these checks; one that fails them now was
+  // edited or corrupted, and its durations could overflow the deadlines.
+  if (auto problem = validatePolicy(policy)) throw std::runtime_error("policy: " + *problem);
   return policy;
 }
 
+// Version 1 keeps each domain's stage as its name plus the words the status
+// shows (result, detail); the typed stage is rebuilt from them and from the
+// plan's times. Waits and running actions carry nothing that outlives the
+// process: they are evaluated again after a restart.
 json encodeDomain(const DomainRecord& record) {
-  const DomainStatus& v = record.view;
+  const DomainText text = describeDomain(record);
   json out = {
-      {"uuid", v.uuid},
-      {"name", v.name},
-      {"stage", toString(v.stage)},
-      {"action", v.action ? json(toString(*v.action)) : json(nullptr)},
-      {"fallback_used", v.fallback_used},
-      {"result", v.result},
-      {"detail", v.detail},
-      {"group", v.group},
-      {"priority", v.priority},
-      {"ack_required", v.ack_required},
-      {"ack", v.ack ? json(toString(*v.ack)) : json(nullptr)},
-      {"ack_deadline", encodeTime(v.ack_deadline)},
-      {"earliest_start", encodeTime(v.earliest_start)},
-      {"destination", encodeString(v.destination)},
-      {"policy_error", v.policy_error},
+      {"uuid", record.uuid},
+      {"name", record.name},
+      {"stage", toString(record.stage())},
+      {"action", record.action ? json(toString(*record.action)) : json(nullptr)},
+      {"fallback_used", record.fallback_used},
+      {"result", text.result},
+      {"detail", text.detail},
+      {"group", record.policy.group},
+      {"priority", record.policy.priority},
+      {"ack_required", record.policy.ack_required},
+      {"ack", record.ack ? json(toString(*record.ack)) : json(nullptr)},
+      {"ack_reason", record.ack_reason},
+      {"ack_deadline", encodeTime(record.ack_deadline)},
+      {"earliest_start", encodeTime(record.earliest_start)},
+      {"destination", encodeString(record.destination)},
+      {"policy_error", record.policy_error},
       {"policy", encodePolicy(record.policy)},
       {"fallback", record.fallback ? json(toString(*record.fallback)) : json(nullptr)},
       {"note", record.note},
       {"ack_time", encodeTime(record.ack_time)},
-      {"acting_kind", record.acting_kind ? json(hv::toString(*record.acting_kind)) : json(nullptr)},
+      {"acting_kind", record.runningKind() ? json(hv::toString(*record.runningKind()))
+                                           : json(nullptr)},
       {"needs_restore", record.needs_restore},
       {"started_at", encodeTime(record.started_at)},
       {"finished_at", encodeTime(record.finished_at)},
@@ -127,46 +200,114 @@ json encodeDomain(const DomainRecord& record) {
   return out;
 }
 
-DomainRecord decodeDomain(const json& in) {
+// What the rest of the document says about the maintenance, needed to
+// rebuild a stage's values.
+struct DecodeContext {
+  HostPhase phase = HostPhase::idle;
+  std::optional<MaintenanceWindow> window;
+  std::optional<TimePoint> scheduled_at;
+};
+
+DomainState decodeStage(const json& in, const DomainRecord& record, const DecodeContext& context) {
+  const DomainStage stage_name = decodeEnum<DomainStage>(in.at("stage"), parseDomainStage, "stage");
+  const std::string result = in.at("result").get<std::string>();
+  const std::string detail = in.at("detail").get<std::string>();
+  std::optional<hv::ActionKind> kind;
+  if (!in.at("acting_kind").is_null()) {
+    kind = decodeEnum<hv::ActionKind>(in.at("acting_kind"), parseActionKind, "acting_kind");
+  }
+  switch (stage_name) {
+    case DomainStage::planned:
+      if (context.phase == HostPhase::idle) return stage::Planned{};
+      return stage::Planned{record.earliest_start};
+    case DomainStage::awaiting_ack:
+      if (!record.ack_deadline) {
+        throw std::runtime_error("domain '" + record.name +
+                                 "' is awaiting an ack but has no ack_deadline");
+      }
+      return stage::AwaitingAck{*record.ack_deadline};
+    case DomainStage::waiting: return stage::Waiting{wait::ToStart{}};
+    case DomainStage::acting: {
+      if (kind == hv::ActionKind::start) {
+        throw std::runtime_error("domain '" + record.name + "' is acting with a start");
+      }
+      if (kind) return stage::Acting{kind, running::FoundRunning{"after restart"}};
+      PlanContext plan;
+      plan.window_start = context.window ? context.window->start : TimePoint{};
+      plan.noticed_at = context.scheduled_at.value_or(plan.window_start);
+      return stage::Acting{std::nullopt, running::OwnerActs{ownerDeadline(record.policy, plan)}};
+    }
+    case DomainStage::done: return stage::Done{result};
+    case DomainStage::failed: return stage::Failed{detail};
+    case DomainStage::blocked: return stage::Blocked{detail};
+    case DomainStage::left: return stage::Left{result};
+    case DomainStage::restoring: {
+      stage::Restoring restoring;
+      restoring.started = kind == hv::ActionKind::start;
+      restoring.outcome = result;
+      return restoring;
+    }
+    case DomainStage::restored: return stage::Restored{result, detail};
+    case DomainStage::restore_failed: return stage::RestoreFailed{detail};
+  }
+  throw std::runtime_error("unknown stage");
+}
+
+DomainRecord decodeDomain(const json& in, const DecodeContext& context) {
   DomainRecord record;
-  DomainStatus& v = record.view;
-  v.uuid = in.at("uuid").get<std::string>();
-  v.name = in.at("name").get<std::string>();
-  v.stage = decodeEnum<DomainStage>(in.at("stage"), parseDomainStage, "stage");
+  record.uuid = in.at("uuid").get<std::string>();
+  record.name = in.at("name").get<std::string>();
   if (!in.at("action").is_null()) {
-    v.action = decodeEnum<MaintenanceAction>(in.at("action"), parseMaintenanceAction, "action");
+    record.action =
+        decodeEnum<MaintenanceAction>(in.at("action"), parseMaintenanceAction, "action");
   }
-  v.fallback_used = in.at("fallback_used").get<bool>();
-  v.result = in.at("result").get<std::string>();
-  v.detail = in.at("detail").get<std::string>();
-  v.group = in.at("group").get<std::string>();
-  v.priority = in.at("priority").get<int>();
-  v.ack_required = in.at("ack_required").get<bool>();
+  record.fallback_used = in.at("fallback_used").get<bool>();
   if (!in.at("ack").is_null()) {
-    v.ack = decodeEnum<AckChoice>(in.at("ack"), parseAckChoice, "ack");
+    record.ack = decodeEnum<AckChoice>(in.at("ack"), parseAckChoice, "ack");
   }
-  v.ack_deadline = decodeTime(in.at("ack_deadline"));
-  v.earliest_start = decodeTime(in.at("earliest_start"));
-  v.destination = decodeString(in.at("destination"));
-  v.policy_error = in.at("policy_error").get<std::string>();
+  // Added after version 1 was first written: absent in older journals.
+  record.ack_reason = in.value("ack_reason", std::string());
+  record.ack_deadline = decodeTime(in.at("ack_deadline"), "ack_deadline");
+  record.earliest_start = decodeTime(in.at("earliest_start"), "earliest_start");
+  record.destination = decodeString(in.at("destination"));
+  record.policy_error = in.at("policy_error").get<std::string>();
   record.policy = decodePolicy(in.at("policy"));
   if (!in.at("fallback").is_null()) {
     record.fallback =
         decodeEnum<MaintenanceAction>(in.at("fallback"), parseMaintenanceAction, "fallback");
   }
   record.note = in.at("note").get<std::string>();
-  record.ack_time = decodeTime(in.at("ack_time"));
-  if (!in.at("acting_kind").is_null()) {
-    record.acting_kind =
-        decodeEnum<hv::ActionKind>(in.at("acting_kind"), parseActionKind, "acting_kind");
-  }
+  record.ack_time = decodeTime(in.at("ack_time"), "ack_time");
   record.needs_restore = in.at("needs_restore").get<bool>();
-  record.started_at = decodeTime(in.at("started_at"));
-  record.finished_at = decodeTime(in.at("finished_at"));
+  record.started_at = decodeTime(in.at("started_at"), "started_at");
+  record.finished_at = decodeTime(in.at("finished_at"), "finished_at");
   // Added after version 1 was first written: absent in older journals.
-  record.memory_kib = in.value("memory_kib", std::uint64_t{0});
-  record.interrupted_migrations = in.value("interrupted_migrations", 0u);
+  record.memory_kib = jsonInteger(in, "memory_kib", std::uint64_t{0});
+  record.interrupted_migrations = jsonInteger(in, "interrupted_migrations", 0u);
+  record.state = decodeStage(in, record, context);
   return record;
+}
+
+// A domain the engine could not have written: no identity, twice in the
+// list, or acting without an action.
+void checkDomain(const DomainRecord& record, const std::string& where,
+                 const std::vector<DomainRecord>& before) {
+  if (record.uuid.empty()) inconsistent(where + ".uuid", "is empty");
+  for (const DomainRecord& other : before)
+    if (other.uuid == record.uuid)
+      inconsistent(where + ".uuid", "'" + record.uuid + "' is listed twice");
+  if (record.stage() == DomainStage::acting && !record.action)
+    inconsistent(where + ".action", "is null while the domain is acting");
+}
+
+// Every phase but idle belongs to a maintenance: it has a session and a
+// window. A journal without them would run a maintenance with no window.
+void checkPhase(const EngineState& state) {
+  if (state.phase == HostPhase::idle) return;
+  const std::string phase(toString(state.phase));
+  if (!state.window) inconsistent("window", "is null in phase '" + phase + "', which needs one");
+  if (!state.session_id || state.session_id->empty())
+    inconsistent("session_id", "is empty in phase '" + phase + "', which needs one");
 }
 
 }  // namespace
@@ -202,7 +343,7 @@ EngineState decodeEngineState(std::string_view document) {
     throw std::runtime_error(std::string("engine state is not valid JSON: ") + error.what());
   }
   try {
-    const int version = in.at("version").get<int>();
+    const int version = jsonInteger<int>(in.at("version"), "version");
     if (version != kEngineStateVersion) {
       throw std::runtime_error("engine state has version " + std::to_string(version) +
                                "; this hostmaintd reads version " +
@@ -214,16 +355,33 @@ EngineState decodeEngineState(std::string_view document) {
     if (!in.at("window").is_null()) {
       const json& w = in.at("window");
       MaintenanceWindow window;
-      window.start = *decodeTime(w.at("start"));
-      window.end = *decodeTime(w.at("end"));
+      window.start = requiredTime(w, "start", "window.start");
+      window.end = requiredTime(w, "end", "window.end");
       window.removal = w.at("removal").get<bool>();
       window.reason = w.at("reason").get<std::string>();
+      if (window.end <= window.start)
+        inconsistent("window.end", formatTime(window.end) + " is not after window.start " +
+                                       formatTime(window.start));
       state.window = window;
     }
     state.destinations = in.at("destinations").get<std::vector<std::string>>();
-    state.scheduled_at = decodeTime(in.at("scheduled_at"));
-    for (const json& domain : in.at("domains")) state.domains.push_back(decodeDomain(domain));
-    state.migration_throughput_bps = in.value("migration_throughput_bps", std::uint64_t{0});
+    state.scheduled_at = decodeTime(in.at("scheduled_at"), "scheduled_at");
+    const DecodeContext context{state.phase, state.window, state.scheduled_at};
+    const json& domains = in.at("domains");
+    for (std::size_t i = 0; i < domains.size(); ++i) {
+      const std::string where = "domains[" + std::to_string(i) + "]";
+      DomainRecord record;
+      try {
+        record = decodeDomain(domains.at(i), context);
+      } catch (const std::runtime_error& error) {
+        throw std::runtime_error(where + ": " + error.what());
+      }
+      checkDomain(record, where, state.domains);
+      state.domains.push_back(std::move(record));
+    }
+    state.migration_throughput_bps =
+        jsonInteger(in, "migration_throughput_bps", std::uint64_t{0});
+    checkPhase(state);
     return state;
   } catch (const json::exception& error) {
     throw std::runtime_error(std::string("engine state is malformed: ") + error.what());

@@ -6,6 +6,7 @@
 #include <tuple>
 
 #include "drain_plan.hpp"
+#include "json_integer.hpp"
 #include "hostmaint/agent/status_json.hpp"
 
 namespace hostmaint::agent {
@@ -98,7 +99,8 @@ std::string describe(const DomainNotice& n, const std::string& name, const std::
                 ? "the domain is left alone and blocks the maintenance until acknowledged."
                 : "the planned action proceeds.";
   } else if (n.ack) {
-    text += " Acknowledged: " + std::string(toString(*n.ack)) + ".";
+    text += " Acknowledged: " + std::string(toString(*n.ack)) +
+            (n.ack_reason.empty() ? "" : " (" + n.ack_reason + ")") + ".";
   }
   if (!n.keep_allowed && !n.ack) {
     text += n.removal ? "" : " Keeping it on this host is not possible.";
@@ -121,6 +123,11 @@ std::optional<TimePoint> timeOrNull(const json& value, const char* field) {
   auto parsed = parseTime(value.get<std::string>());
   if (!parsed) throw std::runtime_error(std::string("notice field '") + field + "' is not a time");
   return parsed;
+}
+
+TimePoint requiredTime(const json& value, const char* field) {
+  if (value.is_null()) throw std::runtime_error(std::string("notice field '") + field + "' is null");
+  return *timeOrNull(value, field);
 }
 
 template <typename E, typename Parse>
@@ -166,6 +173,7 @@ std::optional<DomainNotice> computeNotice(const NoticeInput& input,
   notice.earliest_start = domain.action ? domain.earliest_start : std::nullopt;
   notice.ack_required = domain.ack_required;
   notice.ack = domain.ack;
+  if (domain.ack) notice.ack_reason = domain.ack_reason;
   if (domain.ack_required && !domain.ack) {
     notice.ack_deadline = domain.ack_deadline;
     notice.ack_timeout_action = input.policy.ack_timeout_action;
@@ -207,7 +215,7 @@ bool materiallyDifferent(const DomainNotice& a, const DomainNotice& b) {
   auto material = [&](const DomainNotice& n) {
     return std::make_tuple(n.session_id, n.cancelled, n.action, n.fallback_used,
                            seconds(n.window_start), seconds(n.window_end), n.removal,
-                           seconds(n.earliest_start), n.ack_required, n.ack,
+                           seconds(n.earliest_start), n.ack_required, n.ack, n.ack_reason,
                            seconds(n.ack_deadline), n.ack_timeout_action, n.keep_allowed,
                            n.keep_action, seconds(n.owner_deadline));
   };
@@ -234,6 +242,7 @@ json noticeToJson(const DomainNotice& n) {
       {"downtime_basis", n.downtime_basis.empty() ? json(nullptr) : json(n.downtime_basis)},
       {"ack_required", n.ack_required},
       {"ack", orNull(n.ack, [](AckChoice c) { return toString(c); })},
+      {"ack_reason", n.ack_reason.empty() ? json(nullptr) : json(n.ack_reason)},
       {"ack_deadline", orNull(n.ack_deadline, time)},
       {"ack_timeout_action",
        orNull(n.ack_timeout_action, [](AckTimeoutAction a) { return toString(a); })},
@@ -247,7 +256,7 @@ json noticeToJson(const DomainNotice& n) {
 DomainNotice noticeFromJson(const json& v) {
   try {
     DomainNotice n;
-    n.revision = v.at("revision").get<std::uint64_t>();
+    n.revision = jsonInteger<std::uint64_t>(v.at("revision"), "notice field 'revision'");
     n.issued_at = timeOrNull(v.at("issued_at"), "issued_at");
     n.session_id = v.at("session_id").get<std::string>();
     const std::string status = v.at("status").get<std::string>();
@@ -257,18 +266,22 @@ DomainNotice noticeFromJson(const json& v) {
     n.cancelled = status == "cancelled";
     n.action = enumOrNull<MaintenanceAction>(v.at("action"), "action", parseMaintenanceAction);
     n.fallback_used = v.at("fallback_used").get<bool>();
-    n.window_start = *timeOrNull(v.at("window_start"), "window_start");
-    n.window_end = *timeOrNull(v.at("window_end"), "window_end");
+    n.window_start = requiredTime(v.at("window_start"), "window_start");
+    n.window_end = requiredTime(v.at("window_end"), "window_end");
     n.removal = v.at("removal").get<bool>();
     n.earliest_start = timeOrNull(v.at("earliest_start"), "earliest_start");
     if (!v.at("expected_downtime_s").is_null()) {
-      n.expected_downtime = std::chrono::seconds(v.at("expected_downtime_s").get<std::int64_t>());
+      n.expected_downtime = std::chrono::seconds(jsonInteger<std::int64_t>(
+          v.at("expected_downtime_s"), "notice field 'expected_downtime_s'"));
     }
     if (!v.at("downtime_basis").is_null()) {
       n.downtime_basis = v.at("downtime_basis").get<std::string>();
     }
     n.ack_required = v.at("ack_required").get<bool>();
     n.ack = enumOrNull<AckChoice>(v.at("ack"), "ack", parseAckChoice);
+    // Absent in ledgers written before acks carried a reason.
+    if (const auto reason = v.find("ack_reason"); reason != v.end() && !reason->is_null())
+      n.ack_reason = reason->get<std::string>();
     n.ack_deadline = timeOrNull(v.at("ack_deadline"), "ack_deadline");
     n.ack_timeout_action = enumOrNull<AckTimeoutAction>(v.at("ack_timeout_action"),
                                                         "ack_timeout_action", parseAckTimeoutAction);
@@ -355,13 +368,13 @@ std::string NoticeLedger::encode() const {
 NoticeLedger NoticeLedger::decode(std::string_view text) {
   try {
     const json document = json::parse(text);
-    const int version = document.at("version").get<int>();
+    const int version = jsonInteger<int>(document.at("version"), "version");
     if (version != kLedgerVersion) {
       throw NoticeLedgerError("unsupported notice ledger version " + std::to_string(version) +
                               " (this hostmaintd reads version " +
                               std::to_string(kLedgerVersion) + ")");
     }
-    NoticeLedger ledger(document.at("last_revision").get<std::uint64_t>());
+    NoticeLedger ledger(jsonInteger<std::uint64_t>(document.at("last_revision"), "last_revision"));
     if (!document.at("session_id").is_null()) {
       ledger.session_id_ = document.at("session_id").get<std::string>();
     }

@@ -61,6 +61,8 @@ json domainToJson(const DomainStatus& domain) {
       {"project", orNull(domain.project, text)},
       {"ack_required", domain.ack_required},
       {"ack", orNull(domain.ack, [](AckChoice c) { return toString(c); })},
+      {"ack_reason",
+       domain.ack && !domain.ack_reason.empty() ? json(domain.ack_reason) : json(nullptr)},
       {"ack_deadline", orNull(domain.ack_deadline, time)},
       {"earliest_start", orNull(domain.earliest_start, time)},
       {"destination", orNull(domain.destination, text)},
@@ -188,6 +190,8 @@ std::optional<TimePoint> parseTime(std::string_view text) {
   std::size_t pos = 0;
   auto year = digits(text, pos, 4);
   if (!year || !expect(text, pos, '-')) return std::nullopt;
+  // Outside these years the conversion to nanoseconds below would overflow.
+  if (*year < kMinTimeYear || *year > kMaxTimeYear) return std::nullopt;
   auto month = digits(text, pos, 2);
   if (!month || !expect(text, pos, '-')) return std::nullopt;
   auto day = digits(text, pos, 2);
@@ -224,6 +228,9 @@ std::optional<TimePoint> parseTime(std::string_view text) {
   year_month_day date{std::chrono::year(*year), std::chrono::month(static_cast<unsigned>(*month)),
                       std::chrono::day(static_cast<unsigned>(*day))};
   if (!date.ok()) return std::nullopt;
+  // Nanoseconds in 64 bits end in 2262; a later year would wrap around.
+  // Times from outside end before 2200, as on D-Bus (docs/dbus-api.md).
+  if (*year >= 2200) return std::nullopt;
 
   minutes offset{0};
   if (pos < text.size()) {

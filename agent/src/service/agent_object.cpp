@@ -11,6 +11,7 @@
 #include <optional>
 #include <stdexcept>
 
+#include "hostmaint/agent/caller_text.hpp"
 #include "hostmaint/agent/notice.hpp"
 #include "hostmaint/agent/status_json.hpp"
 
@@ -25,11 +26,6 @@ std::uint64_t toUsec(agent::TimePoint time) {
   const auto usec =
       std::chrono::duration_cast<std::chrono::microseconds>(time.time_since_epoch()).count();
   return usec < 0 ? 0 : static_cast<std::uint64_t>(usec);
-}
-
-agent::TimePoint fromUsec(std::uint64_t usec) {
-  return agent::TimePoint(
-      std::chrono::duration_cast<agent::Clock::duration>(std::chrono::microseconds(usec)));
 }
 
 // The gid of `group`, or nullopt when no such group exists.
@@ -57,6 +53,41 @@ class InvalidArguments final : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
+
+// Timestamps from callers end before 2200-01-01T00:00:00Z: far enough for
+// any maintenance, and well inside what the clock's nanoseconds can hold
+// (until 2262), so microseconds * 1000 cannot wrap around.
+constexpr std::uint64_t kMaxTimestampUsec = 7'258'118'400'000'000;
+
+// The time a caller passed in `argument`, or InvalidArguments naming it.
+agent::TimePoint timestampArgument(const char* argument, std::uint64_t usec) {
+  if (usec >= kMaxTimestampUsec)
+    throw InvalidArguments(std::string(argument) + " " + std::to_string(usec) +
+                           " is out of range: a time must be microseconds since the Unix epoch "
+                           "before 2200-01-01T00:00:00Z (" +
+                           std::to_string(kMaxTimestampUsec) + ")");
+  return agent::TimePoint(std::chrono::duration_cast<agent::Clock::duration>(
+      std::chrono::microseconds(static_cast<std::int64_t>(usec))));
+}
+
+// A reason as a caller passed it in `argument`, or InvalidArguments naming it.
+std::string reasonArgument(const char* argument, const char* text) {
+  const std::string_view reason = text ? text : "";
+  if (const auto problem = agent::callerTextProblem(reason, agent::kMaxReasonBytes))
+    throw InvalidArguments(std::string(argument) + " " + *problem +
+                           "; a reason is one line of printable UTF-8 text");
+  return std::string(reason);
+}
+
+agent::MaintenanceWindow windowArguments(std::uint64_t start_usec, std::uint64_t end_usec,
+                                         int removal, const char* reason) {
+  agent::MaintenanceWindow window;
+  window.start = timestampArgument("start_usec", start_usec);
+  window.end = timestampArgument("end_usec", end_usec);
+  window.removal = removal != 0;
+  window.reason = reasonArgument("reason", reason);
+  return window;
+}
 
 }  // namespace
 
@@ -124,12 +155,10 @@ std::vector<std::string> changedProperties(const PropertyValues& before,
   return names;
 }
 
-AgentObject::AgentObject(sd_bus* bus, agent::MaintenanceEngine& engine, CallerPolicy policy,
-                         std::function<void()> after_call)
+AgentObject::AgentObject(sd_bus* bus, agent::MaintenanceEngine& engine, CallerPolicy policy)
     : bus_(bus),
       engine_(engine),
       policy_(std::move(policy)),
-      after_call_(std::move(after_call)),
       values_(propertyValuesOf(engine.status())) {
   sd_bus_slot* raw = nullptr;
   const int result = sd_bus_add_object_vtable(bus, &raw, kObjectPath, kInterface, vtable(), this);
@@ -209,9 +238,16 @@ const sd_bus_vtable* AgentObject::vtable() {
                                    SD_BUS_PARAM(reason),
                                "s", SD_BUS_PARAM(session_id), &AgentObject::onSchedule,
                                SD_BUS_VTABLE_UNPRIVILEGED),
+      SD_BUS_METHOD_WITH_NAMES("Reschedule", "ttbs",
+                               SD_BUS_PARAM(start_usec) SD_BUS_PARAM(end_usec) SD_BUS_PARAM(removal)
+                                   SD_BUS_PARAM(reason),
+                               "", , &AgentObject::onReschedule, SD_BUS_VTABLE_UNPRIVILEGED),
       SD_BUS_METHOD("Cancel", "", "", &AgentObject::onCancel, SD_BUS_VTABLE_UNPRIVILEGED),
       SD_BUS_METHOD_WITH_NAMES("Acknowledge", "ss", SD_BUS_PARAM(domain) SD_BUS_PARAM(choice), "", ,
                                &AgentObject::onAcknowledge, SD_BUS_VTABLE_UNPRIVILEGED),
+      SD_BUS_METHOD_WITH_NAMES("AcknowledgeWithReason", "sss",
+                               SD_BUS_PARAM(domain) SD_BUS_PARAM(choice) SD_BUS_PARAM(reason), "", ,
+                               &AgentObject::onAcknowledgeWithReason, SD_BUS_VTABLE_UNPRIVILEGED),
       SD_BUS_METHOD("Begin", "", "", &AgentObject::onBegin, SD_BUS_VTABLE_UNPRIVILEGED),
       SD_BUS_METHOD("Finish", "", "", &AgentObject::onFinish, SD_BUS_VTABLE_UNPRIVILEGED),
       SD_BUS_VTABLE_END,
@@ -334,17 +370,14 @@ int AgentObject::runCommand(sd_bus_message* message, const char* method, sd_bus_
     return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS, invalid.what());
   } catch (const agent::CommandError& refusal) {
     spdlog::info("{} by uid {} refused: {}", method, caller, refusal.what());
-    if (after_call_) after_call_();
     return sd_bus_error_set(error, kRefusedError, refusal.what());
   } catch (const std::exception& failure) {
     // Not a refusal: the engine could not do what it accepted (journal
     // unwritable, ...). Say so to the caller; the daemon keeps running.
     spdlog::error("{} by uid {} failed: {}", method, caller, failure.what());
-    if (after_call_) after_call_();
     return sd_bus_error_set(error, SD_BUS_ERROR_FAILED, failure.what());
   }
   spdlog::info("{} by uid {} done", method, caller);
-  if (after_call_) after_call_();
   result = sd_bus_send(nullptr, reply.get(), nullptr);
   return result < 0 ? result : 1;
 }
@@ -359,10 +392,7 @@ int AgentObject::onSchedule(sd_bus_message* message, void* self, sd_bus_error* e
   if (read < 0) return read;
   return object.runCommand(message, "Schedule", error, [&](sd_bus_message* reply) {
     agent::ScheduleRequest request;
-    request.window.start = fromUsec(start_usec);
-    request.window.end = fromUsec(end_usec);
-    request.window.removal = removal != 0;
-    request.window.reason = reason ? reason : "";
+    request.window = windowArguments(start_usec, end_usec, removal, reason);
     const std::string session_id = object.engine_.schedule(request);
     spdlog::info("maintenance {} scheduled from {} to {}{}", session_id,
                  agent::formatTime(request.window.start), agent::formatTime(request.window.end),
@@ -374,6 +404,25 @@ int AgentObject::onSchedule(sd_bus_message* message, void* self, sd_bus_error* e
   });
 }
 
+int AgentObject::onReschedule(sd_bus_message* message, void* self, sd_bus_error* error) {
+  auto& object = *static_cast<AgentObject*>(self);
+  std::uint64_t start_usec = 0;
+  std::uint64_t end_usec = 0;
+  int removal = 0;
+  const char* reason = nullptr;
+  const int read = sd_bus_message_read(message, "ttbs", &start_usec, &end_usec, &removal, &reason);
+  if (read < 0) return read;
+  return object.runCommand(message, "Reschedule", error, [&](sd_bus_message*) {
+    const agent::MaintenanceWindow window = windowArguments(start_usec, end_usec, removal, reason);
+    // The engine's own window move, the one the controller link uses: the
+    // same rules whoever moves the window.
+    object.engine_.reschedule(window);
+    spdlog::info("maintenance {} rescheduled to {} to {}{}",
+                 object.engine_.status().session_id.value_or("?"), agent::formatTime(window.start),
+                 agent::formatTime(window.end), window.removal ? " (host removal)" : "");
+  });
+}
+
 int AgentObject::onCancel(sd_bus_message* message, void* self, sd_bus_error* error) {
   auto& object = *static_cast<AgentObject*>(self);
   return object.runCommand(message, "Cancel", error,
@@ -381,17 +430,31 @@ int AgentObject::onCancel(sd_bus_message* message, void* self, sd_bus_error* err
 }
 
 int AgentObject::onAcknowledge(sd_bus_message* message, void* self, sd_bus_error* error) {
-  auto& object = *static_cast<AgentObject*>(self);
+  return static_cast<AgentObject*>(self)->acknowledgeCall(message, "Acknowledge", false, error);
+}
+
+int AgentObject::onAcknowledgeWithReason(sd_bus_message* message, void* self,
+                                         sd_bus_error* error) {
+  return static_cast<AgentObject*>(self)->acknowledgeCall(message, "AcknowledgeWithReason", true,
+                                                          error);
+}
+
+int AgentObject::acknowledgeCall(sd_bus_message* message, const char* method, bool with_reason,
+                                 sd_bus_error* error) {
   const char* domain = nullptr;
   const char* choice_text = nullptr;
-  const int read = sd_bus_message_read(message, "ss", &domain, &choice_text);
+  const char* reason_text = nullptr;
+  const int read = with_reason
+                       ? sd_bus_message_read(message, "sss", &domain, &choice_text, &reason_text)
+                       : sd_bus_message_read(message, "ss", &domain, &choice_text);
   if (read < 0) return read;
-  return object.runCommand(message, "Acknowledge", error, [&](sd_bus_message*) {
+  return runCommand(message, method, error, [&](sd_bus_message*) {
     const auto choice = agent::parseAckChoice(choice_text);
     if (!choice)
-      throw InvalidArguments("cannot acknowledge '" + std::string(domain) + "': choice '" +
-                                choice_text + "' is neither 'move' nor 'keep'");
-    object.engine_.acknowledge(domain, *choice);
+      throw InvalidArguments("cannot acknowledge '" + agent::printableExcerpt(domain) + "': choice '" +
+                             agent::printableExcerpt(choice_text) + "' is neither 'move' nor 'keep'");
+    std::string reason = reasonArgument("reason", reason_text);
+    engine_.acknowledge(domain, *choice, std::move(reason));
   });
 }
 

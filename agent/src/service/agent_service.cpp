@@ -9,83 +9,80 @@
 
 namespace hostmaint::service {
 
-// The engine is the hypervisor's observer; this forwards to it and then
-// re-arms the wakeup timer, since an event may move the engine's next
-// deadline. Before the engine is attached (the daemon waits for the first
-// inventory before building it) events are only noted: an engine entry point
-// before recover() would journal a fresh state over the saved one.
-class AgentService::RearmingObserver final : public hv::HypervisorObserver {
- public:
-  explicit RearmingObserver(AgentService& service) : service_(service) {}
+void logHypervisorConnection(hv::ConnectionState state, const std::string& detail) {
+  if (state == hv::ConnectionState::connected)
+    spdlog::info("hypervisor connected{}", detail.empty() ? "" : ": " + detail);
+  else
+    spdlog::warn("hypervisor {}{}", hv::toString(state), detail.empty() ? "" : ": " + detail);
+}
 
-  void onDomainEvent(const hv::DomainEvent& event) override {
-    if (!service_.engine_) return;
-    service_.engine_->onDomainEvent(event);
-    service_.rearm();
-  }
-  void onInventoryRefreshed() override {
-    service_.inventory_received_ = true;
-    if (!service_.engine_) return;
-    service_.engine_->onInventoryRefreshed();
-    service_.rearm();
-  }
-  void onConnectionStateChanged(hv::ConnectionState state, const std::string& detail) override {
-    if (state == hv::ConnectionState::connected)
-      spdlog::info("hypervisor connected{}", detail.empty() ? "" : ": " + detail);
-    else
-      spdlog::warn("hypervisor {}{}", hv::toString(state), detail.empty() ? "" : ": " + detail);
-    if (!service_.engine_) return;
-    service_.engine_->onConnectionStateChanged(state, detail);
-    service_.rearm();
-  }
-
- private:
-  AgentService& service_;
-};
-
-AgentService::AgentService(boost::asio::io_context& io, const agent::WallClock& clock,
+AgentService::AgentService(boost::asio::io_context& io, AgentServiceParts parts,
+                           agent::EngineSettings settings, BusPtr bus,
                            AgentServiceOptions options)
     : io_(io),
-      clock_(clock),
+      clock_(parts.clock),
+      hypervisor_(parts.hypervisor),
+      notifier_(parts.notifier),
+      notice_board_(parts.notice_board),
       options_(std::move(options)),
       status_file_(options_.runtime_dir),
-      observer_(std::make_unique<RearmingObserver>(*this)),
-      wakeup_(io) {}
-
-AgentService::~AgentService() = default;
-
-void AgentService::attach(agent::MaintenanceEngine& engine) { engine_ = &engine; }
-
-hv::HypervisorObserver& AgentService::hypervisorObserver() { return *observer_; }
-
-void AgentService::serve(BusPtr bus, bool claim_name) {
-  bus_ = std::move(bus);
-  object_ = std::make_unique<AgentObject>(bus_.get(), *engine_, options_.caller_policy,
-                                          [this] { rearm(); });
-  // After the object exists: notices issued now (a restart that changed a
-  // plan) go out as signals.
-  const agent::HostStatus initial = shownStatus();
-  writeStatusFile(initial);
-  object_->publish(initial);
-  dispatcher_ = std::make_unique<BusDispatcher>(io_, bus_.get(), [this] {
-    if (options_.on_bus_lost) options_.on_bus_lost("lost the connection to the D-Bus system bus");
-  });
-  // The object is registered before the name is claimed: whoever sees the
-  // name sees the whole object.
-  if (claim_name) requestBusName(bus_.get(), kBusName);
+      wakeup_(io),
+      engine_(parts.hypervisor, parts.clock, parts.journal, std::move(settings), *this),
+      bus_(std::move(bus)) {
+  // The engine takes the hypervisor's events from here on; the loop does not
+  // run before recover() below, so none reaches it first.
+  hypervisor_.setObserver(this);
+  try {
+    engine_.recover();
+    object_ = std::make_unique<AgentObject>(bus_.get(), engine_, options_.caller_policy);
+    // After the object exists: notices issued now (a restart that changed a
+    // plan) go out as signals.
+    const agent::HostStatus initial = shownStatus();
+    writeStatusFile(initial);
+    object_->publish(initial);
+    dispatcher_ = std::make_unique<BusDispatcher>(io_, bus_.get(), [this] {
+      if (options_.on_bus_lost) options_.on_bus_lost("lost the connection to the D-Bus system bus");
+    });
+    // The object is registered before the name is claimed: whoever sees the
+    // name sees the whole object.
+    requestBusName(bus_.get(), kBusName);
+  } catch (...) {
+    // The destructor does not run for a half-built service: nothing may
+    // keep pointing at it.
+    hypervisor_.setObserver(nullptr);
+    throw;
+  }
   serving_ = true;
-  last_status_line_ = statusLine(engine_->status());
-  rearm();
+  last_status_line_ = statusLine(engine_.status());
+  armWakeup();
 }
 
-void AgentService::setCallerPolicy(CallerPolicy policy) {
+AgentService::~AgentService() { hypervisor_.setObserver(nullptr); }
+
+void AgentService::reload(agent::EngineSettings settings, CallerPolicy policy) {
+  engine_.updateSettings(std::move(settings));
   options_.caller_policy = policy;
-  if (object_) object_->setCallerPolicy(std::move(policy));
+  object_->setCallerPolicy(std::move(policy));
 }
 
-void AgentService::rearm() {
-  if (!engine_) return;
-  const std::optional<agent::TimePoint> next = engine_->nextWakeup();
+void AgentService::onDomainEvent(const hv::DomainEvent& event) { engine_.onDomainEvent(event); }
+
+void AgentService::onInventoryRefreshed() { engine_.onInventoryRefreshed(); }
+
+void AgentService::onConnectionStateChanged(hv::ConnectionState state,
+                                            const std::string& detail) {
+  logHypervisorConnection(state, detail);
+  engine_.onConnectionStateChanged(state, detail);
+}
+
+void AgentService::onWakeupChanged(std::optional<agent::TimePoint> when) {
+  wakeup_at_ = when;
+  // While recovering the loop does not tick the engine; the constructor arms.
+  if (serving_) armWakeup();
+}
+
+void AgentService::armWakeup() {
+  const std::optional<agent::TimePoint> next = wakeup_at_;
   if (!next) {
     wakeup_.cancel();
     return;
@@ -98,64 +95,47 @@ void AgentService::rearm() {
   wakeup_.expires_after(until);
   wakeup_.async_wait([this](const boost::system::error_code& error) {
     if (error) return;
-    engine_->tick();
-    rearm();
+    engine_.tick();
+    // Again at the time last told: a tick that changed it has re-armed
+    // already, one that did not (woken early, or the one-minute cap) waits on.
+    armWakeup();
   });
 }
 
-void AgentService::setStatusForwarder(std::function<void(const agent::HostStatus&)> forward) {
-  status_forwarder_ = std::move(forward);
-}
-
-void AgentService::setControllerHealth(agent::ControllerHealth health) {
+void AgentService::showControllerHealth(agent::ControllerHealth health) {
   controller_health_ = std::move(health);
-  if (!serving_ || !engine_) return;
   writeStatusFile(shownStatus());
 }
 
-void AgentService::setNoticeBoard(NoticeBoard* board) {
-  notice_board_ = board;
-  if (!board) return;
-  board->onIssued([this](const agent::NoticeLedger::Issued& issued) {
-    if (!object_) return;
+void AgentService::republish() { onStatusChanged(engine_.status()); }
+
+void AgentService::decorate(agent::HostStatus& status) {
+  status.controller = controller_health_;
+  if (!notice_board_) return;
+  for (const agent::NoticeLedger::Issued& issued : notice_board_->apply(status)) {
+    if (!object_) continue;
     object_->emitNotice(issued.uuid, issued.name, issued.notice);
     if (dispatcher_) dispatcher_->kick();
-  });
-}
-
-void AgentService::setNoticeWebhookHealth(agent::NoticeWebhookHealth health) {
-  if (!notice_board_) return;
-  notice_board_->setWebhookHealth(std::move(health));
-  // Delivery health is status like any other: every reader sees it.
-  if (serving_ && engine_) onStatusChanged(engine_->status());
+  }
 }
 
 agent::HostStatus AgentService::shownStatus() {
-  agent::HostStatus status = engine_->status();
-  status.controller = controller_health_;
-  if (notice_board_) notice_board_->apply(status);
+  agent::HostStatus status = engine_.status();
+  decorate(status);
   return status;
 }
 
 void AgentService::onStatusChanged(const agent::HostStatus& engine_status) {
-  // Before serve() (recovering, waiting for the hypervisor) nothing is
-  // published: clients must not see a half-reconciled state.
+  // While recovering nothing is published: clients must not see a
+  // half-reconciled state.
   if (!serving_) return;
   agent::HostStatus status = engine_status;
-  status.controller = controller_health_;
-  if (notice_board_) notice_board_->apply(status);
+  decorate(status);
   change_log_.record(status);
   writeStatusFile(status);
-  if (http_server_) http_server_->update(status);
-  if (status_forwarder_) status_forwarder_(status);
-  if (object_) {
-    object_->publish(status);
-    dispatcher_->kick();
-  }
-  // Action completions reach the engine directly from the hypervisor, not
-  // through the observer; they always change the status, so re-arming here
-  // covers them too.
-  rearm();
+  if (options_.on_published) options_.on_published(status);
+  object_->publish(status);
+  dispatcher_->kick();
   std::string line = statusLine(status);
   if (line != last_status_line_) {
     notifier_.status(line);

@@ -45,14 +45,35 @@ bool isDraining(agent::HostPhase phase) {
 
 }  // namespace
 
+ControllerClients::ControllerClients(const agent::ControllerConfig& config,
+                                     const std::string& host_id)
+    : reports(makeClient(config, host_id)), polls(makeClient(config, host_id)) {}
+
 ControllerLink::ControllerLink(boost::asio::io_context& io, const agent::ControllerConfig& config,
-                               std::string host_id, const agent::WallClock& clock)
+                               ControllerClients clients, const agent::WallClock& clock,
+                               agent::MaintenanceEngine& engine, const agent::HostStatus& initial,
+                               std::function<void(const agent::ControllerHealth&)> on_health)
     : io_(io),
       config_(config),
       clock_(clock),
-      client_(makeClient(config, host_id)),
-      poll_client_(makeClient(config, std::move(host_id))),
-      reporter_(client_, ctl::initialReportSeq(clock.now())) {}
+      client_(std::move(clients.reports)),
+      poll_client_(std::move(clients.polls)),
+      reporter_(client_, ctl::initialReportSeq(clock.now())),
+      engine_(engine),
+      on_health_(std::move(on_health)) {
+  // Offered first: the first poll must know whether the host is draining.
+  offerStatus(initial);
+  spdlog::info("controller link: polling {} every {} ms", client_.maintenanceUrl(),
+               config_.poll_interval.count());
+  // Started last: every member they use exists.
+  worker_ = std::thread([this] { run(); });
+  poller_ = std::thread([this] { runPolls(); });
+}
+
+void ControllerLink::checkSettings(const agent::ControllerConfig& config, std::string host_id) {
+  // The very function the constructor builds its clients with.
+  makeClient(config, std::move(host_id));
+}
 
 ControllerLink::~ControllerLink() {
   {
@@ -62,16 +83,6 @@ ControllerLink::~ControllerLink() {
   wake_.notify_all();
   if (worker_.joinable()) worker_.join();
   if (poller_.joinable()) poller_.join();
-}
-
-void ControllerLink::start(agent::MaintenanceEngine& engine,
-                           std::function<void(const agent::ControllerHealth&)> on_health) {
-  engine_ = &engine;
-  on_health_ = std::move(on_health);
-  spdlog::info("controller link: polling {} every {} ms", client_.maintenanceUrl(),
-               config_.poll_interval.count());
-  worker_ = std::thread([this] { run(); });
-  poller_ = std::thread([this] { runPolls(); });
 }
 
 void ControllerLink::offerStatus(const agent::HostStatus& status) {
@@ -127,15 +138,13 @@ void ControllerLink::run() {
     if (reporter_.hasPending() && now >= next_report) {
       const ctl::StatusReporter::Delivery delivery = reporter_.deliver();
       if (delivery.outcome == ctl::StatusReporter::Outcome::failed) {
-        agent::ControllerHealth health;
         {
           std::lock_guard guard(tracker_mutex_);
           tracker_.recordFailure("status report " + std::to_string(delivery.report_seq) +
                                      " not delivered: " + delivery.error,
                                  clock_.now());
-          health = tracker_.health();
+          publishHealth();
         }
-        publishHealth(std::move(health));
         next_report = SteadyClock::now() + reports.afterFailure();
       } else {
         reports.afterSuccess();
@@ -161,41 +170,43 @@ ControllerLink::PollOutcome ControllerLink::poll() {
     wait = std::max(std::chrono::seconds(1),
                     std::chrono::duration_cast<std::chrono::seconds>(config_.poll_interval));
   }
-  agent::ControllerHealth health;
-  std::optional<ctl::DesiredState> changed;
+  std::optional<ctl::DesiredStateFetch> fetch;
+  std::string error;
   try {
-    ctl::DesiredStateFetch fetch = poll_client_.fetchDesiredState(etag, wait);
-    std::lock_guard guard(tracker_mutex_);
-    if (tracker_.accept(fetch, draining_, clock_.now()) ==
-        ctl::DesiredStateTracker::Update::changed) {
-      changed = *tracker_.lastGood();
-    }
-    health = tracker_.health();
-  } catch (const std::exception& error) {
+    fetch = poll_client_.fetchDesiredState(etag, wait);
+  } catch (const std::exception& failure) {
     // HTTP, TLS, timeout, size and parse errors alike: the last good state stays.
-    std::lock_guard guard(tracker_mutex_);
-    tracker_.recordFailure(std::string("desired state from ") + poll_client_.maintenanceUrl() +
-                               ": " + error.what(),
-                           clock_.now());
-    health = tracker_.health();
+    error = failure.what();
+  }
+  std::lock_guard guard(tracker_mutex_);
+  bool changed = false;
+  if (fetch) {
+    changed = tracker_.accept(*fetch, draining_, clock_.now()) ==
+              ctl::DesiredStateTracker::Update::changed;
+  } else {
+    tracker_.recordFailure(
+        std::string("desired state from ") + poll_client_.maintenanceUrl() + ": " + error,
+        clock_.now());
   }
   if (changed) {
-    spdlog::info("controller: desired state '{}' for session '{}'", ctl::toString(changed->state),
-                 changed->session_id.value_or(""));
-    boost::asio::post(io_, [this, desired = std::move(*changed)] {
+    const ctl::DesiredState& desired = *tracker_.lastGood();
+    spdlog::info("controller: desired state '{}' for session '{}'", ctl::toString(desired.state),
+                 desired.session_id.value_or(""));
+    boost::asio::post(io_, [this, desired] {
       desired_ = desired;
       reconcile();
     });
   }
-  const bool failing = health.consecutive_failures > 0;
-  publishHealth(std::move(health));
-  if (failing) return PollOutcome::failed;
+  publishHealth();
+  if (tracker_.health().consecutive_failures > 0) return PollOutcome::failed;
   return changed ? PollOutcome::changed : PollOutcome::unchanged;
 }
 
 // Logs a change of health once (not on every failed poll), then hands it to
-// the io_context for status.json.
-void ControllerLink::publishHealth(agent::ControllerHealth health) {
+// the io_context for status.json. Both threads call it, with tracker_mutex_
+// held: the health they post reaches the loop in the order the tracker saw.
+void ControllerLink::publishHealth() {
+  agent::ControllerHealth health = tracker_.health();
   const bool failing = health.consecutive_failures > 0;
   if (failing && health.last_error != last_logged_error_) {
     spdlog::error("controller: {}; keeping the last good desired state", *health.last_error);
@@ -223,7 +234,7 @@ void ControllerLink::refused(const std::string& message) {
 // Called after a new desired state and after every status change (a
 // `complete` may arrive before the host is empty).
 void ControllerLink::reconcile() {
-  if (!engine_ || !desired_) return;
+  if (!desired_) return;
   const ctl::DesiredState& desired = *desired_;
   if (!desired.session_id) return;
   const std::string& session = *desired.session_id;
@@ -234,7 +245,7 @@ void ControllerLink::reconcile() {
       refused(what + " refused: " + error.what());
     }
   };
-  const agent::HostStatus& status = engine_->status();
+  const agent::HostStatus& status = engine_.status();
   const bool ours = status.session_id == desired.session_id;
   switch (desired.state) {
     case ctl::SessionState::none:
@@ -248,9 +259,9 @@ void ControllerLink::reconcile() {
         request.session_id = session;
         request.destinations = desired.destinations;
         scheduled_destinations_[session] = desired.destinations;
-        attempt("schedule of session '" + session + "'", [&] { engine_->schedule(request); });
+        attempt("schedule of session '" + session + "'", [&] { engine_.schedule(request); });
       }
-      if (engine_->status().session_id != desired.session_id) return;
+      if (engine_.status().session_id != desired.session_id) return;
       if (const auto given = scheduled_destinations_.find(session);
           given != scheduled_destinations_.end() && given->second != desired.destinations) {
         // The engine plans against the list it was scheduled with; swapping
@@ -259,7 +270,7 @@ void ControllerLink::reconcile() {
                 "' not applied: they are fixed when a session is scheduled (cancel it and "
                 "schedule a new session to change them)");
       }
-      if (const auto& window = engine_->status().window;
+      if (const auto& window = engine_.status().window;
           window && (window->start != desired.window->start || window->end != desired.window->end ||
                      window->removal != desired.window->removal ||
                      window->reason != desired.window->reason)) {
@@ -267,19 +278,19 @@ void ControllerLink::reconcile() {
         const std::string key = session + '\0' + windowKey(*desired.window);
         if (reschedules_tried_.insert(key).second) {
           attempt("new window for session '" + session + "'",
-                  [&] { engine_->reschedule(*desired.window); });
+                  [&] { engine_.reschedule(*desired.window); });
         }
       }
       for (const auto& [domain, choice] : desired.acks) {
         std::string key = session + '\0' + domain + '\0' + std::string(agent::toString(choice));
         if (!acks_given_.insert(std::move(key)).second) continue;
         attempt("ack '" + std::string(agent::toString(choice)) + "' for domain '" + domain + "'",
-                [&] { engine_->acknowledge(domain, choice); });
+                [&] { engine_.acknowledge(domain, choice); });
       }
       if (desired.state == ctl::SessionState::maintenance &&
-          engine_->status().phase == agent::HostPhase::empty &&
+          engine_.status().phase == agent::HostPhase::empty &&
           begun_sessions_.insert(session).second) {
-        attempt("begin of session '" + session + "'", [&] { engine_->begin(); });
+        attempt("begin of session '" + session + "'", [&] { engine_.begin(); });
       }
       return;
     }
@@ -288,10 +299,10 @@ void ControllerLink::reconcile() {
       if (!ours) return;
       const agent::HostPhase phase = status.phase;
       if (phase == agent::HostPhase::empty || phase == agent::HostPhase::in_maintenance) {
-        attempt("finish of session '" + session + "'", [&] { engine_->finish(); });
+        attempt("finish of session '" + session + "'", [&] { engine_.finish(); });
       } else if (desired.state == ctl::SessionState::cancelled &&
                  (phase == agent::HostPhase::scheduled || phase == agent::HostPhase::draining)) {
-        attempt("cancel of session '" + session + "'", [&] { engine_->cancel(); });
+        attempt("cancel of session '" + session + "'", [&] { engine_.cancel(); });
       }
       return;
     }

@@ -99,6 +99,59 @@ void warnAboutRestartOnlyKeys(const agent::Config& running, const agent::Config&
     warn("the [notices] webhook settings");
 }
 
+// The controller's HTTP clients when a controller is configured; reading
+// their token file is the first check a start must pass.
+std::optional<ControllerClients> controllerClients(const agent::ControllerConfig& config,
+                                                   const std::string& host) {
+  if (config.base_url.empty()) return std::nullopt;
+  try {
+    return std::make_optional<ControllerClients>(config,
+                                                 config.host_id.empty() ? host : config.host_id);
+  } catch (const std::exception& error) {
+    throw DaemonStartError("cannot set up the controller link to " + config.base_url + ": " +
+                           error.what());
+  }
+}
+
+// The notice webhook when one is configured; its token file is checked by
+// the controller's rule.
+std::unique_ptr<NoticeWebhook> noticeWebhook(
+    boost::asio::io_context& io, const agent::NoticesConfig& config, const agent::WallClock& clock,
+    std::function<void(const agent::NoticeWebhookHealth&)> on_health) {
+  if (config.webhook_url.empty()) return nullptr;
+  try {
+    return std::make_unique<NoticeWebhook>(io, config, clock, std::move(on_health));
+  } catch (const std::exception& error) {
+    throw DaemonStartError("cannot set up the notice webhook " + config.webhook_url + ": " +
+                           error.what());
+  }
+}
+
+// The hypervisor's observer while the daemon waits for the first inventory
+// (the engine does not exist yet: it would journal a fresh state over the
+// saved one). It only logs and notes; AgentService takes over afterwards.
+class FirstInventory final : public hv::HypervisorObserver {
+ public:
+  explicit FirstInventory(hv::Hypervisor& hypervisor) : hypervisor_(hypervisor) {
+    hypervisor_.setObserver(this);
+  }
+  ~FirstInventory() override { hypervisor_.setObserver(nullptr); }
+  FirstInventory(const FirstInventory&) = delete;
+  FirstInventory& operator=(const FirstInventory&) = delete;
+
+  bool received() const { return received_; }
+
+  void onDomainEvent(const hv::DomainEvent&) override {}
+  void onInventoryRefreshed() override { received_ = true; }
+  void onConnectionStateChanged(hv::ConnectionState state, const std::string& detail) override {
+    logHypervisorConnection(state, detail);
+  }
+
+ private:
+  hv::Hypervisor& hypervisor_;
+  bool received_ = false;
+};
+
 }  // namespace
 
 std::string describeSources(const agent::Config& config) {
@@ -121,187 +174,173 @@ std::optional<spdlog::level::level_enum> parseLogLevel(std::string_view text) {
   return std::nullopt;
 }
 
-int runDaemon(agent::Config config, const DaemonOptions& options) {
-  spdlog::set_level(effectiveLevel(config, options));
+Daemon::Directories::Directories(const agent::PathsConfig& paths) {
   try {
-    ensureDirectory(config.paths.runtime_dir, std::filesystem::perms(0755), "runtime directory");
-    ensureDirectory(config.paths.state_dir, std::filesystem::perms(0700), "state directory");
+    ensureDirectory(paths.runtime_dir, std::filesystem::perms(0755), "runtime directory");
+    ensureDirectory(paths.state_dir, std::filesystem::perms(0700), "state directory");
   } catch (const std::runtime_error& error) {
-    spdlog::critical("{}", error.what());
-    return 1;
+    throw DaemonStartError(error.what());
   }
+}
 
-  boost::asio::io_context io;
-  int exit_status = 0;
-  bool stop_requested = false;
-  const std::string host = hostName();
+Daemon::Daemon(agent::Config config, DaemonOptions options)
+    : config_(std::move(config)),
+      options_(std::move(options)),
+      host_(hostName()),
+      directories_(config_.paths),
+      event_loop_(hv::installAsioEventLoop(io_)),
+      hypervisor_(hv::makeLibvirtHypervisor(io_, libvirtSettingsFrom(config_))),
+      controller_clients_(controllerClients(config_.controller, host_)),
+      notice_board_(config_.paths.state_dir, host_, clock_,
+                    noticeWebhook(io_, config_.notices, clock_,
+                                  [this](const agent::NoticeWebhookHealth& health) {
+                                    onWebhookHealth(health);
+                                  })),
+      journal_(config_.paths.state_dir),
+      signals_(io_, SIGTERM, SIGINT, SIGHUP) {
+  awaitSignal();
+}
 
-  // libvirt's event loop must run on this io_context before any connection opens.
-  auto event_loop = hv::installAsioEventLoop(io);
-  std::unique_ptr<hv::Hypervisor> hypervisor =
-      hv::makeLibvirtHypervisor(io, libvirtSettingsFrom(config));
-  agent::SystemWallClock clock;
+Daemon::~Daemon() = default;
 
-  // The token is checked before anything else is served: a token others can
-  // read must stop the start, not be noticed later.
-  std::unique_ptr<ControllerLink> controller_link;
-  if (!config.controller.base_url.empty()) {
-    try {
-      controller_link = std::make_unique<ControllerLink>(
-          io, config.controller,
-          config.controller.host_id.empty() ? host : config.controller.host_id, clock);
-    } catch (const std::exception& error) {
-      spdlog::critical("cannot set up the controller link to {}: {}", config.controller.base_url,
-                       error.what());
-      return 1;
+void Daemon::awaitSignal() {
+  signals_.async_wait([this](const boost::system::error_code& error, int signal_number) {
+    if (error) return;
+    if (signal_number == SIGHUP) {
+      reload();
+      awaitSignal();
+      return;
     }
+    spdlog::info("stopping on {}", signal_number == SIGTERM ? "SIGTERM" : "SIGINT");
+    notifier_.stopping();
+    stop_requested_ = true;
+    // Shutdowns and managed-saves on worker threads give up at their next
+    // poll, and a pre-copy migration is aborted (docs/architecture.md,
+    // "Stopping"); the journal has them all and a restarted daemon reconciles.
+    io_.stop();
+  });
+}
+
+void Daemon::reload() {
+  try {
+    agent::Config loaded = agent::loadConfig(options_.config_path, options_.config_must_exist);
+    warnAboutRestartOnlyKeys(config_, loaded);
+    // Before the agent exists its settings come from config_ when it is built.
+    if (agent_)
+      agent_->reload(agent::engineSettingsFrom(loaded, host_),
+                     CallerPolicy{loaded.dbus.admin_group});
+    spdlog::set_level(effectiveLevel(loaded, options_));
+    config_ = std::move(loaded);
+    spdlog::info("configuration reloaded from {}", describeSources(config_));
+  } catch (const agent::ConfigError& error) {
+    spdlog::error("configuration reload failed, keeping the running configuration: {}",
+                  error.what());
   }
+}
 
-  // The notice webhook's token file is checked by the same rule.
-  NoticeBoard notice_board(config.paths.state_dir, host, clock);
-  AgentService* notice_health_sink = nullptr;  // the service, once it exists
-  if (!config.notices.webhook_url.empty()) {
-    try {
-      notice_board.setWebhook(std::make_unique<NoticeWebhook>(
-          io, config.notices, clock,
-          [&notice_health_sink](const agent::NoticeWebhookHealth& health) {
-            if (notice_health_sink) notice_health_sink->setNoticeWebhookHealth(health);
-          }));
-    } catch (const std::exception& error) {
-      spdlog::critical("cannot set up the notice webhook {}: {}", config.notices.webhook_url,
-                       error.what());
-      return 1;
-    }
-  }
-
-  AgentServiceOptions service_options;
-  service_options.runtime_dir = config.paths.runtime_dir;
-  service_options.caller_policy.admin_group = config.dbus.admin_group;
-  service_options.on_bus_lost = [&](const std::string& why) {
-    spdlog::critical("{}; stopping so the service manager can restart hostmaintd", why);
-    exit_status = 1;
-    io.stop();
-  };
-  AgentService service(io, clock, service_options);
-  service.setNoticeBoard(&notice_board);
-  notice_health_sink = &service;
-  hypervisor->setObserver(&service.hypervisorObserver());
-  // Whatever way this function returns, the hypervisor (destroyed last) must
-  // not call into the service or engine after they are gone.
-  struct ObserverDetach {
-    hv::Hypervisor& hypervisor;
-    ~ObserverDetach() { hypervisor.setObserver(nullptr); }
-  } detach_observer{*hypervisor};
-  agent::FileJournal journal(config.paths.state_dir);
-  // Built after the first inventory (below); the signal handler may run before.
-  std::optional<agent::MaintenanceEngine> engine;
-
-  boost::asio::signal_set signals(io, SIGTERM, SIGINT, SIGHUP);
-  std::function<void()> await_signal = [&] {
-    signals.async_wait([&](const boost::system::error_code& error, int signal_number) {
-      if (error) return;
-      if (signal_number == SIGHUP) {
-        try {
-          agent::Config loaded = agent::loadConfig(options.config_path, options.config_must_exist);
-          warnAboutRestartOnlyKeys(config, loaded);
-          if (engine) engine->updateSettings(agent::engineSettingsFrom(loaded, host));
-          service.setCallerPolicy(CallerPolicy{loaded.dbus.admin_group});
-          spdlog::set_level(effectiveLevel(loaded, options));
-          config = std::move(loaded);
-          service.rearm();
-          spdlog::info("configuration reloaded from {}", describeSources(config));
-        } catch (const agent::ConfigError& error) {
-          spdlog::error("configuration reload failed, keeping the running configuration: {}",
-                        error.what());
-        }
-        await_signal();
-        return;
-      }
-      spdlog::info("stopping on {}", signal_number == SIGTERM ? "SIGTERM" : "SIGINT");
-      service.notifier().stopping();
-      stop_requested = true;
-      // Actions already started keep running in libvirt; the journal has them
-      // and a restarted daemon picks them up.
-      io.stop();
-    });
-  };
-  await_signal();
-
-  // Reconcile against a real inventory when there is one: wait for it, but
-  // not forever; the engine reconciles when the hypervisor connects later.
+bool Daemon::awaitFirstInventory() {
+  FirstInventory first(*hypervisor_);
   bool waited_out = false;
-  boost::asio::steady_timer connect_deadline(io, options.connect_timeout);
-  connect_deadline.async_wait([&](const boost::system::error_code& error) {
+  boost::asio::steady_timer deadline(io_, options_.connect_timeout);
+  deadline.async_wait([&](const boost::system::error_code& error) {
     if (!error) waited_out = true;
   });
-  while (!service.inventoryReceived() && !waited_out && !io.stopped()) io.run_one();
-  connect_deadline.cancel();
-  if (stop_requested || io.stopped()) return exit_status;
-  if (!service.inventoryReceived())
+  while (!first.received() && !waited_out && !io_.stopped()) io_.run_one();
+  deadline.cancel();
+  if (stop_requested_ || io_.stopped()) return false;
+  if (!first.received())
     spdlog::warn(
         "no inventory from {} after {} s; starting without it and reconciling when it "
         "connects",
-        config.libvirt.uri, options.connect_timeout.count());
+        config_.libvirt.uri, options_.connect_timeout.count());
+  return true;
+}
 
-  // The engine takes the hypervisor's connection state when it is built, so
-  // it is built now, and recovers before the loop delivers any other event.
-  engine.emplace(*hypervisor, clock, journal, agent::engineSettingsFrom(config, host), service);
-  service.attach(*engine);
+void Daemon::publish(const agent::HostStatus& status) {
+  if (http_server_) http_server_->update(status);
+  if (controller_link_) controller_link_->offerStatus(status);
+}
+
+void Daemon::onWebhookHealth(const agent::NoticeWebhookHealth& health) {
+  notice_board_.setWebhookHealth(health);
+  // Delivery health is status like any other: every reader sees it.
+  if (agent_) agent_->republish();
+}
+
+void Daemon::startServing() {
+  AgentServiceOptions options;
+  options.runtime_dir = config_.paths.runtime_dir;
+  options.caller_policy.admin_group = config_.dbus.admin_group;
+  options.on_bus_lost = [this](const std::string& why) {
+    spdlog::critical("{}; stopping so the service manager can restart hostmaintd", why);
+    exit_status_ = 1;
+    io_.stop();
+  };
+  options.on_published = [this](const agent::HostStatus& status) { publish(status); };
   try {
-    engine->recover();
+    // The engine takes the hypervisor's connection state when it is built,
+    // so it is built now, and recovers before the loop delivers any other event.
+    agent_.emplace(io_, AgentServiceParts{clock_, *hypervisor_, journal_, notifier_, &notice_board_},
+                   agent::engineSettingsFrom(config_, host_), openSystemBus(), std::move(options));
   } catch (const agent::JournalError& error) {
     // Starting afresh would forget a maintenance in progress: refuse instead.
-    spdlog::critical("{} ({}); fix or move it aside to start without it", error.what(),
-                     journal.path().string());
-    return 1;
-  }
-
-  try {
-    service.serve(openSystemBus());
+    throw DaemonStartError(std::string(error.what()) + " (" + journal_.path().string() +
+                           "); fix or move it aside to start without it");
   } catch (const BusSetupError& error) {
-    spdlog::critical("{}", error.what());
-    return 1;
+    throw DaemonStartError(error.what());
   }
-  if (controller_link) {
-    service.setStatusForwarder(
-        [&link = *controller_link](const agent::HostStatus& status) { link.offerStatus(status); });
-    // Offered first: the worker's first poll must know whether the host is draining.
-    controller_link->offerStatus(service.shownStatus());
-    controller_link->start(*engine, [&service](const agent::ControllerHealth& health) {
-      service.setControllerHealth(health);
-    });
+  if (controller_clients_) {
+    controller_link_.emplace(io_, config_.controller, std::move(*controller_clients_), clock_,
+                             agent_->engine(), agent_->shownStatus(),
+                             [this](const agent::ControllerHealth& health) {
+                               agent_->showControllerHealth(health);
+                             });
+    controller_clients_.reset();
   }
   // Listening starts once the bus name is ours: a second hostmaintd has
   // already failed on the name before it could take the port.
-  std::optional<StatusHttpServer> http_server;
-  // The server goes before the service: the service must not hand it a status after.
-  struct HttpDetach {
-    AgentService& service;
-    ~HttpDetach() { service.serveHttp(nullptr); }
-  } detach_http{service};
-  if (config.http.enabled) {
-    http_server.emplace(io, StatusHttpSettings{config.http.listen_address, config.http.port,
-                                               config.http.max_connections,
-                                               config.http.request_timeout});
+  if (config_.http.enabled) {
+    http_server_.emplace(io_, StatusHttpSettings{config_.http.listen_address, config_.http.port,
+                                                 config_.http.max_connections,
+                                                 config_.http.request_timeout});
     try {
-      http_server->start(service.shownStatus());
+      http_server_->start(agent_->shownStatus());
     } catch (const HttpListenError& error) {
-      spdlog::critical("{}", error.what());
-      return 1;
+      throw DaemonStartError(error.what());
     }
-    service.serveHttp(&*http_server);
     spdlog::info("serving status, readiness and metrics on http://{}:{}",
-                 config.http.listen_address, http_server->port());
+                 config_.http.listen_address, http_server_->port());
   }
-  WatchdogKeepalive watchdog(io, service.notifier());
-  service.notifier().ready(statusLine(engine->status()));
-  spdlog::info("hostmaintd {} ready: {} on {}, serving {} on the system bus at {}",
-               HOSTMAINT_VERSION, statusLine(engine->status()), config.libvirt.uri, kBusName,
-               systemBusAddress());
+  watchdog_.emplace(io_, notifier_);
+}
 
-  io.run();
-  watchdog.stop();
-  return exit_status;
+int Daemon::run() {
+  if (!awaitFirstInventory()) return exit_status_;
+  try {
+    startServing();
+  } catch (const DaemonStartError& error) {
+    spdlog::critical("{}", error.what());
+    return 1;
+  }
+  const std::string status = statusLine(agent_->engine().status());
+  notifier_.ready(status);
+  spdlog::info("hostmaintd {} ready: {} on {}, serving {} on the system bus at {}",
+               HOSTMAINT_VERSION, status, config_.libvirt.uri, kBusName, systemBusAddress());
+  io_.run();
+  watchdog_->stop();
+  return exit_status_;
+}
+
+int runDaemon(agent::Config config, const DaemonOptions& options) {
+  spdlog::set_level(effectiveLevel(config, options));
+  std::optional<Daemon> daemon;
+  try {
+    daemon.emplace(std::move(config), options);
+  } catch (const DaemonStartError& error) {
+    spdlog::critical("{}", error.what());
+    return 1;
+  }
+  return daemon->run();
 }
 
 }  // namespace hostmaint::service

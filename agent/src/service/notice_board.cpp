@@ -81,6 +81,10 @@ NoticeWebhook::NoticeWebhook(boost::asio::io_context& io, const agent::NoticesCo
   worker_ = std::thread([this] { run(); });
 }
 
+void NoticeWebhook::checkSettings(const agent::NoticesConfig& config) {
+  ctl::HttpClient client(webhookOptions(config));
+}
+
 NoticeWebhook::~NoticeWebhook() {
   {
     std::lock_guard lock(mutex_);
@@ -177,34 +181,32 @@ void NoticeWebhook::run() {
 }
 
 NoticeBoard::NoticeBoard(std::filesystem::path state_dir, std::string host,
-                         const agent::WallClock& clock)
+                         const agent::WallClock& clock, std::unique_ptr<NoticeWebhook> webhook)
     : path_(std::move(state_dir) / "notices.json"),
       host_(std::move(host)),
       clock_(clock),
-      ledger_(loadLedger(path_, clock.now())) {}
-
-void NoticeBoard::setWebhook(std::unique_ptr<NoticeWebhook> webhook) {
-  webhook_ = std::move(webhook);
-  if (webhook_ && !webhook_health_) {
+      ledger_(loadLedger(path_, clock.now())),
+      webhook_(std::move(webhook)) {
+  if (webhook_) {
     agent::NoticeWebhookHealth health;
     health.url = webhook_->url();
     webhook_health_ = health;
   }
 }
 
-void NoticeBoard::apply(agent::HostStatus& status) {
-  const std::vector<agent::NoticeLedger::Issued> issued = ledger_.observe(status, clock_.now());
+std::vector<agent::NoticeLedger::Issued> NoticeBoard::apply(agent::HostStatus& status) {
+  std::vector<agent::NoticeLedger::Issued> issued = ledger_.observe(status, clock_.now());
   status.notice_webhook = webhook_health_;
-  if (issued.empty()) return;
+  if (issued.empty()) return issued;
   // Saved before it goes out: a restart must not give the same revision to
   // different content.
   save();
   for (const agent::NoticeLedger::Issued& notice : issued) {
     spdlog::info("notice revision {} for domain {}: {}", notice.notice.revision, notice.name,
                  notice.notice.message);
-    if (emit_) emit_(notice);
     if (webhook_) webhook_->enqueue(notice.uuid, notice.notice.revision, webhookBody(host_, notice));
   }
+  return issued;
 }
 
 void NoticeBoard::save() {

@@ -16,6 +16,7 @@
 #include <optional>
 #include <string_view>
 
+#include "hostmaint/agent/service/status_http_request.hpp"
 #include "hostmaint/agent/status_json.hpp"
 
 namespace hostmaint::service {
@@ -26,11 +27,6 @@ namespace http = beast::http;
 using tcp = asio::ip::tcp;
 
 namespace {
-
-// A status request has no body and a few short headers; anything larger is
-// not one of ours.
-constexpr std::uint32_t kHeaderLimit = 8 * 1024;
-constexpr std::uint64_t kBodyLimit = 1024;
 
 constexpr std::array kPhases{agent::HostPhase::idle,     agent::HostPhase::scheduled,
                              agent::HostPhase::draining, agent::HostPhase::empty,
@@ -266,8 +262,7 @@ class StatusHttpSession : public std::enable_shared_from_this<StatusHttpSession>
       : state_(std::move(state)), stream_(std::move(socket)), id_(state_->next_id++) {
     ++state_->connections;
     state_->open.emplace(id_, &stream_);
-    parser_.header_limit(kHeaderLimit);
-    parser_.body_limit(kBodyLimit);
+    limitStatusRequest(parser_);
   }
   ~StatusHttpSession() {
     --state_->connections;
@@ -300,25 +295,29 @@ class StatusHttpSession : public std::enable_shared_from_this<StatusHttpSession>
     response_.set(http::field::server, "hostmaintd");
     response_.set(http::field::cache_control, "no-store");
     const std::string_view target(request.target().data(), request.target().size());
-    const std::string_view path = target.substr(0, target.find('?'));
     const agent::HostStatus& status = state_->status;
-    if (path != "/v1/status" && path != "/readyz" && path != "/metrics") {
-      answer(http::status::not_found, "text/plain; charset=utf-8", "not found\n");
-    } else if (request.method() != http::verb::get) {
-      response_.set(http::field::allow, "GET");
-      answer(http::status::method_not_allowed, "text/plain; charset=utf-8",
-             "method not allowed; use GET\n");
-    } else if (path == "/v1/status") {
-      answer(http::status::ok, "application/json",
-             agent::statusToJson(status).dump() + "\n");
-    } else if (path == "/readyz") {
-      if (status.ready)
-        answer(http::status::ok, "text/plain; charset=utf-8", "ready\n");
-      else
-        answer(http::status::service_unavailable, "application/json", renderNotReady(status));
-    } else {
-      answer(http::status::ok, "text/plain; version=0.0.4; charset=utf-8",
-             renderMetrics(status, state_->counters));
+    switch (routeStatusRequest(request.method(), target)) {
+      case StatusRoute::not_found:
+        answer(http::status::not_found, "text/plain; charset=utf-8", "not found\n");
+        break;
+      case StatusRoute::method_not_allowed:
+        response_.set(http::field::allow, "GET");
+        answer(http::status::method_not_allowed, "text/plain; charset=utf-8",
+               "method not allowed; use GET\n");
+        break;
+      case StatusRoute::status:
+        answer(http::status::ok, "application/json", agent::statusToJson(status).dump() + "\n");
+        break;
+      case StatusRoute::readyz:
+        if (status.ready)
+          answer(http::status::ok, "text/plain; charset=utf-8", "ready\n");
+        else
+          answer(http::status::service_unavailable, "application/json", renderNotReady(status));
+        break;
+      case StatusRoute::metrics:
+        answer(http::status::ok, "text/plain; version=0.0.4; charset=utf-8",
+               renderMetrics(status, state_->counters));
+        break;
     }
   }
 
@@ -346,7 +345,7 @@ class StatusHttpSession : public std::enable_shared_from_this<StatusHttpSession>
   beast::tcp_stream stream_;
   std::uint64_t id_;
   beast::flat_buffer buffer_;
-  http::request_parser<http::string_body> parser_;
+  StatusRequestParser parser_;
   http::response<http::string_body> response_;
 };
 

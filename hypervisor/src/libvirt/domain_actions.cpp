@@ -60,28 +60,37 @@ class ActionRun {
     return succeed();
   }
 
-  // A migration started by an earlier hostmaintd runs on in libvirtd: wait
-  // for its job to end, then see whether the domain is still here. The
-  // source undefines the domain a moment after the job ends, hence the grace.
+  // A migration started by an earlier hostmaintd runs on in libvirtd: watch
+  // it to its end with the ladder and timeouts continuing, then see whether
+  // the domain is still here. The source undefines the domain a moment after
+  // the job ends, hence the grace.
   ActionResult adoptMigration() {
-    while (!stopping()) {
-      virDomainJobInfo info{};
-      if (virDomainGetJobInfo(dom_.get(), &info) < 0 || info.type == VIR_DOMAIN_JOB_NONE) break;
-      std::this_thread::sleep_for(200ms);
+    LiveMigrationContext migration{ctx_.progress, ctx_.stopping};
+    AdoptedMigrationEnd end = watchAdoptedMigration(dom_.get(), request_, migration);
+    if (end.stopping) {
+      return fail("left running in libvirtd because hostmaintd is stopping",
+                  FailureKind::connection_lost);
     }
     const auto grace_end = Clock::now() + 5s;
     while (!stopping()) {
       Domain here(virDomainLookupByUUIDString(conn_, request_.uuid.c_str()));
       const int active = here ? virDomainIsActive(here.get()) : -1;
       if (!here || active == 0 || (active < 0 && lastErrorCode() == VIR_ERR_NO_DOMAIN)) {
-        return succeed("the migration of '" + request_.name + "' started earlier finished");
+        ActionResult done = succeed("the migration of '" + request_.name + "' started earlier finished");
+        done.escalations = end.escalations;
+        return done;
       }
       if (Clock::now() >= grace_end) break;
       std::this_thread::sleep_for(200ms);
     }
     if (stopping()) return fail("interrupted because hostmaintd is stopping");
-    return fail("the migration started earlier ended and the domain is still running here",
-                FailureKind::not_converged);
+    if (end.abort_reason) {
+      ActionResult failed = fail("did not converge: " + *end.abort_reason + "; aborted",
+                                 FailureKind::not_converged);
+      failed.escalations = end.escalations;
+      return failed;
+    }
+    return fail("the migration started earlier ended and the domain is still running here");
   }
 
   ActionResult start() {

@@ -145,6 +145,10 @@ class LibvirtHypervisor final : public Hypervisor {
     asio::post(workers_, [this, alive, conn = conn_, request, done = std::move(done),
                           ctx = std::move(ctx)]() mutable {
       ActionResult result = libvirt::runAction(conn.get(), request, ctx);
+      // A stop interrupts what it must; each action said so already. Nobody
+      // hears the result then, and re-reading a domain whose migration goes
+      // on waits behind it in libvirtd for seconds: the stop would too.
+      if (stopping_) return;
       if (!result.ok) spdlog::warn("{}", result.message);
       // Re-read the domain before reporting, so that whoever hears `done`
       // sees the state the action left (the lifecycle event may come later).

@@ -8,6 +8,7 @@
 #include <mutex>
 #include <optional>
 #include <thread>
+#include <utility>
 
 namespace hostmaint::hv::libvirt {
 
@@ -25,7 +26,23 @@ struct TypedParams {
   TypedParams() = default;
   TypedParams(const TypedParams&) = delete;
   TypedParams& operator=(const TypedParams&) = delete;
+  TypedParams(TypedParams&& other) noexcept
+      : params(std::exchange(other.params, nullptr)),
+        count(std::exchange(other.count, 0)),
+        capacity(std::exchange(other.capacity, 0)) {}
+  TypedParams& operator=(TypedParams&&) = delete;
   ~TypedParams() { virTypedParamsFree(params, count); }
+};
+
+// virDomainMigrateToURI3 on its own thread, and what it returned.
+struct BlockingMigrateCall {
+  std::mutex mutex;
+  std::condition_variable cv;
+  bool done = false;
+  int rc = 0;
+  std::string error;
+  int error_code = VIR_ERR_OK;
+  int error_domain = VIR_FROM_NONE;
 };
 
 // Job statistics as one snapshot; `active` false when no job runs.
@@ -62,20 +79,29 @@ JobSnapshot readJob(virDomainPtr dom, unsigned int flags) {
 
 std::string formatMs(std::chrono::milliseconds value) { return std::to_string(value.count()) + "ms"; }
 
+// Where a monitor picks up a migration an earlier hostmaintd started,
+// `already_running` ago, whose allowed downtime is now `downtime`: the
+// ladder and the completion timeout continue from there.
+struct MonitorResume {
+  Clock::duration already_running{0};
+  std::chrono::milliseconds downtime{0};
+};
+
 // Watches one migration from its own thread. The migrating call blocks the
 // worker, so the ladder has to run beside it.
 class MigrationMonitor {
  public:
-  MigrationMonitor(virDomainPtr dom, const ActionRequest& request, const LiveMigrationContext& ctx)
-      : dom_(dom), request_(request), ctx_(ctx) {}
+  MigrationMonitor(virDomainPtr dom, const ActionRequest& request, const LiveMigrationContext& ctx,
+                   MonitorResume resume = MonitorResume())
+      : dom_(dom), request_(request), ctx_(ctx), resume_(resume) {}
 
   void run() {
     const MigrationTuning& tuning = request_.tuning;
-    const auto started = Clock::now();
-    auto last_step = started;
-    auto last_progress = started;
+    const auto started = Clock::now() - resume_.already_running;
+    auto last_step = Clock::now();
+    auto last_progress = Clock::now();
     std::optional<std::uint64_t> least_remaining;
-    unsigned step = 0;
+    unsigned step = resumedStep();
     std::unique_lock lock(mutex_);
     while (!cv_.wait_for(lock, kPollInterval, [this] { return finished_; })) {
       lock.unlock();
@@ -132,9 +158,15 @@ class MigrationMonitor {
           }
         }
       }
-      if (ctx_.stopping && ctx_.stopping->load() && !post_copy_ && !abort_reason_) {
-        // hostmaintd is stopping: do not leave a migration nobody watches.
-        abort("hostmaintd is stopping");
+      if (ctx_.stopping && ctx_.stopping->load()) {
+        // hostmaintd is stopping (a restart or an upgrade): the migration
+        // goes on in libvirtd, and the next hostmaintd adopts it with this
+        // ladder and these timeouts. Aborting would throw away its progress.
+        spdlog::info("hostmaintd is stopping: the migration of '{}' goes on in libvirtd",
+                     request_.name);
+        lock.lock();
+        cv_.wait(lock, [this] { return finished_; });
+        return;
       }
       lock.lock();
       if (abort_reason_) {
@@ -156,6 +188,19 @@ class MigrationMonitor {
   const std::optional<ActionProgress>& lastSeen() const { return last_seen_; }
 
  private:
+  // The ladder step whose downtime the resumed migration already has (0:
+  // not started, or not resumed).
+  unsigned resumedStep() const {
+    const MigrationTuning& tuning = request_.tuning;
+    if (!tuning.max_downtime || resume_.downtime.count() == 0) return 0;
+    const unsigned steps = std::max(1u, tuning.downtime_steps);
+    unsigned step = 0;
+    while (step < steps &&
+           downtimeAtStep(*tuning.max_downtime, step + 1, tuning.downtime_steps) <= resume_.downtime)
+      ++step;
+    return step;
+  }
+
   void setDowntime(std::chrono::milliseconds downtime, bool escalation) {
     if (virDomainMigrateSetMaxDowntime(dom_, static_cast<unsigned long long>(downtime.count()), 0) <
         0) {
@@ -200,6 +245,7 @@ class MigrationMonitor {
   virDomainPtr dom_;
   const ActionRequest& request_;
   const LiveMigrationContext& ctx_;
+  const MonitorResume resume_;
   std::mutex mutex_;
   std::condition_variable cv_;
   bool finished_ = false;
@@ -264,18 +310,58 @@ ActionResult migrateLive(virConnectPtr conn, virDomainPtr dom, const ActionReque
       return fail("cannot set the parallel connections: " + lastError(), FailureKind::other);
   }
 
+  // The call blocks until the migration ends, on a thread of its own that
+  // holds its own references: when hostmaintd stops, this worker returns
+  // and the migration goes on in libvirtd (peer-to-peer, the source libvirtd
+  // drives it), to be adopted by the next hostmaintd. The thread ends with
+  // the call, or with the process.
+  auto call = std::make_shared<BlockingMigrateCall>();
+  virConnectRef(conn);
+  virDomainRef(dom);
+  std::thread([call, conn, dom, uri = request.destination_uri, params = std::move(params),
+               flags]() mutable {
+    Connection own_conn(conn);
+    Domain own_dom(dom);
+    const int rc = virDomainMigrateToURI3(dom, uri.c_str(), params.params, params.count, flags);
+    // Captured before any other libvirt call replaces the thread's error.
+    const std::string error = rc < 0 ? lastError() : std::string();
+    virErrorPtr last = rc < 0 ? virGetLastError() : nullptr;
+    std::lock_guard lock(call->mutex);
+    call->rc = rc;
+    call->error = error;
+    call->error_code = last ? last->code : VIR_ERR_OK;
+    call->error_domain = last ? last->domain : VIR_FROM_NONE;
+    call->done = true;
+    call->cv.notify_all();
+  }).detach();
+
   MigrationMonitor monitor(dom, request, ctx);
   std::thread watcher([&monitor] { monitor.run(); });
   const auto started = Clock::now();
-  const int rc =
-      virDomainMigrateToURI3(dom, request.destination_uri.c_str(), params.params, params.count, flags);
-  // Captured before any other libvirt call replaces the thread's error.
-  const std::string error = rc < 0 ? lastError() : std::string();
-  virErrorPtr last = rc < 0 ? virGetLastError() : nullptr;
-  const int error_code = last ? last->code : VIR_ERR_OK;
-  const int error_domain = last ? last->domain : VIR_FROM_NONE;
+  bool left_running = false;
+  {
+    std::unique_lock lock(call->mutex);
+    while (!call->cv.wait_for(lock, 100ms, [&] { return call->done; })) {
+      if (ctx.stopping && ctx.stopping->load()) {
+        left_running = true;
+        break;
+      }
+    }
+  }
   monitor.finish();
   watcher.join();
+  if (left_running) {
+    spdlog::info("hostmaintd is stopping: the live migration of '{}' to {} goes on in libvirtd; "
+                 "the next hostmaintd adopts it",
+                 request.name, request.destination_uri);
+    return fail("left running in libvirtd because hostmaintd is stopping; the next hostmaintd "
+                "adopts it",
+                FailureKind::connection_lost);
+  }
+  const int rc = call->rc;
+  const std::string error = call->error;
+  const int error_code = call->error_code;
+  const int error_domain = call->error_domain;
   result.escalations = monitor.escalations();
   if (rc < 0) {
     if (monitor.abortReason()) {
@@ -306,6 +392,30 @@ ActionResult migrateLive(virConnectPtr conn, virDomainPtr dom, const ActionReque
                                                : " after " + std::to_string(result.escalations.size()) +
                                                      " escalation step(s)");
   return result;
+}
+
+AdoptedMigrationEnd watchAdoptedMigration(virDomainPtr dom, const ActionRequest& request,
+                                          const LiveMigrationContext& ctx) {
+  unsigned long long downtime_ms = 0;
+  if (virDomainMigrateGetMaxDowntime(dom, &downtime_ms, 0) < 0) downtime_ms = 0;
+  MonitorResume resume{request.already_running, std::chrono::milliseconds(downtime_ms)};
+  MigrationMonitor monitor(dom, request, ctx, resume);
+  std::thread watcher([&monitor] { monitor.run(); });
+  AdoptedMigrationEnd end;
+  while (true) {
+    if (ctx.stopping && ctx.stopping->load()) {
+      end.stopping = true;
+      break;
+    }
+    virDomainJobInfo info{};
+    if (virDomainGetJobInfo(dom, &info) < 0 || info.type == VIR_DOMAIN_JOB_NONE) break;
+    std::this_thread::sleep_for(200ms);
+  }
+  monitor.finish();
+  watcher.join();
+  end.abort_reason = monitor.abortReason();
+  end.escalations = monitor.escalations();
+  return end;
 }
 
 }  // namespace hostmaint::hv::libvirt

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -37,5 +38,16 @@ struct LiveMigrationContext {
 // Runs to completion on the calling thread; the result names the domain.
 ActionResult migrateLive(virConnectPtr conn, virDomainPtr dom, const ActionRequest& request,
                          const LiveMigrationContext& ctx);
+
+// Watches a migration an earlier hostmaintd started (request.kind
+// adopt_migration, with the tuning and request.already_running) until its
+// job ends, continuing the ladder and the timeouts where they were.
+struct AdoptedMigrationEnd {
+  bool stopping = false;  // hostmaintd stops: the job still runs
+  std::optional<std::string> abort_reason;  // aborted at a timeout
+  std::vector<std::string> escalations;     // steps taken while watched here
+};
+AdoptedMigrationEnd watchAdoptedMigration(virDomainPtr dom, const ActionRequest& request,
+                                          const LiveMigrationContext& ctx);
 
 }  // namespace hostmaint::hv::libvirt

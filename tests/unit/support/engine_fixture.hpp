@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "hostmaint/agent/engine.hpp"
@@ -21,8 +22,14 @@ class RecordingListener final : public agent::EngineListener {
     ++changes;
     last_generation = status.generation;
   }
+  void onWakeupChanged(std::optional<agent::TimePoint> when) override {
+    ++wakeup_changes;
+    wakeup = when;
+  }
   int changes = 0;
   std::uint64_t last_generation = 0;
+  int wakeup_changes = 0;
+  std::optional<agent::TimePoint> wakeup;  // as last told
 };
 
 class EngineTest : public ::testing::Test {
@@ -103,6 +110,8 @@ class EngineTest : public ::testing::Test {
     if (!next) return false;
     clock.set(*next);
     engine->tick();
+    // The owner's timer is armed from what it was told: it must be the truth.
+    EXPECT_EQ(listener.wakeup, engine->nextWakeup()) << "onWakeupChanged missed a change";
     return true;
   }
 

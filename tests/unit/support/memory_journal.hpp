@@ -19,6 +19,8 @@ class MemoryJournal final : public agent::Journal {
   }
 
   const std::optional<std::string>& document() const { return document_; }
+  // As if another process (or a bad disk) had left this document.
+  void setDocument(std::string document) { document_ = std::move(document); }
   int saves() const { return saves_; }
   void setFailing(bool failing) { failing_ = failing; }
 

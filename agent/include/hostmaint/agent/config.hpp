@@ -13,6 +13,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "hostmaint/agent/policy.hpp"
@@ -161,6 +162,11 @@ class ConfigError : public std::runtime_error {
 // only when `must_exist` (an explicit --config); the default path may be
 // absent, giving all defaults.
 Config loadConfig(const std::filesystem::path& path, bool must_exist);
+
+// Parses one configuration document given as text, with the checks
+// loadConfig runs on a main file without drop-ins; `source_name` stands in
+// for the file name in errors. Touches no file system (tests, the fuzzer).
+Config parseConfig(std::string_view text, const std::filesystem::path& source_name);
 
 // Every settable key as "section.key" ("libvirt.uri", "policy.priority");
 // lets a test prove the shipped etc/hostmaintd.conf lists them all.

@@ -2,9 +2,10 @@
 // maintenance. Single-threaded: every entry point is called on the daemon's
 // event-loop thread, and hypervisor callbacks arrive there too.
 //
-// The engine owns no timers. After any entry point the owner asks
-// nextWakeup() and arms one timer that calls tick(); tests drive a fake
-// clock and call tick() directly.
+// The engine owns no timers. It tells its listener whenever the time it next
+// needs tick() changes (onWakeupChanged); the owner arms one timer from that
+// and calls tick() when it fires. Tests drive a fake clock and call tick()
+// directly.
 #pragma once
 
 #include <functional>
@@ -37,6 +38,10 @@ class EngineListener {
   virtual ~EngineListener() = default;
   // The status snapshot changed (generation bumped).
   virtual void onStatusChanged(const HostStatus& status) = 0;
+  // nextWakeup() changed: tick() is due at `when` (nullopt: no deadline
+  // pending). Told after the status of the same entry point is published,
+  // only when the time differs from the last one told.
+  virtual void onWakeupChanged(std::optional<TimePoint> when) = 0;
 };
 
 class MaintenanceEngine final : public hv::HypervisorObserver {
@@ -59,8 +64,9 @@ class MaintenanceEngine final : public hv::HypervisorObserver {
   // drain has started only the end and the reason may change.
   void reschedule(const MaintenanceWindow& window);
   void cancel();
-  // `domain` is a name or a UUID.
-  void acknowledge(const std::string& domain, AckChoice choice);
+  // `domain` is a name or a UUID; `reason` (may be empty) is kept with the
+  // ack and shown in the status and the owner's notice.
+  void acknowledge(const std::string& domain, AckChoice choice, std::string reason = {});
   // The admin starts work on the evidenced-empty host: empty → in-maintenance.
   void begin();
   void finish();

@@ -63,6 +63,8 @@ struct MaintenanceWindow {
   TimePoint end;
   bool removal = false;  // the host goes away for good
   std::string reason;
+
+  bool operator==(const MaintenanceWindow&) const = default;
 };
 
 struct ScheduleRequest {
@@ -76,6 +78,8 @@ struct ScheduleRequest {
 struct Blocker {
   std::string subject;  // "domain web1", "check no-qemu-processes", "libvirt"
   std::string reason;
+
+  bool operator==(const Blocker&) const = default;
 };
 
 struct MigrationProgress {
@@ -90,6 +94,8 @@ struct MigrationProgress {
   bool post_copy = false;               // switched to post-copy
   std::string escalation;               // the last escalation step, "" when none
   std::optional<TimePoint> started_at;  // when this migration started
+
+  bool operator==(const MigrationProgress&) const = default;
 };
 
 // What the owner of one domain is told about the maintenance
@@ -112,6 +118,7 @@ struct DomainNotice {
   std::string downtime_basis;  // "measured-throughput", "assumed-throughput", "window", ...
   bool ack_required = false;
   std::optional<AckChoice> ack;
+  std::string ack_reason;                            // given with the ack, "" when none
   std::optional<TimePoint> ack_deadline;             // while an ack is outstanding
   std::optional<AckTimeoutAction> ack_timeout_action;  // what happens at the deadline
   bool keep_allowed = false;
@@ -156,6 +163,7 @@ struct DomainStatus {
   int priority = 0;
   bool ack_required = false;
   std::optional<AckChoice> ack;
+  std::string ack_reason;  // why, as given with the ack ("" when none was)
   std::optional<TimePoint> ack_deadline;
   std::optional<TimePoint> earliest_start;
   std::optional<std::string> destination;
@@ -165,6 +173,8 @@ struct DomainStatus {
   std::optional<TimePoint> action_finished_at;
   std::string policy_error;  // set when the domain's policy metadata is malformed
   std::optional<DomainNotice> notice;  // the owner's notice, while there is one
+
+  bool operator==(const DomainStatus&) const = default;
 };
 
 // The link to the maintenance controller, when one is configured: failing
@@ -174,6 +184,8 @@ struct ControllerHealth {
   std::optional<TimePoint> last_success;
   std::optional<TimePoint> last_failure;
   std::optional<std::string> last_error;
+
+  bool operator==(const ControllerHealth&) const = default;
 };
 
 struct HostStatus {
@@ -195,6 +207,8 @@ struct HostStatus {
   std::string hypervisor_detail;
   std::optional<ControllerHealth> controller;  // unset: no controller configured
   std::optional<NoticeWebhookHealth> notice_webhook;  // unset: no webhook configured
+
+  bool operator==(const HostStatus&) const = default;
 };
 
 // Refusal of a command (schedule/cancel/ack/finish) with the reason, shown

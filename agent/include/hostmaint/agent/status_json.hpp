@@ -16,7 +16,13 @@ nlohmann::json statusToJson(const HostStatus& status);
 // RFC 3339 UTC with seconds, e.g. "2026-11-25T04:00:00Z".
 std::string formatTime(TimePoint time);
 // Accepts RFC 3339 / ISO 8601 ("2026-11-25T04:00:00Z", "+02:00" offsets,
-// "2026-11-25T04:00" as UTC).
+// "2026-11-25T04:00" as UTC) with a year from kMinTimeYear to kMaxTimeYear.
 std::optional<TimePoint> parseTime(std::string_view text);
+
+// The years parseTime accepts. TimePoint counts nanoseconds and ends in
+// 2262; within these years a time, the differences between two of them and
+// a time plus any duration a policy allows (at most ten years) all fit.
+inline constexpr int kMinTimeYear = 1970;
+inline constexpr int kMaxTimeYear = 2199;
 
 }  // namespace hostmaint::agent

@@ -107,9 +107,11 @@ enum class ActionKind {
   start,         // boots, or restores from a managed-save image when present
   live_migrate,
   cold_migrate,
-  // Waits for a migration that an earlier hostmaintd process started (and
-  // libvirtd kept running) to end. ok: the domain left this host; not ok:
-  // the migration ended and the domain is still here (aborted or failed).
+  // Watches a migration that an earlier hostmaintd process started (and
+  // libvirtd kept running) to its end, its escalation ladder and timeouts
+  // continuing (tuning, already_running). ok: the domain left this host;
+  // not_converged: aborted at a timeout; other: it ended and the domain is
+  // still here.
   adopt_migration,
 };
 std::string_view toString(ActionKind kind);
@@ -129,6 +131,9 @@ struct ActionRequest {
   // "tcp://10.0.0.2"; empty: the destination's own choice.
   std::string migrate_uri;
   MigrationTuning tuning;
+  // adopt_migration: how long the migration has run already, so its
+  // completion timeout counts from its real start.
+  std::chrono::milliseconds already_running{0};
 };
 
 // Progress of a long action (migrations), delivered while it runs.
@@ -188,6 +193,8 @@ struct EvidenceCheck {
   std::string name;    // stable identifier, e.g. "no-active-domains"
   bool ok = false;
   std::string detail;  // what was seen; names what still blocks when !ok
+
+  bool operator==(const EvidenceCheck&) const = default;
 };
 
 struct EmptinessQuery {

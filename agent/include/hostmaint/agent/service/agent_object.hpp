@@ -76,11 +76,8 @@ struct CallerPolicy {
 
 class AgentObject {
  public:
-  // Registers the object on `bus` with the current `status`. `after_call`
-  // runs after every method call that reached the engine (the daemon re-arms
-  // its wakeup timer there).
-  AgentObject(sd_bus* bus, agent::MaintenanceEngine& engine, CallerPolicy policy,
-              std::function<void()> after_call);
+  // Registers the object on `bus` with the engine's current status.
+  AgentObject(sd_bus* bus, agent::MaintenanceEngine& engine, CallerPolicy policy);
   AgentObject(const AgentObject&) = delete;
   AgentObject& operator=(const AgentObject&) = delete;
 
@@ -95,8 +92,10 @@ class AgentObject {
  private:
   static const sd_bus_vtable* vtable();
   static int onSchedule(sd_bus_message* message, void* self, sd_bus_error* error);
+  static int onReschedule(sd_bus_message* message, void* self, sd_bus_error* error);
   static int onCancel(sd_bus_message* message, void* self, sd_bus_error* error);
   static int onAcknowledge(sd_bus_message* message, void* self, sd_bus_error* error);
+  static int onAcknowledgeWithReason(sd_bus_message* message, void* self, sd_bus_error* error);
   static int onBegin(sd_bus_message* message, void* self, sd_bus_error* error);
   static int onFinish(sd_bus_message* message, void* self, sd_bus_error* error);
   static int getProperty(sd_bus* bus, const char* path, const char* interface, const char* property,
@@ -106,6 +105,10 @@ class AgentObject {
   // errno when not (and logs the refusal), else stores its uid in `caller`.
   int authorize(sd_bus_message* message, const char* method, sd_bus_error* error,
                 uid_t& caller) const;
+  // Acknowledge and AcknowledgeWithReason: the same call, with or without
+  // the reason argument.
+  int acknowledgeCall(sd_bus_message* message, const char* method, bool with_reason,
+                      sd_bus_error* error);
   // Runs a command on the engine, mapping its refusal to the Refused error;
   // logs the caller's uid and the outcome.
   int runCommand(sd_bus_message* message, const char* method, sd_bus_error* error,
@@ -114,7 +117,6 @@ class AgentObject {
   sd_bus* bus_;
   agent::MaintenanceEngine& engine_;
   CallerPolicy policy_;
-  std::function<void()> after_call_;
   PropertyValues values_;
   SlotPtr slot_;
 };

@@ -1,8 +1,13 @@
-// AgentService wires the engine to the outside world on one io_context:
-// every status change is written to status.json, emitted on D-Bus as
-// PropertiesChanged and sent to the service manager as STATUS=; after every
-// engine entry point (D-Bus call, hypervisor event, timer) the one wakeup
-// timer is re-armed at the engine's nextWakeup().
+// AgentService is the agent as the outside world sees it: the engine and
+// everything its status goes to, on one io_context.
+//
+// Building it builds the engine, recovers it from the journal, writes
+// status.json, registers the D-Bus object and claims the bus name, in that
+// order: whoever sees the name sees the reconciled state (docs/architecture.md).
+// From then on every status change is written to status.json, handed to
+// `on_published` (the HTTP endpoint, the controller link), emitted on D-Bus as
+// PropertiesChanged and sent to the service manager as STATUS=; the one wakeup
+// timer is armed whenever the engine says its next wakeup changed.
 #pragma once
 
 #include <boost/asio/io_context.hpp>
@@ -20,7 +25,6 @@
 #include "hostmaint/agent/service/service_notifier.hpp"
 #include "hostmaint/agent/service/status_change_log.hpp"
 #include "hostmaint/agent/service/status_file.hpp"
-#include "hostmaint/agent/service/status_http_server.hpp"
 
 namespace hostmaint::service {
 
@@ -29,87 +33,92 @@ struct AgentServiceOptions {
   CallerPolicy caller_policy;
   // The bus connection was lost: the daemon cannot serve and should exit.
   std::function<void(const std::string& why)> on_bus_lost;
+  // Every published status, after status.json and before D-Bus.
+  std::function<void(const agent::HostStatus&)> on_published;
 };
 
-class AgentService final : public agent::EngineListener {
+// What the service borrows from its owner; each part outlives the service.
+struct AgentServiceParts {
+  const agent::WallClock& clock;
+  hv::Hypervisor& hypervisor;
+  agent::Journal& journal;
+  const ServiceNotifier& notifier;
+  // Owner notices: every published status goes through the board (which
+  // numbers, persists and delivers them) and its new notices are emitted as
+  // the Notice signal. nullptr: no notices (tests).
+  NoticeBoard* notice_board = nullptr;
+};
+
+// Logs a change of the hypervisor connection (for every observer the daemon
+// gives the hypervisor).
+void logHypervisorConnection(hv::ConnectionState state, const std::string& detail);
+
+class AgentService final : private agent::EngineListener, private hv::HypervisorObserver {
  public:
-  // `clock` is the engine's: its nextWakeup() is in that clock's time.
-  AgentService(boost::asio::io_context& io, const agent::WallClock& clock,
-               AgentServiceOptions options);
+  // Builds and recovers the engine (throws agent::JournalError when the
+  // journal cannot be read: starting afresh would forget a maintenance),
+  // then registers the object on `bus`, claims the bus name and drives the
+  // bus from the loop (throws BusSetupError with the reason). The hypervisor's
+  // events go to the engine from now until the service is destroyed.
+  AgentService(boost::asio::io_context& io, AgentServiceParts parts,
+               agent::EngineSettings settings, BusPtr bus, AgentServiceOptions options);
   ~AgentService() override;
   AgentService(const AgentService&) = delete;
   AgentService& operator=(const AgentService&) = delete;
 
-  // The engine is built with this service as its listener, then attached;
-  // call recover() right after, before the loop runs again.
-  void attach(agent::MaintenanceEngine& engine);
-  // The hypervisor's observer: forwards to the engine once attached, then
-  // re-arms. Before that it only notes the first inventory.
-  hv::HypervisorObserver& hypervisorObserver();
-  // True once the hypervisor reported a connection and a full inventory.
-  bool inventoryReceived() const { return inventory_received_; }
+  agent::MaintenanceEngine& engine() { return engine_; }
 
-  // After engine.recover(): writes status.json, registers the object on
-  // `bus` and drives it from the loop; claims the bus name when `claim_name`.
-  // Throws BusSetupError (registration, name) with the reason.
-  void serve(BusPtr bus, bool claim_name = true);
-
-  void setCallerPolicy(CallerPolicy policy);
-
-  // Arms the wakeup timer at engine.nextWakeup(), replacing any earlier wakeup.
-  void rearm();
-
-  // The controller link: told of every published status (with the
-  // controller health in it), and its health shown in status.json.
-  void setStatusForwarder(std::function<void(const agent::HostStatus&)> forward);
-  void setControllerHealth(agent::ControllerHealth health);
-
-  // Owner notices: every published status goes through `board` (which
-  // numbers, persists and delivers them) and its notices are emitted as the
-  // Notice signal. Set before serve(); nullptr: none (tests).
-  void setNoticeBoard(NoticeBoard* board);
-  // The webhook's health changed: publish it everywhere the status goes.
-  void setNoticeWebhookHealth(agent::NoticeWebhookHealth health);
+  // A reloaded configuration (SIGHUP).
+  void reload(agent::EngineSettings settings, CallerPolicy policy);
+  // The controller link's health changed: shown in status.json.
+  void showControllerHealth(agent::ControllerHealth health);
+  // Something the status shows besides the engine's state changed (the notice
+  // webhook's health): publish again everywhere.
+  void republish();
 
   // The status as published: the engine's, with the controller health and
   // the notices as issued.
   agent::HostStatus shownStatus();
 
-  // Every published status is also handed to `server` (the HTTP endpoint);
-  // nullptr detaches it.
-  void serveHttp(StatusHttpServer* server) { http_server_ = server; }
-
-  // agent::EngineListener
-  void onStatusChanged(const agent::HostStatus& status) override;
-
   const StatusFile& statusFile() const { return status_file_; }
-  const ServiceNotifier& notifier() const { return notifier_; }
 
  private:
-  class RearmingObserver;
+  // agent::EngineListener
+  void onStatusChanged(const agent::HostStatus& status) override;
+  void onWakeupChanged(std::optional<agent::TimePoint> when) override;
+  // hv::HypervisorObserver: forwarded to the engine.
+  void onDomainEvent(const hv::DomainEvent& event) override;
+  void onInventoryRefreshed() override;
+  void onConnectionStateChanged(hv::ConnectionState state, const std::string& detail) override;
 
+  // Arms the wakeup timer at wakeup_at_ (at most a minute ahead), replacing
+  // any earlier wakeup.
+  void armWakeup();
+  // Puts the controller health and the issued notices into `status`; emits
+  // the Notice signal for each new notice.
+  void decorate(agent::HostStatus& status);
   void writeStatusFile(const agent::HostStatus& status);
 
+  // Borrowed, see AgentServiceParts.
   boost::asio::io_context& io_;
   const agent::WallClock& clock_;
+  hv::Hypervisor& hypervisor_;
+  const ServiceNotifier& notifier_;
+  NoticeBoard* notice_board_;
   AgentServiceOptions options_;
+
+  // Owned, in the order they are built (destroyed in reverse).
   StatusFile status_file_;
-  ServiceNotifier notifier_;
-  agent::MaintenanceEngine* engine_ = nullptr;
-  std::unique_ptr<RearmingObserver> observer_;
-  boost::asio::steady_timer wakeup_;
-  bool inventory_received_ = false;
-  bool serving_ = false;
-  std::string last_status_line_;
   StatusChangeLog change_log_;
   std::string last_write_error_;
-  StatusHttpServer* http_server_ = nullptr;
-  std::function<void(const agent::HostStatus&)> status_forwarder_;
+  std::string last_status_line_;
   std::optional<agent::ControllerHealth> controller_health_;
-  NoticeBoard* notice_board_ = nullptr;
-
-  // Declared last: destroyed first, before the engine they call into.
+  boost::asio::steady_timer wakeup_;
+  std::optional<agent::TimePoint> wakeup_at_;  // as the engine last told
+  bool serving_ = false;  // false while recovering: nothing is published yet
+  agent::MaintenanceEngine engine_;
   BusPtr bus_;
+  // The object calls into the engine: built after it, destroyed before it.
   std::unique_ptr<AgentObject> object_;
   std::unique_ptr<BusDispatcher> dispatcher_;
 };

@@ -28,21 +28,34 @@
 
 namespace hostmaint::service {
 
+// The link's two HTTP clients, one per thread. Building them reads the token
+// file (throws controller::TokenFileError naming it) and checks the URL: the
+// daemon builds them before it serves anything, so a token others can read
+// stops the start instead of being noticed later.
+struct ControllerClients {
+  ControllerClients(const agent::ControllerConfig& config, const std::string& host_id);
+  agent::controller::ControllerClient reports;  // status reports (the reporting thread)
+  agent::controller::ControllerClient polls;    // desired state (the polling thread)
+};
+
 class ControllerLink {
  public:
-  // Reads the token file (throws controller::TokenFileError naming it) and
-  // builds the HTTP client; the worker starts with start().
+  // Offers `initial` (the first poll must know whether the host is draining)
+  // and starts both threads. `on_health` runs on the io_context whenever the
+  // link's health changes; commands go to `engine` there.
   ControllerLink(boost::asio::io_context& io, const agent::ControllerConfig& config,
-                 std::string host_id, const agent::WallClock& clock);
-  // Stops the worker: a sleeping worker wakes at once, a request in flight
+                 ControllerClients clients, const agent::WallClock& clock,
+                 agent::MaintenanceEngine& engine, const agent::HostStatus& initial,
+                 std::function<void(const agent::ControllerHealth&)> on_health);
+  // Stops the threads: a sleeping one wakes at once, a request in flight
   // ends within request_timeout.
   ~ControllerLink();
   ControllerLink(const ControllerLink&) = delete;
-  ControllerLink& operator=(const ControllerLink&) = delete;
 
-  // `on_health` runs on the io_context whenever the link's health changes.
-  void start(agent::MaintenanceEngine& engine,
-             std::function<void(const agent::ControllerHealth&)> on_health);
+  // What the constructor checks (token file, client settings), without a
+  // link: for --check-config. Throws what the constructor would.
+  static void checkSettings(const agent::ControllerConfig& config, std::string host_id);
+  ControllerLink& operator=(const ControllerLink&) = delete;
 
   // From the io_context, on every status change: queued for the worker;
   // only the newest undelivered report is sent.
@@ -56,27 +69,27 @@ class ControllerLink {
   enum class PollOutcome { changed, unchanged, failed };
   // One desired-state request.
   PollOutcome poll();
-  void deliverStatus();
-  void publishHealth(agent::ControllerHealth health);
+  // With tracker_mutex_ held.
+  void publishHealth();
   // On the io_context.
   void reconcile();
   void refused(const std::string& message);
 
   boost::asio::io_context& io_;
-  agent::ControllerConfig config_;
+  const agent::ControllerConfig config_;
   const agent::WallClock& clock_;
   agent::controller::ControllerClient client_;       // status reports (worker_)
   agent::controller::ControllerClient poll_client_;  // desired state (poller_)
   agent::controller::StatusReporter reporter_;
 
-  // Worker thread only.
-  agent::controller::DesiredStateTracker tracker_;  // guarded by tracker_mutex_
+  // Shared by both threads, guarded by tracker_mutex_.
   std::mutex tracker_mutex_;
-  std::optional<std::string> last_logged_error_;
+  agent::controller::DesiredStateTracker tracker_;
+  std::optional<std::string> last_logged_error_;  // the health last logged
 
   // io_context only.
-  agent::MaintenanceEngine* engine_ = nullptr;
-  std::function<void(const agent::ControllerHealth&)> on_health_;
+  agent::MaintenanceEngine& engine_;
+  const std::function<void(const agent::ControllerHealth&)> on_health_;
   agent::ControllerHealth shown_health_;
   std::optional<agent::controller::DesiredState> desired_;
   std::optional<std::string> last_refusal_;

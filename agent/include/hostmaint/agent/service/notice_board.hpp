@@ -22,6 +22,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "hostmaint/agent/config.hpp"
 #include "hostmaint/agent/model.hpp"
@@ -52,6 +53,10 @@ class NoticeWebhook {
   // Wakes and joins the worker; a request in flight ends within its timeout.
   ~NoticeWebhook();
   NoticeWebhook(const NoticeWebhook&) = delete;
+
+  // What the constructor checks (token file, client settings), without a
+  // worker: for --check-config. Throws what the constructor would.
+  static void checkSettings(const agent::NoticesConfig& config);
   NoticeWebhook& operator=(const NoticeWebhook&) = delete;
 
   // Queues a notice; a newer revision for the same domain replaces one not
@@ -90,20 +95,18 @@ class NoticeBoard {
  public:
   // Loads `<state_dir>/notices.json` when present. A malformed ledger is
   // logged and replaced (notices are then issued again with new revisions):
-  // losing the numbering must not stop the daemon.
-  NoticeBoard(std::filesystem::path state_dir, std::string host, const agent::WallClock& clock);
+  // losing the numbering must not stop the daemon. `webhook` may be nullptr
+  // (no [notices] webhook_url).
+  NoticeBoard(std::filesystem::path state_dir, std::string host, const agent::WallClock& clock,
+              std::unique_ptr<NoticeWebhook> webhook);
 
-  // Called with each notice the board issues (the D-Bus signal).
-  void onIssued(std::function<void(const agent::NoticeLedger::Issued&)> emit) {
-    emit_ = std::move(emit);
-  }
-  void setWebhook(std::unique_ptr<NoticeWebhook> webhook);
   // From the webhook's health reports (io_context).
   void setWebhookHealth(agent::NoticeWebhookHealth health) { webhook_health_ = std::move(health); }
 
   // Puts the issued notices (and the webhook's health) into `status`,
-  // issuing and delivering what is new.
-  void apply(agent::HostStatus& status);
+  // issuing what is new: persisted and queued for the webhook before this
+  // returns them (the caller emits them as the D-Bus signal).
+  std::vector<agent::NoticeLedger::Issued> apply(agent::HostStatus& status);
 
   const std::filesystem::path& path() const { return path_; }
 
@@ -114,7 +117,6 @@ class NoticeBoard {
   std::string host_;
   const agent::WallClock& clock_;
   agent::NoticeLedger ledger_;
-  std::function<void(const agent::NoticeLedger::Issued&)> emit_;
   std::unique_ptr<NoticeWebhook> webhook_;
   std::optional<agent::NoticeWebhookHealth> webhook_health_;
   std::string last_save_error_;

@@ -1,0 +1,134 @@
+// MaintenanceEngine's private half, shared by the files that implement it:
+//   engine.cpp           commands, entry points, the pump, time
+//   engine_planning.cpp  planning a domain and admitting it to its stage
+//   engine_drain.cpp     starting drain and restore actions, their results
+//   engine_recovery.cpp  continuing after a restart or a reconnection
+// Admission rules are pure functions in admission.cpp; what interfaces show
+// is projected in status_projection.cpp; the state types live in
+// engine_state.hpp.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "admission.hpp"
+#include "drain_plan.hpp"
+#include "engine_state.hpp"
+#include "hostmaint/agent/engine.hpp"
+
+namespace hostmaint::agent {
+
+struct MaintenanceEngine::Impl {
+  Impl(hv::Hypervisor& hypervisor_in, const WallClock& clock_in, Journal& journal_in,
+       EngineSettings settings_in, EngineListener& listener_in);
+
+  hv::Hypervisor& hypervisor;
+  const WallClock& clock;
+  Journal& journal;
+  EngineSettings settings;
+  EngineListener& listener;
+
+  EngineState state;
+  HostStatus status;
+
+  // Completions and progress reports hold a weak reference: the hypervisor
+  // may outlive the engine (and does, in the crash tests).
+  std::shared_ptr<int> alive = std::make_shared<int>(0);
+  std::uint64_t next_token = 0;
+
+  int depth = 0;  // nesting of entry points; the outermost one publishes
+  bool pumping = false;
+  bool pump_again = false;
+
+  hv::ConnectionState connection;
+  std::string connection_detail;
+  bool reconcile_pending = false;  // recovered while not connected
+  // Until recover() has read the journal, nothing may be saved: hypervisor
+  // events that arrive first would otherwise overwrite the saved maintenance
+  // with an idle state.
+  bool recovered = false;
+
+  std::optional<std::vector<hv::EvidenceCheck>> evidence;
+  std::optional<TimePoint> qemu_grace_until;
+  std::optional<TimePoint> reprobe_at;
+
+  std::optional<std::string> journal_error;
+  std::string last_saved;
+  std::optional<TimePoint> notified_wakeup;  // the listener's last onWakeupChanged
+  DestinationProbes destination_probes;
+  // Inventory refreshes so far: each follows a (re)connection to libvirt.
+  std::uint64_t inventory_refreshes = 0;
+
+  // Every public entry point holds one: when the outermost ends, the journal
+  // and the published snapshot are brought up to date (once). Not when it
+  // ends by an exception: a refused command changed nothing.
+  class Entry {
+   public:
+    explicit Entry(Impl& impl);
+    ~Entry();
+    Entry(const Entry&) = delete;
+    Entry& operator=(const Entry&) = delete;
+
+   private:
+    Impl& impl_;
+    int exceptions_;
+  };
+
+  TimePoint now() const { return clock.now(); }
+  bool connected() const { return connection == hv::ConnectionState::connected; }
+  HostPhase phase() const { return state.phase; }
+  bool inMaintenance() const;
+  PlanContext planContext() const;
+  DomainRecord* find(const std::string& uuid);
+  DomainRecord* findByNameOrUuid(const std::string& key);
+  std::uint64_t memoryBytesOf(const DomainRecord& record) const;
+  MemoryOf memoryOf() const;
+
+  // engine.cpp: journal, publication, the pump, time.
+  bool persist();
+  // Saves a command's changes, or puts `before` back and refuses the
+  // command (CommandError naming the journal's error).
+  void commit(const std::string& verb, EngineState before);
+  void settle() noexcept;
+  HostStatus projectedStatus() const;
+  void pump();
+  void applyDeadlines();
+  void evaluateEmptiness();
+  std::optional<TimePoint> nextWakeup() const;
+
+  // engine_planning.cpp
+  void planRecord(DomainRecord& record, const hv::DomainInfo& info);
+  void admit(DomainRecord& record);
+  void addPlanned(const hv::DomainInfo& info);
+  void occupiedAgain(DomainRecord& record);
+  void syncIdleInventory();
+
+  // engine_drain.cpp
+  void refreshDestinationProbes();
+  void startDrainActions();
+  void startDrainAction(DomainRecord& record, const std::optional<DestinationConfig>& destination);
+  void launch(DomainRecord& record, const hv::ActionRequest& request);
+  void onActionProgress(const std::string& uuid, std::uint64_t token,
+                        const hv::ActionProgress& progress);
+  void onActionDone(const std::string& uuid, std::uint64_t token, const hv::ActionResult& result);
+  void learnThroughput(const hv::ActionResult& result);
+  void completeDrain(DomainRecord& record, std::string outcome, bool needs_restore);
+  void failDrain(DomainRecord& record, const std::string& message);
+  void blockOwnerMissedDeadline(DomainRecord& record, TimePoint deadline);
+  void startRestoreActions();
+  void finishRestore(DomainRecord& record, bool ok, const std::string& message);
+  void endRestoringWhenSettled();
+
+  // engine_recovery.cpp
+  void recover();
+  void markLeft(DomainRecord& record, std::string how);
+  void reconcile(DomainRecord& record, const std::optional<hv::DomainInfo>& info);
+  void reconcileInterrupted(DomainRecord& record, const std::optional<hv::DomainInfo>& info);
+  void redoInterrupted(DomainRecord& record, const std::string& why);
+  void adoptMigration(DomainRecord& record);
+  void reconcileAll();
+};
+
+}  // namespace hostmaint::agent

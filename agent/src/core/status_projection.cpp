@@ -1,0 +1,268 @@
+#include "status_projection.hpp"
+
+#include <algorithm>
+#include <unordered_map>
+
+#include "hostmaint/agent/status_json.hpp"
+#include "overloaded.hpp"
+
+namespace hostmaint::agent {
+
+namespace {
+
+std::string actionName(const std::optional<MaintenanceAction>& action) {
+  return action ? std::string(toString(*action)) : std::string("none");
+}
+
+std::string inQuotes(std::string_view text) { return "'" + std::string(text) + "'"; }
+
+// The condition after "waiting: " or "waiting to be restored: ".
+std::optional<std::string> waitCondition(const WaitReason& reason) {
+  return std::visit(
+      Overloaded{
+          [](const wait::ToStart&) -> std::optional<std::string> { return std::nullopt; },
+          [](const wait::LibvirtDown& r) -> std::optional<std::string> {
+            return "libvirt is " + std::string(hv::toString(r.connection));
+          },
+          [](const wait::JournalUnwritable&) -> std::optional<std::string> {
+            return "the journal cannot be written";
+          },
+          [](const wait::NotBefore& r) -> std::optional<std::string> {
+            return "not before " + formatTime(r.time) +
+                   (r.lead_time ? " (lead time)" : " (window start)");
+          },
+          [](const wait::ActionSlots& r) -> std::optional<std::string> {
+            return std::to_string(r.running) + " of max " + std::to_string(r.max) +
+                   " actions running";
+          },
+          [](const wait::MigrationSlots& r) -> std::optional<std::string> {
+            return std::to_string(r.running) + " of max " + std::to_string(r.max) +
+                   " migrations running";
+          },
+          [](const wait::Destination& r) -> std::optional<std::string> { return r.reason; },
+          [](const wait::GroupLimit& r) -> std::optional<std::string> {
+            return "group " + inQuotes(r.group) + " has " + std::to_string(r.impacted) +
+                   " of max " + std::to_string(r.max) + " members impacted" +
+                   (r.stalled ? " (they stay down until the maintenance ends)" : "");
+          },
+          [](const wait::Retry& r) -> std::optional<std::string> { return r.why; },
+      },
+      reason);
+}
+
+std::string describeActing(const DomainRecord& record, const stage::Acting& acting) {
+  const std::string kind = acting.kind ? std::string(hv::toString(*acting.kind)) : "";
+  std::string text = std::visit(
+      Overloaded{
+          [&](const running::Launched&) -> std::string {
+            switch (acting.kind.value_or(hv::ActionKind::start)) {
+              case hv::ActionKind::live_migrate:
+              case hv::ActionKind::cold_migrate:
+                return "migrating to " + record.destination.value_or("");
+              case hv::ActionKind::managed_save: return "suspending to disk (managed-save)";
+              case hv::ActionKind::shutdown:
+                return "shutting down (up to " + formatDuration(record.policy.shutdown_timeout) +
+                       (record.policy.force_stop ? ", then forced)" : ")");
+              case hv::ActionKind::start:
+              case hv::ActionKind::adopt_migration: return kind;
+            }
+            return kind;
+          },
+          [&](const running::OwnerActs& owner) -> std::string {
+            const std::string ask =
+                "waiting for the owner to move or delete it before " + formatTime(owner.deadline);
+            return record.note.empty() ? ask : record.note + "; " + ask;
+          },
+          [&](const running::FoundRunning& found) -> std::string {
+            return kind + " in progress (found " + found.when + "); waiting for it to finish";
+          },
+          [&](const running::Adopted&) -> std::string {
+            return kind + " found in progress; waiting for it to finish";
+          },
+          [&](const running::OutcomeUnknown& lost) -> std::string {
+            return "libvirt connection lost during the " + kind + " (" + lost.message +
+                   "); its outcome is read when libvirt is back";
+          },
+      },
+      acting.how);
+  if (acting.cancelled) text += "; maintenance cancelled: restored when this action ends";
+  return text;
+}
+
+}  // namespace
+
+std::string describeWait(const WaitReason& reason) {
+  if (const auto* retry = std::get_if<wait::Retry>(&reason)) return retry->why;
+  if (const auto* destination = std::get_if<wait::Destination>(&reason)) {
+    return "waiting for a destination: " + destination->reason;
+  }
+  std::optional<std::string> condition = waitCondition(reason);
+  return condition ? "waiting: " + *condition : "waiting to start";
+}
+
+std::string describeRestoreWait(const WaitReason& reason) {
+  std::optional<std::string> condition = waitCondition(reason);
+  return condition ? "waiting to be restored: " + *condition : "waiting to be restored";
+}
+
+DomainText describeDomain(const DomainRecord& record) {
+  return std::visit(
+      Overloaded{
+          [&](const stage::Planned& planned) -> DomainText {
+            if (!planned.not_before) return {record.note, "no maintenance scheduled"};
+            std::string detail =
+                actionName(record.action) + " not before " + formatTime(*planned.not_before);
+            if (!record.note.empty()) detail += "; " + record.note;
+            return {record.note, detail};
+          },
+          [&](const stage::AwaitingAck& awaiting) -> DomainText {
+            return {record.note, "awaiting the owner's acknowledgement (move or keep) until " +
+                                     formatTime(awaiting.deadline)};
+          },
+          [&](const stage::Waiting& waiting) -> DomainText {
+            return {record.note, describeWait(waiting.reason)};
+          },
+          [&](const stage::Acting& acting) -> DomainText {
+            return {record.note, describeActing(record, acting)};
+          },
+          [&](const stage::Done& done) -> DomainText {
+            // Keep the fallback's reason (or the policy override) next to
+            // the outcome: visible, not buried.
+            const bool explain = record.fallback_used || !record.policy_error.empty();
+            return {done.outcome, explain ? record.note : std::string()};
+          },
+          [&](const stage::Failed& failed) -> DomainText {
+            return {actionName(record.action) + " failed", failed.message};
+          },
+          [&](const stage::Blocked& blocked) -> DomainText { return {record.note, blocked.reason}; },
+          [&](const stage::Left& left) -> DomainText { return {left.how, ""}; },
+          [&](const stage::Restoring& restoring) -> DomainText {
+            if (!restoring.started) return {restoring.outcome, describeRestoreWait(restoring.waiting)};
+            return {restoring.outcome, restoring.from_managed_save
+                                           ? "restoring from its managed-save image"
+                                           : "starting"};
+          },
+          [&](const stage::Restored& restored) -> DomainText {
+            return {restored.outcome, restored.detail};
+          },
+          [&](const stage::RestoreFailed& failed) -> DomainText {
+            return {"restore failed", failed.message};
+          },
+      },
+      record.state);
+}
+
+namespace {
+
+// The words a blocker carries for this domain, when its stage blocks
+// readiness or needs someone.
+std::optional<std::string> blockingReason(const DomainRecord& record, const DomainText& text) {
+  switch (record.stage()) {
+    case DomainStage::blocked:
+    case DomainStage::failed:
+    case DomainStage::awaiting_ack: return text.detail;
+    case DomainStage::waiting: {
+      const auto& waiting = std::get<stage::Waiting>(record.state);
+      const auto* group = std::get_if<wait::GroupLimit>(&waiting.reason);
+      if (group && group->stalled) return text.detail;
+      return std::nullopt;
+    }
+    case DomainStage::restore_failed: return "restore failed: " + text.detail;
+    default: return std::nullopt;
+  }
+}
+
+bool inMaintenance(HostPhase phase) {
+  return phase == HostPhase::scheduled || phase == HostPhase::draining ||
+         phase == HostPhase::empty || phase == HostPhase::in_maintenance;
+}
+
+}  // namespace
+
+HostStatus projectStatus(const StatusInputs& in) {
+  const EngineState& state = in.state;
+  HostStatus out;
+  out.host = in.host_name;
+  out.phase = state.phase;
+  out.session_id = state.session_id;
+  out.window = state.window;
+  out.hypervisor_connection = in.connection;
+  out.hypervisor = in.hypervisor_description;
+  out.hypervisor_detail = in.connection_detail;
+  out.migration_throughput_bps = state.migration_throughput_bps;
+  const bool connected = in.connection == hv::ConnectionState::connected;
+  if (in.evidence) out.evidence = *in.evidence;
+  const bool evidenced_empty =
+      in.evidence && std::all_of(in.evidence->begin(), in.evidence->end(),
+                                 [](const hv::EvidenceCheck& c) { return c.ok; });
+  out.ready = (state.phase == HostPhase::empty || state.phase == HostPhase::in_maintenance) &&
+              evidenced_empty && connected;
+
+  std::unordered_map<std::string, const hv::DomainInfo*> inventory;
+  for (const hv::DomainInfo& info : in.inventory) inventory.emplace(info.uuid, &info);
+
+  if (!connected) {
+    out.blockers.push_back(
+        {"libvirt", std::string(hv::toString(in.connection)) +
+                        (in.connection_detail.empty() ? "" : ": " + in.connection_detail)});
+  }
+  if (in.journal_error) {
+    out.blockers.push_back({"journal", "cannot save the engine state: " + *in.journal_error});
+  }
+  for (const DomainRecord& record : state.domains) {
+    const DomainText text = describeDomain(record);
+    DomainStatus view;
+    view.uuid = record.uuid;
+    view.name = record.name;
+    view.stage = record.stage();
+    view.action = record.action;
+    view.fallback_used = record.fallback_used;
+    view.result = text.result;
+    view.detail = text.detail;
+    view.group = record.policy.group;
+    view.priority = record.policy.priority;
+    view.ack_required = record.policy.ack_required;
+    view.ack = record.ack;
+    view.ack_reason = record.ack_reason;
+    view.ack_deadline = record.ack_deadline;
+    view.earliest_start = record.earliest_start;
+    view.destination = record.destination;
+    view.progress = record.progress;
+    view.action_started_at = record.started_at;
+    view.action_finished_at = record.finished_at;
+    view.policy_error = record.policy_error;
+    if (auto info = inventory.find(record.uuid); info != inventory.end()) {
+      view.run_state = info->second->state;
+      view.memory_kib = info->second->memory_kib;
+      view.owner = info->second->owner;
+      view.project = info->second->project;
+    }
+    if (inMaintenance(state.phase) && state.window) {
+      // A malformed policy is acted on with the host's defaults once acked,
+      // so that is what keep and the deadline mean for it.
+      const DomainPolicy& policy =
+          record.policy_error.empty() ? record.policy : in.default_policy;
+      const NoticeInput notice{view,
+                               policy,
+                               *state.window,
+                               state.session_id.value_or(""),
+                               state.scheduled_at.value_or(in.now),
+                               state.migration_throughput_bps};
+      view.notice = computeNotice(notice, in.notice_settings);
+    }
+    if (auto reason = blockingReason(record, text)) {
+      out.blockers.push_back({"domain " + view.name, *reason});
+    }
+    out.domains.push_back(std::move(view));
+  }
+  if (in.evidence) {
+    for (const hv::EvidenceCheck& check : *in.evidence) {
+      if (check.ok) continue;
+      if (check.name == kQemuCheck && in.qemu_exit_grace) continue;
+      out.blockers.push_back({"check " + check.name, check.detail});
+    }
+  }
+  return out;
+}
+
+}  // namespace hostmaint::agent

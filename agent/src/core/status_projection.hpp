@@ -1,0 +1,56 @@
+// The status every interface shows (D-Bus, status.json, the controller's
+// report, owners' notices), projected from the engine's typed state in one
+// place: wait reasons and outcomes become words here and nowhere else.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "engine_state.hpp"
+#include "hostmaint/agent/model.hpp"
+#include "hostmaint/agent/notice.hpp"
+#include "hostmaint/hypervisor/hypervisor.hpp"
+
+namespace hostmaint::agent {
+
+// The evidence check a QEMU process that is still exiting fails for a
+// moment after its domain stopped (the engine gives it a grace period).
+inline constexpr std::string_view kQemuCheck = "no-qemu-processes";
+
+struct DomainText {
+  std::string result;  // what happened, or the plan's note
+  std::string detail;  // why it waits, blocks or failed, or what runs
+};
+
+// The words for one domain's stage, from its record alone.
+DomainText describeDomain(const DomainRecord& record);
+
+// What a waiting domain waits for ("waiting: 2 of max 2 actions running").
+std::string describeWait(const WaitReason& reason);
+// The same for a domain waiting to be restored.
+std::string describeRestoreWait(const WaitReason& reason);
+
+struct StatusInputs {
+  const EngineState& state;
+  std::string host_name;
+  hv::ConnectionState connection = hv::ConnectionState::connecting;
+  std::string connection_detail;
+  std::string hypervisor_description;
+  std::vector<hv::DomainInfo> inventory;
+  const std::optional<std::vector<hv::EvidenceCheck>>& evidence;
+  bool qemu_exit_grace = false;  // a failing QEMU check is not a blocker yet
+  const std::optional<std::string>& journal_error;
+  // For the owners' notices: the policy a domain with a malformed one is
+  // acted on with, and how downtime is estimated.
+  const DomainPolicy& default_policy;
+  const NoticeSettings& notice_settings;
+  TimePoint now{};
+};
+
+// The whole snapshot except generation and updated_at, which the engine
+// stamps when the projection differs from what it published before.
+HostStatus projectStatus(const StatusInputs& inputs);
+
+}  // namespace hostmaint::agent
