@@ -58,7 +58,8 @@ class BusPolicy(SystemTestCase):
                 # Refused by the bus's policy, before the daemon's own check
                 # ("only root may call ...") could answer.
                 self.assertIn("Rejected send message", result.stderr)
-        for verb in (["schedule", "--start", "now", "--end", "+1h"], ["cancel"],
+        for verb in (["schedule", "--start", "now", "--end", "+1h"],
+                     ["reschedule", "--start", "+1h", "--end", "+2h"], ["cancel"],
                      ["ack", "app1", "move"], ["begin"], ["finish"]):
             with self.subTest(verb=verb[0]):
                 ctl(*verb, user=USER, check=5)

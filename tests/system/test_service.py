@@ -33,7 +33,7 @@ class Readiness(SystemTestCase):
         self.assertEqual(unit_property("ActiveState"), "active")
         priority, message = journal.wait_for_daemon_message("no inventory from")
         self.assertEqual(priority, 4, message)  # a warning
-        journal.wait_for_daemon_message(" ready: ")
+        journal.wait_for_daemon_message("serving org.hostmaint.Agent1 on the system bus")
         # READY=1 carried the first STATUS=, and came after the name was claimed.
         self.assertIn("hypervisor", unit_property("StatusText"))
         self.assertEqual(get_property("Phase"), "idle")
