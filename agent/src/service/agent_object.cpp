@@ -79,15 +79,27 @@ std::string reasonArgument(const char* argument, const char* text) {
   return std::string(reason);
 }
 
-agent::MaintenanceWindow windowArguments(std::uint64_t start_usec, std::uint64_t end_usec,
-                                         int removal, const char* reason) {
-  agent::MaintenanceWindow window;
-  window.start = timestampArgument("start_usec", start_usec);
-  window.end = timestampArgument("end_usec", end_usec);
-  window.removal = removal != 0;
-  window.reason = reasonArgument("reason", reason);
-  return window;
-}
+// The (start_usec, end_usec, removal, reason) arguments that Schedule and
+// Reschedule share: read from the message, checked when turned into a window
+// (InvalidArgs naming the argument).
+struct WindowArguments {
+  std::uint64_t start_usec = 0;
+  std::uint64_t end_usec = 0;
+  int removal = 0;
+  const char* reason = nullptr;
+
+  int read(sd_bus_message* message) {
+    return sd_bus_message_read(message, "ttbs", &start_usec, &end_usec, &removal, &reason);
+  }
+  agent::MaintenanceWindow window() const {
+    agent::MaintenanceWindow window;
+    window.start = timestampArgument("start_usec", start_usec);
+    window.end = timestampArgument("end_usec", end_usec);
+    window.removal = removal != 0;
+    window.reason = reasonArgument("reason", reason);
+    return window;
+  }
+};
 
 }  // namespace
 
@@ -384,15 +396,11 @@ int AgentObject::runCommand(sd_bus_message* message, const char* method, sd_bus_
 
 int AgentObject::onSchedule(sd_bus_message* message, void* self, sd_bus_error* error) {
   auto& object = *static_cast<AgentObject*>(self);
-  std::uint64_t start_usec = 0;
-  std::uint64_t end_usec = 0;
-  int removal = 0;
-  const char* reason = nullptr;
-  const int read = sd_bus_message_read(message, "ttbs", &start_usec, &end_usec, &removal, &reason);
-  if (read < 0) return read;
+  WindowArguments arguments;
+  if (const int read = arguments.read(message); read < 0) return read;
   return object.runCommand(message, "Schedule", error, [&](sd_bus_message* reply) {
     agent::ScheduleRequest request;
-    request.window = windowArguments(start_usec, end_usec, removal, reason);
+    request.window = arguments.window();
     const std::string session_id = object.engine_.schedule(request);
     spdlog::info("maintenance {} scheduled from {} to {}{}", session_id,
                  agent::formatTime(request.window.start), agent::formatTime(request.window.end),
@@ -406,14 +414,10 @@ int AgentObject::onSchedule(sd_bus_message* message, void* self, sd_bus_error* e
 
 int AgentObject::onReschedule(sd_bus_message* message, void* self, sd_bus_error* error) {
   auto& object = *static_cast<AgentObject*>(self);
-  std::uint64_t start_usec = 0;
-  std::uint64_t end_usec = 0;
-  int removal = 0;
-  const char* reason = nullptr;
-  const int read = sd_bus_message_read(message, "ttbs", &start_usec, &end_usec, &removal, &reason);
-  if (read < 0) return read;
+  WindowArguments arguments;
+  if (const int read = arguments.read(message); read < 0) return read;
   return object.runCommand(message, "Reschedule", error, [&](sd_bus_message*) {
-    const agent::MaintenanceWindow window = windowArguments(start_usec, end_usec, removal, reason);
+    const agent::MaintenanceWindow window = arguments.window();
     // The engine's own window move, the one the controller link uses: the
     // same rules whoever moves the window.
     object.engine_.reschedule(window);
