@@ -38,8 +38,6 @@ constexpr auto kQemuGrace = 5s;
 // again this often, so a drain continues by itself once space is back.
 constexpr auto kJournalRetryInterval = 2s;
 
-std::string inQuotes(std::string_view text) { return "'" + std::string(text) + "'"; }
-
 std::string generateSessionId() {
   std::random_device device;
   std::uniform_int_distribution<unsigned> nibble(0, 15);
@@ -396,7 +394,6 @@ void MaintenanceEngine::cancel() {
   EngineState before = e.state;
   e.state.phase = HostPhase::restoring;
   for (DomainRecord& record : e.state.domains) {
-    const DomainText shown = describeDomain(record);
     if (auto* acting = std::get_if<stage::Acting>(&record.state); acting && acting->kind) {
       stage::Acting cancelled = *acting;
       cancelled.cancelled = true;
@@ -406,8 +403,9 @@ void MaintenanceEngine::cancel() {
                holds<stage::Blocked>(record.state)) {
       // Owner actions included: hostmaint did nothing to them.
       transition(record, stage::Restored{"not touched: maintenance cancelled", ""});
-    } else if (holds<stage::Done>(record.state) && record.needs_restore) {
-      transition(record, stage::Restoring{shown.result});
+    } else if (const auto* done = std::get_if<stage::Done>(&record.state);
+               done && record.needs_restore) {
+      transition(record, stage::Restoring{done->outcome});
     }
   }
   e.commit("cancel", std::move(before));

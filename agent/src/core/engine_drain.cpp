@@ -4,14 +4,11 @@
 
 #include "engine_impl.hpp"
 #include "hostmaint/agent/status_json.hpp"
+#include "status_projection.hpp"
 
 namespace hostmaint::agent {
 
 namespace {
-
-std::string actionName(const std::optional<MaintenanceAction>& action) {
-  return action ? std::string(toString(*action)) : std::string("none");
-}
 
 std::string escalationsNote(const std::vector<std::string>& escalations) {
   if (escalations.empty()) return {};

@@ -33,10 +33,8 @@ std::optional<hv::ActionKind> DomainRecord::runningKind() const {
 void transition(DomainRecord& record, DomainState next) {
   const bool was_running = record.runningKind().has_value();
   record.state = std::move(next);
-  if (was_running && !record.runningKind()) {
-    record.completion_pending = false;
-    record.progress.reset();
-  }
+  if (was_running && !record.runningKind()) record.completion_pending = false;
+  // Progress belongs to a running drain action only.
   if (!holds<stage::Acting>(record.state)) record.progress.reset();
 }
 

@@ -8,13 +8,13 @@
 
 namespace hostmaint::agent {
 
-namespace {
-
 std::string actionName(const std::optional<MaintenanceAction>& action) {
   return action ? std::string(toString(*action)) : std::string("none");
 }
 
 std::string inQuotes(std::string_view text) { return "'" + std::string(text) + "'"; }
+
+namespace {
 
 // The condition after "waiting: " or "waiting to be restored: ".
 std::optional<std::string> waitCondition(const WaitReason& reason) {

@@ -24,6 +24,11 @@ struct DomainText {
   std::string detail;  // why it waits, blocks or failed, or what runs
 };
 
+// An action's name for messages ("live-migrate"), "none" when there is none.
+std::string actionName(const std::optional<MaintenanceAction>& action);
+// `text` in single quotes, as every message names a domain or group.
+std::string inQuotes(std::string_view text);
+
 // The words for one domain's stage, from its record alone.
 DomainText describeDomain(const DomainRecord& record);
 
