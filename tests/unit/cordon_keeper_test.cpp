@@ -11,6 +11,8 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "cordon.hpp"
+#include "cordon_file.hpp"
 #include "hostmaint/agent/status_json.hpp"
 #include "support/fake_clock.hpp"
 
@@ -82,7 +84,10 @@ class CordonKeeperTest : public ::testing::Test {
 
 TEST_F(CordonKeeperTest, TheFileSaysWhatTheHookNeeds) {
   auto cordon_keeper = keeper();
-  cordon_keeper->update(cordoned());
+  agent::CordonStatus cordon = cordoned();
+  // Allowed by UUID before it is defined here (an incoming migration).
+  cordon.allowed.push_back({"6f2d3c8e-0000-4000-8000-00000000000a", "", "", "", "uid 0", {}});
+  cordon_keeper->update(cordon);
   const nlohmann::json doc = document();
   EXPECT_EQ(doc["format"], 1);
   EXPECT_EQ(doc["host"], "hv-a");
@@ -92,6 +97,9 @@ TEST_F(CordonKeeperTest, TheFileSaysWhatTheHookNeeds) {
   EXPECT_EQ(doc["window_end"], "2030-01-01T02:00:00Z");
   EXPECT_EQ(doc["reason"], "kernel");
   EXPECT_EQ(doc["allowed"][0]["domain"], "web9");
+  EXPECT_EQ(doc["allowed"][0]["uuid"], "");
+  EXPECT_EQ(doc["allowed"][1]["uuid"], "6f2d3c8e-0000-4000-8000-00000000000a")
+      << "matched by UUID, as the hook compares names with 'domain'";
   EXPECT_EQ(doc["restoring"][0]["name"], "db");
   EXPECT_EQ(doc["restoring"][0]["uuid"], "uuid-db");
   EXPECT_EQ(fs::status(file()).permissions() & fs::perms::all, fs::perms::owner_read | fs::perms::owner_write);
@@ -188,6 +196,30 @@ TEST_F(CordonKeeperTest, AnUnwritableFileIsABlockerNamingThePath) {
   ASSERT_TRUE(blocker.has_value());
   EXPECT_EQ(blocker->subject, "cordon");
   EXPECT_NE(blocker->reason.find("missing"), std::string::npos) << blocker->reason;
+}
+
+// The file as hostmaintd writes it, read and judged by the hook's own code:
+// the two sides of the format cannot drift apart unnoticed.
+TEST_F(CordonKeeperTest, TheHookUnderstandsTheFileTheDaemonWrites) {
+  auto cordon_keeper = keeper();
+  agent::CordonStatus cordon = cordoned();
+  cordon.allowed.push_back({"6f2d3c8e-0000-4000-8000-00000000000a", "", "", "", "uid 0", {}});
+  cordon_keeper->update(cordon);
+  auto verdict = [&](const std::string& name, const std::string& uuid) {
+    return hook::decide(hook::GuardedOperation::start, {name, uuid}, file().string(),
+                        hook::readCordonFile(file().string()));
+  };
+  const hook::HookVerdict refused = verdict("web3", "");
+  EXPECT_FALSE(refused.allowed);
+  EXPECT_NE(refused.message.find("s-1"), std::string::npos) << refused.message;
+  EXPECT_NE(refused.message.find("hostmaintctl allow web3"), std::string::npos) << refused.message;
+  EXPECT_TRUE(verdict("web9", "").allowed) << "allowed by name";
+  EXPECT_TRUE(verdict("db", "").allowed) << "being restored";
+  EXPECT_TRUE(verdict("other-name", "uuid-db").allowed) << "being restored, by UUID";
+  EXPECT_TRUE(verdict("incoming", "6f2d3c8e-0000-4000-8000-00000000000a").allowed);
+
+  cordon_keeper->update(agent::CordonStatus{});
+  EXPECT_TRUE(verdict("web3", "").allowed) << "not cordoned";
 }
 
 }  // namespace
