@@ -43,18 +43,20 @@ CordonFileRead readCordonFile(const std::string& path) {
   const std::string too_big = "larger than " + std::to_string(kMaxCordonFileBytes) + " bytes";
   if (static_cast<std::size_t>(status.st_size) > kMaxCordonFileBytes) return unreadable(too_big);
 
-  // One byte more than allowed, to notice a file that grew since fstat.
-  std::string contents(kMaxCordonFileBytes + 1, '\0');
-  std::size_t length = 0;
-  while (length < contents.size()) {
-    const ssize_t got = ::read(fd.get(), contents.data() + length, contents.size() - length);
+  // Read to the end, in chunks (a 1 MiB buffer up front would cost more
+  // than the rest of the hook), stopping once past the limit: the file may
+  // have grown since fstat.
+  std::string contents;
+  contents.reserve(static_cast<std::size_t>(status.st_size));
+  char chunk[16384];
+  while (contents.size() <= kMaxCordonFileBytes) {
+    const ssize_t got = ::read(fd.get(), chunk, sizeof chunk);
     if (got < 0 && errno == EINTR) continue;
     if (got < 0) return unreadable(std::strerror(errno));
     if (got == 0) break;
-    length += static_cast<std::size_t>(got);
+    contents.append(chunk, static_cast<std::size_t>(got));
   }
-  if (length > kMaxCordonFileBytes) return unreadable(too_big);
-  contents.resize(length);
+  if (contents.size() > kMaxCordonFileBytes) return unreadable(too_big);
   return {CordonFileRead::State::read, std::move(contents), {}};
 }
 
