@@ -52,9 +52,12 @@ def session(wait: float | None = None):
         yield
         return
     wait = float(os.environ.get("LAB_SESSION_WAIT", "3600")) if wait is None else wait
-    directory.mkdir(parents=True, exist_ok=True)
-    owner = directory / ".session.owner"
-    with open(directory / ".session", "a") as lock:
+    # Beside the lab directory, not in it: `down` removes the directory, and
+    # a waiter must still hold the one lock file every later user opens.
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = directory.with_name(directory.name + ".session")
+    owner = directory.with_name(directory.name + ".session.owner")
+    with open(lock_path, "a") as lock:
         deadline = time.monotonic() + wait
         announced = False
         while True:
