@@ -32,7 +32,7 @@ _hostmaintctl() {
         words=("${COMP_WORDS[@]}") cword=$COMP_CWORD
         cur=${words[cword]} prev=${words[cword - 1]}
     fi
-    local verbs="status notices schedule reschedule cancel ack begin finish wait"
+    local verbs="status notices schedule reschedule cancel ack begin finish wait allow disallow host-shutdown"
     local program=${words[0]} address="" verb="" i word
     local -a positionals=() used=()
     COMPREPLY=()
@@ -79,7 +79,8 @@ _hostmaintctl() {
         status | notices) options="--json --help" ;;
         schedule) options="--start --end --removal --reason --help" ;;
         reschedule) options="--start --end --reason --help" ;;
-        ack) options="--reason --help" ;;
+        ack | allow) options="--reason --help" ;;
+        host-shutdown) options="--only-when-system-stops --no-wait --timeout --help" ;;
         wait) options="--ready --phase --timeout --help" ;;
         *) options="--help" ;;
     esac
@@ -96,6 +97,12 @@ _hostmaintctl() {
     case $verb in
         "")
             COMPREPLY=($(compgen -W "$verbs" -- "$cur"))
+            ;;
+        allow | disallow)
+            if ((${#positionals[@]} == 0)); then
+                local IFS=$'\n'
+                COMPREPLY=($(compgen -W "$(_hostmaintctl_domains "$program" "$address")" -- "$cur"))
+            fi
             ;;
         ack)
             if ((${#positionals[@]} == 0)); then

@@ -19,7 +19,8 @@ from harness import HOSTMAINTCTL, SOURCE_DIR, DaemonTestCase, requires_tools
 COMPLETION = SOURCE_DIR / "agent" / "ctl" / "hostmaintctl.bash"
 BASH_COMPLETION = "/usr/share/bash-completion/bash_completion"
 DOMAINS = ["vm-default", "vm-migrate", "vm-off", "vm-shutdown", "vm-suspend"]
-VERBS = ["ack", "begin", "cancel", "finish", "notices", "reschedule", "schedule", "status", "wait"]
+VERBS = ["ack", "allow", "begin", "cancel", "disallow", "finish", "host-shutdown", "notices",
+         "reschedule", "schedule", "status", "wait"]
 
 
 def comp_words(line):
@@ -89,6 +90,13 @@ class Completion(DaemonTestCase):
         self.assertIn("now", complete("hostmaintctl schedule --start ", self.env))
         self.assertIn("+30m", complete("hostmaintctl reschedule --start now --end +", self.env))
         self.assertEqual(complete("hostmaintctl ack vm-off move --reason ", self.env), [])
+
+    def test_host_shutdown_options_and_allow_domains(self):
+        self.assertEqual(complete("hostmaintctl host-shutdown --", self.env),
+                         ["--help", "--no-wait", "--only-when-system-stops", "--timeout"])
+        self.assertEqual(complete("hostmaintctl allow ", self.env),
+                         complete("hostmaintctl ack ", self.env))
+        self.assertTrue(complete("hostmaintctl allow ", self.env))
 
     def test_ack_completes_domains_from_the_status_then_the_choice(self):
         self.assertEqual(complete("hostmaintctl ack ", self.env), DOMAINS)
