@@ -32,6 +32,15 @@ json parseStatus(const std::string& text) {
   }
 }
 
+// After a change signal: the document it carried (or read afresh), unless
+// it is older than `status`. Signals queued before the first read carry
+// older documents: the generation orders them, so a display never steps back.
+void takeNewerStatus(StatusWatch& watch, AgentClient& client, json& status) {
+  auto carried = watch.takeStatusJson();
+  json next = parseStatus(carried ? *carried : client.statusJson());
+  if (generationOf(next) >= generationOf(status)) status = std::move(next);
+}
+
 RenderOptions renderOptionsNow() { return RenderOptions{Clock::now(), true}; }
 
 std::uint64_t toUsec(TimePoint when, const std::string& text) {
@@ -256,14 +265,9 @@ int runWait(const std::string& address, const WaitArguments& arguments) {
       wake = deadline ? std::min(*deadline, tick) : tick;
     }
     switch (watch.next(wake)) {
-      case StatusWatch::Event::changed: {
-        auto carried = watch.takeStatusJson();
-        json next = parseStatus(carried ? *carried : client.statusJson());
-        // Signals queued before the first read carry older documents: the
-        // generation orders them, so the display never steps backwards.
-        if (generationOf(next) >= generationOf(status)) status = std::move(next);
+      case StatusWatch::Event::changed:
+        takeNewerStatus(watch, client, status);
         break;
-      }
       case StatusWatch::Event::daemon_gone:
         throw CtlError(ExitStatus::unreachable, "hostmaintd left the bus while waiting for " + goal);
       case StatusWatch::Event::timed_out:
@@ -374,12 +378,9 @@ int runHostShutdown(const std::string& address, const HostShutdownArguments& arg
       return toInt(ExitStatus::success);
     }
     switch (watch.next(deadline)) {
-      case StatusWatch::Event::changed: {
-        auto carried = watch.takeStatusJson();
-        json next = parseStatus(carried ? *carried : client.statusJson());
-        if (generationOf(next) >= generationOf(status)) status = std::move(next);
+      case StatusWatch::Event::changed:
+        takeNewerStatus(watch, client, status);
         break;
-      }
       case StatusWatch::Event::daemon_gone:
         throw CtlError(ExitStatus::unreachable, "hostmaintd left the bus during the host shutdown");
       case StatusWatch::Event::timed_out:

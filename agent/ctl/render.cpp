@@ -10,6 +10,8 @@
 #include <sstream>
 #include <string_view>
 
+#include "hostmaint/agent/caller_text.hpp"
+
 namespace hostmaint::ctl {
 namespace {
 
@@ -296,22 +298,10 @@ std::string printable(std::string_view text) {
     }
     // A whole, valid UTF-8 sequence is copied; anything else is escaped
     // byte by byte, so a cut sequence cannot swallow what follows it.
-    std::size_t length = (lead & 0xE0) == 0xC0 && lead >= 0xC2 ? 2
-                         : (lead & 0xF0) == 0xE0                ? 3
-                         : (lead & 0xF8) == 0xF0 && lead <= 0xF4 ? 4
-                                                                 : 0;
-    std::uint32_t value = length == 2 ? lead & 0x1Fu : length == 3 ? lead & 0x0Fu : lead & 0x07u;
-    for (std::size_t k = 1; length > 0 && k < length; ++k) {
-      if (i + k >= text.size() || (static_cast<unsigned char>(text[i + k]) & 0xC0) != 0x80) {
-        length = 0;
-        break;
-      }
-      value = (value << 6) | (static_cast<unsigned char>(text[i + k]) & 0x3Fu);
-    }
-    const bool valid = length > 0 && !(length == 3 && value < 0x800) &&
-                       !(length == 4 && value < 0x10000) &&
-                       !(value >= 0xD800 && value <= 0xDFFF) && value <= 0x10FFFF;
-    if (!valid) {
+    const hostmaint::agent::Utf8Char c = hostmaint::agent::decodeUtf8At(text, i);
+    const std::size_t length = c.length;
+    const std::uint32_t value = c.value;
+    if (length == 0) {
       hex(lead, 2, "\\x");
       ++i;
       continue;

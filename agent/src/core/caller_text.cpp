@@ -14,6 +14,35 @@ std::string codePoint(std::uint32_t value) {
 
 }  // namespace
 
+Utf8Char decodeUtf8At(std::string_view text, std::size_t at) {
+  const auto lead = static_cast<unsigned char>(text[at]);
+  if (lead < 0x80) return {1, lead};
+  std::size_t length = 0;
+  std::uint32_t value = 0;
+  if ((lead & 0xE0) == 0xC0 && lead >= 0xC2) {
+    length = 2;
+    value = lead & 0x1Fu;
+  } else if ((lead & 0xF0) == 0xE0) {
+    length = 3;
+    value = lead & 0x0Fu;
+  } else if ((lead & 0xF8) == 0xF0 && lead <= 0xF4) {
+    length = 4;
+    value = lead & 0x07u;
+  } else {
+    return {};
+  }
+  if (at + length > text.size()) return {};
+  for (std::size_t k = 1; k < length; ++k) {
+    const auto next = static_cast<unsigned char>(text[at + k]);
+    if ((next & 0xC0) != 0x80) return {};
+    value = (value << 6) | (next & 0x3Fu);
+  }
+  // Overlong forms, surrogates and values past Unicode are not UTF-8 either.
+  const bool overlong = (length == 3 && value < 0x800) || (length == 4 && value < 0x10000);
+  if (overlong || (value >= 0xD800 && value <= 0xDFFF) || value > 0x10FFFF) return {};
+  return {length, value};
+}
+
 std::optional<std::string> callerTextProblem(std::string_view text, std::size_t max_bytes) {
   if (text.size() > max_bytes) {
     return "is " + std::to_string(text.size()) + " bytes long (at most " +
@@ -21,39 +50,13 @@ std::optional<std::string> callerTextProblem(std::string_view text, std::size_t 
   }
   std::size_t i = 0;
   while (i < text.size()) {
-    const auto lead = static_cast<unsigned char>(text[i]);
-    std::size_t length = 0;
-    std::uint32_t value = 0;
-    if (lead < 0x80) {
-      length = 1;
-      value = lead;
-    } else if ((lead & 0xE0) == 0xC0 && lead >= 0xC2) {
-      length = 2;
-      value = lead & 0x1F;
-    } else if ((lead & 0xF0) == 0xE0) {
-      length = 3;
-      value = lead & 0x0F;
-    } else if ((lead & 0xF8) == 0xF0 && lead <= 0xF4) {
-      length = 4;
-      value = lead & 0x07;
-    } else {
-      return "is not UTF-8 (byte " + std::to_string(i) + ")";
-    }
-    if (i + length > text.size()) return "is not UTF-8 (byte " + std::to_string(i) + ")";
-    for (std::size_t k = 1; k < length; ++k) {
-      const auto next = static_cast<unsigned char>(text[i + k]);
-      if ((next & 0xC0) != 0x80) return "is not UTF-8 (byte " + std::to_string(i) + ")";
-      value = (value << 6) | (next & 0x3F);
-    }
-    // Overlong forms, surrogates and values past Unicode are not UTF-8 either.
-    const bool overlong = (length == 3 && value < 0x800) || (length == 4 && value < 0x10000);
-    if (overlong || (value >= 0xD800 && value <= 0xDFFF) || value > 0x10FFFF)
-      return "is not UTF-8 (byte " + std::to_string(i) + ")";
-    if (value < 0x20 || value == 0x7F || (value >= 0x80 && value <= 0x9F)) {
-      return "contains the control character " + codePoint(value) + " at byte " +
+    const Utf8Char c = decodeUtf8At(text, i);
+    if (c.length == 0) return "is not UTF-8 (byte " + std::to_string(i) + ")";
+    if (c.value < 0x20 || c.value == 0x7F || (c.value >= 0x80 && c.value <= 0x9F)) {
+      return "contains the control character " + codePoint(c.value) + " at byte " +
              std::to_string(i);
     }
-    i += length;
+    i += c.length;
   }
   return std::nullopt;
 }

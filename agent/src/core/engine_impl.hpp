@@ -146,6 +146,7 @@ struct MaintenanceEngine::Impl {
   void reconcile(DomainRecord& record, const std::optional<hv::DomainInfo>& info);
   void reconcileInterrupted(DomainRecord& record, const std::optional<hv::DomainInfo>& info);
   void redoInterrupted(DomainRecord& record, const std::string& why);
+  hv::ActionRequest adopt(DomainRecord& record, hv::ActionKind kind);
   void adoptMigration(DomainRecord& record);
   void adoptShutdown(DomainRecord& record);
   void reconcileAll();

@@ -193,16 +193,23 @@ void MaintenanceEngine::Impl::redoInterrupted(DomainRecord& record, const std::s
   transition(record, stage::Waiting{wait::Retry{why + "; will be redone"}});
 }
 
-// libvirtd kept running the migration an earlier hostmaintd (or a lost
-// connection) left behind: wait for it rather than start a second one.
-void MaintenanceEngine::Impl::adoptMigration(DomainRecord& record) {
+// The domain's action is known to be running (an earlier hostmaintd's):
+// marks it adopted and returns the request that waits for it again.
+hv::ActionRequest MaintenanceEngine::Impl::adopt(DomainRecord& record, hv::ActionKind kind) {
   stage::Acting adopted = std::get<stage::Acting>(record.state);
   adopted.how = running::Adopted{};
   transition(record, std::move(adopted));
   hv::ActionRequest request;
-  request.kind = hv::ActionKind::adopt_migration;
+  request.kind = kind;
   request.uuid = record.uuid;
   request.name = record.name;
+  return request;
+}
+
+// libvirtd kept running the migration an earlier hostmaintd (or a lost
+// connection) left behind: wait for it rather than start a second one.
+void MaintenanceEngine::Impl::adoptMigration(DomainRecord& record) {
+  hv::ActionRequest request = adopt(record, hv::ActionKind::adopt_migration);
   request.destination_uri = record.destination.value_or("");
   // The ladder and the timeouts continue where the earlier run left them.
   request.tuning = migrationTuningFor(record.policy, record.memory_kib);
@@ -217,13 +224,7 @@ void MaintenanceEngine::Impl::adoptMigration(DomainRecord& record) {
 // and may be on its way down): asked again, which is harmless, with only
 // the time left of its timeout, then forced as its policy says.
 void MaintenanceEngine::Impl::adoptShutdown(DomainRecord& record) {
-  stage::Acting adopted = std::get<stage::Acting>(record.state);
-  adopted.how = running::Adopted{};
-  transition(record, std::move(adopted));
-  hv::ActionRequest request;
-  request.kind = hv::ActionKind::shutdown;
-  request.uuid = record.uuid;
-  request.name = record.name;
+  hv::ActionRequest request = adopt(record, hv::ActionKind::shutdown);
   request.force_after_timeout = record.policy.force_stop;
   request.shutdown_timeout = record.policy.shutdown_timeout;
   if (record.started_at && now() > *record.started_at) {

@@ -1,5 +1,7 @@
 #include "hostmaint/agent/service/command_runner.hpp"
 
+#include "hostmaint/agent/caller_text.hpp"
+
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
@@ -320,21 +322,9 @@ std::string commandOutputText(std::string_view raw, std::size_t max_bytes) {
       ++i;
       continue;
     }
-    std::size_t length = (lead & 0xE0) == 0xC0 && lead >= 0xC2   ? 2
-                         : (lead & 0xF0) == 0xE0                 ? 3
-                         : (lead & 0xF8) == 0xF0 && lead <= 0xF4 ? 4
-                                                                 : 0;
-    std::uint32_t value = length == 2 ? lead & 0x1Fu : length == 3 ? lead & 0x0Fu : lead & 0x07u;
-    for (std::size_t k = 1; length > 0 && k < length; ++k) {
-      if (i + k >= raw.size() || (static_cast<unsigned char>(raw[i + k]) & 0xC0) != 0x80) {
-        length = 0;
-        break;
-      }
-      value = (value << 6) | (static_cast<unsigned char>(raw[i + k]) & 0x3Fu);
-    }
-    const bool valid = length > 0 && !(length == 3 && value < 0x800) &&
-                       !(length == 4 && value < 0x10000) && !(value >= 0xD800 && value <= 0xDFFF) &&
-                       value <= 0x10FFFF && value > 0x9F;  // C1 controls are replaced too
+    const agent::Utf8Char c = agent::decodeUtf8At(raw, i);
+    const std::size_t length = c.length;
+    const bool valid = length > 0 && c.value > 0x9F;  // C1 controls are replaced too
     if (valid) {
       out.append(raw.substr(i, length));
       i += length;

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -20,6 +21,16 @@ inline constexpr std::size_t kMaxReasonBytes = 1024;
 // `max_bytes`, not UTF-8, or holding a control character (C0 including tab
 // and newline, DEL, or C1). "contains the control character U+001B at byte 4".
 std::optional<std::string> callerTextProblem(std::string_view text, std::size_t max_bytes);
+
+// One character of UTF-8 text: its length in bytes and its code point.
+// length 0: the bytes at that place are not a whole, valid sequence
+// (a stray continuation byte, a cut sequence, an overlong form, a
+// surrogate, a value past U+10FFFF).
+struct Utf8Char {
+  std::size_t length = 0;
+  std::uint32_t value = 0;
+};
+Utf8Char decodeUtf8At(std::string_view text, std::size_t at);
 
 // `text` for quoting in an error message or a log line: control bytes
 // masked as '?', cut after 64 bytes ("...").
