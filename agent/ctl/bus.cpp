@@ -122,6 +122,52 @@ void AgentClient::cancel() { callVoid("Cancel", "Cancel"); }
 void AgentClient::begin() { callVoid("Begin", "Begin"); }
 void AgentClient::finish() { callVoid("Finish", "Finish"); }
 
+void AgentClient::allowDomain(const std::string& domain, const std::string& reason) {
+  BusError error;
+  sd_bus_message* raw_reply = nullptr;
+  const int result = sd_bus_call_method(bus_.get(), kBusName, kObjectPath, kInterface,
+                                        "AllowDomain", error.get(), &raw_reply, "ss",
+                                        domain.c_str(), reason.c_str());
+  MessagePtr reply(raw_reply);
+  if (result < 0) throwCallFailure(result, error, "AllowDomain");
+}
+
+void AgentClient::disallowDomain(const std::string& domain) {
+  BusError error;
+  sd_bus_message* raw_reply = nullptr;
+  const int result = sd_bus_call_method(bus_.get(), kBusName, kObjectPath, kInterface,
+                                        "DisallowDomain", error.get(), &raw_reply, "s",
+                                        domain.c_str());
+  MessagePtr reply(raw_reply);
+  if (result < 0) throwCallFailure(result, error, "DisallowDomain");
+}
+
+void AgentClient::hostShutdown() { callVoid("HostShutdown", "HostShutdown"); }
+
+std::optional<std::string> systemManagerState(std::string& problem) {
+  sd_bus* raw = nullptr;
+  int result = sd_bus_open_system(&raw);
+  BusPtr bus(raw);
+  if (result < 0) {
+    problem = std::string("cannot connect to the system bus: ") + std::strerror(-result);
+    return std::nullopt;
+  }
+  BusError error;
+  char* state = nullptr;
+  result = sd_bus_get_property_string(bus.get(), "org.freedesktop.systemd1",
+                                      "/org/freedesktop/systemd1",
+                                      "org.freedesktop.systemd1.Manager", "SystemState",
+                                      error.get(), &state);
+  if (result < 0) {
+    problem = std::string("cannot read systemd's SystemState: ") +
+              (error.get()->message ? error.get()->message : std::strerror(-result));
+    return std::nullopt;
+  }
+  std::string text = state;
+  std::free(state);
+  return text;
+}
+
 void AgentClient::reschedule(std::uint64_t start_usec, std::uint64_t end_usec, bool removal,
                              const std::string& reason) {
   BusError error;

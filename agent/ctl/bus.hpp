@@ -34,6 +34,10 @@ using sdbus::SlotPtr;
 CtlError describeCallFailure(int result, const sd_bus_error& error, std::string_view what,
                              const std::string& address);
 
+// systemd's SystemState ("running", "stopping", ...) read from the system
+// bus, or nullopt with `problem` set when it cannot be read.
+std::optional<std::string> systemManagerState(std::string& problem);
+
 // A connection to the bus hostmaintd serves on, and its methods. Every
 // failure is thrown as CtlError with the exit status it maps to.
 class AgentClient {
@@ -54,6 +58,9 @@ class AgentClient {
   void acknowledge(const std::string& domain, const std::string& choice, const std::string& reason);
   void begin();
   void finish();
+  void allowDomain(const std::string& domain, const std::string& reason);
+  void disallowDomain(const std::string& domain);
+  void hostShutdown();
 
   sd_bus* bus() { return bus_.get(); }
   // For messages: the address as the operator would recognise it.

@@ -282,4 +282,115 @@ int runWait(const std::string& address, const WaitArguments& arguments) {
   }
 }
 
+int runAllow(const std::string& address, const std::string& domain, const std::string& reason) {
+  AgentClient client(address);
+  client.allowDomain(domain, reason);
+  std::cout << "allowed " << printable(domain)
+            << " to start on or migrate into this host despite the cordon"
+            << (reason.empty() ? "" : " (" + printable(reason) + ")")
+            << "; until the maintenance ends (undo with: hostmaintctl disallow "
+            << printable(domain) << ")\n";
+  return toInt(ExitStatus::success);
+}
+
+int runDisallow(const std::string& address, const std::string& domain) {
+  AgentClient client(address);
+  client.disallowDomain(domain);
+  std::cout << printable(domain) << " is refused again while the host is cordoned\n";
+  return toInt(ExitStatus::success);
+}
+
+namespace {
+
+struct ShutdownCounts {
+  std::string state;
+  std::size_t total = 0, acting = 0, done = 0, failed = 0;
+};
+
+ShutdownCounts shutdownCountsOf(const json& status) {
+  ShutdownCounts counts;
+  const auto record = status.find("host_shutdown");
+  if (record == status.end() || !record->is_object()) return counts;
+  counts.state = textOf(*record, "state");
+  const auto domains = record->find("domains");
+  if (domains == record->end() || !domains->is_array()) return counts;
+  for (const json& domain : *domains) {
+    const std::string result = textOf(domain, "result");
+    ++counts.total;
+    if (result == "failed") ++counts.failed;
+    else if (result == "pending" || result == "acting") ++counts.acting;
+    else ++counts.done;
+  }
+  return counts;
+}
+
+}  // namespace
+
+int runHostShutdown(const std::string& address, const HostShutdownArguments& arguments) {
+  using namespace std::chrono;
+  if (arguments.only_when_system_stops) {
+    std::string problem;
+    const std::optional<std::string> state = systemManagerState(problem);
+    if (!state) throw CtlError(ExitStatus::unreachable, problem + "; not acting");
+    if (*state != "stopping") {
+      // A stop of hostmaint-shutdown.service alone (an upgrade, an admin's
+      // systemctl) is not the host going down: nothing may be suspended.
+      std::cout << "the system is not shutting down (systemd state: " << printable(*state)
+                << "); no domain touched\n";
+      return toInt(ExitStatus::success);
+    }
+  }
+  const auto started = steady_clock::now();
+  AgentClient client(address);
+  StatusWatch watch(client);
+  client.hostShutdown();
+  std::cout << "host shutdown: every running domain gets its host_shutdown_action\n"
+            << std::flush;
+  if (!arguments.wait) return toInt(ExitStatus::success);
+  std::optional<steady_clock::time_point> deadline;
+  if (arguments.timeout_seconds)
+    deadline = started + duration_cast<steady_clock::duration>(duration<double>(*arguments.timeout_seconds));
+  json status = parseStatus(client.statusJson());
+  std::string last_line;
+  while (true) {
+    const ShutdownCounts counts = shutdownCountsOf(status);
+    const std::string line = std::to_string(counts.done) + " of " + std::to_string(counts.total) +
+                             " domains done, " + std::to_string(counts.acting) + " in progress, " +
+                             std::to_string(counts.failed) + " failed";
+    if (line != last_line) {
+      std::cout << "  " << line << "\n" << std::flush;
+      last_line = line;
+    }
+    if (counts.state != "in-progress" && !counts.state.empty()) {
+      const double seconds_taken = duration<double>(steady_clock::now() - started).count();
+      std::cout << "host shutdown handled in " << std::fixed;
+      std::cout.precision(1);
+      std::cout << seconds_taken << " s\n";
+      if (counts.failed > 0) {
+        std::cerr << "hostmaintctl: " << counts.failed
+                  << " domain(s) could not be suspended or shut down; see hostmaintctl status\n";
+        return toInt(ExitStatus::refused);
+      }
+      return toInt(ExitStatus::success);
+    }
+    switch (watch.next(deadline)) {
+      case StatusWatch::Event::changed: {
+        auto carried = watch.takeStatusJson();
+        json next = parseStatus(carried ? *carried : client.statusJson());
+        if (generationOf(next) >= generationOf(status)) status = std::move(next);
+        break;
+      }
+      case StatusWatch::Event::daemon_gone:
+        throw CtlError(ExitStatus::unreachable, "hostmaintd left the bus during the host shutdown");
+      case StatusWatch::Event::timed_out:
+        if (deadline && steady_clock::now() >= *deadline) {
+          std::cerr << "timed out after " << *arguments.timeout_seconds
+                    << "s; the host shutdown goes on in hostmaintd (" << last_line << ")\n";
+          return toInt(ExitStatus::wait_timed_out);
+        }
+        break;
+    }
+  }
+}
+
 }  // namespace hostmaint::ctl

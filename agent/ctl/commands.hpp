@@ -28,6 +28,12 @@ struct WaitArguments {
   std::optional<double> timeout_seconds;
 };
 
+struct HostShutdownArguments {
+  bool only_when_system_stops = false;  // act only when systemd's state is "stopping"
+  bool wait = true;                      // until every domain got its action
+  std::optional<double> timeout_seconds;
+};
+
 // `address` empty: the system bus ($DBUS_SYSTEM_BUS_ADDRESS honoured).
 int runStatus(const std::string& address, bool as_json);
 int runNotices(const std::string& address, bool as_json);
@@ -39,5 +45,8 @@ int runAcknowledge(const std::string& address, const std::string& domain, const 
 int runBegin(const std::string& address);
 int runFinish(const std::string& address);
 int runWait(const std::string& address, const WaitArguments& arguments);
+int runAllow(const std::string& address, const std::string& domain, const std::string& reason);
+int runDisallow(const std::string& address, const std::string& domain);
+int runHostShutdown(const std::string& address, const HostShutdownArguments& arguments);
 
 }  // namespace hostmaint::ctl

@@ -136,6 +136,31 @@ int main(int argc, char** argv) {
   wait->add_option("--timeout", wait_arguments.timeout_seconds, "Give up after SECONDS (exit 4)")
       ->check(CLI::NonNegativeNumber);
 
+  std::string allow_domain;
+  std::string allow_reason;
+  auto* allow = app.add_subcommand(
+      "allow", "Let a domain start on or migrate into this host despite the cordon");
+  allow->add_option("domain", allow_domain, "Domain name or UUID")->required();
+  allow->add_option("--reason", allow_reason, "Why (kept with the override, shown in status)");
+  std::string disallow_domain;
+  auto* disallow = app.add_subcommand("disallow", "Take back an allow");
+  disallow->add_option("domain", disallow_domain, "Domain name or UUID")->required();
+
+  HostShutdownArguments shutdown_arguments;
+  auto* host_shutdown = app.add_subcommand(
+      "host-shutdown",
+      "The host is going down: suspend or shut down every running domain (its "
+      "host_shutdown_action) now, in parallel; they come back when hostmaintd starts again");
+  host_shutdown->add_flag("--only-when-system-stops", shutdown_arguments.only_when_system_stops,
+                          "Do nothing unless systemd is shutting the system down (used by "
+                          "hostmaint-shutdown.service)");
+  host_shutdown->add_flag_callback(
+      "--no-wait", [&] { shutdown_arguments.wait = false; },
+      "Return once hostmaintd has started, without waiting for every domain");
+  host_shutdown->add_option("--timeout", shutdown_arguments.timeout_seconds,
+                            "Stop waiting after SECONDS (exit 4; hostmaintd goes on)")
+      ->check(CLI::NonNegativeNumber);
+
   if (const auto problem = commandProblem(app, argc, argv)) {
     std::cerr << "hostmaintctl: " << *problem << "\n";
     return toInt(ExitStatus::usage);
@@ -161,6 +186,9 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("begin")) return runBegin(address);
     if (app.got_subcommand("finish")) return runFinish(address);
     if (*wait) return runWait(address, wait_arguments);
+    if (*allow) return runAllow(address, allow_domain, allow_reason);
+    if (*disallow) return runDisallow(address, disallow_domain);
+    if (*host_shutdown) return runHostShutdown(address, shutdown_arguments);
   } catch (const CtlError& error) {
     // The message may quote what others sent (a domain name, a reason).
     std::cerr << "hostmaintctl: " << printable(error.what()) << "\n";

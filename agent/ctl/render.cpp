@@ -471,6 +471,44 @@ std::string renderStatus(const json& status, const RenderOptions& options) {
   // While a maintenance is on, or notices are still shown from one.
   if (window.is_object() || !domainsWithNotices(status).empty())
     head.push_back({"notices", renderNoticeSummary(status, options)});
+  const json& cordon = member(status, "cordon");
+  if (cordon.is_object() && (flag(cordon, "active") || !member(cordon, "commands").empty())) {
+    std::string line = flag(cordon, "active")
+                           ? "yes: new domains are refused here (since " +
+                                 instantText(cordon, "since", options) + ")"
+                           : "no";
+    const json& allowed = member(cordon, "allowed");
+    if (allowed.is_array() && !allowed.empty()) {
+      line += "; allowed:";
+      for (const auto& entry : allowed) line += " " + text(entry, "domain", "?");
+    }
+    const json& commands = member(cordon, "commands");
+    if (commands.is_array()) {
+      for (const auto& run : commands)
+        line += "; " + text(run, "which", "?") + " command " + text(run, "state", "?");
+    }
+    head.push_back({"cordoned", line});
+  }
+  const json& shutdown = member(status, "host_shutdown");
+  if (shutdown.is_object()) {
+    std::size_t total = 0, failed = 0;
+    const json& entries = member(shutdown, "domains");
+    if (entries.is_array()) {
+      for (const auto& entry : entries) {
+        ++total;
+        const std::string result = text(entry, "result");
+        if (result == "failed" || result == "restore-failed") ++failed;
+      }
+    }
+    std::string line = text(shutdown, "state", "?") + " (started " +
+                       instantText(shutdown, "started_at", options) + ", " + std::to_string(total) +
+                       " domains" + (failed > 0 ? ", " + std::to_string(failed) + " failed" : "") +
+                       ")";
+    if (!member(shutdown, "came_back_at").is_null())
+      line += "; came back " + instantText(shutdown, "came_back_at", options) +
+              (flag(shutdown, "rebooted") ? " after a reboot" : " (hostmaintd restarted)");
+    head.push_back({"host shutdown", line});
+  }
   std::string out = renderTable(head, "");
 
   const auto blockers = renderBlockers(status);
@@ -499,6 +537,15 @@ std::string renderStatus(const json& status, const RenderOptions& options) {
     for (const auto& domain : domains)
       rows.push_back({text(domain, "name", text(domain, "uuid", "?")), text(domain, "run_state", "?"),
                       text(domain, "state", "?"), actionText(domain), outcomeText(domain, options)});
+    out += renderTable(rows, "  ");
+  }
+  if (shutdown.is_object() && member(shutdown, "domains").is_array() &&
+      !member(shutdown, "domains").empty()) {
+    out += "\nhost shutdown:\n";
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& entry : member(shutdown, "domains"))
+      rows.push_back({text(entry, "name", "?"), text(entry, "action", "?"), text(entry, "result", "?"),
+                      text(entry, "message")});
     out += renderTable(rows, "  ");
   }
   return out;

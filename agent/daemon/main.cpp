@@ -28,6 +28,10 @@ int main(int argc, char** argv) {
   app.add_option("--log-level", log_level, "log level, overrides the configuration")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
   app.add_flag("--version", version, "print the version and exit");
+  std::string boot_id_file;
+  app.add_option("--boot-id-file", boot_id_file,
+                 "read this boot's id from FILE instead of /proc/sys/kernel/random/boot_id "
+                 "(for tests of the host-shutdown path)");
   CLI11_PARSE(app, argc, argv);
 
   if (version) {
@@ -40,6 +44,7 @@ int main(int argc, char** argv) {
   // The default file may be absent (all defaults); a file named on the command line must exist.
   options.config_must_exist = config_option->count() > 0;
   if (!log_level.empty()) options.log_level = service::parseLogLevel(log_level);
+  if (!boot_id_file.empty()) options.boot_id_file = boot_id_file;
 
   agent::Config config;
   try {

@@ -137,7 +137,7 @@ TEST(StatusProjectionTest, StalledGroupsAndFailuresAreBlockersOthersAreNot) {
   NoticeSettings notices;
   HostStatus status = projectStatus(StatusInputs{state, "h", hv::ConnectionState::connected, "",
                                                  "test:///", {}, evidence, false, journal_error,
-                                                 defaults, notices, kT0});
+                                                 defaults, notices, {}, kT0});
   std::vector<std::string> subjects;
   for (const Blocker& blocker : status.blockers) subjects.push_back(blocker.subject);
   EXPECT_EQ(subjects, (std::vector<std::string>{"domain stalled", "domain broken"}));

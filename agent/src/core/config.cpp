@@ -422,8 +422,24 @@ const std::array<SettingKey, 11> kNoticeSettings{{
      }},
 }};
 
+// [cordon] and [host_shutdown]: guarding the host around the drain
+// (docs/operations.md, "Cordon" and "Host shutdown").
+const std::array<SettingKey, 4> kGuardSettings{{
+    {"cordon", "cordon_command",
+     [](Config& c, const toml::node& n) { c.cordon.cordon_command = readString(n); }},
+    {"cordon", "uncordon_command",
+     [](Config& c, const toml::node& n) { c.cordon.uncordon_command = readString(n); }},
+    {"cordon", "command_timeout",
+     [](Config& c, const toml::node& n) { c.cordon.command_timeout = readDuration(n, 1s, 1h); }},
+    {"host_shutdown", "max_parallel",
+     [](Config& c, const toml::node& n) {
+       c.host_shutdown.max_parallel = static_cast<unsigned>(readInteger(n, 0, 1024));
+     }},
+}};
+
 // Every table of settings outside [policy], in the order their sections are listed.
-const std::array<std::span<const SettingKey>, 2> kSettingTables{{kSettings, kNoticeSettings}};
+const std::array<std::span<const SettingKey>, 3> kSettingTables{
+    {kSettings, kNoticeSettings, kGuardSettings}};
 
 // [policy] keys come from the table shared with the metadata parser.
 constexpr std::string_view kPolicySection = "policy";

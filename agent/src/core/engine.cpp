@@ -23,6 +23,7 @@ EngineSettings engineSettingsFrom(const Config& config, std::string host_name) {
   settings.migration = config.migration;
   settings.host_name = std::move(host_name);
   settings.notices = noticeSettingsFrom(config.notices);
+  settings.host_shutdown = config.host_shutdown;
   return settings;
 }
 
@@ -162,12 +163,13 @@ HostStatus MaintenanceEngine::Impl::projectedStatus() const {
   return projectStatus(StatusInputs{state, settings.host_name, connection, connection_detail,
                                     hypervisor.description(), hypervisor.domains(), evidence,
                                     qemu_exit_grace, journal_error, settings.default_policy,
-                                    settings.notices, now()});
+                                    settings.notices, cordonOf(), now()});
 }
 
 void MaintenanceEngine::Impl::settle() noexcept {
   try {
     persist();
+    tellCordon();
     HostStatus next = projectedStatus();
     next.generation = status.generation;
     next.updated_at = status.updated_at;
@@ -200,11 +202,19 @@ void MaintenanceEngine::Impl::pump() {
   do {
     pump_again = false;
     applyDeadlines();
-    if (phase() == HostPhase::draining) startDrainActions();
-    if (phase() == HostPhase::restoring) {
-      startRestoreActions();
-      endRestoringWhenSettled();
+    // While the host goes down nothing new starts: no migration that the
+    // shutdown would cut, no restore that it would take down again.
+    if (hostGoingDown()) {
+      startHostShutdownActions();
+    } else {
+      startHostShutdownRestores();
+      if (phase() == HostPhase::draining) startDrainActions();
+      if (phase() == HostPhase::restoring) {
+        startRestoreActions();
+        endRestoringWhenSettled();
+      }
     }
+    followCordon();
     evaluateEmptiness();
   } while (pump_again);
   pumping = false;

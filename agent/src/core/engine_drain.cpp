@@ -327,6 +327,7 @@ void MaintenanceEngine::Impl::startRestoreActions() {
     request.kind = hv::ActionKind::start;
     request.uuid = uuid;
     request.name = record->name;
+    tellCordon();  // the hook must know this start is ours before libvirt asks it
     launch(*record, request);
   }
 }

@@ -8,6 +8,7 @@
 // engine_state.hpp.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -58,6 +59,10 @@ struct MaintenanceEngine::Impl {
   std::string last_saved;
   std::optional<TimePoint> notified_wakeup;  // the listener's last onWakeupChanged
   DestinationProbes destination_probes;
+  // The cordon the listener was last told (onCordonChanged).
+  std::optional<CordonStatus> told_cordon;
+  // Host-shutdown actions and restores in flight: domain UUID → token.
+  std::map<std::string, std::uint64_t> shutdown_tokens;
   // Inventory refreshes so far: each follows a (re)connection to libvirt.
   std::uint64_t inventory_refreshes = 0;
 
@@ -120,6 +125,20 @@ struct MaintenanceEngine::Impl {
   void startRestoreActions();
   void finishRestore(DomainRecord& record, bool ok, const std::string& message);
   void endRestoringWhenSettled();
+
+  // engine_guard.cpp: the cordon and the host-shutdown path
+  bool hostGoingDown() const;
+  CordonStatus cordonOf() const;
+  void followCordon();
+  void tellCordon();
+  DomainPolicy shutdownPolicyOf(const hv::DomainInfo& info);
+  HostShutdownDomain* shutdownEntry(const std::string& uuid);
+  void sweepHostShutdown();
+  void startHostShutdownActions();
+  void onHostShutdownDone(const std::string& uuid, std::uint64_t token,
+                          const hv::ActionResult& result);
+  void comeBackAfterHostShutdown();
+  void startHostShutdownRestores();
 
   // engine_recovery.cpp
   void recover();

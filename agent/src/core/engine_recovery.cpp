@@ -29,6 +29,7 @@ void MaintenanceEngine::Impl::recover() {
   }
   recovered = true;
   for (DomainRecord& record : state.domains) record.completion_pending = false;
+  comeBackAfterHostShutdown();
   if (connected()) {
     reconcileAll();
   } else {

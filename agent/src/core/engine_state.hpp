@@ -193,6 +193,11 @@ struct EngineState {
   // Live-migration throughput this host achieved (moving average over its
   // finished migrations, kept across maintenances); 0 until one finished.
   std::uint64_t migration_throughput_bps = 0;
+  // When the cordon began (the drain started); unset while not cordoned.
+  std::optional<TimePoint> cordoned_since;
+  std::vector<CordonOverride> cordon_allowed;  // cleared when the maintenance ends
+  // The last host shutdown, kept across maintenances until the next one.
+  std::optional<HostShutdownRecord> host_shutdown;
 };
 
 std::string encodeEngineState(const EngineState& state);

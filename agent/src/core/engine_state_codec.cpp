@@ -310,6 +310,81 @@ void checkPhase(const EngineState& state) {
     inconsistent("session_id", "is empty in phase '" + phase + "', which needs one");
 }
 
+json encodeOverride(const CordonOverride& allowed) {
+  return {{"domain", allowed.domain}, {"uuid", allowed.uuid},   {"name", allowed.name},
+          {"reason", allowed.reason}, {"by", allowed.by},       {"at", encodeTime(allowed.at)}};
+}
+
+CordonOverride decodeOverride(const json& in, const std::string& where) {
+  CordonOverride allowed;
+  allowed.domain = in.at("domain").get<std::string>();
+  if (allowed.domain.empty()) inconsistent(where + ".domain", "is empty");
+  allowed.uuid = in.at("uuid").get<std::string>();
+  allowed.name = in.at("name").get<std::string>();
+  allowed.reason = in.at("reason").get<std::string>();
+  allowed.by = in.at("by").get<std::string>();
+  allowed.at = requiredTime(in, "at", where + ".at");
+  return allowed;
+}
+
+json encodeHostShutdown(const HostShutdownRecord& record) {
+  json domains = json::array();
+  for (const HostShutdownDomain& d : record.domains) {
+    domains.push_back({{"uuid", d.uuid},
+                       {"name", d.name},
+                       {"action", toString(d.action)},
+                       {"priority", d.priority},
+                       {"result", toString(d.result)},
+                       {"message", d.message},
+                       {"acted_at", encodeTime(d.acted_at)},
+                       {"restored_at", encodeTime(d.restored_at)}});
+  }
+  return {{"phase", toString(record.phase)},
+          {"requested_by", record.requested_by},
+          {"started_at", encodeTime(record.started_at)},
+          {"finished_at", encodeTime(record.finished_at)},
+          {"boot_id", record.boot_id},
+          {"came_back_at", encodeTime(record.came_back_at)},
+          {"rebooted", record.rebooted},
+          {"restored_at", encodeTime(record.restored_at)},
+          {"domains", domains}};
+}
+
+HostShutdownRecord decodeHostShutdown(const json& in) {
+  HostShutdownRecord record;
+  record.phase = decodeEnum<HostShutdownPhase>(in.at("phase"), parseHostShutdownPhase,
+                                               "host_shutdown.phase");
+  record.requested_by = in.at("requested_by").get<std::string>();
+  record.started_at = requiredTime(in, "started_at", "host_shutdown.started_at");
+  record.finished_at = decodeTime(in.at("finished_at"), "host_shutdown.finished_at");
+  record.boot_id = in.at("boot_id").get<std::string>();
+  record.came_back_at = decodeTime(in.at("came_back_at"), "host_shutdown.came_back_at");
+  record.rebooted = in.at("rebooted").get<bool>();
+  record.restored_at = decodeTime(in.at("restored_at"), "host_shutdown.restored_at");
+  const json& domains = in.at("domains");
+  for (std::size_t i = 0; i < domains.size(); ++i) {
+    const std::string where = "host_shutdown.domains[" + std::to_string(i) + "]";
+    const json& d = domains.at(i);
+    HostShutdownDomain domain;
+    domain.uuid = d.at("uuid").get<std::string>();
+    if (domain.uuid.empty()) inconsistent(where + ".uuid", "is empty");
+    domain.name = d.at("name").get<std::string>();
+    domain.action = decodeEnum<HostShutdownAction>(d.at("action"), parseHostShutdownAction,
+                                                   where + ".action");
+    domain.priority = jsonInteger<int>(d.at("priority"), where + ".priority");
+    domain.result = decodeEnum<HostShutdownResult>(d.at("result"), parseHostShutdownResult,
+                                                   where + ".result");
+    domain.message = d.at("message").get<std::string>();
+    domain.acted_at = decodeTime(d.at("acted_at"), where + ".acted_at");
+    domain.restored_at = decodeTime(d.at("restored_at"), where + ".restored_at");
+    for (const HostShutdownDomain& earlier : record.domains) {
+      if (earlier.uuid == domain.uuid) inconsistent(where + ".uuid", domain.uuid + " appears twice");
+    }
+    record.domains.push_back(std::move(domain));
+  }
+  return record;
+}
+
 }  // namespace
 
 std::string encodeEngineState(const EngineState& state) {
@@ -332,6 +407,15 @@ std::string encodeEngineState(const EngineState& state) {
       {"domains", domains},
       {"migration_throughput_bps", state.migration_throughput_bps},
   };
+  // Added in 0.4 without a version bump: absent keys decode as empty, so a
+  // journal written before them still loads.
+  if (state.cordoned_since) out["cordoned_since"] = encodeTime(state.cordoned_since);
+  if (!state.cordon_allowed.empty()) {
+    json allowed = json::array();
+    for (const CordonOverride& entry : state.cordon_allowed) allowed.push_back(encodeOverride(entry));
+    out["cordon_allowed"] = allowed;
+  }
+  if (state.host_shutdown) out["host_shutdown"] = encodeHostShutdown(*state.host_shutdown);
   return out.dump(1);
 }
 
@@ -381,6 +465,17 @@ EngineState decodeEngineState(std::string_view document) {
     }
     state.migration_throughput_bps =
         jsonInteger(in, "migration_throughput_bps", std::uint64_t{0});
+    if (in.contains("cordoned_since"))
+      state.cordoned_since = decodeTime(in.at("cordoned_since"), "cordoned_since");
+    if (in.contains("cordon_allowed")) {
+      const json& allowed = in.at("cordon_allowed");
+      for (std::size_t i = 0; i < allowed.size(); ++i) {
+        state.cordon_allowed.push_back(
+            decodeOverride(allowed.at(i), "cordon_allowed[" + std::to_string(i) + "]"));
+      }
+    }
+    if (in.contains("host_shutdown") && !in.at("host_shutdown").is_null())
+      state.host_shutdown = decodeHostShutdown(in.at("host_shutdown"));
     checkPhase(state);
     return state;
   } catch (const json::exception& error) {

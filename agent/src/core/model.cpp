@@ -42,7 +42,39 @@ constexpr std::array<std::pair<DomainStage, std::string_view>, 11> kDomainStageN
     {DomainStage::restore_failed, "restore-failed"},
 }};
 
+constexpr std::array<std::pair<HostShutdownResult, std::string_view>, 10> kShutdownResultNames{{
+    {HostShutdownResult::pending, "pending"},
+    {HostShutdownResult::acting, "acting"},
+    {HostShutdownResult::suspended, "suspended"},
+    {HostShutdownResult::shut_down, "shut-down"},
+    {HostShutdownResult::failed, "failed"},
+    {HostShutdownResult::handed_over, "handed-over"},
+    {HostShutdownResult::restoring, "restoring"},
+    {HostShutdownResult::restored, "restored"},
+    {HostShutdownResult::restore_failed, "restore-failed"},
+    {HostShutdownResult::gone, "gone"},
+}};
+
+constexpr std::array<std::pair<HostShutdownPhase, std::string_view>, 4> kShutdownPhaseNames{{
+    {HostShutdownPhase::in_progress, "in-progress"},
+    {HostShutdownPhase::done, "done"},
+    {HostShutdownPhase::restoring, "restoring"},
+    {HostShutdownPhase::restored, "restored"},
+}};
+
 }  // namespace
+
+std::string_view toString(HostShutdownResult result) {
+  return nameOf(kShutdownResultNames, result);
+}
+std::optional<HostShutdownResult> parseHostShutdownResult(std::string_view text) {
+  return lookup(kShutdownResultNames, text);
+}
+
+std::string_view toString(HostShutdownPhase phase) { return nameOf(kShutdownPhaseNames, phase); }
+std::optional<HostShutdownPhase> parseHostShutdownPhase(std::string_view text) {
+  return lookup(kShutdownPhaseNames, text);
+}
 
 std::string_view toString(HostPhase phase) { return nameOf(kHostPhaseNames, phase); }
 std::optional<HostPhase> parseHostPhase(std::string_view text) {

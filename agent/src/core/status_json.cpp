@@ -75,6 +75,74 @@ json domainToJson(const DomainStatus& domain) {
   };
 }
 
+json cordonToJson(const CordonStatus& cordon) {
+  auto time = [](TimePoint t) { return formatTime(t); };
+  auto text = [](const std::string& value) { return value; };
+  json allowed = json::array();
+  for (const CordonOverride& entry : cordon.allowed) {
+    allowed.push_back({{"domain", entry.domain},
+                       {"name", entry.name.empty() ? json(nullptr) : json(entry.name)},
+                       {"uuid", entry.uuid.empty() ? json(nullptr) : json(entry.uuid)},
+                       {"reason", entry.reason},
+                       {"by", entry.by},
+                       {"at", formatTime(entry.at)}});
+  }
+  json restoring = json::array();
+  for (const auto& [name, uuid] : cordon.restoring) {
+    restoring.push_back({{"name", name}, {"uuid", uuid}});
+  }
+  json commands = json::array();
+  for (const CordonCommandStatus& run : cordon.commands) {
+    commands.push_back({
+        {"which", run.which},
+        {"command", run.command},
+        {"state", run.running ? "running" : run.ok() ? "ok" : "failed"},
+        {"started_at", orNull(run.started_at, time)},
+        {"finished_at", orNull(run.finished_at, time)},
+        {"exit_status", orNull(run.exit_status, [](int v) { return v; })},
+        {"signal", orNull(run.signal, [](int v) { return v; })},
+        {"timed_out", run.timed_out},
+        {"output", run.output},
+        {"error", run.error.empty() ? json(nullptr) : json(run.error)},
+    });
+  }
+  return {
+      {"active", cordon.active},
+      {"since", orNull(cordon.since, time)},
+      {"allowed", std::move(allowed)},
+      {"restoring", std::move(restoring)},
+      {"file", cordon.file},
+      {"file_error", orNull(cordon.file_error, text)},
+      {"commands", std::move(commands)},
+  };
+}
+
+json hostShutdownToJson(const HostShutdownRecord& record) {
+  auto time = [](TimePoint t) { return formatTime(t); };
+  json domains = json::array();
+  for (const HostShutdownDomain& domain : record.domains) {
+    domains.push_back({{"name", domain.name},
+                       {"uuid", domain.uuid},
+                       {"action", toString(domain.action)},
+                       {"priority", domain.priority},
+                       {"result", toString(domain.result)},
+                       {"message", domain.message},
+                       {"acted_at", orNull(domain.acted_at, time)},
+                       {"restored_at", orNull(domain.restored_at, time)}});
+  }
+  return {
+      {"state", toString(record.phase)},
+      {"requested_by", record.requested_by},
+      {"started_at", formatTime(record.started_at)},
+      {"finished_at", orNull(record.finished_at, time)},
+      {"boot_id", record.boot_id},
+      {"came_back_at", orNull(record.came_back_at, time)},
+      {"rebooted", record.rebooted},
+      {"restored_at", orNull(record.restored_at, time)},
+      {"domains", std::move(domains)},
+  };
+}
+
 constexpr std::array kAllStages{
     DomainStage::planned,  DomainStage::awaiting_ack,   DomainStage::waiting,
     DomainStage::acting,   DomainStage::done,           DomainStage::failed,
@@ -140,6 +208,8 @@ json statusToJson(const HostStatus& status) {
       {"counts", std::move(counts)},
       {"domains", std::move(domains)},
       {"migration_throughput_bps", status.migration_throughput_bps},
+      {"cordon", cordonToJson(status.cordon)},
+      {"host_shutdown", orNull(status.host_shutdown, hostShutdownToJson)},
   };
   if (status.controller) {
     const ControllerHealth& health = *status.controller;

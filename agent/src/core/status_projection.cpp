@@ -190,6 +190,8 @@ HostStatus projectStatus(const StatusInputs& in) {
   out.hypervisor = in.hypervisor_description;
   out.hypervisor_detail = in.connection_detail;
   out.migration_throughput_bps = state.migration_throughput_bps;
+  out.cordon = in.cordon;
+  out.host_shutdown = state.host_shutdown;
   const bool connected = in.connection == hv::ConnectionState::connected;
   if (in.evidence) out.evidence = *in.evidence;
   const bool evidenced_empty =

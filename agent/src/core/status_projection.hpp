@@ -51,6 +51,7 @@ struct StatusInputs {
   // acted on with, and how downtime is estimated.
   const DomainPolicy& default_policy;
   const NoticeSettings& notice_settings;
+  CordonStatus cordon;  // the engine's half (MaintenanceEngine::Impl::cordonOf)
   TimePoint now{};
 };
 

@@ -44,7 +44,7 @@ std::optional<gid_t> groupId(const std::string& group) {
 constexpr std::array kEmittingProperties{
     "Phase",    "Ready",    "SessionId", "WindowStart",          "WindowEnd",  "Removal", "Reason",
     "Blockers", "Evidence", "Domains",   "HypervisorConnection", "StatusJSON", "Notices",
-    "Migrations",
+    "Migrations", "Cordoned", "HostShutdownState",
 };
 
 // An argument the caller got wrong before the engine is asked (becomes
@@ -139,6 +139,9 @@ PropertyValues propertyValuesOf(const agent::HostStatus& status) {
                                  p.throughput_bps, p.downtime_limit_ms, p.post_copy,
                                  p.escalation});
   }
+  values.cordoned = status.cordon.active;
+  if (status.host_shutdown)
+    values.host_shutdown_state = std::string(agent::toString(status.host_shutdown->phase));
   return values;
 }
 
@@ -159,6 +162,8 @@ std::vector<std::string> changedProperties(const PropertyValues& before,
       before.status_json != after.status_json,
       before.notices != after.notices,
       before.migrations != after.migrations,
+      before.cordoned != after.cordoned,
+      before.host_shutdown_state != after.host_shutdown_state,
   };
   static_assert(differs.size() == kEmittingProperties.size());
   std::vector<std::string> names;
@@ -238,6 +243,10 @@ const sd_bus_vtable* AgentObject::vtable() {
                       SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
       SD_BUS_PROPERTY("Migrations", "a(sssdttttbs)", &AgentObject::getProperty, 0,
                       SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+      SD_BUS_PROPERTY("Cordoned", "b", &AgentObject::getProperty, 0,
+                      SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+      SD_BUS_PROPERTY("HostShutdownState", "s", &AgentObject::getProperty, 0,
+                      SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
       SD_BUS_PROPERTY("Version", "s", &AgentObject::getProperty, 0, SD_BUS_VTABLE_PROPERTY_CONST),
       SD_BUS_SIGNAL_WITH_NAMES("Notice", "ssts",
                                SD_BUS_PARAM(uuid) SD_BUS_PARAM(name) SD_BUS_PARAM(revision)
@@ -262,6 +271,12 @@ const sd_bus_vtable* AgentObject::vtable() {
                                &AgentObject::onAcknowledgeWithReason, SD_BUS_VTABLE_UNPRIVILEGED),
       SD_BUS_METHOD("Begin", "", "", &AgentObject::onBegin, SD_BUS_VTABLE_UNPRIVILEGED),
       SD_BUS_METHOD("Finish", "", "", &AgentObject::onFinish, SD_BUS_VTABLE_UNPRIVILEGED),
+      SD_BUS_METHOD_WITH_NAMES("AllowDomain", "ss", SD_BUS_PARAM(domain) SD_BUS_PARAM(reason), "",
+                               , &AgentObject::onAllowDomain, SD_BUS_VTABLE_UNPRIVILEGED),
+      SD_BUS_METHOD_WITH_NAMES("DisallowDomain", "s", SD_BUS_PARAM(domain), "", ,
+                               &AgentObject::onDisallowDomain, SD_BUS_VTABLE_UNPRIVILEGED),
+      SD_BUS_METHOD("HostShutdown", "", "", &AgentObject::onHostShutdown,
+                    SD_BUS_VTABLE_UNPRIVILEGED),
       SD_BUS_VTABLE_END,
   };
   return table;
@@ -321,6 +336,8 @@ int AgentObject::getProperty(sd_bus*, const char*, const char*, const char* prop
                                    m.remaining_bytes, m.throughput_bps, m.downtime_limit_ms,
                                    static_cast<int>(m.post_copy), m.escalation.c_str());
     });
+  if (name == "Cordoned") return appendBool(v.cordoned);
+  if (name == "HostShutdownState") return appendString(v.host_shutdown_state);
   if (name == "Version") return sd_bus_message_append(reply, "s", HOSTMAINT_VERSION);
   return sd_bus_error_setf(error, SD_BUS_ERROR_UNKNOWN_PROPERTY, "unknown property %s", property);
 }
@@ -375,6 +392,7 @@ int AgentObject::runCommand(sd_bus_message* message, const char* method, sd_bus_
   int result = sd_bus_message_new_method_return(message, &raw_reply);
   MessagePtr reply(raw_reply);
   if (result < 0) return result;
+  caller_ = caller;
   try {
     command(reply.get());
   } catch (const InvalidArguments& invalid) {
@@ -472,6 +490,39 @@ int AgentObject::onFinish(sd_bus_message* message, void* self, sd_bus_error* err
   auto& object = *static_cast<AgentObject*>(self);
   return object.runCommand(message, "Finish", error,
                            [&](sd_bus_message*) { object.engine_.finish(); });
+}
+
+int AgentObject::onAllowDomain(sd_bus_message* message, void* self, sd_bus_error* error) {
+  auto& object = *static_cast<AgentObject*>(self);
+  const char* domain = nullptr;
+  const char* reason_text = nullptr;
+  if (const int read = sd_bus_message_read(message, "ss", &domain, &reason_text); read < 0)
+    return read;
+  return object.runCommand(message, "AllowDomain", error, [&](sd_bus_message*) {
+    if (auto problem = agent::callerTextProblem(domain, agent::kMaxReasonBytes))
+      throw InvalidArguments("domain: " + *problem);
+    std::string reason = reasonArgument("reason", reason_text);
+    object.engine_.allowDomain(domain, std::move(reason), "uid " + std::to_string(object.caller_));
+    spdlog::info("domain '{}' may start on or migrate into this host despite the cordon",
+                 agent::printableExcerpt(domain));
+  });
+}
+
+int AgentObject::onDisallowDomain(sd_bus_message* message, void* self, sd_bus_error* error) {
+  auto& object = *static_cast<AgentObject*>(self);
+  const char* domain = nullptr;
+  if (const int read = sd_bus_message_read(message, "s", &domain); read < 0) return read;
+  return object.runCommand(message, "DisallowDomain", error, [&](sd_bus_message*) {
+    object.engine_.disallowDomain(domain);
+  });
+}
+
+int AgentObject::onHostShutdown(sd_bus_message* message, void* self, sd_bus_error* error) {
+  auto& object = *static_cast<AgentObject*>(self);
+  return object.runCommand(message, "HostShutdown", error, [&](sd_bus_message*) {
+    spdlog::warn("the host is shutting down: every running domain gets its host_shutdown_action");
+    object.engine_.hostShutdown("uid " + std::to_string(object.caller_));
+  });
 }
 
 }  // namespace hostmaint::service

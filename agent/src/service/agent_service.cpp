@@ -24,6 +24,7 @@ AgentService::AgentService(boost::asio::io_context& io, AgentServiceParts parts,
       hypervisor_(parts.hypervisor),
       notifier_(parts.notifier),
       notice_board_(parts.notice_board),
+      cordon_keeper_(parts.cordon_keeper),
       options_(std::move(options)),
       status_file_(options_.runtime_dir),
       wakeup_(io),
@@ -81,6 +82,10 @@ void AgentService::onWakeupChanged(std::optional<agent::TimePoint> when) {
   if (serving_) armWakeup();
 }
 
+void AgentService::onCordonChanged(const agent::CordonStatus& cordon) {
+  if (cordon_keeper_) cordon_keeper_->update(cordon);
+}
+
 void AgentService::armWakeup() {
   const std::optional<agent::TimePoint> next = wakeup_at_;
   if (!next) {
@@ -111,6 +116,10 @@ void AgentService::republish() { onStatusChanged(engine_.status()); }
 
 void AgentService::decorate(agent::HostStatus& status) {
   status.controller = controller_health_;
+  if (cordon_keeper_) {
+    cordon_keeper_->decorate(status.cordon);
+    if (auto blocker = cordon_keeper_->blocker(status.cordon)) status.blockers.push_back(*blocker);
+  }
   if (!notice_board_) return;
   for (const agent::NoticeLedger::Issued& issued : notice_board_->apply(status)) {
     if (!object_) continue;

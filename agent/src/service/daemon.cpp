@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <array>
+#include <fstream>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -154,6 +155,13 @@ class FirstInventory final : public hv::HypervisorObserver {
 
 }  // namespace
 
+std::string readBootId(const std::filesystem::path& file) {
+  std::ifstream in(file);
+  std::string id;
+  if (in) std::getline(in, id);
+  return id;
+}
+
 std::string describeSources(const agent::Config& config) {
   std::string files;
   for (const auto& source : config.sources) {
@@ -197,11 +205,21 @@ Daemon::Daemon(agent::Config config, DaemonOptions options)
                                     onWebhookHealth(health);
                                   })),
       journal_(config_.paths.state_dir),
+      cordon_keeper_(io_, config_.paths.state_dir / "cordon.json", host_, config_.cordon, clock_,
+                     [this] {
+                       if (agent_) agent_->republish();
+                     }),
       signals_(io_, SIGTERM, SIGINT, SIGHUP) {
   awaitSignal();
 }
 
 Daemon::~Daemon() = default;
+
+agent::EngineSettings Daemon::engineSettings(const agent::Config& config) const {
+  agent::EngineSettings settings = agent::engineSettingsFrom(config, host_);
+  settings.boot_id = readBootId(options_.boot_id_file);
+  return settings;
+}
 
 void Daemon::awaitSignal() {
   signals_.async_wait([this](const boost::system::error_code& error, int signal_number) {
@@ -227,8 +245,8 @@ void Daemon::reload() {
     warnAboutRestartOnlyKeys(config_, loaded);
     // Before the agent exists its settings come from config_ when it is built.
     if (agent_)
-      agent_->reload(agent::engineSettingsFrom(loaded, host_),
-                     CallerPolicy{loaded.dbus.admin_group});
+      agent_->reload(engineSettings(loaded), CallerPolicy{loaded.dbus.admin_group});
+    cordon_keeper_.reload(loaded.cordon);
     spdlog::set_level(effectiveLevel(loaded, options_));
     config_ = std::move(loaded);
     spdlog::info("configuration reloaded from {}", describeSources(config_));
@@ -280,8 +298,10 @@ void Daemon::startServing() {
   try {
     // The engine takes the hypervisor's connection state when it is built,
     // so it is built now, and recovers before the loop delivers any other event.
-    agent_.emplace(io_, AgentServiceParts{clock_, *hypervisor_, journal_, notifier_, &notice_board_},
-                   agent::engineSettingsFrom(config_, host_), openSystemBus(), std::move(options));
+    agent_.emplace(io_,
+                   AgentServiceParts{clock_, *hypervisor_, journal_, notifier_, &notice_board_,
+                                     &cordon_keeper_},
+                   engineSettings(config_), openSystemBus(), std::move(options));
   } catch (const agent::JournalError& error) {
     // Starting afresh would forget a maintenance in progress: refuse instead.
     throw DaemonStartError(std::string(error.what()) + " (" + journal_.path().string() +

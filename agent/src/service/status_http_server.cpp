@@ -5,6 +5,7 @@
 #include <array>
 #include <cstdio>
 #include <initializer_list>
+#include <map>
 #include <utility>
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -177,6 +178,23 @@ std::string renderMetrics(const agent::HostStatus& status, const MetricsCounters
   text.family("hostmaint_migrated_bytes_total", "counter",
               "Bytes transferred by migrations since hostmaintd started, running ones included.");
   text.sample("hostmaint_migrated_bytes_total", counters.migratedBytes());
+  text.family("hostmaint_cordoned", "gauge",
+              "1 while libvirt's hook refuses new domains on this host (drain to finish).");
+  text.sample("hostmaint_cordoned", status.cordon.active ? 1 : 0);
+  text.family("hostmaint_cordon_command_failed", "gauge",
+              "1 when the last run of a [cordon] command failed.");
+  for (const agent::CordonCommandStatus& run : status.cordon.commands)
+    text.sample("hostmaint_cordon_command_failed", {{"command", run.which}},
+                !run.running && !run.ok() ? 1 : 0);
+  if (status.host_shutdown) {
+    text.family("hostmaint_host_shutdown_domains", "gauge",
+                "Domains of the last host shutdown by result.");
+    std::map<std::string, std::uint64_t> by_result;
+    for (const agent::HostShutdownDomain& domain : status.host_shutdown->domains)
+      ++by_result[std::string(agent::toString(domain.result))];
+    for (const auto& [result, count] : by_result)
+      text.sample("hostmaint_host_shutdown_domains", {{"result", result}}, count);
+  }
   text.family("hostmaint_blockers", "gauge", "Reasons the host is not ready.");
   text.sample("hostmaint_blockers", status.blockers.size());
   text.family("hostmaint_hypervisor_connected", "gauge",

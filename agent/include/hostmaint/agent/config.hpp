@@ -134,6 +134,21 @@ struct NoticesConfig {
   std::chrono::seconds boot_estimate{120};
 };
 
+// [cordon]: commands run when the cordon begins and ends, for the cloud's
+// own scheduler (for example disabling this host's compute service).
+struct CordonConfig {
+  std::string cordon_command;    // run by /bin/sh -c; empty: none
+  std::string uncordon_command;
+  std::chrono::milliseconds command_timeout{std::chrono::seconds(60)};
+  bool operator==(const CordonConfig&) const = default;
+};
+
+// [host_shutdown]: what runs when the host shuts down outside a drain.
+struct HostShutdownConfig {
+  unsigned max_parallel = 0;  // managed-saves/shutdowns (and restores) at once; 0: all at once
+  bool operator==(const HostShutdownConfig&) const = default;
+};
+
 struct Config {
   LibvirtConfig libvirt;
   PathsConfig paths;
@@ -144,6 +159,8 @@ struct Config {
   HttpConfig http;
   ControllerConfig controller;
   NoticesConfig notices;
+  CordonConfig cordon;
+  HostShutdownConfig host_shutdown;
   DomainPolicy policy;  // host defaults, overridden per domain
   std::string log_level = "info";
 

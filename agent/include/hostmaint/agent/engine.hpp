@@ -29,6 +29,10 @@ struct EngineSettings {
   MigrationConfig migration;  // candidate destinations and their limits
   std::string host_name;
   NoticeSettings notices;  // the owners' notices' downtime estimates
+  HostShutdownConfig host_shutdown;
+  // This boot's id (/proc/sys/kernel/random/boot_id): tells a reboot from a
+  // restart of hostmaintd alone in the host-shutdown record.
+  std::string boot_id;
 };
 
 EngineSettings engineSettingsFrom(const Config& config, std::string host_name);
@@ -42,6 +46,10 @@ class EngineListener {
   // pending). Told after the status of the same entry point is published,
   // only when the time differs from the last one told.
   virtual void onWakeupChanged(std::optional<TimePoint> when) = 0;
+  // The cordon changed (it began or ended, an override, a restore about to
+  // start). Called synchronously, before the start it allows is launched:
+  // the hook that libvirt runs must already see it.
+  virtual void onCordonChanged(const CordonStatus& /*cordon*/) {}
 };
 
 class MaintenanceEngine final : public hv::HypervisorObserver {
@@ -70,6 +78,17 @@ class MaintenanceEngine final : public hv::HypervisorObserver {
   // The admin starts work on the evidenced-empty host: empty → in-maintenance.
   void begin();
   void finish();
+
+  // The host is shutting down (hostmaint-shutdown.service): every domain
+  // still running gets its host_shutdown_action, in parallel; a drain in
+  // progress stops starting actions. Returns at once; the status'
+  // host_shutdown says when everything is done. Asked again, it continues
+  // the same shutdown and takes in what runs now.
+  void hostShutdown(const std::string& requested_by);
+  // Cordon overrides: `domain` (name or UUID, need not be defined here yet)
+  // may start on or migrate into this host while it is cordoned.
+  void allowDomain(const std::string& domain, std::string reason, const std::string& by);
+  void disallowDomain(const std::string& domain);
 
   void updateSettings(EngineSettings settings);
 

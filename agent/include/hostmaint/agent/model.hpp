@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "hostmaint/agent/policy.hpp"
@@ -188,6 +189,108 @@ struct ControllerHealth {
   bool operator==(const ControllerHealth&) const = default;
 };
 
+// An admin's exception to the cordon: this domain may start on, or migrate
+// into, the cordoned host (hostmaintctl allow). Cleared when the maintenance ends.
+struct CordonOverride {
+  std::string domain;  // as the admin gave it: a name or a UUID
+  std::string uuid;    // when known here, so both name and UUID match
+  std::string name;
+  std::string reason;
+  std::string by;  // "uid 0"
+  TimePoint at{};
+
+  bool operator==(const CordonOverride&) const = default;
+};
+
+// The last run of a [cordon] command (docs/configuration.md).
+struct CordonCommandStatus {
+  std::string which;    // "cordon" or "uncordon"
+  std::string command;  // the command line
+  bool running = false;
+  std::optional<TimePoint> started_at;
+  std::optional<TimePoint> finished_at;
+  std::optional<int> exit_status;
+  std::optional<int> signal;
+  bool timed_out = false;
+  std::string output;  // the tail of its stdout and stderr
+  std::string error;   // it could not be run at all
+  bool ok() const { return !running && error.empty() && exit_status == 0; }
+
+  bool operator==(const CordonCommandStatus&) const = default;
+};
+
+// Whether new domains are kept off this host: from the start of the drain
+// until finish (or cancel) has restored what was taken down. Enforced by
+// libvirt's hook (hostmaint-libvirt-hook) reading the cordon file.
+struct CordonStatus {
+  bool active = false;
+  std::optional<TimePoint> since;
+  // The maintenance it belongs to, for the hook's refusal message.
+  HostPhase phase = HostPhase::idle;
+  std::optional<std::string> session_id;
+  std::optional<MaintenanceWindow> window;
+  std::vector<CordonOverride> allowed;
+  // Domains hostmaintd itself starts here now (restores): never refused.
+  std::vector<std::pair<std::string, std::string>> restoring;  // (name, uuid)
+  // Filled by the service: the hook's file, whether writing it failed, and
+  // the [cordon] commands' last runs.
+  std::string file;
+  std::optional<std::string> file_error;
+  std::vector<CordonCommandStatus> commands;
+
+  bool operator==(const CordonStatus&) const = default;
+};
+
+// What one domain got when the host shut down outside a completed drain.
+enum class HostShutdownResult {
+  pending,          // not started yet (parallel limit)
+  acting,           // its managed-save or shutdown runs
+  suspended,        // managed-saved: restored at the next start
+  shut_down,        // shut down: started at the next start
+  failed,           // the action failed: it was still running when the host went down
+  handed_over,      // a maintenance was in progress: finish restores it with the others
+  restoring,        // being restored after the host came back
+  restored,
+  restore_failed,
+  gone,             // no longer defined here when the host came back
+};
+std::string_view toString(HostShutdownResult result);  // "shut-down", "handed-over", ...
+std::optional<HostShutdownResult> parseHostShutdownResult(std::string_view text);
+
+struct HostShutdownDomain {
+  std::string uuid;
+  std::string name;
+  HostShutdownAction action = HostShutdownAction::suspend;
+  int priority = 0;  // restores go highest first
+  HostShutdownResult result = HostShutdownResult::pending;
+  std::string message;  // why it failed, what the restore found
+  std::optional<TimePoint> acted_at;     // its action finished
+  std::optional<TimePoint> restored_at;  // its restore finished
+
+  bool operator==(const HostShutdownDomain&) const = default;
+};
+
+// in-progress → done (host goes down) → restoring (next start) → restored.
+enum class HostShutdownPhase { in_progress, done, restoring, restored };
+std::string_view toString(HostShutdownPhase phase);  // "in-progress", ...
+std::optional<HostShutdownPhase> parseHostShutdownPhase(std::string_view text);
+
+// The last host shutdown hostmaintd handled (hostmaintctl host-shutdown, run
+// by hostmaint-shutdown.service when the system stops), kept until the next.
+struct HostShutdownRecord {
+  HostShutdownPhase phase = HostShutdownPhase::in_progress;
+  std::string requested_by;  // "uid 0"
+  TimePoint started_at{};
+  std::optional<TimePoint> finished_at;  // every domain got its action
+  std::string boot_id;                   // of the boot that went down
+  std::optional<TimePoint> came_back_at;  // hostmaintd started again afterwards
+  bool rebooted = false;                  // ... and the boot id had changed
+  std::optional<TimePoint> restored_at;   // every restore finished
+  std::vector<HostShutdownDomain> domains;
+
+  bool operator==(const HostShutdownRecord&) const = default;
+};
+
 struct HostStatus {
   std::uint64_t generation = 0;  // bumped on every change
   TimePoint updated_at{};
@@ -207,6 +310,8 @@ struct HostStatus {
   std::string hypervisor_detail;
   std::optional<ControllerHealth> controller;  // unset: no controller configured
   std::optional<NoticeWebhookHealth> notice_webhook;  // unset: no webhook configured
+  CordonStatus cordon;
+  std::optional<HostShutdownRecord> host_shutdown;  // the last one, if any
 
   bool operator==(const HostStatus&) const = default;
 };

@@ -58,6 +58,8 @@ struct PropertyValues {
     bool operator==(const Migration&) const = default;
   };
   std::vector<Migration> migrations;
+  bool cordoned = false;
+  std::string host_shutdown_state;  // "" when hostmaintd never handled a host shutdown
 
   bool operator==(const PropertyValues&) const = default;
 };
@@ -98,6 +100,9 @@ class AgentObject {
   static int onAcknowledgeWithReason(sd_bus_message* message, void* self, sd_bus_error* error);
   static int onBegin(sd_bus_message* message, void* self, sd_bus_error* error);
   static int onFinish(sd_bus_message* message, void* self, sd_bus_error* error);
+  static int onAllowDomain(sd_bus_message* message, void* self, sd_bus_error* error);
+  static int onDisallowDomain(sd_bus_message* message, void* self, sd_bus_error* error);
+  static int onHostShutdown(sd_bus_message* message, void* self, sd_bus_error* error);
   static int getProperty(sd_bus* bus, const char* path, const char* interface, const char* property,
                          sd_bus_message* reply, void* self, sd_bus_error* error);
 
@@ -117,6 +122,8 @@ class AgentObject {
   sd_bus* bus_;
   agent::MaintenanceEngine& engine_;
   CallerPolicy policy_;
+  // The uid whose command runs now (runCommand), for what the engine records.
+  uid_t caller_ = 0;
   PropertyValues values_;
   SlotPtr slot_;
 };

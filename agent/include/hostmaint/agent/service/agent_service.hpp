@@ -21,6 +21,7 @@
 #include "hostmaint/agent/engine.hpp"
 #include "hostmaint/agent/service/agent_object.hpp"
 #include "hostmaint/agent/service/asio_sd_bus.hpp"
+#include "hostmaint/agent/service/cordon_keeper.hpp"
 #include "hostmaint/agent/service/notice_board.hpp"
 #include "hostmaint/agent/service/service_notifier.hpp"
 #include "hostmaint/agent/service/status_change_log.hpp"
@@ -47,6 +48,8 @@ struct AgentServiceParts {
   // numbers, persists and delivers them) and its new notices are emitted as
   // the Notice signal. nullptr: no notices (tests).
   NoticeBoard* notice_board = nullptr;
+  // The cordon file and commands; nullptr: no cordon is carried out (tests).
+  CordonKeeper* cordon_keeper = nullptr;
 };
 
 // Logs a change of the hypervisor connection (for every observer the daemon
@@ -86,6 +89,7 @@ class AgentService final : private agent::EngineListener, private hv::Hypervisor
   // agent::EngineListener
   void onStatusChanged(const agent::HostStatus& status) override;
   void onWakeupChanged(std::optional<agent::TimePoint> when) override;
+  void onCordonChanged(const agent::CordonStatus& cordon) override;
   // hv::HypervisorObserver: forwarded to the engine.
   void onDomainEvent(const hv::DomainEvent& event) override;
   void onInventoryRefreshed() override;
@@ -105,6 +109,7 @@ class AgentService final : private agent::EngineListener, private hv::Hypervisor
   hv::Hypervisor& hypervisor_;
   const ServiceNotifier& notifier_;
   NoticeBoard* notice_board_;
+  CordonKeeper* cordon_keeper_;
   AgentServiceOptions options_;
 
   // Owned, in the order they are built (destroyed in reverse).

@@ -26,6 +26,7 @@
 #include "hostmaint/agent/config.hpp"
 #include "hostmaint/agent/journal.hpp"
 #include "hostmaint/agent/service/agent_service.hpp"
+#include "hostmaint/agent/service/cordon_keeper.hpp"
 #include "hostmaint/agent/service/controller_link.hpp"
 #include "hostmaint/agent/service/notice_board.hpp"
 #include "hostmaint/agent/service/service_notifier.hpp"
@@ -42,7 +43,13 @@ struct DaemonOptions {
   // How long to wait for the first inventory before recovering anyway (the
   // engine reconciles when the hypervisor connects later).
   std::chrono::seconds connect_timeout{10};
+  // Where this boot's id is read: a changed id after a host shutdown says
+  // the host rebooted (--boot-id-file, for tests).
+  std::filesystem::path boot_id_file = "/proc/sys/kernel/random/boot_id";
 };
+
+// The first line of `file`, "" when it cannot be read.
+std::string readBootId(const std::filesystem::path& file);
 
 // The files a configuration was read from, ", "-separated, or
 // "(defaults, no file)"; for --check-config and the reload log line.
@@ -84,6 +91,7 @@ class Daemon final {
   bool awaitFirstInventory();
   void startServing();
   void publish(const agent::HostStatus& status);
+  agent::EngineSettings engineSettings(const agent::Config& config) const;
   void onWebhookHealth(const agent::NoticeWebhookHealth& health);
 
   // In dependency order: each part is built from those above it, and
@@ -104,6 +112,8 @@ class Daemon final {
   std::optional<ControllerClients> controller_clients_;
   NoticeBoard notice_board_;  // with the notice webhook and its thread, when configured
   agent::FileJournal journal_;
+  // The cordon file beside the journal, and the [cordon] commands.
+  CordonKeeper cordon_keeper_;
   ServiceNotifier notifier_;
   boost::asio::signal_set signals_;
   int exit_status_ = 0;
