@@ -12,6 +12,7 @@ import contextlib
 import datetime
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -83,12 +84,18 @@ class Hostmaintd:
 
 @contextlib.contextmanager
 def hostmaintd(destinations=("b",), extra_config=""):
-    """Yields a Hostmaintd (not started); stops it and its bus at the end."""
+    """Yields a Hostmaintd (not started); stops it and its bus at the end.
+    Its workdir (config, log, state) is removed after a clean run and kept,
+    with its path printed, after a failure."""
     handle = Hostmaintd(destinations, extra_config)
     try:
         yield handle
-    finally:
+    except BaseException:
         handle.close()
+        print(f"hostmaintd's workdir kept: {handle.workdir} (hostmaintd.log)", flush=True)
+        raise
+    handle.close()
+    shutil.rmtree(handle.workdir, ignore_errors=True)
 
 
 # --- event streams ------------------------------------------------------------------
