@@ -170,6 +170,7 @@ class Daemon:
         self.log_path = workdir / "hostmaintd.log"
         self.process = None
         self.notify = None
+        self.extra_args = []  # more hostmaintd options for the next start
 
     @property
     def env(self):
@@ -184,7 +185,8 @@ class Daemon:
         env["NOTIFY_SOCKET"] = str(notify_path)
         self.log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [HOSTMAINTD, "--config", str(self.config_path), "--log-level", "debug"],
+            [HOSTMAINTD, "--config", str(self.config_path), "--log-level", "debug",
+             *self.extra_args],
             env=env, stdout=self.log, stderr=subprocess.STDOUT)
         try:
             self.notify.wait_for("READY=1", timeout)

@@ -1,7 +1,10 @@
 """hostmaintd drains real QEMU guests from lab host a to host b."""
 
+import os
 import signal
+import subprocess
 import time
+from pathlib import Path
 
 from lab_harness import LabTestCase, labctl, main, wait_until
 
@@ -93,6 +96,142 @@ class UnusableDestinations(LabTestCase):
         wait_until(lambda: labctl.where("lab-stay") == {"a": "running"}, 120,
                    "lab-stay restored on host a")
         self.assert_invariant()
+
+
+HOOK = os.environ.get("HOSTMAINT_LIBVIRT_HOOK",
+                      str(Path(__file__).resolve().parents[2] / "build/agent/hook/libvirt-hook"))
+
+
+class Cordon(LabTestCase):
+    """libvirt's hook on host a refuses starts and incoming migrations while it is cordoned."""
+
+    @classmethod
+    def hook_path(cls):
+        return labctl.lab_dir() / "hosts/a/etc/libvirt/hooks/qemu.d/50-hostmaint"
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        # libvirtd looks for hooks when it starts: install, then restart it
+        # (docs/operations.md says the same to admins). The wrapper passes
+        # each test's cordon file, as libvirt runs hooks with no environment.
+        cls.hook_path().parent.mkdir(parents=True, exist_ok=True)
+        cls.hook_path().write_text("#!/bin/sh\nexit 0\n")
+        cls.hook_path().chmod(0o755)
+        labctl.restart_libvirtd("a")
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            cls.hook_path().unlink(missing_ok=True)
+            labctl.restart_libvirtd("a")
+        finally:
+            super().tearDownClass()
+
+    def setUp(self):
+        super().setUp()
+        self.hook_path().write_text(
+            f'#!/bin/sh\nexec {HOOK} --cordon-file {self.daemon.state_dir / "cordon.json"} "$@"\n')
+
+    def refused(self, argv):
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+        self.assertNotEqual(done.returncode, 0, f"{argv} was not refused: {done.stdout}")
+        self.assertIn("cordoned for maintenance", done.stderr)
+        self.assertIn("hostmaintctl allow", done.stderr)
+        return done.stderr
+
+    def test_starts_and_incoming_migrations_are_refused_until_finish(self):
+        self.create("lab-c1", maintenance_action="suspend")
+        labctl.create_guest("lab-c2", host="b", memory_mib=256, dirty_mib=50)
+        self.create("lab-c3", maintenance_action="suspend")
+        self.wait_all_ready()
+        labctl.wait_ready("lab-c2")
+        labctl.virsh("a", "destroy", "lab-c3")
+        self.daemon.start()
+        self.schedule_now()
+        self.wait_ready()
+        self.assertTrue(self.daemon.status_file()["cordon"]["active"])
+        self.assertTrue(self.daemon.get_property("Cordoned"))
+
+        why = self.refused(["virsh", "-c", labctl.uri("a"), "start", "lab-c3"])
+        self.assertIn("starting domain 'lab-c3'", why)
+        self.assertIn(self.daemon.status_file()["session_id"], why)
+        why = self.refused(labctl.migrate_argv("lab-c2", "b", "a"))
+        self.assertIn("lab-c2", why)
+        self.assertEqual(labctl.where("lab-c2"), {"b": "running"})
+
+        # The override lets one domain through, and only that one.
+        self.daemon.ctl("allow", "lab-c3", "--reason", "lab test", check=0)
+        labctl.virsh("a", "start", "lab-c3")
+        allowed = self.daemon.status_file()["cordon"]["allowed"]
+        self.assertEqual([(a["domain"], a["reason"], a["by"]) for a in allowed],
+                         [("lab-c3", "lab test", "uid 0")])
+        self.refused(labctl.migrate_argv("lab-c2", "b", "a"))
+        # Running here again, it is drained again (suspended, its policy).
+        self.wait_ready()
+
+        # finish restores lab-c1 and lab-c3 through the cordon, then lifts it.
+        self.daemon.ctl("finish", check=0)
+        self.daemon.ctl("wait", "--phase", "idle", "--timeout", "180", check=0, timeout=240)
+        self.assertFalse(self.daemon.status_file()["cordon"]["active"])
+        states = {d["name"]: d["state"] for d in self.daemon.status_file()["domains"]}
+        self.assertEqual(states["lab-c1"], "restored")
+        self.assertEqual(states["lab-c3"], "restored")
+        self.assertEqual(labctl.where("lab-c1"), {"a": "running"})
+        # Uncordoned: migrating into host a works again.
+        labctl.migrate("lab-c2", "b", "a")
+        self.guests.append("lab-c2")
+        self.assertEqual(self.assert_invariant(),
+                         {"lab-c1": "a", "lab-c2": "a", "lab-c3": "a"})
+
+
+class HostShutdown(LabTestCase):
+    """hostmaint-shutdown.service's stop (`hostmaintctl host-shutdown`) and the next boot."""
+
+    def test_guests_are_suspended_at_host_shutdown_and_restored_at_the_next_boot(self):
+        self.create("lab-h1")
+        self.create("lab-h2")
+        self.create("lab-h3", host_shutdown_action="shutdown")
+        self.wait_all_ready()
+        boot_id = self.workdir / "boot_id"
+        boot_id.write_text("boot-1\n")
+        self.daemon.extra_args = ["--boot-id-file", str(boot_id)]
+        self.daemon.start()
+
+        # A restart of hostmaintd alone (an upgrade) touches nothing.
+        self.daemon.stop()
+        self.daemon.start()
+        self.assertEqual(self.assert_invariant(), {g: "a" for g in self.guests})
+        self.assertIsNone(self.daemon.status_file()["host_shutdown"])
+
+        # What systemd runs when the host goes down, minus the "is it stopping" check.
+        result = self.daemon.ctl("host-shutdown", timeout=600, check=0)
+        self.assertIn("3 of 3 domains done", result.stdout)
+        for guest in self.guests:
+            self.assertEqual(labctl.where(guest), {"a": "shut off"}, guest)
+        for guest in ("lab-h1", "lab-h2"):
+            self.assertIn("yes", labctl.virsh("a", "dominfo", guest).split("Managed save:")[1]
+                          .splitlines()[0], f"{guest} has no managed-save image")
+        record = self.daemon.status_file()["host_shutdown"]
+        self.assertEqual(record["state"], "done")
+        results = {d["name"]: d["result"] for d in record["domains"]}
+        self.assertEqual(results, {"lab-h1": "suspended", "lab-h2": "suspended",
+                                   "lab-h3": "shut-down"})
+
+        # The host comes back: a new boot id, hostmaintd starts and restores.
+        self.daemon.stop()
+        boot_id.write_text("boot-2\n")
+        self.daemon.start()
+        wait_until(lambda: self.daemon.status_file()["host_shutdown"]["state"] == "restored",
+                   180, "the restore after the boot")
+        record = self.daemon.status_file()["host_shutdown"]
+        self.assertTrue(record["rebooted"])
+        self.assertIsNotNone(record["came_back_at"])
+        self.assertEqual({d["result"] for d in record["domains"]}, {"restored"}, record)
+        self.assertEqual(self.assert_invariant(), {g: "a" for g in self.guests})
+        # Restored from its image, not booted afresh.
+        self.assertNotIn("yes", labctl.virsh("a", "dominfo", "lab-h1").split("Managed save:")[1]
+                         .splitlines()[0])
 
 
 class Disruptions(LabTestCase):

@@ -110,5 +110,29 @@ class Watchdog(SystemTestCase):
         ctl("wait", "--phase", "idle", "--timeout", "120")
 
 
+SHUTDOWN_UNIT = "hostmaint-shutdown.service"
+
+
+class HostShutdownUnit(SystemTestCase):
+    """The package's hostmaint-shutdown.service: active, and a stop of it while the
+    system runs (an admin, an upgrade) suspends nothing."""
+
+    def test_stopping_the_unit_outside_a_system_shutdown_touches_no_domain(self):
+        self.assertEqual(unit_property("UnitFileState", SHUTDOWN_UNIT), "enabled")
+        self.assertEqual(unit_property("ActiveState", SHUTDOWN_UNIT), "active")
+        running_before = sorted(d["name"] for d in status()["domains"] if d["run_state"] == "running")
+        self.assertTrue(running_before, "the test node has running domains")
+        journal = Journal()
+        run("systemctl", "stop", SHUTDOWN_UNIT)
+        self.addCleanup(lambda: run("systemctl", "start", SHUTDOWN_UNIT))
+        self.assertEqual(unit_property("ActiveState", SHUTDOWN_UNIT), "inactive")
+        wait_until(lambda: any("the system is not shutting down" in m
+                               for m in journal.messages("-u", SHUTDOWN_UNIT)),
+                   "hostmaintctl to say why it did nothing")
+        self.assertIsNone(status()["host_shutdown"])
+        running_after = sorted(d["name"] for d in status()["domains"] if d["run_state"] == "running")
+        self.assertEqual(running_after, running_before)
+
+
 if __name__ == "__main__":
     unittest.main()

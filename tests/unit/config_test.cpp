@@ -391,7 +391,7 @@ TEST(ShippedConfig, ListsEveryKeyAtItsDefault) {
   std::ifstream in(shipped);
   ASSERT_TRUE(in) << shipped;
   std::regex key_line(R"(^#([a-z_]+) = .*$)");
-  std::regex section_line(R"(^\[([a-z]+)\]$)");
+  std::regex section_line(R"(^\[([a-z_]+)\]$)");
   std::ostringstream uncommented;
   std::set<std::string> listed;
   std::string section;

@@ -266,5 +266,27 @@ TEST_F(EngineGuard, OverridesNeedAMaintenanceAndSurviveARestart) {
   EXPECT_TRUE(status().cordon.allowed.empty());
 }
 
+TEST_F(EngineGuard, AShutdownInterruptedByARestartKeepsTheRestOfItsTimeout) {
+  add("batch", {{"maintenance_action", "shutdown"}, {"shutdown_timeout", "120s"}});
+  start();
+  scheduleNow();
+  ASSERT_EQ(hypervisor.pending().size(), 1u);
+  // hostmaintd stops (SIGTERM: the worker gives up); the guest is still
+  // shutting down, which libvirt shows as running.
+  hypervisor.abandon(hypervisor.uuidOf("batch"));
+  crash();
+  clock.advance(50s);
+  start();
+  ASSERT_EQ(hypervisor.pending().size(), 1u);
+  const hv::ActionRequest& again = hypervisor.pending().front().request;
+  EXPECT_EQ(again.kind, ActionKind::shutdown);
+  EXPECT_EQ(again.shutdown_timeout, 70s) << "the rest of its timeout, not a new one";
+  EXPECT_NE(domain("batch").detail.find("found in progress"), std::string::npos)
+      << domain("batch").detail;
+  hypervisor.completeAll();
+  EXPECT_EQ(stage("batch"), DomainStage::done);
+  EXPECT_EQ(hypervisor.requestCount(hypervisor.uuidOf("batch"), ActionKind::shutdown), 2);
+}
+
 }  // namespace
 }  // namespace hostmaint::fake

@@ -230,5 +230,44 @@ TEST_F(NoticeLedgerTest, MalformedLedgerIsAnErrorThatSaysWhat) {
   }
 }
 
+TEST_F(NoticeLedgerTest, AHostShutdownTellsOwnersWhatWasDoneAndWhenItIsBack) {
+  add("web1");
+  add("broken");
+  start();
+  EXPECT_TRUE(observe().empty());
+  hypervisor.failNext(hypervisor.uuidOf("broken"), hv::ActionKind::managed_save, "no space");
+  engine->hostShutdown("uid 0");
+  auto issued = observe();
+  ASSERT_EQ(names(issued), (std::vector<std::string>{"web1", "broken"}));
+  EXPECT_EQ(issued[0].notice.action, agent::MaintenanceAction::suspend);
+  EXPECT_EQ(issued[0].notice.downtime_basis, "host-shutdown");
+  EXPECT_NE(issued[0].notice.message.find("went down outside a planned maintenance"),
+            std::string::npos)
+      << issued[0].notice.message;
+  hypervisor.completeAll();
+  issued = observe();
+  ASSERT_EQ(names(issued), (std::vector<std::string>{"web1", "broken"})) << "each step is told";
+  EXPECT_NE(issued[0].notice.message.find("web1 was suspended"), std::string::npos);
+  EXPECT_NE(issued[1].notice.message.find("could not be suspended (no space)"), std::string::npos)
+      << issued[1].notice.message;
+  EXPECT_TRUE(observe().empty()) << "nothing new";
+
+  crash();
+  start();
+  hypervisor.completeAll();
+  issued = observe();
+  ASSERT_EQ(names(issued), (std::vector<std::string>{"web1"}));
+  EXPECT_NE(issued[0].notice.message.find("running again"), std::string::npos)
+      << issued[0].notice.message;
+  EXPECT_NE(shownNotice("broken").message.find("could not be suspended"), std::string::npos)
+      << "still shown";
+
+  // A maintenance scheduled afterwards replaces them with its own.
+  engine->schedule(window(1h));
+  issued = observe();
+  ASSERT_EQ(names(issued), (std::vector<std::string>{"broken", "web1"}));
+  EXPECT_NE(issued[0].notice.downtime_basis, "host-shutdown");
+}
+
 }  // namespace
 }  // namespace hostmaint::fake

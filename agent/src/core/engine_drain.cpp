@@ -221,7 +221,7 @@ void MaintenanceEngine::Impl::onActionDone(const std::string& uuid, std::uint64_
     if (connected() && inventory_refreshes > record->launched_at_refresh) {
       reconcileInterrupted(*record, hypervisor.domain(uuid));
     }
-  } else if (adopted && result.failure != hv::FailureKind::not_converged) {
+  } else if (adopted && isMigrationKind(kind) && result.failure != hv::FailureKind::not_converged) {
     redoInterrupted(*record, "the " + std::string(hv::toString(kind)) +
                                  " found after a restart ended with the domain still here (" +
                                  result.message + ")");

@@ -147,6 +147,7 @@ struct MaintenanceEngine::Impl {
   void reconcileInterrupted(DomainRecord& record, const std::optional<hv::DomainInfo>& info);
   void redoInterrupted(DomainRecord& record, const std::string& why);
   void adoptMigration(DomainRecord& record);
+  void adoptShutdown(DomainRecord& record);
   void reconcileAll();
 };
 

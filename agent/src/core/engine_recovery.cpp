@@ -150,6 +150,12 @@ void MaintenanceEngine::Impl::reconcileInterrupted(DomainRecord& record,
         completeDrain(record, "shut down (confirmed after restart)", true);
         return;
       }
+      // The guest may still be shutting down from the earlier request: wait
+      // out the rest of its timeout rather than granting it a new one.
+      if (phase() != HostPhase::restoring) {
+        adoptShutdown(record);
+        return;
+      }
       break;
     case hv::ActionKind::live_migrate:
     case hv::ActionKind::cold_migrate:
@@ -203,6 +209,26 @@ void MaintenanceEngine::Impl::adoptMigration(DomainRecord& record) {
   if (record.started_at && now() > *record.started_at) {
     request.already_running =
         std::chrono::duration_cast<std::chrono::milliseconds>(now() - *record.started_at);
+  }
+  launch(record, request);
+}
+
+// A shutdown an earlier hostmaintd requested (the guest was asked via ACPI
+// and may be on its way down): asked again, which is harmless, with only
+// the time left of its timeout, then forced as its policy says.
+void MaintenanceEngine::Impl::adoptShutdown(DomainRecord& record) {
+  stage::Acting adopted = std::get<stage::Acting>(record.state);
+  adopted.how = running::Adopted{};
+  transition(record, std::move(adopted));
+  hv::ActionRequest request;
+  request.kind = hv::ActionKind::shutdown;
+  request.uuid = record.uuid;
+  request.name = record.name;
+  request.force_after_timeout = record.policy.force_stop;
+  request.shutdown_timeout = record.policy.shutdown_timeout;
+  if (record.started_at && now() > *record.started_at) {
+    const auto elapsed = std::chrono::duration_cast<std::chrono::seconds>(now() - *record.started_at);
+    request.shutdown_timeout = std::max(std::chrono::seconds(0), request.shutdown_timeout - elapsed);
   }
   launch(record, request);
 }

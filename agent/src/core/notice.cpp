@@ -206,6 +206,55 @@ std::optional<DomainNotice> computeNotice(const NoticeInput& input,
   return notice;
 }
 
+std::optional<DomainNotice> hostShutdownNotice(const HostShutdownRecord& record,
+                                               const HostShutdownDomain& domain,
+                                               const std::string& host) {
+  if (domain.result == HostShutdownResult::handed_over) return std::nullopt;  // the maintenance's
+  DomainNotice notice;
+  notice.session_id = std::string(kHostShutdownNoticeBasis) + " " + formatTime(record.started_at);
+  notice.action = domain.action == HostShutdownAction::suspend ? MaintenanceAction::suspend
+                                                                : MaintenanceAction::shutdown;
+  notice.window_start = record.started_at;
+  notice.window_end = domain.restored_at.value_or(record.came_back_at.value_or(record.started_at));
+  notice.downtime_basis = std::string(kHostShutdownNoticeBasis);
+  const bool suspend = domain.action == HostShutdownAction::suspend;
+  const std::string verb = suspend ? "suspended" : "shut down";
+  const std::string done = suspend ? "suspended to disk (its memory kept)" : "shut down";
+  std::string text = "Host " + host + " went down outside a planned maintenance at " +
+                     formatTime(record.started_at) + ". ";
+  switch (domain.result) {
+    case HostShutdownResult::pending:
+    case HostShutdownResult::acting:
+      text += domain.name + " is being " + done + "; it is brought back when the host is up again.";
+      break;
+    case HostShutdownResult::suspended:
+    case HostShutdownResult::shut_down:
+      text += domain.name + " was " + done + "; it is brought back when the host is up again.";
+      break;
+    case HostShutdownResult::failed:
+      text += domain.name + " could not be " + verb + " (" + domain.message +
+              "); it went down with the host and is not started again by hostmaint.";
+      break;
+    case HostShutdownResult::restoring:
+      text += domain.name + " was " + done + " and is being brought back now.";
+      break;
+    case HostShutdownResult::restored:
+      text += domain.name + " was " + done + " and is running again since " +
+              (domain.restored_at ? formatTime(*domain.restored_at) : std::string("now")) + ".";
+      break;
+    case HostShutdownResult::restore_failed:
+      text += domain.name + " was " + done + " but could not be started again: " + domain.message +
+              ".";
+      break;
+    case HostShutdownResult::gone:
+      text += domain.name + " was " + done + " and is no longer defined on this host.";
+      break;
+    case HostShutdownResult::handed_over: break;
+  }
+  notice.message = std::move(text);
+  return notice;
+}
+
 bool materiallyDifferent(const DomainNotice& a, const DomainNotice& b) {
   // Notices show whole seconds, and a persisted notice comes back with
   // whole seconds: a fraction must not make a restarted daemon re-notify.
@@ -219,8 +268,10 @@ bool materiallyDifferent(const DomainNotice& a, const DomainNotice& b) {
                            seconds(n.ack_deadline), n.ack_timeout_action, n.keep_allowed,
                            n.keep_action, seconds(n.owner_deadline));
   };
-  // An action that could not be planned is explained only in the message.
-  return material(a) != material(b) || (!a.action && a.message != b.message);
+  // An action that could not be planned is explained only in the message,
+  // and so is each step of a host shutdown (suspended, then restored).
+  const bool told_in_message = !a.action || a.downtime_basis == kHostShutdownNoticeBasis;
+  return material(a) != material(b) || (told_in_message && a.message != b.message);
 }
 
 json noticeToJson(const DomainNotice& n) {
@@ -323,9 +374,25 @@ std::vector<NoticeLedger::Issued> NoticeLedger::observe(HostStatus& status, Time
   }
   last_phase_ = phase;
   if (phase == HostPhase::idle) {
-    issued_.clear();
+    // A maintenance's notices end with it; a host shutdown's (which belongs
+    // to no maintenance) are issued and kept here.
+    std::erase_if(issued_, [](const auto& entry) {
+      return entry.second.notice.downtime_basis != kHostShutdownNoticeBasis;
+    });
     session_id_.reset();
-    for (DomainStatus& domain : status.domains) domain.notice.reset();
+    for (DomainStatus& domain : status.domains) {
+      auto found = issued_.find(domain.uuid);
+      if (domain.notice && (found == issued_.end() ||
+                            materiallyDifferent(found->second.notice, *domain.notice))) {
+        issue(domain.uuid, domain.name, *domain.notice);
+        found = issued_.find(domain.uuid);
+      }
+      if (found != issued_.end()) {
+        domain.notice = found->second.notice;
+      } else {
+        domain.notice.reset();
+      }
+    }
     return issued;
   }
   if (status.session_id != session_id_) {

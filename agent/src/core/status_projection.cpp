@@ -251,6 +251,11 @@ HostStatus projectStatus(const StatusInputs& in) {
                                state.scheduled_at.value_or(in.now),
                                state.migration_throughput_bps};
       view.notice = computeNotice(notice, in.notice_settings);
+    } else if (state.phase == HostPhase::idle && state.host_shutdown) {
+      for (const HostShutdownDomain& entry : state.host_shutdown->domains) {
+        if (entry.uuid == record.uuid)
+          view.notice = hostShutdownNotice(*state.host_shutdown, entry, in.host_name);
+      }
     }
     if (auto reason = blockingReason(record, text)) {
       out.blockers.push_back({"domain " + view.name, *reason});

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <cctype>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -25,14 +26,28 @@ std::string describeRun(const agent::CordonCommandStatus& run) {
   return "ended";
 }
 
+// An override given as a UUID for a domain not defined here yet (an incoming
+// migration) must match by UUID: the hook compares names with "domain".
+bool looksLikeUuid(const std::string& text) {
+  if (text.size() != 36) return false;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+    if (dash != (text[i] == '-')) return false;
+    if (!dash && !std::isxdigit(static_cast<unsigned char>(text[i]))) return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 std::string cordonFileDocument(const agent::CordonStatus& cordon, const std::string& host,
                                agent::TimePoint written_at) {
   json allowed = json::array();
   for (const agent::CordonOverride& entry : cordon.allowed) {
+    const std::string uuid =
+        entry.uuid.empty() && looksLikeUuid(entry.domain) ? entry.domain : entry.uuid;
     allowed.push_back({{"domain", entry.domain},
-                       {"uuid", entry.uuid},
+                       {"uuid", uuid},
                        {"name", entry.name},
                        {"reason", entry.reason},
                        {"by", entry.by},

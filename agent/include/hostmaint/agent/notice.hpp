@@ -53,6 +53,16 @@ struct NoticeInput {
   std::uint64_t measured_throughput_bps = 0;
 };
 
+// `downtime_basis` of the notices a host shutdown issues (docs/notices.md).
+inline constexpr std::string_view kHostShutdownNoticeBasis = "host-shutdown";
+
+// What the owner of a domain is told about a host shutdown outside a
+// maintenance: what was done and whether it is back. nullopt for a domain
+// handed over to a maintenance (its maintenance notice says it).
+std::optional<DomainNotice> hostShutdownNotice(const HostShutdownRecord& record,
+                                               const HostShutdownDomain& domain,
+                                               const std::string& host);
+
 // The notice for one domain of a maintenance, or nullopt when the
 // maintenance does not concern it (it does not run and need not leave).
 // revision and issued_at are left for the ledger.
