@@ -201,14 +201,15 @@ def migrate(name: str, src: str, dst: str, extra: Sequence[str] = (),
     return time.monotonic() - start
 
 
-def migrate_all_at_once(names: Sequence[str], src: str, dst: str,
-                        timeout: float = 600) -> float:
-    """Starts every migration at once and waits for all of them (the naive
-    parallel script); returns the seconds until the last one finished."""
+def all_at_once(commands: Mapping[str, Sequence[str]], what: str = "command",
+                timeout: float = 600) -> float:
+    """Starts every command at once ({name: argv}) and waits for all of them
+    (the naive parallel script); returns the seconds until the last one
+    finished. Raises LabError naming each one that failed."""
     start = time.monotonic()
-    procs = [(n, subprocess.Popen(migrate_argv(n, src, dst), stdin=subprocess.DEVNULL,
+    procs = [(n, subprocess.Popen(list(argv), stdin=subprocess.DEVNULL,
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-             for n in names]
+             for n, argv in commands.items()]
     failures = []
     for name, proc in procs:
         try:
@@ -222,8 +223,15 @@ def migrate_all_at_once(names: Sequence[str], src: str, dst: str,
             failures.append(f"{name}: exited {proc.returncode}: {err.strip()}")
     elapsed = time.monotonic() - start
     if failures:
-        raise LabError("parallel migration failed: " + "; ".join(failures))
+        raise LabError(f"parallel {what} failed: " + "; ".join(failures))
     return elapsed
+
+
+def migrate_all_at_once(names: Sequence[str], src: str, dst: str,
+                        timeout: float = 600) -> float:
+    """Starts every migration at once and waits for all of them (the naive
+    parallel script); returns the seconds until the last one finished."""
+    return all_at_once({n: migrate_argv(n, src, dst) for n in names}, "migration", timeout)
 
 
 if __name__ == "__main__":
