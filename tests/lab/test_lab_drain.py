@@ -107,7 +107,8 @@ class Cordon(LabTestCase):
 
     @classmethod
     def hook_path(cls):
-        return labctl.lab_dir() / "hosts/a/etc/libvirt/hooks/qemu.d/50-hostmaint"
+        # LAB_DIR/hosts/a/etc is /etc/libvirt in host a's namespace (docs/lab.md).
+        return labctl.lab_dir() / "hosts/a/etc/hooks/qemu.d/50-hostmaint"
 
     @classmethod
     def setUpClass(cls):
