@@ -13,6 +13,7 @@ using hostmaint::agent::MaintenanceAction;
 using hostmaint::hv::ActionKind;
 using hostmaint::hv::FailureKind;
 using testing::HasSubstr;
+using testing::Not;
 
 namespace hostmaint::fake {
 namespace {
@@ -139,6 +140,7 @@ TEST_F(EngineDestinations, GlobalLimitHoldsMigrationsEvenWithFreeDestinationSlot
 }
 
 TEST_F(EngineDestinations, ADestinationRefusingTheDomainFallsBackNamingIt) {
+  settings.migration.destination_retries = 0;
   const std::string uuid = addWithMemory("db", kGibKib);
   start();
   hypervisor.failNext(uuid, ActionKind::live_migrate,
@@ -151,6 +153,90 @@ TEST_F(EngineDestinations, ADestinationRefusingTheDomainFallsBackNamingIt) {
   EXPECT_THAT(domain("db").result, HasSubstr("host-b/system refused"));
   EXPECT_THAT(domain("db").result, HasSubstr("fell back to suspend"));
   EXPECT_FALSE(domain("db").destination) << "it did not go anywhere";
+}
+
+TEST_F(EngineDestinations, AnotherDestinationIsTriedAtOnceWhenOneFails) {
+  const std::string uuid = addWithMemory("db", kGibKib);
+  start();
+  scheduleNow();
+  ASSERT_EQ(requestsOf(ActionKind::live_migrate).size(), 1u);
+  const std::string first = requestsOf(ActionKind::live_migrate)[0].destination_uri;
+  const auto notice_before = domain("db").notice;
+  hypervisor.failNext(uuid, ActionKind::live_migrate, "client socket is closed",
+                      FailureKind::destination);
+  hypervisor.completeNext();
+  ASSERT_EQ(requestsOf(ActionKind::live_migrate).size(), 2u) << "retried at once";
+  const std::string second = requestsOf(ActionKind::live_migrate)[1].destination_uri;
+  EXPECT_NE(second, first);
+  EXPECT_EQ(domain("db").notice, notice_before) << "the owner's outcome did not change";
+  hypervisor.completeNext();
+  EXPECT_EQ(stage("db"), DomainStage::done);
+  EXPECT_EQ(domain("db").action, MaintenanceAction::live_migrate);
+  EXPECT_THAT(domain("db").result, HasSubstr(second));
+  EXPECT_TRUE(requestsOf(ActionKind::managed_save).empty());
+}
+
+TEST_F(EngineDestinations, TheOnlyDestinationIsTriedAgainAfterADoublingDelayThenTheFallback) {
+  settings.migration.destinations = {DestinationConfig{kB, "", {}, {}}};
+  settings.migration.destination_retries = 2;
+  settings.migration.destination_retry_delay = 30s;
+  const std::string uuid = addWithMemory("db", kGibKib);
+  start();
+  scheduleNow();
+  for (auto delay : {30s, 60s}) {
+    hypervisor.failNext(uuid, ActionKind::live_migrate, "client socket is closed",
+                        FailureKind::destination);
+    hypervisor.completeNext();
+    EXPECT_EQ(stage("db"), DomainStage::waiting);
+    EXPECT_THAT(domain("db").detail, HasSubstr("failed because of its destination"));
+    EXPECT_THAT(domain("db").detail, HasSubstr("client socket is closed"));
+    EXPECT_EQ(engine->nextWakeup(), clock.now() + delay);
+    const std::size_t before = requestsOf(ActionKind::live_migrate).size();
+    clock.advance(delay - 1s);
+    engine->tick();
+    EXPECT_EQ(requestsOf(ActionKind::live_migrate).size(), before) << "not before the delay";
+    ASSERT_TRUE(advanceToWakeup());
+    EXPECT_EQ(requestsOf(ActionKind::live_migrate).size(), before + 1);
+    EXPECT_EQ(requestsOf(ActionKind::live_migrate).back().destination_uri, kB);
+  }
+  EXPECT_THAT(domain("db").detail, Not(HasSubstr("attempt")));
+  hypervisor.failNext(uuid, ActionKind::live_migrate, "client socket is closed",
+                      FailureKind::destination);
+  hypervisor.completeNext();
+  EXPECT_EQ(domain("db").action, MaintenanceAction::suspend) << "3 attempts, then the fallback";
+  EXPECT_EQ(requestsOf(ActionKind::managed_save).size(), 1u);
+}
+
+TEST_F(EngineDestinations, NoRetryThatCouldNotStartBeforeTheWindowEnds) {
+  settings.migration.destinations = {DestinationConfig{kB, "", {}, {}}};
+  settings.migration.destination_retry_delay = 30s;
+  const std::string uuid = addWithMemory("db", kGibKib);
+  start();
+  engine->schedule(window(0s, 20s));
+  hypervisor.failNext(uuid, ActionKind::live_migrate, "client socket is closed",
+                      FailureKind::destination);
+  hypervisor.completeNext();
+  EXPECT_EQ(domain("db").action, MaintenanceAction::suspend);
+  EXPECT_EQ(requestsOf(ActionKind::managed_save).size(), 1u);
+}
+
+TEST_F(EngineDestinations, AWaitingRetrySurvivesARestart) {
+  settings.migration.destinations = {DestinationConfig{kB, "", {}, {}}};
+  settings.migration.destination_retry_delay = 30s;
+  const std::string uuid = addWithMemory("db", kGibKib);
+  start();
+  scheduleNow();
+  hypervisor.failNext(uuid, ActionKind::live_migrate, "client socket is closed",
+                      FailureKind::destination);
+  hypervisor.completeNext();
+  crash();
+  clock.advance(10s);
+  start();
+  EXPECT_EQ(requestsOf(ActionKind::live_migrate).size(), 1u) << "still waiting for its retry";
+  EXPECT_THAT(domain("db").detail, HasSubstr("attempt 2 of 3"));
+  EXPECT_EQ(engine->nextWakeup(), clock.now() + 20s);
+  ASSERT_TRUE(advanceToWakeup());
+  EXPECT_EQ(requestsOf(ActionKind::live_migrate).size(), 2u);
 }
 
 TEST_F(EngineDestinations, ALostConnectionIsRetriedAtMostTwiceThenTheFallbackApplies) {

@@ -92,7 +92,16 @@ std::vector<DestinationCandidate> destinationCandidates(const EngineState& state
                                                         const DestinationProbes& probes,
                                                         const MemoryOf& memory_of) {
   std::vector<DestinationCandidate> candidates;
+  // Destinations that failed this domain's migration are avoided while
+  // another one is left (docs/engine.md, "Destination retries").
+  auto failed = [&](const std::string& uri) {
+    return std::find(record.failed_destinations.begin(), record.failed_destinations.end(), uri) !=
+           record.failed_destinations.end();
+  };
+  const bool another_left = std::any_of(state.destinations.begin(), state.destinations.end(),
+                                        [&](const std::string& uri) { return !failed(uri); });
   for (const std::string& uri : state.destinations) {
+    if (another_left && failed(uri)) continue;
     DestinationCandidate candidate;
     candidate.config = migration.destination(uri);
     candidate.reserved_bytes = migration.reservedMemoryMibAt(candidate.config) << 20;

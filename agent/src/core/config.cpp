@@ -227,7 +227,7 @@ struct SettingKey {
 };
 
 
-const std::array<SettingKey, 36> kSettings{{
+const std::array<SettingKey, 38> kSettings{{
     {"libvirt", "uri",
      [](Config& c, const toml::node& n) { c.libvirt.uri = readNonEmptyString(n); }},
     {"libvirt", "keepalive_interval",
@@ -290,6 +290,14 @@ const std::array<SettingKey, 36> kSettings{{
        if (interval % 1s != 0ms) throw BadValue{"must be a whole number of seconds"};
        c.migration.destination_probe_interval =
            std::chrono::duration_cast<std::chrono::seconds>(interval);
+     }},
+    {"migration", "destination_retries",
+     [](Config& c, const toml::node& n) {
+       c.migration.destination_retries = static_cast<unsigned>(readInteger(n, 0, 10));
+     }},
+    {"migration", "destination_retry_delay",
+     [](Config& c, const toml::node& n) {
+       c.migration.destination_retry_delay = wholeSeconds(readDuration(n, 1s, 1h));
      }},
     {"evidence", "qemu_process_scope",
      [](Config& c, const toml::node& n) {

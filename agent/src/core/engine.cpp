@@ -297,6 +297,7 @@ std::optional<TimePoint> MaintenanceEngine::Impl::nextWakeup() const {
       if (phase() == HostPhase::scheduled) consider(record.ack_deadline);
     } else if (holds<stage::Waiting>(record.state)) {
       consider(record.earliest_start);
+      consider(record.retry_at);
     } else if (const auto* acting = std::get_if<stage::Acting>(&record.state)) {
       const auto* owner = std::get_if<running::OwnerActs>(&acting->how);
       if (owner && inMaintenance()) consider(owner->deadline);

@@ -75,6 +75,10 @@ void MaintenanceEngine::Impl::startDrainActions() {
       waitFor(wait::NotBefore{*record->earliest_start, lead_time});
       continue;
     }
+    if (record->retry_at && now() < *record->retry_at) {
+      waitFor(wait::Retry{record->retry_reason});
+      continue;
+    }
     if (auto slots = slotsWait(state, *record, settings.limits)) {
       waitFor(*slots);
       continue;
@@ -221,6 +225,9 @@ void MaintenanceEngine::Impl::onActionDone(const std::string& uuid, std::uint64_
     if (connected() && inventory_refreshes > record->launched_at_refresh) {
       reconcileInterrupted(*record, hypervisor.domain(uuid));
     }
+  } else if (result.failure == hv::FailureKind::destination && isMigrationKind(kind) &&
+             retryElsewhereOrLater(*record, result.message)) {
+    // Waits for its next attempt; the owner's outcome is unchanged.
   } else if (adopted && isMigrationKind(kind) && result.failure != hv::FailureKind::not_converged) {
     redoInterrupted(*record, "the " + std::string(hv::toString(kind)) +
                                  " found after a restart ended with the domain still here (" +
@@ -249,6 +256,44 @@ void MaintenanceEngine::Impl::completeDrain(DomainRecord& record, std::string ou
     return;
   }
   transition(record, stage::Done{std::move(outcome)});
+}
+
+// A migration its destination failed (unreachable, its libvirtd gone, the
+// link cut) is tried again before the fallback: at once on another
+// destination when one is left, else on the same one after a doubling
+// delay; a bounded number of times, and only while the window lasts.
+// False when no attempt is left: the caller falls back.
+bool MaintenanceEngine::Impl::retryElsewhereOrLater(DomainRecord& record,
+                                                   const std::string& message) {
+  const MigrationConfig& migration = settings.migration;
+  if (phase() == HostPhase::restoring || record.destination_failures >= migration.destination_retries)
+    return false;
+  const std::string failed_on = record.destination.value_or("");
+  if (!failed_on.empty() &&
+      std::find(record.failed_destinations.begin(), record.failed_destinations.end(), failed_on) ==
+          record.failed_destinations.end())
+    record.failed_destinations.push_back(failed_on);
+  const bool another = std::any_of(state.destinations.begin(), state.destinations.end(),
+                                   [&](const std::string& uri) {
+                                     return std::find(record.failed_destinations.begin(),
+                                                      record.failed_destinations.end(),
+                                                      uri) == record.failed_destinations.end();
+                                   });
+  auto delay = another ? std::chrono::seconds(0) : migration.destination_retry_delay;
+  for (unsigned i = 0; i < record.destination_failures && !another; ++i) delay *= 2;
+  const TimePoint at = now() + delay;
+  if (state.window && at >= state.window->end) return false;
+  ++record.destination_failures;
+  const std::string attempt = "attempt " + std::to_string(record.destination_failures + 1) +
+                              " of " + std::to_string(migration.destination_retries + 1);
+  record.retry_at = at;
+  record.retry_reason = actionName(record.action) + " failed because of its destination (" +
+                        message + "); " + attempt +
+                        (another ? " on another destination" : " at " + formatTime(at));
+  record.destination.reset();
+  record.finished_at = now();
+  transition(record, stage::Waiting{wait::Retry{record.retry_reason}});
+  return true;
 }
 
 void MaintenanceEngine::Impl::failDrain(DomainRecord& record, const std::string& message) {

@@ -121,6 +121,7 @@ struct MaintenanceEngine::Impl {
   void learnThroughput(const hv::ActionResult& result);
   void completeDrain(DomainRecord& record, std::string outcome, bool needs_restore);
   void failDrain(DomainRecord& record, const std::string& message);
+  bool retryElsewhereOrLater(DomainRecord& record, const std::string& message);
   void blockOwnerMissedDeadline(DomainRecord& record, TimePoint deadline);
   void startRestoreActions();
   void finishRestore(DomainRecord& record, bool ok, const std::string& message);

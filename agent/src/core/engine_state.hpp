@@ -162,6 +162,14 @@ struct DomainRecord {
   // Migrations of it that were interrupted (lost connection, restart) and
   // did not take effect; past the engine's limit its fallback applies.
   unsigned interrupted_migrations = 0;
+  // Migrations of it that failed because of their destination, the
+  // destinations that failed it (avoided while another one is left), when
+  // the next attempt may start and why it waits (docs/engine.md,
+  // "Destination retries").
+  unsigned destination_failures = 0;
+  std::vector<std::string> failed_destinations;
+  std::optional<TimePoint> retry_at;
+  std::string retry_reason;
 
   // Not journaled: which completion belongs to the current action, whether
   // this process waits for one (false after a restart: the outcome is then

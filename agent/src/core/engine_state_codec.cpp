@@ -197,6 +197,13 @@ json encodeDomain(const DomainRecord& record) {
       {"memory_kib", record.memory_kib},
       {"interrupted_migrations", record.interrupted_migrations},
   };
+  // Added after version 1 was first written: only when there is something.
+  if (record.destination_failures > 0) {
+    out["destination_failures"] = record.destination_failures;
+    out["failed_destinations"] = record.failed_destinations;
+    out["retry_at"] = encodeTime(record.retry_at);
+    out["retry_reason"] = record.retry_reason;
+  }
   return out;
 }
 
@@ -284,6 +291,12 @@ DomainRecord decodeDomain(const json& in, const DecodeContext& context) {
   // Added after version 1 was first written: absent in older journals.
   record.memory_kib = jsonInteger(in, "memory_kib", std::uint64_t{0});
   record.interrupted_migrations = jsonInteger(in, "interrupted_migrations", 0u);
+  record.destination_failures = jsonInteger(in, "destination_failures", 0u);
+  if (record.destination_failures > 0) {
+    record.failed_destinations = in.at("failed_destinations").get<std::vector<std::string>>();
+    record.retry_at = decodeTime(in.at("retry_at"), "retry_at");
+    record.retry_reason = in.at("retry_reason").get<std::string>();
+  }
   record.state = decodeStage(in, record, context);
   return record;
 }

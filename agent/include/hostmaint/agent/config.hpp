@@ -61,6 +61,13 @@ struct MigrationConfig {
   std::uint64_t reserved_memory_mib = 512;
   // A destination's free memory older than this is probed again before use.
   std::chrono::seconds destination_probe_interval{30};
+  // A migration that failed because of its destination (unreachable, its
+  // libvirtd gone, ...) is tried again this many times before the domain's
+  // fallback: at once on another destination when there is one, else on the
+  // same one after destination_retry_delay (doubled each time), and only
+  // while the window has not ended.
+  unsigned destination_retries = 2;
+  std::chrono::seconds destination_retry_delay{30};
 
   // The entry for `uri`: the configured one, or defaults for a URI that only
   // a maintenance request named.
