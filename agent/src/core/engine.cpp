@@ -290,6 +290,10 @@ std::optional<TimePoint> MaintenanceEngine::Impl::nextWakeup() const {
     if (when && *when > t && (!best || *when < *best)) best = when;
   };
   if (phase() == HostPhase::scheduled && state.window) consider(state.window->start);
+  // The overrun begins at the window's end, with no other event to wake for.
+  if ((phase() == HostPhase::scheduled || phase() == HostPhase::draining) && state.window) {
+    consider(state.window->end);
+  }
   for (const DomainRecord& record : state.domains) {
     if (const auto* awaiting = std::get_if<stage::AwaitingAck>(&record.state)) {
       consider(awaiting->deadline);
