@@ -60,7 +60,8 @@ class Blockers(DaemonTestCase):
         shown = self.daemon.ctl("status", check=0).stdout
         self.assertIn("overrun", shown)
 
-        # A later end ends it.
+        # A later end ends it; the start as status.json shows it (whole
+        # seconds, while "now" had a fraction) is the same start.
         self.daemon.ctl("reschedule", "--start", status["window"]["start"], "--end", "+1h",
                         check=0)
         status = self.daemon.status_file()

@@ -176,6 +176,25 @@ TEST_F(EngineOverrun, ALaterEndEndsTheOverrunAndTellsTheOwnersAgain) {
   EXPECT_TRUE(issued[0].notice.overrun);
 }
 
+TEST_F(EngineOverrun, AStartGivenInWholeSecondsAsShownIsTheSameStart) {
+  add("slow", kSuspend);
+  clock.advance(250ms);  // "now" from hostmaintctl has a fraction
+  start();
+  agent::ScheduleRequest request = window(0s, 1h);
+  engine->schedule(request);
+  ASSERT_TRUE(advanceToWakeup());
+  ASSERT_TRUE(status().overrun);
+  agent::MaintenanceWindow as_shown = request.window;
+  as_shown.start = std::chrono::floor<std::chrono::seconds>(request.window.start);
+  as_shown.end = clock.now() + 1h;
+  engine->reschedule(as_shown);
+  EXPECT_FALSE(status().overrun);
+  EXPECT_EQ(status().window->start, request.window.start) << "the start is kept as it was";
+  EXPECT_EQ(status().window->end, as_shown.end);
+  as_shown.start += 1s;
+  EXPECT_THROW(engine->reschedule(as_shown), agent::CommandError) << "another second is a move";
+}
+
 TEST_F(EngineOverrun, CancelEndsTheOverrun) {
   add("slow", kSuspend);
   start();
