@@ -450,6 +450,10 @@ std::string renderStatus(const json& status, const RenderOptions& options) {
     head.push_back({"removal", flag(window, "removal") ? "yes: the host leaves for good" : "no"});
     const std::string reason = text(window, "reason");
     if (!reason.empty()) head.push_back({"reason", reason});
+    if (flag(status, "overrun"))
+      head.push_back({"overrun", "yes: the window ended with the host still draining (since " +
+                                     instantText(status, "overrun_since", options) +
+                                     "); nothing is forced, the drain continues"});
   } else {
     head.push_back({"window", "none scheduled"});
   }

@@ -119,6 +119,18 @@ TEST(CtlRender, StatusShowsHostPhaseWindowAndHypervisor) {
   EXPECT_TRUE(contains(lineWith(out, "hypervisor"), "test:///default (connected)")) << out;
 }
 
+TEST(CtlRender, StatusShowsAnOverrunOnlyWhenThereIsOne) {
+  EXPECT_EQ(lineWith(renderStatus(sampleStatus(), kUtc), "overrun"), "");
+  json status = sampleStatus();
+  status["window"]["end"] = "2026-11-25T10:03:00Z";
+  status["overrun"] = true;
+  status["overrun_since"] = "2026-11-25T10:03:00Z";
+  const std::string out = renderStatus(status, kUtc);
+  const std::string line = lineWith(out, "overrun");
+  EXPECT_TRUE(contains(line, "yes: the window ended with the host still draining")) << out;
+  EXPECT_TRUE(contains(line, "2026-11-25 10:03:00 UTC (2m ago)")) << out;
+}
+
 TEST(CtlRender, StatusNamesEveryBlockerWithItsReason) {
   const std::string out = renderStatus(sampleStatus(), kUtc);
   EXPECT_TRUE(contains(out, "blockers (2):")) << out;

@@ -105,5 +105,38 @@ TEST(StatusChangeLog, ReadinessAndConnectionChangesAreNamed) {
   EXPECT_EQ(lines[1].level, spdlog::level::info);
 }
 
+TEST(StatusChangeLog, AnOverrunIsAWarningOnceAndItsEndIsNews) {
+  using std::chrono::hours;
+  const agent::TimePoint start{std::chrono::seconds(1893456000)};
+  agent::HostStatus draining;
+  draining.phase = agent::HostPhase::draining;
+  draining.window = agent::MaintenanceWindow{start, start + hours(1), false, ""};
+  agent::HostStatus overrun = draining;
+  overrun.overrun = true;
+  overrun.overrun_since = start + hours(1);
+  overrun.blockers = {{"window", "the window ended at 2030-01-01T01:00:00Z; still draining: "
+                                 "1 domain (web1)"}};
+  auto lines = describeStatusChanges(draining, overrun);
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_EQ(lines[0].level, spdlog::level::warn);
+  EXPECT_EQ(lines[0].text,
+            "maintenance window overrun: the window ended at 2030-01-01T01:00:00Z; still "
+            "draining: 1 domain (web1); nothing is forced, the drain continues within its limits");
+  EXPECT_TRUE(describeStatusChanges(overrun, overrun).empty()) << "once, not per change";
+  EXPECT_EQ(describeStatusChanges(std::nullopt, overrun).size(), 2u)
+      << "found at start-up: the phase and the overrun";
+
+  agent::HostStatus later = draining;
+  later.window->end = start + hours(2);
+  EXPECT_THAT(texts(describeStatusChanges(overrun, later)),
+              ::testing::ElementsAre("maintenance window overrun ended: phase draining, the "
+                                     "window now ends at 2030-01-01T02:00:00Z"));
+  agent::HostStatus empty = draining;
+  empty.phase = agent::HostPhase::empty;
+  EXPECT_THAT(texts(describeStatusChanges(overrun, empty)),
+              ::testing::ElementsAre("phase draining -> empty",
+                                     "maintenance window overrun ended: phase empty"));
+}
+
 }  // namespace
 }  // namespace hostmaint::service

@@ -232,6 +232,7 @@ TEST_F(ServerFixture, MetricsAreValidPrometheusTextWithTheStatusValues) {
   EXPECT_EQ(values["hostmaint_migration_processed_bytes"], "1000");
   EXPECT_EQ(values["hostmaint_migration_remaining_bytes"], "24");
   EXPECT_EQ(values["hostmaint_blockers"], "1");
+  EXPECT_EQ(values["hostmaint_overrun"], "0");
   EXPECT_EQ(values["hostmaint_hypervisor_connected"], "1");
   EXPECT_EQ(values["hostmaint_status_generation"], "7");
   EXPECT_EQ(values["hostmaint_action_duration_seconds{domain=\"db1\",action=\"suspend\"}"],
@@ -246,6 +247,16 @@ TEST_F(ServerFixture, MetricsAreValidPrometheusTextWithTheStatusValues) {
   EXPECT_EQ(values["hostmaint_migration_throughput_bytes_per_second"], "125000000");
   EXPECT_EQ(values["hostmaint_controller_up"], "0");
   EXPECT_EQ(values["hostmaint_controller_consecutive_errors"], "3");
+}
+
+TEST(Metrics, OverrunIsAGauge) {
+  agent::HostStatus status = drainingStatus();
+  status.overrun = true;
+  status.overrun_since = agent::TimePoint{} + std::chrono::seconds(150);
+  const auto text = renderMetrics(status);
+  EXPECT_EQ(prometheusProblems(text), std::vector<std::string>{});
+  EXPECT_NE(text.find("# TYPE hostmaint_overrun gauge\nhostmaint_overrun 1\n"), std::string::npos)
+      << text;
 }
 
 TEST(MetricsCounters, MigratedBytesAndControllerErrorsOnlyGrow) {

@@ -73,6 +73,24 @@ TEST(StatusJson, IdleHostHasEveryTopLevelFieldWithNulls) {
             (json{{"uri", "test:///default"}, {"connection", "connecting"}, {"detail", ""}}));
   EXPECT_EQ(doc["counts"].size(), 11u);
   EXPECT_EQ(doc["counts"]["awaiting-ack"], 0);
+  EXPECT_EQ(doc["overrun"], false);
+  EXPECT_TRUE(doc.contains("overrun_since") && doc["overrun_since"].is_null());
+}
+
+TEST(StatusJson, AnOverrunSaysSinceWhenAndItsBlocker) {
+  HostStatus status = emptyStatus();
+  status.phase = HostPhase::draining;
+  status.window =
+      MaintenanceWindow{at(2026, 11, 25, 4, 0, 0), at(2026, 11, 25, 6, 0, 0), false, "BIOS"};
+  status.overrun = true;
+  status.overrun_since = at(2026, 11, 25, 6, 0, 0);
+  status.blockers = {{"window", "the window ended at 2026-11-25T06:00:00Z; still draining: "
+                                "1 domain (web1)"}};
+  json doc = statusToJson(status);
+  EXPECT_EQ(doc["schema_version"], 1) << "an added field, not a new version";
+  EXPECT_EQ(doc["overrun"], true);
+  EXPECT_EQ(doc["overrun_since"], "2026-11-25T06:00:00Z");
+  EXPECT_EQ(doc["blockers"][0]["subject"], "window");
 }
 
 TEST(StatusJson, ScheduledHostRendersWindowBlockersAndEvidence) {

@@ -290,6 +290,10 @@ std::optional<TimePoint> MaintenanceEngine::Impl::nextWakeup() const {
     if (when && *when > t && (!best || *when < *best)) best = when;
   };
   if (phase() == HostPhase::scheduled && state.window) consider(state.window->start);
+  // The overrun begins at the window's end, with no other event to wake for.
+  if ((phase() == HostPhase::scheduled || phase() == HostPhase::draining) && state.window) {
+    consider(state.window->end);
+  }
   for (const DomainRecord& record : state.domains) {
     if (const auto* awaiting = std::get_if<stage::AwaitingAck>(&record.state)) {
       consider(awaiting->deadline);
@@ -370,15 +374,22 @@ void MaintenanceEngine::reschedule(const MaintenanceWindow& window) {
   }
   checkWindow("reschedule", window, e.now());
   const MaintenanceWindow& current = *e.state.window;
-  if (e.phase() == HostPhase::draining &&
-      (window.start != current.start || window.removal != current.removal)) {
-    throw CommandError(
-        "cannot move the start or change removal of a maintenance that is draining; only its "
-        "end and reason can change (cancel and schedule again instead)");
+  MaintenanceWindow next = window;
+  if (e.phase() == HostPhase::draining) {
+    // Every interface shows the start in whole seconds while a start of
+    // "now" has a fraction: the start as shown is the same start.
+    using std::chrono::floor;
+    using std::chrono::seconds;
+    if (floor<seconds>(next.start) == floor<seconds>(current.start)) next.start = current.start;
+    if (next.start != current.start || next.removal != current.removal) {
+      throw CommandError(
+          "cannot move the start or change removal of a maintenance that is draining; only its "
+          "end and reason can change (cancel and schedule again instead)");
+    }
   }
   Impl::Entry entry(e);
   EngineState before = e.state;
-  e.state.window = window;
+  e.state.window = next;
   if (e.phase() == HostPhase::scheduled) {
     for (DomainRecord& record : e.state.domains) {
       if (auto info = e.hypervisor.domain(record.uuid)) e.planRecord(record, *info);

@@ -110,6 +110,11 @@ std::string describe(const DomainNotice& n, const std::string& name, const std::
                                                : "shut it down on this host") +
             " for the maintenance.";
   }
+  if (n.overrun) {
+    text += " The maintenance window ended at " + formatTime(n.window_end) +
+            " before this was done; nothing is forced at its end: the maintenance continues "
+            "past it, so this may still happen after the window.";
+  }
   return text;
 }
 
@@ -181,6 +186,7 @@ std::optional<DomainNotice> computeNotice(const NoticeInput& input,
   const KeepDecision keep = keepDecision(domain.name, input.policy, input.window.removal);
   notice.keep_allowed = keep.action.has_value();
   notice.keep_action = keep.action;
+  notice.overrun = input.overrun;
   if (domain.action) {
     Downtime downtime = estimateDowntime(input, *domain.action, settings);
     notice.expected_downtime = downtime.expected;
@@ -266,7 +272,7 @@ bool materiallyDifferent(const DomainNotice& a, const DomainNotice& b) {
                            seconds(n.window_start), seconds(n.window_end), n.removal,
                            seconds(n.earliest_start), n.ack_required, n.ack, n.ack_reason,
                            seconds(n.ack_deadline), n.ack_timeout_action, n.keep_allowed,
-                           n.keep_action, seconds(n.owner_deadline));
+                           n.keep_action, seconds(n.owner_deadline), n.overrun);
   };
   // An action that could not be planned is explained only in the message,
   // and so is each step of a host shutdown (suspended, then restored).
@@ -300,6 +306,7 @@ json noticeToJson(const DomainNotice& n) {
       {"keep_allowed", n.keep_allowed},
       {"keep_action", orNull(n.keep_action, action)},
       {"owner_deadline", orNull(n.owner_deadline, time)},
+      {"overrun", n.overrun},
       {"message", n.message},
   };
 }
@@ -340,6 +347,9 @@ DomainNotice noticeFromJson(const json& v) {
     n.keep_action =
         enumOrNull<MaintenanceAction>(v.at("keep_action"), "keep_action", parseMaintenanceAction);
     n.owner_deadline = timeOrNull(v.at("owner_deadline"), "owner_deadline");
+    // Absent in ledgers written before the window's end was watched.
+    if (const auto overrun = v.find("overrun"); overrun != v.end() && !overrun->is_null())
+      n.overrun = overrun->get<bool>();
     n.message = v.at("message").get<std::string>();
     return n;
   } catch (const json::exception& error) {

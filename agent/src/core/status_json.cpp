@@ -197,6 +197,8 @@ json statusToJson(const HostStatus& status) {
       {"ready", status.ready},
       {"session_id", orNull(status.session_id, [](const std::string& id) { return id; })},
       {"window", orNull(status.window, windowToJson)},
+      {"overrun", status.overrun},
+      {"overrun_since", orNull(status.overrun_since, [](TimePoint t) { return formatTime(t); })},
       {"blockers", std::move(blockers)},
       {"evidence", std::move(evidence)},
       {"hypervisor",

@@ -177,6 +177,36 @@ bool inMaintenance(HostPhase phase) {
          phase == HostPhase::empty || phase == HostPhase::in_maintenance;
 }
 
+bool isSettled(const DomainRecord& record) {
+  return holds<stage::Done>(record.state) || holds<stage::Left>(record.state);
+}
+
+// Whether the window ended before this domain's drain was done: it is still
+// to be handled, or was handled only after the end. Stays true once true (a
+// late finish does not revise the owner's notice a second time).
+bool overrunFor(const DomainRecord& record, TimePoint window_end) {
+  if (!isSettled(record)) return true;
+  return record.finished_at && *record.finished_at >= window_end;
+}
+
+// The blocker of an overrun: when the window ended and what is left.
+std::string overrunReason(const EngineState& state) {
+  constexpr std::size_t kNamesShown = 10;
+  std::vector<std::string> left;
+  for (const DomainRecord& record : state.domains) {
+    if (!isSettled(record)) left.push_back(record.name);
+  }
+  std::string text = "the window ended at " + formatTime(state.window->end) + "; ";
+  if (left.empty()) return text + "every domain is handled but the host is not yet evidenced empty";
+  text += "still draining: " + std::to_string(left.size()) +
+          (left.size() == 1 ? " domain (" : " domains (");
+  for (std::size_t i = 0; i < left.size() && i < kNamesShown; ++i) {
+    text += (i ? ", " : "") + left[i];
+  }
+  if (left.size() > kNamesShown) text += ", and " + std::to_string(left.size() - kNamesShown) + " more";
+  return text + ")";
+}
+
 }  // namespace
 
 HostStatus projectStatus(const StatusInputs& in) {
@@ -210,6 +240,15 @@ HostStatus projectStatus(const StatusInputs& in) {
   }
   if (in.journal_error) {
     out.blockers.push_back({"journal", "cannot save the engine state: " + *in.journal_error});
+  }
+  // Scheduled past the end cannot last (the start comes first and begins
+  // the drain), but is an overrun just the same if it were seen.
+  const bool window_ended = state.window && in.now >= state.window->end;
+  if (window_ended &&
+      (state.phase == HostPhase::draining || state.phase == HostPhase::scheduled)) {
+    out.overrun = true;
+    out.overrun_since = state.window->end;
+    out.blockers.push_back({"window", overrunReason(state)});
   }
   for (const DomainRecord& record : state.domains) {
     const DomainText text = describeDomain(record);
@@ -249,7 +288,8 @@ HostStatus projectStatus(const StatusInputs& in) {
                                *state.window,
                                state.session_id.value_or(""),
                                state.scheduled_at.value_or(in.now),
-                               state.migration_throughput_bps};
+                               state.migration_throughput_bps,
+                               window_ended && overrunFor(record, state.window->end)};
       view.notice = computeNotice(notice, in.notice_settings);
     } else if (state.phase == HostPhase::idle && state.host_shutdown) {
       for (const HostShutdownDomain& entry : state.host_shutdown->domains) {

@@ -4,6 +4,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "hostmaint/agent/status_json.hpp"
+
 namespace hostmaint::service {
 namespace {
 
@@ -76,6 +78,23 @@ std::vector<StatusLogLine> describeStatusChanges(const std::optional<agent::Host
                           after.phase == agent::HostPhase::idle;
       lines.push_back({ending ? spdlog::level::info : spdlog::level::warn, text});
     }
+  }
+  // Once when it begins (or is found at start-up), once when it ends.
+  const bool was_overrun = before && before->overrun;
+  if (after.overrun && !was_overrun) {
+    std::string text = "maintenance window overrun: ";
+    for (const agent::Blocker& blocker : after.blockers) {
+      if (blocker.subject == "window") text += blocker.reason;
+    }
+    lines.push_back({spdlog::level::warn,
+                     text + "; nothing is forced, the drain continues within its limits"});
+  } else if (was_overrun && !after.overrun) {
+    std::string text = "maintenance window overrun ended: phase " +
+                       std::string(agent::toString(after.phase));
+    if (after.window && after.phase == before->phase) {
+      text += ", the window now ends at " + agent::formatTime(after.window->end);
+    }
+    lines.push_back({spdlog::level::info, text});
   }
   if (before && before->hypervisor_connection != after.hypervisor_connection) {
     std::string text = "libvirt " + std::string(hv::toString(after.hypervisor_connection));

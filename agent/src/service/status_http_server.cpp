@@ -195,6 +195,9 @@ std::string renderMetrics(const agent::HostStatus& status, const MetricsCounters
     for (const auto& [result, count] : by_result)
       text.sample("hostmaint_host_shutdown_domains", {{"result", result}}, count);
   }
+  text.family("hostmaint_overrun", "gauge",
+              "1 while the maintenance window has ended with the host still draining.");
+  text.sample("hostmaint_overrun", status.overrun ? 1 : 0);
   text.family("hostmaint_blockers", "gauge", "Reasons the host is not ready.");
   text.sample("hostmaint_blockers", status.blockers.size());
   text.family("hostmaint_hypervisor_connected", "gauge",

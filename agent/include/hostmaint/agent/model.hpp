@@ -125,6 +125,9 @@ struct DomainNotice {
   bool keep_allowed = false;
   std::optional<MaintenanceAction> keep_action;  // what `keep` would mean (suspend/shutdown)
   std::optional<TimePoint> owner_deadline;       // action `owner`: leave by then
+  // The window ended before this domain's action was done: the maintenance
+  // runs on past it (docs/engine.md, "The end of the window").
+  bool overrun = false;
   std::string message;                           // the notice in plain words
 
   bool operator==(const DomainNotice&) const = default;
@@ -299,6 +302,11 @@ struct HostStatus {
   bool ready = false;
   std::optional<std::string> session_id;
   std::optional<MaintenanceWindow> window;
+  // The window's end has passed and the host is still draining (not yet
+  // evidenced empty); since the window's end. Nothing is forced at the end:
+  // the drain continues, loudly (docs/engine.md, "The end of the window").
+  bool overrun = false;
+  std::optional<TimePoint> overrun_since;
   std::vector<Blocker> blockers;
   std::vector<hv::EvidenceCheck> evidence;
   std::vector<DomainStatus> domains;

@@ -51,6 +51,9 @@ struct NoticeInput {
   TimePoint noticed_at{};  // when the maintenance was scheduled
   // Measured on earlier migrations from this host; 0: none measured yet.
   std::uint64_t measured_throughput_bps = 0;
+  // The window ended before this domain's action was done (and it is still
+  // pending, or finished only after the end).
+  bool overrun = false;
 };
 
 // `downtime_basis` of the notices a host shutdown issues (docs/notices.md).
