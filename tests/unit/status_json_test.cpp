@@ -73,6 +73,20 @@ TEST(StatusJson, IdleHostHasEveryTopLevelFieldWithNulls) {
             (json{{"uri", "test:///default"}, {"connection", "connecting"}, {"detail", ""}}));
   EXPECT_EQ(doc["counts"].size(), 11u);
   EXPECT_EQ(doc["counts"]["awaiting-ack"], 0);
+  EXPECT_FALSE(doc.contains("dbus")) << "the engine's own status has no bus";
+}
+
+TEST(StatusJson, BusHealthIsShownWithTimeAndLastError) {
+  HostStatus status = emptyStatus();
+  status.dbus = BusHealth{true, status.updated_at, std::nullopt};
+  EXPECT_EQ(statusToJson(status)["dbus"], (json{{"connected", true},
+                                                {"since", "2026-11-25T04:00:00Z"},
+                                                {"last_error", nullptr}}));
+  status.dbus = BusHealth{false, std::nullopt, "lost the connection to the D-Bus system bus"};
+  EXPECT_EQ(statusToJson(status)["dbus"],
+            (json{{"connected", false},
+                  {"since", nullptr},
+                  {"last_error", "lost the connection to the D-Bus system bus"}}));
 }
 
 TEST(StatusJson, ScheduledHostRendersWindowBlockersAndEvidence) {
