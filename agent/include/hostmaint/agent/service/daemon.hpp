@@ -6,7 +6,7 @@
 //     hypervisor -> controller clients and notice webhook (their token files
 //     checked) -> notice board -> journal -> signal handling;
 //   run(): wait (bounded) for the first inventory -> agent (engine built and
-//     recovered, status.json, D-Bus object, bus name) -> controller link ->
+//     recovered, D-Bus object, bus name, status.json) -> controller link ->
 //     HTTP endpoint -> watchdog -> READY=1; then one thread runs the loop until
 //     SIGTERM/SIGINT (a bus lost meanwhile is reconnected, BusLink).
 #pragma once
