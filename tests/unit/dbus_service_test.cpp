@@ -292,7 +292,11 @@ TEST_F(DbusServiceTest, ServesTheRecoveredStateAndWritesTheStatusFile) {
   const nlohmann::json from_bus = nlohmann::json::parse(stringProperty("StatusJSON"));
   EXPECT_EQ(from_bus, statusFile());
   EXPECT_EQ(from_bus["phase"], "idle");
-  EXPECT_EQ(from_bus, agent::statusToJson(engine->status()));
+  EXPECT_EQ(from_bus, agent::statusToJson(service->shownStatus()));
+  // The service adds the bus connection to the engine's status.
+  EXPECT_EQ(from_bus["dbus"]["connected"], true);
+  EXPECT_EQ(from_bus["dbus"]["since"], agent::formatTime(clock.now()));
+  EXPECT_TRUE(from_bus["dbus"]["last_error"].is_null());
 }
 
 TEST_F(DbusServiceTest, ScheduleReturnsTheSessionAndEmitsWhatChanged) {
