@@ -24,7 +24,8 @@ std::string secondsText(std::chrono::steady_clock::duration duration) {
 std::chrono::milliseconds reconnectDelay(const BusReconnectSettings& settings, unsigned attempt) {
   std::chrono::milliseconds delay = settings.first_delay;
   // Doubled step by step: a long outage's attempt count cannot overflow a shift.
-  for (unsigned i = 0; i < attempt && delay < settings.max_delay; ++i) delay *= 2;
+  for (unsigned i = 0; i < attempt && delay < settings.max_delay && delay.count() > 0; ++i)
+    delay *= 2;
   return std::min(delay, settings.max_delay);
 }
 
