@@ -110,21 +110,38 @@ class PrivateBus:
         shutil.copy(BUS_POLICY, policy_dir / BUS_POLICY.name)
         conf = BUS_CONF_TEMPLATE.read_text()
         conf = conf.replace("@SOCKET_PATH@", str(socket_path)).replace("@POLICY_DIR@", str(policy_dir))
-        conf_path = self.dir / "bus.conf"
-        conf_path.write_text(conf)
+        self.conf_path = self.dir / "bus.conf"
+        self.conf_path.write_text(conf)
+        # The socket alone, without the daemon's guid: clients (hostmaintd
+        # above all) reach whichever dbus-daemon listens there, so the bus can
+        # be restarted under them (restart()).
+        self.address = f"unix:path={socket_path}"
+        self.process = None
+        self.start()
+
+    def start(self):
+        """Starts dbus-daemon on the socket and waits until it listens."""
         read_fd, write_fd = os.pipe()
         self.process = subprocess.Popen(
-            ["dbus-daemon", f"--config-file={conf_path}", "--nofork", f"--print-address={write_fd}"],
+            ["dbus-daemon", f"--config-file={self.conf_path}", "--nofork",
+             f"--print-address={write_fd}"],
             pass_fds=(write_fd,))
         os.close(write_fd)
         with os.fdopen(read_fd) as reader:
-            self.address = reader.readline().strip()
-        if not self.address:
+            printed = reader.readline().strip()
+        if not printed:
             raise RuntimeError("dbus-daemon did not print its address")
 
     def stop(self):
-        self.process.terminate()
-        self.process.wait(timeout=10)
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+    def restart(self):
+        """Stops dbus-daemon (every client loses its connection) and starts a new one
+        on the same socket and configuration: the same address."""
+        self.stop()
+        self.start()
 
 
 class NotifySocket:

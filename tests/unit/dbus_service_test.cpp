@@ -111,6 +111,17 @@ class DbusServiceTest : public ::testing::Test {
     web = hypervisor.uuidOf("web1");
     AgentServiceOptions options;
     options.runtime_dir = runtime_dir;
+    // A lost bus is reopened at the private bus's socket, quickly; the
+    // first `refuse_opens` attempts fail.
+    options.reopen_bus = [this] {
+      ++reopens;
+      if (refuse_opens > 0) {
+        --refuse_opens;
+        throw BusSetupError("refused by the test");
+      }
+      return openBusAt(bus.socketAddress());
+    };
+    options.bus_reconnect = {5ms, 20ms};
     service.emplace(io, AgentServiceParts{clock, hypervisor, journal, notifier}, settings,
                     openBusAt(bus.address()), options);
     engine = &service->engine();
@@ -240,6 +251,22 @@ class DbusServiceTest : public ::testing::Test {
   SlotPtr match;
   ChangeRecorder recorder;
   std::optional<BusDispatcher> client_dispatcher;
+  int reopens = 0;
+  int refuse_opens = 0;
+
+  // The bus daemon restarts: the client is gone with it and comes back once
+  // the service has reconnected.
+  void restartBus() {
+    client_dispatcher.reset();
+    match.reset();
+    client.reset();
+    bus.restart();
+  }
+  void reconnectClient() {
+    client = openBusAt(bus.address());
+    client_dispatcher.emplace(io, client.get());
+  }
+  bool busConnectedInStatusFile() { return statusFile()["dbus"]["connected"] == true; }
 };
 
 TEST_F(DbusServiceTest, ServesTheRecoveredStateAndWritesTheStatusFile) {
@@ -265,7 +292,11 @@ TEST_F(DbusServiceTest, ServesTheRecoveredStateAndWritesTheStatusFile) {
   const nlohmann::json from_bus = nlohmann::json::parse(stringProperty("StatusJSON"));
   EXPECT_EQ(from_bus, statusFile());
   EXPECT_EQ(from_bus["phase"], "idle");
-  EXPECT_EQ(from_bus, agent::statusToJson(engine->status()));
+  EXPECT_EQ(from_bus, agent::statusToJson(service->shownStatus()));
+  // The service adds the bus connection to the engine's status.
+  EXPECT_EQ(from_bus["dbus"]["connected"], true);
+  EXPECT_EQ(from_bus["dbus"]["since"], agent::formatTime(clock.now()));
+  EXPECT_TRUE(from_bus["dbus"]["last_error"].is_null());
 }
 
 TEST_F(DbusServiceTest, ScheduleReturnsTheSessionAndEmitsWhatChanged) {
@@ -327,6 +358,67 @@ TEST_F(DbusServiceTest, HypervisorEventsChangeTheDomainsProperty) {
     if (row[1] == "web1") {
       EXPECT_EQ(row[2], "paused");
     }
+}
+
+// The bus daemon goes away and comes back: the service notices, reconnects
+// with backoff (the first two attempts fail here), owns the name again and
+// serves the state as it is now, with what changed while the bus was down.
+TEST_F(DbusServiceTest, ReconnectsWhenTheBusComesBackAndServesTheCurrentState) {
+  ASSERT_EQ(scheduleIn(200ms).error_name, "");
+  ASSERT_TRUE(busConnectedInStatusFile());
+  const auto connected_since = statusFile()["dbus"]["since"];
+  EXPECT_TRUE(connected_since.is_string());
+  EXPECT_TRUE(statusFile()["dbus"]["last_error"].is_null());
+
+  refuse_opens = 2;
+  restartBus();
+  ASSERT_TRUE(runUntil(io, [&] { return !busConnectedInStatusFile(); }))
+      << "the lost connection is not shown";
+  EXPECT_EQ(statusFile()["dbus"]["last_error"], "lost the connection to the D-Bus system bus");
+  // The maintenance goes on while the bus is down: the window starts.
+  clock.advance(1s);
+  ASSERT_TRUE(runUntil(io, [&] {
+    return engine->status().phase == agent::HostPhase::draining && busConnectedInStatusFile();
+  })) << "no drain or no reconnect";
+  EXPECT_EQ(reopens, 3);
+  EXPECT_EQ(statusFile()["dbus"]["last_error"], "refused by the test");
+
+  reconnectClient();
+  EXPECT_EQ(stringProperty("Phase"), "draining");
+  const auto shown = nlohmann::json::parse(stringProperty("StatusJSON"));
+  EXPECT_EQ(shown["dbus"]["connected"], true);
+  EXPECT_EQ(shown, statusFile());
+  // Methods are served again.
+  EXPECT_EQ(agentCall("Cancel", "").error_name, "");
+}
+
+// Someone else owns the name when the bus is back: each attempt fails, the
+// status says why, and the name is claimed once it is free again.
+TEST_F(DbusServiceTest, ANameTakenWhileTheBusWasDownIsClaimedOnceFree) {
+  restartBus();
+  BusPtr rival = openBusAt(bus.address());
+  requestBusName(rival.get(), kBusName);
+  ASSERT_TRUE(runUntil(io, [&] {
+    const auto error = statusFile()["dbus"]["last_error"];
+    return error.is_string() && error.get<std::string>().find("already owned") != std::string::npos;
+  })) << statusFile()["dbus"].dump();
+  EXPECT_FALSE(busConnectedInStatusFile());
+  rival.reset();
+  ASSERT_TRUE(runUntil(io, [&] { return busConnectedInStatusFile(); }));
+  reconnectClient();
+  EXPECT_EQ(stringProperty("Phase"), "idle");
+}
+
+TEST(ReconnectDelayTest, DoublesFromTheFirstDelayUpToTheMaximum) {
+  const BusReconnectSettings settings;  // 200 ms doubling to 30 s
+  EXPECT_EQ(reconnectDelay(settings, 0), 200ms);
+  EXPECT_EQ(reconnectDelay(settings, 1), 400ms);
+  EXPECT_EQ(reconnectDelay(settings, 2), 800ms);
+  EXPECT_EQ(reconnectDelay(settings, 7), 25600ms);
+  EXPECT_EQ(reconnectDelay(settings, 8), 30s);
+  EXPECT_EQ(reconnectDelay(settings, 1000), 30s);
+  EXPECT_EQ(reconnectDelay(settings, ~0u), 30s);
+  EXPECT_EQ(reconnectDelay({1s, 1s}, 3), 1s);
 }
 
 TEST_F(DbusServiceTest, RefusalsCarryTheEnginesMessage) {
@@ -627,6 +719,13 @@ TEST(StatusLineTest, SaysPhaseReadinessAndStages) {
   agent::DomainStatus acting;
   acting.stage = agent::DomainStage::acting;
   status.domains = {done, acting, done};
+  EXPECT_EQ(statusLine(status),
+            "draining, not ready, 3 domains (1 acting, 2 done), hypervisor disconnected");
+  status.dbus = agent::BusHealth{false, std::nullopt, "lost"};
+  EXPECT_EQ(statusLine(status),
+            "draining, not ready, 3 domains (1 acting, 2 done), hypervisor disconnected, D-Bus "
+            "disconnected");
+  status.dbus->connected = true;
   EXPECT_EQ(statusLine(status),
             "draining, not ready, 3 domains (1 acting, 2 done), hypervisor disconnected");
 }

@@ -61,6 +61,7 @@ agent::HostStatus drainingStatus() {
   agent::ControllerHealth controller;
   controller.consecutive_failures = 3;
   status.controller = controller;
+  status.dbus = agent::BusHealth{false, agent::TimePoint{} + std::chrono::seconds(190), "lost"};
   return status;
 }
 
@@ -234,6 +235,7 @@ TEST_F(ServerFixture, MetricsAreValidPrometheusTextWithTheStatusValues) {
   EXPECT_EQ(values["hostmaint_blockers"], "1");
   EXPECT_EQ(values["hostmaint_overrun"], "0");
   EXPECT_EQ(values["hostmaint_hypervisor_connected"], "1");
+  EXPECT_EQ(values["hostmaint_dbus_connected"], "0");
   EXPECT_EQ(values["hostmaint_status_generation"], "7");
   EXPECT_EQ(values["hostmaint_action_duration_seconds{domain=\"db1\",action=\"suspend\"}"],
             "42.250");

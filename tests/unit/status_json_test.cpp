@@ -75,6 +75,7 @@ TEST(StatusJson, IdleHostHasEveryTopLevelFieldWithNulls) {
   EXPECT_EQ(doc["counts"]["awaiting-ack"], 0);
   EXPECT_EQ(doc["overrun"], false);
   EXPECT_TRUE(doc.contains("overrun_since") && doc["overrun_since"].is_null());
+  EXPECT_FALSE(doc.contains("dbus")) << "the engine's own status has no bus";
 }
 
 TEST(StatusJson, AnOverrunSaysSinceWhenAndItsBlocker) {
@@ -91,6 +92,19 @@ TEST(StatusJson, AnOverrunSaysSinceWhenAndItsBlocker) {
   EXPECT_EQ(doc["overrun"], true);
   EXPECT_EQ(doc["overrun_since"], "2026-11-25T06:00:00Z");
   EXPECT_EQ(doc["blockers"][0]["subject"], "window");
+}
+
+TEST(StatusJson, BusHealthIsShownWithTimeAndLastError) {
+  HostStatus status = emptyStatus();
+  status.dbus = BusHealth{true, status.updated_at, std::nullopt};
+  EXPECT_EQ(statusToJson(status)["dbus"], (json{{"connected", true},
+                                                {"since", "2026-11-25T04:00:00Z"},
+                                                {"last_error", nullptr}}));
+  status.dbus = BusHealth{false, std::nullopt, "lost the connection to the D-Bus system bus"};
+  EXPECT_EQ(statusToJson(status)["dbus"],
+            (json{{"connected", false},
+                  {"since", nullptr},
+                  {"last_error", "lost the connection to the D-Bus system bus"}}));
 }
 
 TEST(StatusJson, ScheduledHostRendersWindowBlockersAndEvidence) {

@@ -213,6 +213,14 @@ json statusToJson(const HostStatus& status) {
       {"cordon", cordonToJson(status.cordon)},
       {"host_shutdown", orNull(status.host_shutdown, hostShutdownToJson)},
   };
+  if (status.dbus) {
+    const BusHealth& bus = *status.dbus;
+    document["dbus"] = {
+        {"connected", bus.connected},
+        {"since", orNull(bus.since, [](TimePoint t) { return formatTime(t); })},
+        {"last_error", orNull(bus.last_error, [](const std::string& e) { return e; })},
+    };
+  }
   if (status.controller) {
     const ControllerHealth& health = *status.controller;
     auto time = [](TimePoint t) { return formatTime(t); };

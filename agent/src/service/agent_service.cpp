@@ -28,25 +28,20 @@ AgentService::AgentService(boost::asio::io_context& io, AgentServiceParts parts,
       options_(std::move(options)),
       status_file_(options_.runtime_dir),
       wakeup_(io),
-      engine_(parts.hypervisor, parts.clock, parts.journal, std::move(settings), *this),
-      bus_(std::move(bus)) {
+      engine_(parts.hypervisor, parts.clock, parts.journal, std::move(settings), *this) {
   // The engine takes the hypervisor's events from here on; the loop does not
   // run before recover() below, so none reaches it first.
   hypervisor_.setObserver(this);
   try {
     engine_.recover();
-    object_ = std::make_unique<AgentObject>(bus_.get(), engine_, options_.caller_policy);
-    // After the object exists: notices issued now (a restart that changed a
-    // plan) go out as signals.
-    const agent::HostStatus initial = shownStatus();
-    writeStatusFile(initial);
-    object_->publish(initial);
-    dispatcher_ = std::make_unique<BusDispatcher>(io_, bus_.get(), [this] {
-      if (options_.on_bus_lost) options_.on_bus_lost("lost the connection to the D-Bus system bus");
-    });
-    // The object is registered before the name is claimed: whoever sees the
-    // name sees the whole object.
-    requestBusName(bus_.get(), kBusName);
+    bus_link_.emplace(io_, clock_, engine_, options_.caller_policy,
+                      BusLinkHooks{options_.reopen_bus, [this] { return shownStatus(); },
+                                   [this] { republish(); }},
+                      options_.bus_reconnect);
+    // Registers the object, publishes the status on it (notices issued now,
+    // by a restart that changed a plan, go out as signals) and claims the name.
+    bus_link_->attach(std::move(bus));
+    writeStatusFile(shownStatus());
   } catch (...) {
     // The destructor does not run for a half-built service: nothing may
     // keep pointing at it.
@@ -63,7 +58,7 @@ AgentService::~AgentService() { hypervisor_.setObserver(nullptr); }
 void AgentService::reload(agent::EngineSettings settings, CallerPolicy policy) {
   engine_.updateSettings(std::move(settings));
   options_.caller_policy = policy;
-  object_->setCallerPolicy(std::move(policy));
+  bus_link_->setCallerPolicy(std::move(policy));
 }
 
 void AgentService::onDomainEvent(const hv::DomainEvent& event) { engine_.onDomainEvent(event); }
@@ -116,15 +111,14 @@ void AgentService::republish() { onStatusChanged(engine_.status()); }
 
 void AgentService::decorate(agent::HostStatus& status) {
   status.controller = controller_health_;
+  if (bus_link_) status.dbus = bus_link_->health();
   if (cordon_keeper_) {
     cordon_keeper_->decorate(status.cordon);
     if (auto blocker = cordon_keeper_->blocker(status.cordon)) status.blockers.push_back(*blocker);
   }
   if (!notice_board_) return;
   for (const agent::NoticeLedger::Issued& issued : notice_board_->apply(status)) {
-    if (!object_) continue;
-    object_->emitNotice(issued.uuid, issued.name, issued.notice);
-    if (dispatcher_) dispatcher_->kick();
+    if (bus_link_) bus_link_->emitNotice(issued.uuid, issued.name, issued.notice);
   }
 }
 
@@ -143,8 +137,7 @@ void AgentService::onStatusChanged(const agent::HostStatus& engine_status) {
   change_log_.record(status);
   writeStatusFile(status);
   if (options_.on_published) options_.on_published(status);
-  object_->publish(status);
-  dispatcher_->kick();
+  bus_link_->publish(status);
   std::string line = statusLine(status);
   if (line != last_status_line_) {
     notifier_.status(line);

@@ -289,11 +289,6 @@ void Daemon::startServing() {
   AgentServiceOptions options;
   options.runtime_dir = config_.paths.runtime_dir;
   options.caller_policy.admin_group = config_.dbus.admin_group;
-  options.on_bus_lost = [this](const std::string& why) {
-    spdlog::critical("{}; stopping so the service manager can restart hostmaintd", why);
-    exit_status_ = 1;
-    io_.stop();
-  };
   options.on_published = [this](const agent::HostStatus& status) { publish(status); };
   try {
     // The engine takes the hypervisor's connection state when it is built,
@@ -335,7 +330,7 @@ void Daemon::startServing() {
 }
 
 int Daemon::run() {
-  if (!awaitFirstInventory()) return exit_status_;
+  if (!awaitFirstInventory()) return 0;
   try {
     startServing();
   } catch (const DaemonStartError& error) {
@@ -348,7 +343,7 @@ int Daemon::run() {
                HOSTMAINT_VERSION, status, config_.libvirt.uri, kBusName, systemBusAddress());
   io_.run();
   watchdog_->stop();
-  return exit_status_;
+  return 0;
 }
 
 int runDaemon(agent::Config config, const DaemonOptions& options) {

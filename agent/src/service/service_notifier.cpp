@@ -33,6 +33,7 @@ std::string statusLine(const agent::HostStatus& status) {
   }
   if (status.hypervisor_connection != hv::ConnectionState::connected)
     line += ", hypervisor " + std::string(hv::toString(status.hypervisor_connection));
+  if (status.dbus && !status.dbus->connected) line += ", D-Bus disconnected";
   return line;
 }
 

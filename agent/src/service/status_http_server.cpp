@@ -204,6 +204,11 @@ std::string renderMetrics(const agent::HostStatus& status, const MetricsCounters
               "1 while the connection to the hypervisor is up.");
   text.sample("hostmaint_hypervisor_connected",
               status.hypervisor_connection == hv::ConnectionState::connected ? 1 : 0);
+  if (status.dbus) {
+    text.family("hostmaint_dbus_connected", "gauge",
+                "1 while hostmaintd is connected to the D-Bus system bus and owns its name.");
+    text.sample("hostmaint_dbus_connected", status.dbus->connected ? 1 : 0);
+  }
   text.family("hostmaint_migration_throughput_bytes_per_second", "gauge",
               "Throughput of this host's recent migrations (moving average; 0 until one ended).");
   text.sample("hostmaint_migration_throughput_bytes_per_second", status.migration_throughput_bps);

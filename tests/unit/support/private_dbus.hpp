@@ -34,6 +34,33 @@ class PrivateDbus {
     if (!mkdtemp(pattern.data()))
       throw std::system_error(errno, std::generic_category(), "mkdtemp");
     dir_ = pattern;
+    start();
+  }
+
+  ~PrivateDbus() {
+    stop();
+    std::error_code ignored;
+    std::filesystem::remove_all(dir_, ignored);
+  }
+
+  // Stops the dbus-daemon (every connection is lost) and starts a new one on
+  // the same socket, which socketAddress() reaches.
+  void restart() {
+    stop();
+    start();
+  }
+
+  PrivateDbus(const PrivateDbus&) = delete;
+  PrivateDbus& operator=(const PrivateDbus&) = delete;
+
+  // As printed, with the daemon's guid: a connection to it checks the guid.
+  const std::string& address() const { return address_; }
+  // The socket alone: reaches whichever daemon listens there (restart()).
+  std::string socketAddress() const { return "unix:path=" + (dir_ / "bus").string(); }
+
+ private:
+  // Starts a dbus-daemon on the socket; the constructor's and restart()'s.
+  void start() {
     int fds[2];
     if (pipe2(fds, O_CLOEXEC) != 0) throw std::system_error(errno, std::generic_category(), "pipe");
     posix_spawn_file_actions_t actions;
@@ -44,7 +71,7 @@ class PrivateDbus {
                                   "--session",
                                   "--nofork",
                                   "--nopidfile",
-                                  "--address=unix:path=" + (dir_ / "bus").string(),
+                                  "--address=" + socketAddress(),
                                   "--print-address=3"};
     std::vector<char*> argv;
     for (std::string& arg : args) argv.push_back(arg.data());
@@ -61,20 +88,14 @@ class PrivateDbus {
     if (address_.empty()) throw std::runtime_error("dbus-daemon did not print its address");
   }
 
-  ~PrivateDbus() {
+  void stop() {
+    if (pid_ <= 0) return;
     kill(pid_, SIGTERM);
     int status = 0;
     waitpid(pid_, &status, 0);
-    std::error_code ignored;
-    std::filesystem::remove_all(dir_, ignored);
+    pid_ = -1;
   }
 
-  PrivateDbus(const PrivateDbus&) = delete;
-  PrivateDbus& operator=(const PrivateDbus&) = delete;
-
-  const std::string& address() const { return address_; }
-
- private:
   static std::string readLine(int fd, std::chrono::milliseconds timeout) {
     std::string line;
     const auto deadline = std::chrono::steady_clock::now() + timeout;

@@ -147,6 +147,15 @@ struct NoticeWebhookHealth {
   bool operator==(const NoticeWebhookHealth&) const = default;
 };
 
+// hostmaintd's connection to the D-Bus system bus. Not a readiness
+// condition: the maintenance goes on while it is down and reconnecting.
+struct BusHealth {
+  bool connected = false;
+  std::optional<TimePoint> since;        // when it was (re)established, or lost
+  std::optional<std::string> last_error;  // the last loss or failed reconnect, kept after one
+  bool operator==(const BusHealth&) const = default;
+};
+
 struct DomainStatus {
   std::string uuid;
   std::string name;
@@ -318,6 +327,8 @@ struct HostStatus {
   std::string hypervisor_detail;
   std::optional<ControllerHealth> controller;  // unset: no controller configured
   std::optional<NoticeWebhookHealth> notice_webhook;  // unset: no webhook configured
+  // Set by the service (AgentService); unset only in the engine's own status.
+  std::optional<BusHealth> dbus;
   CordonStatus cordon;
   std::optional<HostShutdownRecord> host_shutdown;  // the last one, if any
 

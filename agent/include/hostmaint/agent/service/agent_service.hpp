@@ -1,13 +1,15 @@
 // AgentService is the agent as the outside world sees it: the engine and
 // everything its status goes to, on one io_context.
 //
-// Building it builds the engine, recovers it from the journal, writes
-// status.json, registers the D-Bus object and claims the bus name, in that
-// order: whoever sees the name sees the reconciled state (docs/architecture.md).
+// Building it builds the engine, recovers it from the journal, registers the
+// D-Bus object, claims the bus name and writes status.json, in that order:
+// whoever sees the name sees the reconciled state (docs/architecture.md).
 // From then on every status change is written to status.json, handed to
 // `on_published` (the HTTP endpoint, the controller link), emitted on D-Bus as
 // PropertiesChanged and sent to the service manager as STATUS=; the one wakeup
-// timer is armed whenever the engine says its next wakeup changed.
+// timer is armed whenever the engine says its next wakeup changed. The bus
+// connection is kept by a BusLink, which reconnects when it is lost; the
+// status shows its health (`dbus` in status.json).
 #pragma once
 
 #include <boost/asio/io_context.hpp>
@@ -21,6 +23,7 @@
 #include "hostmaint/agent/engine.hpp"
 #include "hostmaint/agent/service/agent_object.hpp"
 #include "hostmaint/agent/service/asio_sd_bus.hpp"
+#include "hostmaint/agent/service/bus_link.hpp"
 #include "hostmaint/agent/service/cordon_keeper.hpp"
 #include "hostmaint/agent/service/notice_board.hpp"
 #include "hostmaint/agent/service/service_notifier.hpp"
@@ -32,8 +35,9 @@ namespace hostmaint::service {
 struct AgentServiceOptions {
   std::filesystem::path runtime_dir;
   CallerPolicy caller_policy;
-  // The bus connection was lost: the daemon cannot serve and should exit.
-  std::function<void(const std::string& why)> on_bus_lost;
+  // Opens the bus again after the connection was lost (tests: a private bus).
+  std::function<BusPtr()> reopen_bus = openSystemBus;
+  BusReconnectSettings bus_reconnect;
   // Every published status, after status.json and before D-Bus.
   std::function<void(const agent::HostStatus&)> on_published;
 };
@@ -62,7 +66,8 @@ class AgentService final : private agent::EngineListener, private hv::Hypervisor
   // journal cannot be read: starting afresh would forget a maintenance),
   // then registers the object on `bus`, claims the bus name and drives the
   // bus from the loop (throws BusSetupError with the reason). The hypervisor's
-  // events go to the engine from now until the service is destroyed.
+  // events go to the engine from now until the service is destroyed; a bus
+  // lost afterwards is reopened with options.reopen_bus (BusLink).
   AgentService(boost::asio::io_context& io, AgentServiceParts parts,
                agent::EngineSettings settings, BusPtr bus, AgentServiceOptions options);
   ~AgentService() override;
@@ -122,10 +127,8 @@ class AgentService final : private agent::EngineListener, private hv::Hypervisor
   std::optional<agent::TimePoint> wakeup_at_;  // as the engine last told
   bool serving_ = false;  // false while recovering: nothing is published yet
   agent::MaintenanceEngine engine_;
-  BusPtr bus_;
-  // The object calls into the engine: built after it, destroyed before it.
-  std::unique_ptr<AgentObject> object_;
-  std::unique_ptr<BusDispatcher> dispatcher_;
+  // Its object calls into the engine: built after it, destroyed before it.
+  std::optional<BusLink> bus_link_;
 };
 
 }  // namespace hostmaint::service

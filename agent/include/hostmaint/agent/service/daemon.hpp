@@ -6,9 +6,9 @@
 //     hypervisor -> controller clients and notice webhook (their token files
 //     checked) -> notice board -> journal -> signal handling;
 //   run(): wait (bounded) for the first inventory -> agent (engine built and
-//     recovered, status.json, D-Bus object, bus name) -> controller link ->
+//     recovered, D-Bus object, bus name, status.json) -> controller link ->
 //     HTTP endpoint -> watchdog -> READY=1; then one thread runs the loop until
-//     SIGTERM/SIGINT or a lost bus.
+//     SIGTERM/SIGINT (a bus lost meanwhile is reconnected, BusLink).
 #pragma once
 
 #include <spdlog/common.h>
@@ -74,8 +74,7 @@ class Daemon final {
   Daemon& operator=(const Daemon&) = delete;
 
   // Starts serving (see the top of this file) and runs the loop; returns the
-  // process exit status: 0 after a clean stop, 1 when it could not start or
-  // lost the bus.
+  // process exit status: 0 after a clean stop, 1 when it could not start.
   int run();
 
  private:
@@ -116,7 +115,6 @@ class Daemon final {
   CordonKeeper cordon_keeper_;
   ServiceNotifier notifier_;
   boost::asio::signal_set signals_;
-  int exit_status_ = 0;
   bool stop_requested_ = false;
   // Built by run() once the first inventory is in, in this order.
   std::optional<AgentService> agent_;  // the engine, status.json, the D-Bus object and name
@@ -126,7 +124,7 @@ class Daemon final {
 };
 
 // Runs the daemon; returns the process exit status (0 after a clean stop,
-// 1 when it could not start or lost the bus).
+// 1 when it could not start).
 int runDaemon(agent::Config config, const DaemonOptions& options);
 
 }  // namespace hostmaint::service
