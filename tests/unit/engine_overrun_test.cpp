@@ -3,8 +3,7 @@
 // owners' notices once); a later end or an empty host ends it.
 #include <gtest/gtest.h>
 
-#include "hostmaint/agent/notice.hpp"
-#include "support/engine_fixture.hpp"
+#include "support/notice_fixture.hpp"
 
 using namespace std::chrono_literals;
 using hostmaint::agent::DomainStage;
@@ -14,28 +13,7 @@ using hostmaint::agent::NoticeLedger;
 namespace hostmaint::fake {
 namespace {
 
-class EngineOverrun : public EngineTest {
- protected:
-  // What the service does with each published snapshot.
-  std::vector<NoticeLedger::Issued> observe() {
-    shown = status();
-    return ledger.observe(shown, clock.now());
-  }
-  const agent::DomainNotice& shownNotice(const std::string& name) const {
-    for (const auto& d : shown.domains) {
-      if (d.name == name && d.notice) return *d.notice;
-    }
-    throw std::out_of_range("no notice shown for " + name);
-  }
-  static std::vector<std::string> names(const std::vector<NoticeLedger::Issued>& issued) {
-    std::vector<std::string> out;
-    for (const auto& i : issued) out.push_back(i.name);
-    return out;
-  }
-
-  NoticeLedger ledger{1000};
-  agent::HostStatus shown;
-};
+class EngineOverrun : public NoticeLedgerTest {};
 
 const std::vector<std::pair<std::string, std::string>> kSuspend{{"maintenance_action", "suspend"}};
 

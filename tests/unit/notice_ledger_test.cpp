@@ -2,8 +2,7 @@
 // cancelled), revisions, what is shown, and persistence across restarts.
 #include <gtest/gtest.h>
 
-#include "hostmaint/agent/notice.hpp"
-#include "support/engine_fixture.hpp"
+#include "support/notice_fixture.hpp"
 
 using namespace std::chrono_literals;
 using hostmaint::agent::AckChoice;
@@ -12,30 +11,6 @@ using hostmaint::agent::NoticeLedger;
 
 namespace hostmaint::fake {
 namespace {
-
-class NoticeLedgerTest : public EngineTest {
- protected:
-  // What the service does with each published snapshot.
-  std::vector<NoticeLedger::Issued> observe() {
-    shown = status();
-    return ledger.observe(shown, clock.now());
-  }
-  const agent::DomainNotice& shownNotice(const std::string& name) const {
-    for (const auto& d : shown.domains) {
-      if (d.name == name && d.notice) return *d.notice;
-    }
-    throw std::out_of_range("no notice shown for " + name);
-  }
-
-  NoticeLedger ledger{1000};
-  HostStatus shown;
-};
-
-std::vector<std::string> names(const std::vector<NoticeLedger::Issued>& issued) {
-  std::vector<std::string> out;
-  for (const auto& i : issued) out.push_back(i.name);
-  return out;
-}
 
 TEST_F(NoticeLedgerTest, ScheduleIssuesOneNoticePerDomainWithGrowingRevisions) {
   add("a", {{"maintenance_action", "suspend"}});
