@@ -110,6 +110,17 @@ class HostShutdownCall(DaemonTestCase):
         self.assertEqual(self.daemon.status_file()["host_shutdown"]["started_at"],
                          record["started_at"])
 
+        # Started again: the restores revise every owner's notice while the daemon is
+        # still coming up (the test driver's domains come back running from the node
+        # XML, so each is "already running").
+        self.daemon.stop()
+        self.daemon.start()
+        wait_until(lambda: self.daemon.status_file()["host_shutdown"]["state"] == "restored",
+                   30, "the restore at start")
+        self.assertEqual(self.daemon.get_property("HostShutdownState"), "restored")
+        for name in RUNNING:
+            self.assertIn("running again", self.daemon.domain(name)["notice"]["message"])
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -62,11 +62,13 @@ void BusLink::connect(BusPtr bus) {
   connection_->bus = std::move(bus);
   sd_bus* raw = connection_->bus.get();
   connection_->object = std::make_unique<AgentObject>(raw, engine_, policy_);
-  usable_ = true;
-  // After the object exists: notices the status issues now go out as signals.
-  connection_->object->publish(hooks_.shown_status());
   connection_->dispatcher = std::make_unique<BusDispatcher>(
       io_, raw, [this] { fail("lost the connection to the D-Bus system bus"); });
+  usable_ = true;
+  // After the object and its dispatcher exist: the notices the status issues
+  // now (a restart that changed a plan, a restore after a host shutdown) go
+  // out as signals through emitNotice, which kicks the dispatcher.
+  connection_->object->publish(hooks_.shown_status());
 }
 
 void BusLink::publish(const agent::HostStatus& status) {
