@@ -3,6 +3,8 @@
 // down what still runs when the host goes down outside a completed drain,
 // and restores it when hostmaintd starts again (docs/engine.md, "Cordon"
 // and "Host shutdown").
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 
 #include "engine_impl.hpp"
@@ -73,9 +75,9 @@ void MaintenanceEngine::Impl::tellCordon() {
   try {
     listener.onCordonChanged(cordon);
   } catch (const std::exception& error) {
-    // The listener reports its own failures in the status; nothing here may
-    // stop a restore.
-    (void)error;
+    // Nothing here may stop a restore; the listener shows its own failures
+    // in the status, and an unexpected one is logged.
+    spdlog::error("cannot pass on the cordon: {}", error.what());
   }
 }
 
@@ -252,6 +254,9 @@ void MaintenanceEngine::Impl::startHostShutdownRestores() {
                    [](const HostShutdownDomain* a, const HostShutdownDomain* b) {
                      return a->priority > b->priority;
                    });
+  // Every domain being restored is in the cordon's list already: told once,
+  // before libvirt asks the hook about any of them.
+  if (!order.empty()) tellCordon();
   const unsigned limit = settings.host_shutdown.max_parallel;
   for (HostShutdownDomain* domain : order) {
     if (limit != 0 && shutdown_tokens.size() >= limit) break;
@@ -268,8 +273,6 @@ void MaintenanceEngine::Impl::startHostShutdownRestores() {
       domain->restored_at = now();
       continue;
     }
-    // The cordon must know before libvirt asks the hook.
-    tellCordon();
     const std::uint64_t token = ++next_token;
     shutdown_tokens[domain->uuid] = token;
     hv::ActionRequest request;
@@ -322,7 +325,8 @@ void MaintenanceEngine::hostShutdown(const std::string& requested_by) {
     record.boot_id = e.settings.boot_id;
     e.state.host_shutdown = std::move(record);
   }
-  e.sweepHostShutdown();
+  // The pump takes in the domains (startHostShutdownActions sweeps them and
+  // journals them before anything starts).
   e.commit("handle the host shutdown", std::move(before));
   e.pump();
 }

@@ -128,9 +128,8 @@ void CordonKeeper::update(const agent::CordonStatus& cordon) {
 }
 
 void CordonKeeper::runCommand(const std::string& which, const std::string& command) {
-  std::erase_if(commands_, [&](const agent::CordonCommandStatus& run) {
-    return run.which == "cordon" || run.which == "uncordon";
-  });
+  // Only the latest run is shown: an uncordon replaces the cordon's.
+  commands_.clear();
   if (command.empty()) return;
   agent::CordonCommandStatus run;
   run.which = which;

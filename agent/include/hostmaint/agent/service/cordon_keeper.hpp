@@ -57,7 +57,7 @@ class CordonKeeper {
   CommandRunner runner_;
   std::optional<bool> was_active_;  // as last written; from the file at start
   std::optional<std::string> file_error_;
-  std::vector<agent::CordonCommandStatus> commands_;  // the last run of each
+  std::vector<agent::CordonCommandStatus> commands_;  // the latest run, if any
 };
 
 }  // namespace hostmaint::service
