@@ -68,6 +68,18 @@ std::string_view toString(FailureKind kind) {
   return "other";
 }
 
+std::string_view toString(DefinitionOutcome outcome) {
+  switch (outcome) {
+    case DefinitionOutcome::not_there: return "not-there";
+    case DefinitionOutcome::removed_there: return "removed-there";
+    case DefinitionOutcome::runs_there: return "runs-there";
+    case DefinitionOutcome::only_there: return "only-there";
+    case DefinitionOutcome::runs_on_both: return "runs-on-both";
+    case DefinitionOutcome::failed: return "failed";
+  }
+  return "failed";
+}
+
 bool EmptinessReport::empty() const {
   return std::all_of(checks.begin(), checks.end(), [](const EvidenceCheck& c) { return c.ok; });
 }

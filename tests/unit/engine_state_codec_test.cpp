@@ -65,6 +65,33 @@ TEST(EngineStateCodec, RoundTrips) {
   EXPECT_EQ(decoded.domains.at(0).runningKind(), hv::ActionKind::live_migrate);
 }
 
+TEST(EngineStateCodec, LeftoverChecksRoundTripAndAreOptionalForOlderJournals) {
+  EngineState state = drainingState();
+  LeftoverCheck check;
+  check.uuid = "6695eb01-f6a4-8304-79aa-97f2502e193f";
+  check.name = "web1";
+  check.destination = "qemu+tls://host-b/system";
+  check.since = kStart + 200s;
+  check.attempts = 2;
+  check.error = "cannot connect to qemu+tls://host-b/system";
+  check.next_attempt = kStart + 220s;
+  state.leftovers.push_back(check);
+  const EngineState decoded = decodeEngineState(encodeEngineState(state));
+  ASSERT_EQ(decoded.leftovers.size(), 1u);
+  EXPECT_EQ(decoded.leftovers[0], check);
+
+  json older = encoded();
+  ASSERT_FALSE(older.contains("leftovers")) << "not written when there are none";
+  EXPECT_TRUE(decodeEngineState(older.dump()).leftovers.empty());
+
+  json twice = json::parse(encodeEngineState(state));
+  twice["leftovers"].push_back(twice["leftovers"][0]);
+  EXPECT_THAT(refusal(twice), HasSubstr("leftovers[1]"));
+  json nameless = json::parse(encodeEngineState(state));
+  nameless["leftovers"][0]["destination"] = "";
+  EXPECT_THAT(refusal(nameless), HasSubstr("leftovers[0].destination"));
+}
+
 TEST(EngineStateCodec, RefusesATimeTooLargeForAnInteger) {
   // Found by fuzz/engine_state: more digits than 64 bits hold parse as a
   // float, whose conversion to an integer was undefined behaviour.

@@ -214,6 +214,7 @@ void MaintenanceEngine::Impl::pump() {
         endRestoringWhenSettled();
       }
     }
+    settleLeftovers();
     followCordon();
     evaluateEmptiness();
   } while (pump_again);
@@ -267,6 +268,12 @@ void MaintenanceEngine::Impl::evaluateEmptiness() {
   reprobe_at.reset();
   if (all_settled && report.empty()) {
     qemu_grace_until.reset();
+    // A definition a failed migration may have left on a destination is not
+    // settled yet: the drain has not ended (no domain defined on two hosts).
+    if (!state.leftovers.empty()) {
+      if (p == HostPhase::empty) state.phase = HostPhase::draining;
+      return;
+    }
     if (p == HostPhase::draining) state.phase = HostPhase::empty;
     return;
   }
@@ -312,6 +319,7 @@ std::optional<TimePoint> MaintenanceEngine::Impl::nextWakeup() const {
       }
     }
   }
+  for (const LeftoverCheck& check : state.leftovers) consider(check.next_attempt);
   consider(reprobe_at);
   if (journal_error && phase() != HostPhase::idle) consider(t + kJournalRetryInterval);
   return best;

@@ -79,6 +79,10 @@ void MaintenanceEngine::Impl::startDrainActions() {
       waitFor(wait::Retry{record->retry_reason});
       continue;
     }
+    if (leftoverUnchecked(uuid)) {
+      waitFor(wait::Retry{"first checking what its failed migration left on its destination"});
+      continue;
+    }
     if (auto slots = slotsWait(state, *record, settings.limits)) {
       waitFor(*slots);
       continue;
@@ -189,6 +193,11 @@ void MaintenanceEngine::Impl::onActionDone(const std::string& uuid, std::uint64_
   const hv::ActionKind kind = *record->runningKind();
   const auto* acting = std::get_if<stage::Acting>(&record->state);
   const bool adopted = acting && holds<running::Adopted>(acting->how);
+  if (!result.ok && isMigrationKind(kind) && result.failure != hv::FailureKind::connection_lost &&
+      record->destination) {
+    // Whatever follows (a retry, the fallback) waits for the first check.
+    checkLeftover(record->uuid, record->name, *record->destination);
+  }
   if (kind == hv::ActionKind::start) {
     finishRestore(*record, result.ok, result.ok ? "" : result.message);
   } else if (result.ok) {

@@ -3,6 +3,7 @@
 //   engine_planning.cpp  planning a domain and admitting it to its stage
 //   engine_drain.cpp     starting drain and restore actions, their results
 //   engine_recovery.cpp  continuing after a restart or a reconnection
+//   engine_leftovers.cpp definitions failed migrations left on destinations
 // Admission rules are pure functions in admission.cpp; what interfaces show
 // is projected in status_projection.cpp; the state types live in
 // engine_state.hpp.
@@ -11,6 +12,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -63,6 +65,8 @@ struct MaintenanceEngine::Impl {
   std::optional<CordonStatus> told_cordon;
   // Host-shutdown actions and restores in flight: domain UUID → token.
   std::map<std::string, std::uint64_t> shutdown_tokens;
+  // Leftover checks asked of the hypervisor and not answered: uuid + " " + destination.
+  std::set<std::string> leftovers_in_flight;
   // Inventory refreshes so far: each follows a (re)connection to libvirt.
   std::uint64_t inventory_refreshes = 0;
 
@@ -126,6 +130,14 @@ struct MaintenanceEngine::Impl {
   void startRestoreActions();
   void finishRestore(DomainRecord& record, bool ok, const std::string& message);
   void endRestoringWhenSettled();
+
+  // engine_leftovers.cpp
+  void checkLeftover(const std::string& uuid, const std::string& name,
+                     const std::string& destination);
+  bool leftoverUnchecked(const std::string& uuid) const;
+  void settleLeftovers();
+  void onLeftoverSettled(const std::string& uuid, const std::string& destination,
+                         const hv::DefinitionSettled& result);
 
   // engine_guard.cpp: the cordon and the host-shutdown path
   bool hostGoingDown() const;

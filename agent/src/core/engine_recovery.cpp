@@ -138,6 +138,10 @@ void MaintenanceEngine::Impl::reconcileInterrupted(DomainRecord& record,
     transition(record, std::move(found));
     return;
   }
+  // Still defined here and no migration runs: whatever the migration left
+  // on its destination is settled before the domain's next step.
+  if (isMigrationKind(kind) && record.destination)
+    checkLeftover(record.uuid, record.name, *record.destination);
   switch (kind) {
     case hv::ActionKind::managed_save:
       if (!occupies && info->has_managed_save) {
@@ -157,8 +161,17 @@ void MaintenanceEngine::Impl::reconcileInterrupted(DomainRecord& record,
         return;
       }
       break;
-    case hv::ActionKind::live_migrate:
     case hv::ActionKind::cold_migrate:
+      // Shut off here: its cold migration stopped between the shutdown here
+      // and the undefine here. Done again from where it is (shut off), after
+      // the leftover check: if the domain already runs there, the check
+      // removes its definition here and the drain is done for it.
+      if (!occupies) {
+        redoInterrupted(record, "its cold migration was interrupted with the domain shut off here");
+        return;
+      }
+      break;
+    case hv::ActionKind::live_migrate:
     case hv::ActionKind::adopt_migration:
       if (!occupies) {
         completeDrain(record, "not running on this host after restart; nothing left to do", false);

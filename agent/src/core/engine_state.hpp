@@ -206,6 +206,7 @@ struct EngineState {
   std::vector<CordonOverride> cordon_allowed;  // cleared when the maintenance ends
   // The last host shutdown, kept across maintenances until the next one.
   std::optional<HostShutdownRecord> host_shutdown;
+  std::vector<LeftoverCheck> leftovers;
 };
 
 std::string encodeEngineState(const EngineState& state);

@@ -398,6 +398,30 @@ HostShutdownRecord decodeHostShutdown(const json& in) {
   return record;
 }
 
+json encodeLeftover(const LeftoverCheck& check) {
+  return {{"uuid", check.uuid},
+          {"name", check.name},
+          {"destination", check.destination},
+          {"since", encodeTime(check.since)},
+          {"attempts", check.attempts},
+          {"error", check.error},
+          {"next_attempt", encodeTime(check.next_attempt)}};
+}
+
+LeftoverCheck decodeLeftover(const json& in, const std::string& where) {
+  LeftoverCheck check;
+  check.uuid = in.at("uuid").get<std::string>();
+  if (check.uuid.empty()) inconsistent(where + ".uuid", "is empty");
+  check.name = in.at("name").get<std::string>();
+  check.destination = in.at("destination").get<std::string>();
+  if (check.destination.empty()) inconsistent(where + ".destination", "is empty");
+  check.since = requiredTime(in, "since", where + ".since");
+  check.attempts = jsonInteger<unsigned>(in.at("attempts"), where + ".attempts");
+  check.error = in.at("error").get<std::string>();
+  check.next_attempt = decodeTime(in.at("next_attempt"), where + ".next_attempt");
+  return check;
+}
+
 }  // namespace
 
 std::string encodeEngineState(const EngineState& state) {
@@ -429,6 +453,11 @@ std::string encodeEngineState(const EngineState& state) {
     out["cordon_allowed"] = allowed;
   }
   if (state.host_shutdown) out["host_shutdown"] = encodeHostShutdown(*state.host_shutdown);
+  if (!state.leftovers.empty()) {
+    json leftovers = json::array();
+    for (const LeftoverCheck& check : state.leftovers) leftovers.push_back(encodeLeftover(check));
+    out["leftovers"] = leftovers;
+  }
   return out.dump(1);
 }
 
@@ -489,6 +518,18 @@ EngineState decodeEngineState(std::string_view document) {
     }
     if (in.contains("host_shutdown") && !in.at("host_shutdown").is_null())
       state.host_shutdown = decodeHostShutdown(in.at("host_shutdown"));
+    if (in.contains("leftovers")) {
+      const json& leftovers = in.at("leftovers");
+      for (std::size_t i = 0; i < leftovers.size(); ++i) {
+        const std::string where = "leftovers[" + std::to_string(i) + "]";
+        LeftoverCheck check = decodeLeftover(leftovers.at(i), where);
+        for (const LeftoverCheck& earlier : state.leftovers) {
+          if (earlier.uuid == check.uuid && earlier.destination == check.destination)
+            inconsistent(where, check.uuid + " on " + check.destination + " appears twice");
+        }
+        state.leftovers.push_back(std::move(check));
+      }
+    }
     checkPhase(state);
     return state;
   } catch (const json::exception& error) {

@@ -117,6 +117,21 @@ json cordonToJson(const CordonStatus& cordon) {
   };
 }
 
+json leftoversToJson(const std::vector<LeftoverCheck>& leftovers) {
+  json out = json::array();
+  for (const LeftoverCheck& check : leftovers) {
+    out.push_back({{"name", check.name},
+                   {"uuid", check.uuid},
+                   {"destination", check.destination},
+                   {"since", formatTime(check.since)},
+                   {"attempts", check.attempts},
+                   {"error", check.error.empty() ? json(nullptr) : json(check.error)},
+                   {"next_attempt", check.next_attempt ? json(formatTime(*check.next_attempt))
+                                                       : json(nullptr)}});
+  }
+  return out;
+}
+
 json hostShutdownToJson(const HostShutdownRecord& record) {
   auto time = [](TimePoint t) { return formatTime(t); };
   json domains = json::array();
@@ -212,6 +227,7 @@ json statusToJson(const HostStatus& status) {
       {"migration_throughput_bps", status.migration_throughput_bps},
       {"cordon", cordonToJson(status.cordon)},
       {"host_shutdown", orNull(status.host_shutdown, hostShutdownToJson)},
+      {"leftovers", leftoversToJson(status.leftovers)},
   };
   if (status.dbus) {
     const BusHealth& bus = *status.dbus;

@@ -222,13 +222,14 @@ HostStatus projectStatus(const StatusInputs& in) {
   out.migration_throughput_bps = state.migration_throughput_bps;
   out.cordon = in.cordon;
   out.host_shutdown = state.host_shutdown;
+  out.leftovers = state.leftovers;
   const bool connected = in.connection == hv::ConnectionState::connected;
   if (in.evidence) out.evidence = *in.evidence;
   const bool evidenced_empty =
       in.evidence && std::all_of(in.evidence->begin(), in.evidence->end(),
                                  [](const hv::EvidenceCheck& c) { return c.ok; });
   out.ready = (state.phase == HostPhase::empty || state.phase == HostPhase::in_maintenance) &&
-              evidenced_empty && connected;
+              evidenced_empty && connected && state.leftovers.empty();
 
   std::unordered_map<std::string, const hv::DomainInfo*> inventory;
   for (const hv::DomainInfo& info : in.inventory) inventory.emplace(info.uuid, &info);
@@ -301,6 +302,15 @@ HostStatus projectStatus(const StatusInputs& in) {
       out.blockers.push_back({"domain " + view.name, *reason});
     }
     out.domains.push_back(std::move(view));
+  }
+  for (const LeftoverCheck& check : state.leftovers) {
+    // Named once a check could not settle it; the first check takes a moment.
+    if (check.attempts == 0) continue;
+    out.blockers.push_back(
+        {"leftover " + check.name,
+         "its failed migration may have left it defined on " + check.destination + ": " +
+             check.error +
+             (check.next_attempt ? "; checked again at " + formatTime(*check.next_attempt) : "")});
   }
   if (in.evidence) {
     for (const hv::EvidenceCheck& check : *in.evidence) {

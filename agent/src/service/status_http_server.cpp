@@ -198,6 +198,9 @@ std::string renderMetrics(const agent::HostStatus& status, const MetricsCounters
   text.family("hostmaint_overrun", "gauge",
               "1 while the maintenance window has ended with the host still draining.");
   text.sample("hostmaint_overrun", status.overrun ? 1 : 0);
+  text.family("hostmaint_leftover_definitions", "gauge",
+              "Definitions failed migrations may have left on destinations, not settled yet.");
+  text.sample("hostmaint_leftover_definitions", status.leftovers.size());
   text.family("hostmaint_blockers", "gauge", "Reasons the host is not ready.");
   text.sample("hostmaint_blockers", status.blockers.size());
   text.family("hostmaint_hypervisor_connected", "gauge",

@@ -14,6 +14,7 @@
 #include <map>
 
 #include "hostmaint/hypervisor/libvirt_hypervisor.hpp"
+#include "libvirt/definition_settler.hpp"
 #include "libvirt/destination_probe.hpp"
 #include "libvirt/domain_actions.hpp"
 #include "libvirt/domain_reader.hpp"
@@ -186,6 +187,35 @@ class LibvirtHypervisor final : public Hypervisor {
       }
       asio::post(io_, [alive, report = std::move(report), done = std::move(done)] {
         if (alive.lock()) done(report);
+      });
+    });
+  }
+
+  void settleDefinition(const std::string& uuid, const std::string& destination_uri,
+                        DefinitionSettledFn done) override {
+    asio::post(workers_, [this, alive = weakSelf(), conn = conn_, uuid, destination_uri,
+                          done = std::move(done)]() mutable {
+      DefinitionSettled result = libvirt::settleDefinition(conn.get(), uuid, destination_uri);
+      // The inventory hears of a removal here by its event; re-reading now
+      // keeps whoever hears `done` from acting on the stale definition.
+      std::optional<DomainInfo> after;
+      bool known = false;
+      if (conn && result.outcome == DefinitionOutcome::runs_there) {
+        try {
+          after = libvirt::readDomainByUuid(conn.get(), uuid);
+          known = true;
+        } catch (const std::runtime_error& e) {
+          spdlog::warn("after settling the definition of {}: {}", uuid, e.what());
+        }
+      }
+      asio::post(io_, [this, alive, uuid, after = std::move(after), known,
+                       result = std::move(result), done = std::move(done)] {
+        if (!alive.lock()) return;
+        if (after)
+          inventory_[uuid] = *after;
+        else if (known)
+          inventory_.erase(uuid);
+        done(result);
       });
     });
   }

@@ -178,6 +178,40 @@ void FakeHypervisor::probeDestination(const std::string& uri, hv::DestinationPro
   done(report);
 }
 
+void FakeHypervisor::settleDefinition(const std::string& uuid, const std::string& destination_uri,
+                                      hv::DefinitionSettledFn done) {
+  settle_requests_.emplace_back(uuid, destination_uri);
+  if (settles_deferred_) {
+    waiting_settles_.push_back({uuid, destination_uri, std::move(done)});
+    return;
+  }
+  answerSettle(uuid, destination_uri, done);
+}
+
+void FakeHypervisor::answerSettle(const std::string& uuid, const std::string& destination_uri,
+                                  const hv::DefinitionSettledFn& done) {
+  hv::DefinitionSettled answer{hv::DefinitionOutcome::not_there,
+                               "not defined on " + destination_uri};
+  auto scripted = scripted_settles_.find(uuid);
+  if (scripted != scripted_settles_.end() && !scripted->second.empty()) {
+    answer = scripted->second.front();
+    scripted->second.pop_front();
+  }
+  if (answer.outcome == hv::DefinitionOutcome::runs_there && domain(uuid)) removeDomain(uuid);
+  done(answer);
+}
+
+void FakeHypervisor::scriptSettle(const std::string& uuid, hv::DefinitionOutcome outcome,
+                                  std::string message) {
+  scripted_settles_[uuid].push_back({outcome, std::move(message)});
+}
+
+void FakeHypervisor::answerSettles() {
+  auto waiting = std::move(waiting_settles_);
+  waiting_settles_.clear();
+  for (const WaitingSettle& settle : waiting) answerSettle(settle.uuid, settle.destination, settle.done);
+}
+
 void FakeHypervisor::answerProbes() {
   const bool deferred = probes_deferred_;
   probes_deferred_ = false;

@@ -44,6 +44,12 @@ class FakeHypervisor final : public hv::Hypervisor {
   // reachable with 64 GiB free.
   void probeDestination(const std::string& uri, hv::DestinationProbeDone done) override;
 
+  // Answers with the next scripted answer for the domain (scriptSettle);
+  // unscripted: not_there. A runs_there answer removes the domain here, as
+  // the libvirt implementation does with a definition left here.
+  void settleDefinition(const std::string& uuid, const std::string& destination_uri,
+                        hv::DefinitionSettledFn done) override;
+
   // --- inventory, set up by the test (no events unless said)
   void addDomain(hv::DomainInfo info);
   void removeDomain(const std::string& uuid);
@@ -81,6 +87,17 @@ class FakeHypervisor final : public hv::Hypervisor {
   void answerProbes();
   std::size_t probesWaiting() const { return waiting_probes_.size(); }
 
+  // --- leftover definitions
+  void scriptSettle(const std::string& uuid, hv::DefinitionOutcome outcome,
+                    std::string message = {});
+  // Checks wait for answerSettles() instead of answering at once.
+  void setSettlesDeferred(bool deferred) { settles_deferred_ = deferred; }
+  void answerSettles();
+  // (uuid, destination) of every settleDefinition call, in order.
+  const std::vector<std::pair<std::string, std::string>>& settleRequests() const {
+    return settle_requests_;
+  }
+
   // --- actions
   struct Pending {
     hv::ActionRequest request;
@@ -115,6 +132,8 @@ class FakeHypervisor final : public hv::Hypervisor {
   void abandon(const std::string& uuid);
 
  private:
+  void answerSettle(const std::string& uuid, const std::string& destination_uri,
+                    const hv::DefinitionSettledFn& done);
   void finish(Pending pending);
   void applyEffect(const hv::ActionRequest& request);
   void emit(hv::DomainEventKind kind, const std::string& uuid, const std::string& name);
@@ -139,6 +158,15 @@ class FakeHypervisor final : public hv::Hypervisor {
   std::vector<hv::EvidenceCheck> extra_checks_;
   bool auto_complete_ = false;
   int probes_ = 0;
+  std::map<std::string, std::deque<hv::DefinitionSettled>> scripted_settles_;
+  std::vector<std::pair<std::string, std::string>> settle_requests_;
+  bool settles_deferred_ = false;
+  struct WaitingSettle {
+    std::string uuid;
+    std::string destination;
+    hv::DefinitionSettledFn done;
+  };
+  std::vector<WaitingSettle> waiting_settles_;
 };
 
 }  // namespace hostmaint::fake

@@ -303,6 +303,23 @@ struct HostShutdownRecord {
   bool operator==(const HostShutdownRecord&) const = default;
 };
 
+// A definition that a failed or interrupted migration may have left on its
+// destination (docs/engine.md, "Leftover definitions"): checked, removed
+// when shut off there while the domain is still defined here, and tried
+// again with a growing delay while the destination cannot be asked. Kept
+// across maintenances until settled.
+struct LeftoverCheck {
+  std::string uuid;
+  std::string name;
+  std::string destination;  // URI the migration went to
+  TimePoint since{};        // when the migration failed or was found interrupted
+  unsigned attempts = 0;    // checks that could not settle it
+  std::string error;        // why the last one could not, "" before the first
+  std::optional<TimePoint> next_attempt;  // unset: at once
+
+  bool operator==(const LeftoverCheck&) const = default;
+};
+
 struct HostStatus {
   std::uint64_t generation = 0;  // bumped on every change
   TimePoint updated_at{};
@@ -331,6 +348,7 @@ struct HostStatus {
   std::optional<BusHealth> dbus;
   CordonStatus cordon;
   std::optional<HostShutdownRecord> host_shutdown;  // the last one, if any
+  std::vector<LeftoverCheck> leftovers;  // not settled yet; each one is a blocker
 
   bool operator==(const HostStatus&) const = default;
 };

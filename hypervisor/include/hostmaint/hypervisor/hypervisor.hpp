@@ -185,6 +185,27 @@ struct DestinationReport {
 };
 using DestinationProbeDone = std::function<void(const DestinationReport&)>;
 
+// After a migration that failed or was interrupted, where the domain is
+// defined: libvirt may leave a definition on the destination (a cold
+// migration defines it there before undefining it here; a live migration
+// with PERSIST_DEST can leave it defined and shut off there when the
+// destination's libvirtd dies). Settling makes it defined in one place.
+enum class DefinitionOutcome {
+  not_there,      // the destination has no definition of it: nothing to do
+  removed_there,  // shut off there while defined here: its definition there was removed
+  runs_there,     // it runs there (the migration took effect); a definition left here was removed
+  only_there,     // defined there, shut off, and no longer here: left alone
+  runs_on_both,   // running on both hosts: not touched, someone must decide
+  failed,         // could not look or could not remove: `message` says why
+};
+std::string_view toString(DefinitionOutcome outcome);
+
+struct DefinitionSettled {
+  DefinitionOutcome outcome = DefinitionOutcome::failed;
+  std::string message;  // what was seen or done, or the error, naming the host
+};
+using DefinitionSettledFn = std::function<void(const DefinitionSettled&)>;
+
 using ActionDone = std::function<void(const ActionResult&)>;
 using ActionProgressFn = std::function<void(const ActionProgress&)>;
 
@@ -259,6 +280,18 @@ class Hypervisor {
     report.uri = uri;
     report.error = "cannot probe " + uri + ": " + capabilities().why_no_migration;
     done(report);
+  }
+
+  // Settles where a domain whose migration to `destination_uri` failed or
+  // was interrupted is defined (DefinitionOutcome). Call it only while no
+  // migration of the domain runs: an incoming migration is "running there".
+  // `done` is called exactly once, on the owning thread. A hypervisor that
+  // cannot migrate has nothing on any destination.
+  virtual void settleDefinition(const std::string& uuid, const std::string& destination_uri,
+                                DefinitionSettledFn done) {
+    (void)uuid;
+    (void)destination_uri;
+    done(DefinitionSettled{DefinitionOutcome::not_there, "this hypervisor cannot migrate"});
   }
 };
 
