@@ -122,6 +122,20 @@ def restart_libvirtd(host: str) -> None:
     lab("restart-libvirtd", host)
 
 
+def kill_libvirtd(host: str) -> None:
+    """SIGKILL of the host's libvirtd (a crash); its guests keep running."""
+    lab("kill-libvirtd", host)
+
+
+def cut_link(host: str) -> None:
+    """Drops all migration data to and from the host's incoming ports."""
+    lab("cut-link", host)
+
+
+def restore_link() -> None:
+    lab("restore-link")
+
+
 def create_guest(name: str, host: str = "a", memory_mib: int = 512, dirty_mib: int = 200,
                  redirty_mib_s: int = 0, vcpus: int = 1, policy_xml: str | None = None) -> None:
     """Defines (persistent) and starts a guest. policy_xml is the text of a

@@ -1,5 +1,6 @@
 """hostmaintd drains real QEMU guests from lab host a to host b."""
 
+import json
 import os
 import signal
 import subprocess
@@ -316,6 +317,148 @@ class Disruptions(LabTestCase):
         labctl.restart_libvirtd("a")
         self.finish_and_check_all_on_b()
         self.assertIn("disconnected", self.daemon.log_text())
+
+
+
+class MidMigrationFailures(LabTestCase):
+    """The destination fails while guests migrate to it: its libvirtd killed,
+    the link cut; and a cancel mid-drain. After each the invariant holds
+    (every guest running on exactly one host, or deliberately suspended on
+    a, none paused) and no guest is defined on two hosts."""
+
+    extra_config = '[policy]\nmigration_progress_timeout = "8s"\n'
+
+    def setUp(self):
+        super().setUp()
+        self.addCleanup(labctl.restore_link)
+
+    def set_migration(self, **keys):
+        """[migration] keys in a drop-in (the generated file has that section)."""
+        dropins = Path(str(self.daemon.config_path) + ".d")
+        dropins.mkdir(exist_ok=True)
+        (dropins / "50-test.conf").write_text(
+            "[migration]\n" + "".join(f"{k} = {v}\n" for k, v in keys.items()))
+
+    def create_slow_guests(self, names=("lab-f1", "lab-f2")):
+        # ~20 MiB/s for 150 MiB each: every migration takes several seconds.
+        for name in names:
+            self.create(name, memory_mib=256, dirty_mib=150, migration_bandwidth_mib_s=20)
+        self.wait_all_ready()
+
+    def wait_for_migrations_under_way(self, count=1):
+        def migrating():
+            try:
+                domains = self.daemon.status_file()["domains"]
+            except (OSError, ValueError):
+                return False
+            return sum(1 for d in domains if d["state"] == "acting" and d["progress"]) >= count
+        wait_until(migrating, 120, f"{count} migration(s) with progress")
+
+    def assert_defined_once(self):
+        for guest in self.guests:
+            hosts = labctl.where(guest)
+            self.assertEqual(len(hosts), 1, f"{guest} is defined on {hosts}")
+
+    def assert_no_leftovers_reported(self):
+        status = self.daemon.status_file()
+        self.assertEqual(status["leftovers"], [], status["leftovers"])
+        self.assertFalse([b for b in status["blockers"] if b["subject"].startswith("leftover")])
+
+    def test_libvirtd_of_b_killed_mid_migration_is_retried_and_leaves_nothing_behind(self):
+        self.set_migration(destination_retry_delay='"5s"')
+        self.create_slow_guests()
+        self.daemon.start()
+        self.schedule_now()
+        self.wait_for_migrations_under_way(2)
+        labctl.kill_libvirtd("b")
+        time.sleep(2)
+        labctl.restart_libvirtd("b")
+        self.wait_ready(timeout=300)
+        self.assertEqual(self.assert_invariant(), {g: "b" for g in self.guests})
+        self.assert_defined_once()
+        self.assert_no_leftovers_reported()
+        for guest in self.guests:
+            domain = self.daemon.domain(guest)
+            self.assertEqual(domain["state"], "done")
+            self.assertEqual(domain["action"], "live-migrate", "no fallback for a fault of seconds")
+            self.assertFalse(domain["fallback_used"])
+        self.assertIn("failed because of its destination", self.daemon.log_text() +
+                      json.dumps(self.daemon.status_file()))
+
+    def test_libvirtd_of_b_killed_without_retries_falls_back_and_its_leftovers_on_b_go(self):
+        self.set_migration(destination_retries=0)
+        self.create_slow_guests()
+        self.daemon.start()
+        self.schedule_now()
+        self.wait_for_migrations_under_way(2)
+        labctl.kill_libvirtd("b")
+        # The fallback (suspend) runs while b is down; the check of what the
+        # migrations left on b cannot be made: the host is not ready.
+        wait_until(lambda: all(self.daemon.domain(g)["state"] == "done" for g in self.guests),
+                   120, "both guests suspended")
+        status = self.daemon.status_file()
+        self.assertFalse(status["ready"], "ready while leftovers on b are not settled")
+        self.assertTrue(status["leftovers"], status)
+        time.sleep(1)
+        labctl.restart_libvirtd("b")
+        self.wait_ready(timeout=120)
+        self.assert_no_leftovers_reported()
+        for guest in self.guests:
+            self.assertEqual(labctl.where(guest), {"a": "shut off"},
+                             f"{guest}: suspended on a and defined nowhere else")
+            self.assertEqual(self.daemon.domain(guest)["action"], "suspend")
+        self.daemon.ctl("finish")
+        wait_until(lambda: self.daemon.status_file()["phase"] == "idle", 120, "restored")
+        self.assertEqual(self.assert_invariant(), {g: "a" for g in self.guests})
+        self.assert_defined_once()
+
+    def test_network_cut_mid_migration_is_detected_retried_and_leaves_nothing_behind(self):
+        self.set_migration(destination_retry_delay='"5s"')
+        self.create_slow_guests(("lab-f1",))
+        self.daemon.start()
+        self.schedule_now()
+        self.wait_for_migrations_under_way(1)
+        labctl.cut_link("b")
+        # No data moves: after migration_progress_timeout (8 s) the migration
+        # is aborted as a destination failure, not a guest that cannot converge.
+        wait_until(lambda: "is cut or stalled" in self.daemon.log_text(), 60,
+                   "the stalled migration aborted")
+        placement = labctl.where("lab-f1")
+        self.assertEqual(placement.get("a"), "running", f"still running on a: {placement}")
+        labctl.restore_link()
+        self.wait_ready(timeout=300)
+        self.assertEqual(self.assert_invariant(), {"lab-f1": "b"})
+        self.assert_defined_once()
+        self.assert_no_leftovers_reported()
+        domain = self.daemon.domain("lab-f1")
+        self.assertEqual(domain["action"], "live-migrate")
+        self.assertFalse(domain["fallback_used"])
+
+    def test_cancel_while_draining_finishes_migrations_in_flight_and_restores_the_rest(self):
+        self.create_slow_guests(("lab-f1", "lab-f2"))
+        self.create("lab-keep", memory_mib=128, dirty_mib=20, maintenance_action="suspend",
+                    priority=9)
+        self.wait_all_ready()
+        self.daemon.start()
+        self.schedule_now()
+        wait_until(lambda: self.daemon.domain("lab-keep")["state"] == "done", 120,
+                   "lab-keep suspended")
+        self.wait_for_migrations_under_way(1)
+        in_flight = [d["name"] for d in self.daemon.status_file()["domains"]
+                     if d["state"] == "acting"]
+        self.daemon.ctl("cancel")
+        wait_until(lambda: self.daemon.status_file()["phase"] == "idle", 300,
+                   "the cancel restored everything")
+        placement = self.assert_invariant()
+        self.assert_defined_once()
+        self.assertEqual(placement["lab-keep"], "a", "what was suspended is running again")
+        for guest in in_flight:
+            # The documented choice (engine.md, "cancel"): a migration in
+            # flight finishes; a migrated domain stays where it went.
+            self.assertEqual(placement[guest], "b", f"{guest} was migrating at the cancel")
+        status = self.daemon.status_file()
+        self.assertFalse(status["cordon"]["active"])
+        self.assertEqual(status["leftovers"], [])
 
 
 if __name__ == "__main__":

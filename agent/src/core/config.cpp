@@ -227,7 +227,7 @@ struct SettingKey {
 };
 
 
-const std::array<SettingKey, 38> kSettings{{
+const std::array<SettingKey, 40> kSettings{{
     {"libvirt", "uri",
      [](Config& c, const toml::node& n) { c.libvirt.uri = readNonEmptyString(n); }},
     {"libvirt", "keepalive_interval",
@@ -256,6 +256,14 @@ const std::array<SettingKey, 38> kSettings{{
     {"limits", "max_parallel_migrations",
      [](Config& c, const toml::node& n) {
        c.limits.max_parallel_migrations = static_cast<unsigned>(readInteger(n, 1, kMaxParallel));
+     }},
+    {"limits", "save_timeout",
+     [](Config& c, const toml::node& n) {
+       c.limits.save_timeout = wholeSeconds(readDuration(n, 1s, 24h));
+     }},
+    {"limits", "restore_timeout",
+     [](Config& c, const toml::node& n) {
+       c.limits.restore_timeout = wholeSeconds(readDuration(n, 1s, 24h));
      }},
     {"migration", "destinations",
      [](Config& c, const toml::node& n) {

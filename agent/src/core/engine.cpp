@@ -163,7 +163,9 @@ HostStatus MaintenanceEngine::Impl::projectedStatus() const {
   return projectStatus(StatusInputs{state, settings.host_name, connection, connection_detail,
                                     hypervisor.description(), hypervisor.domains(), evidence,
                                     qemu_exit_grace, journal_error, settings.default_policy,
-                                    settings.notices, cordonOf(), now()});
+                                    settings.notices, cordonOf(), now(),
+                                    settings.limits.save_timeout,
+                                    settings.limits.restore_timeout});
 }
 
 void MaintenanceEngine::Impl::settle() noexcept {
@@ -320,6 +322,8 @@ std::optional<TimePoint> MaintenanceEngine::Impl::nextWakeup() const {
     }
   }
   for (const LeftoverCheck& check : state.leftovers) consider(check.next_attempt);
+  for (const DomainRecord& record : state.domains)
+    consider(actionDeadline(record, settings.limits.save_timeout, settings.limits.restore_timeout));
   consider(reprobe_at);
   if (journal_error && phase() != HostPhase::idle) consider(t + kJournalRetryInterval);
   return best;

@@ -209,6 +209,18 @@ std::string overrunReason(const EngineState& state) {
 
 }  // namespace
 
+std::optional<TimePoint> actionDeadline(const DomainRecord& record,
+                                        std::chrono::seconds save_timeout,
+                                        std::chrono::seconds restore_timeout) {
+  const auto kind = record.runningKind();
+  if (!kind || !record.started_at) return std::nullopt;
+  if (*kind == hv::ActionKind::managed_save && save_timeout.count() > 0)
+    return *record.started_at + save_timeout;
+  if (*kind == hv::ActionKind::start && restore_timeout.count() > 0)
+    return *record.started_at + restore_timeout;
+  return std::nullopt;
+}
+
 HostStatus projectStatus(const StatusInputs& in) {
   const EngineState& state = in.state;
   HostStatus out;
@@ -300,6 +312,15 @@ HostStatus projectStatus(const StatusInputs& in) {
     }
     if (auto reason = blockingReason(record, text)) {
       out.blockers.push_back({"domain " + view.name, *reason});
+    } else if (auto deadline = actionDeadline(record, in.save_timeout, in.restore_timeout);
+               deadline && in.now >= *deadline) {
+      const bool save = record.runningKind() == hv::ActionKind::managed_save;
+      out.blockers.push_back(
+          {"domain " + view.name,
+           std::string(save ? "managed-save" : "restore") + " running since " +
+               formatTime(*record.started_at) + ", past its deadline " + formatTime(*deadline) +
+               " ([limits] " + (save ? "save_timeout" : "restore_timeout") +
+               "); libvirt is still at it: not aborted"});
     }
     out.domains.push_back(std::move(view));
   }

@@ -53,7 +53,18 @@ struct StatusInputs {
   const NoticeSettings& notice_settings;
   CordonStatus cordon;  // the engine's half (MaintenanceEngine::Impl::cordonOf)
   TimePoint now{};
+  // [limits] save_timeout and restore_timeout: a managed-save or a restore
+  // running longer is a blocker (overdueAction).
+  std::chrono::seconds save_timeout{0};
+  std::chrono::seconds restore_timeout{0};
 };
+
+// When the action running for `record` passes its deadline, if it has one
+// that is not enforced by the action itself: a managed-save and a restore
+// ([limits] save_timeout, restore_timeout). Unset otherwise.
+std::optional<TimePoint> actionDeadline(const DomainRecord& record,
+                                        std::chrono::seconds save_timeout,
+                                        std::chrono::seconds restore_timeout);
 
 // The whole snapshot except generation and updated_at, which the engine
 // stamps when the projection differs from what it published before.

@@ -100,7 +100,9 @@ class MigrationMonitor {
     const auto started = Clock::now() - resume_.already_running;
     auto last_step = Clock::now();
     auto last_progress = Clock::now();
+    auto last_transfer = Clock::now();
     std::optional<std::uint64_t> least_remaining;
+    std::uint64_t most_processed = 0;
     unsigned step = resumedStep();
     std::unique_lock lock(mutex_);
     while (!cv_.wait_for(lock, kPollInterval, [this] { return finished_; })) {
@@ -130,6 +132,10 @@ class MigrationMonitor {
           least_remaining = remaining;
           last_progress = now;
         }
+        if (job.progress.data_processed_bytes > most_processed) {
+          most_processed = job.progress.data_processed_bytes;
+          last_transfer = now;
+        }
         job.progress.downtime_limit = downtime_;
         job.progress.post_copy = post_copy_;
         job.progress.escalation = escalations_.empty() ? std::string() : escalations_.back();
@@ -139,7 +145,17 @@ class MigrationMonitor {
         // it can only finish.
         if (!post_copy_) {
           std::optional<std::string> timed_out;
-          if (tuning.completion_timeout.count() > 0 && now - started > tuning.completion_timeout) {
+          // Nothing moved at all: not a guest that dirties memory faster
+          // than the link, but a link that carries nothing (cut, or the
+          // destination stopped reading). Post-copy over it would freeze the
+          // guest; the destination is at fault, so the engine retries.
+          if (tuning.progress_timeout.count() > 0 && now - last_transfer > tuning.progress_timeout) {
+            abort("moved no data for " + std::to_string(tuning.progress_timeout.count()) +
+                  "s: the link to " + request_.destination_uri + " is cut or stalled (" +
+                  std::to_string(remaining >> 20) + " MiB left)");
+            std::lock_guard stalled_lock(mutex_);
+            stalled_ = abort_reason_.has_value();
+          } else if (tuning.completion_timeout.count() > 0 && now - started > tuning.completion_timeout) {
             timed_out = "did not complete within " +
                         std::to_string(tuning.completion_timeout.count()) + "s";
           } else if (tuning.progress_timeout.count() > 0 &&
@@ -184,6 +200,8 @@ class MigrationMonitor {
 
   // Valid after finish() and the monitor thread joined.
   const std::optional<std::string>& abortReason() const { return abort_reason_; }
+  // The abort was for a link that carried nothing (a destination failure).
+  bool stalled() const { return stalled_; }
   const std::vector<std::string>& escalations() const { return escalations_; }
   const std::optional<ActionProgress>& lastSeen() const { return last_seen_; }
 
@@ -250,6 +268,7 @@ class MigrationMonitor {
   std::condition_variable cv_;
   bool finished_ = false;
   std::optional<std::string> abort_reason_;
+  bool stalled_ = false;
   std::vector<std::string> escalations_;
   std::chrono::milliseconds downtime_{0};
   bool post_copy_ = false;
@@ -364,6 +383,9 @@ ActionResult migrateLive(virConnectPtr conn, virDomainPtr dom, const ActionReque
   const int error_domain = call->error_domain;
   result.escalations = monitor.escalations();
   if (rc < 0) {
+    if (monitor.abortReason() && monitor.stalled()) {
+      return fail(*monitor.abortReason() + "; aborted (" + error + ")", FailureKind::destination);
+    }
     if (monitor.abortReason()) {
       return fail("did not converge: " + *monitor.abortReason() + "; aborted (" + error + ")",
                   FailureKind::not_converged);

@@ -67,6 +67,12 @@ class PrivateDbus {
     posix_spawn_file_actions_init(&actions);
     // dup2 onto itself clears close-on-exec in the child only.
     posix_spawn_file_actions_adddup2(&actions, fds[1], 3);
+    // Its output goes to a file of its own, not the test's: a daemon
+    // orphaned by a crashing test would otherwise hold ctest's pipe open,
+    // and ctest would wait for it forever.
+    const std::string log = (dir_ / "dbus-daemon.log").string();
+    posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
+    posix_spawn_file_actions_adddup2(&actions, 1, 2);
     std::vector<std::string> args{"dbus-daemon",
                                   "--session",
                                   "--nofork",

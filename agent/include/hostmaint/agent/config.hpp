@@ -38,6 +38,11 @@ struct PathsConfig {
 struct LimitsConfig {
   unsigned max_parallel_actions = 4;      // all actions at once on this host
   unsigned max_parallel_migrations = 2;   // of which migrations
+  // How long a managed-save, and a restore (the start that brings a domain
+  // back), may run before it is a blocker naming its deadline. Neither is
+  // aborted: libvirt is still at work, and an aborted save is wasted.
+  std::chrono::seconds save_timeout{std::chrono::minutes(15)};
+  std::chrono::seconds restore_timeout{std::chrono::minutes(15)};
 };
 
 // One candidate migration destination.
