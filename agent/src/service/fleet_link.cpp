@@ -1,0 +1,337 @@
+#include "hostmaint/agent/service/fleet_link.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/post.hpp>
+#include <chrono>
+
+#include "hostmaint/agent/engine.hpp"
+#include "hostmaint/agent/status_json.hpp"
+
+namespace hostmaint::service {
+namespace {
+
+namespace fl = agent::fleet;
+constexpr std::string_view kSessionPrefix = "fleet-";
+
+bool inMaintenance(agent::HostPhase phase) {
+  return phase == agent::HostPhase::draining || phase == agent::HostPhase::empty ||
+         phase == agent::HostPhase::in_maintenance;
+}
+
+}  // namespace
+
+std::string fleetSessionId(const std::string& schedule_id) {
+  return std::string(kSessionPrefix) + schedule_id;
+}
+
+std::optional<std::string> scheduleIdOfSession(const std::string& session_id) {
+  if (!session_id.starts_with(kSessionPrefix) || session_id.size() == kSessionPrefix.size())
+    return std::nullopt;
+  return session_id.substr(kSessionPrefix.size());
+}
+
+std::string fleetHostName(const agent::Config& config, const std::string& host_name) {
+  if (!config.fleet.host.empty()) return config.fleet.host;
+  if (!config.controller.host_id.empty()) return config.controller.host_id;
+  return host_name;
+}
+
+fl::EtcdSettings etcdSettingsFrom(const agent::FleetConfig& config) {
+  fl::EtcdSettings settings;
+  settings.endpoints = config.endpoints;
+  settings.ca_file = config.ca_file;
+  settings.client_cert = config.client_cert;
+  settings.client_key = config.client_key;
+  settings.user = config.user;
+  settings.password_file = config.password_file;
+  settings.connect_timeout = config.connect_timeout;
+  settings.request_timeout = config.request_timeout;
+  return settings;
+}
+
+FleetLink::FleetLink(boost::asio::io_context& io, const agent::FleetConfig& config,
+                     std::string host, const agent::WallClock& clock, FleetHooks hooks)
+    : io_(io),
+      config_(config),
+      host_(std::move(host)),
+      clock_(clock),
+      hooks_(std::move(hooks)),
+      keys_(config.prefix, config.name),
+      etcd_(etcdSettingsFrom(config)) {
+  shown_.name = config_.name;
+  shown_.host = host_;
+  shown_.max_concurrent = config_.max_concurrent;
+  spdlog::info("fleet: host '{}' in fleet '{}' through etcd at {}", host_, config_.name,
+               etcd_.endpoint());
+  worker_ = std::thread([this] { run(); });
+}
+
+FleetLink::~FleetLink() {
+  {
+    std::lock_guard lock(mutex_);
+    stop_ = true;
+  }
+  wake_.notify_all();
+  if (worker_.joinable()) worker_.join();
+}
+
+void FleetLink::setDesired(const std::function<void(Desired&)>& change) {
+  {
+    std::lock_guard lock(mutex_);
+    Desired before = desired_;
+    change(desired_);
+    if (desired_.need == before.need && desired_.session_id == before.session_id &&
+        desired_.record == before.record && desired_.done_schedule == before.done_schedule)
+      return;
+    poke_ = true;
+  }
+  wake_.notify_all();
+}
+
+agent::fleet::SlotLimits FleetLink::limitsFor(const std::string& session_id) const {
+  fl::SlotLimits limits{config_.max_concurrent, config_.max_concurrent_per_domain};
+  // A rolling schedule's own limit holds for its maintenances.
+  if (auto id = scheduleIdOfSession(session_id); id && view_ && view_->schedule &&
+                                                 view_->schedule->id == *id) {
+    limits.max_concurrent = view_->schedule->max_concurrent;
+  }
+  return limits;
+}
+
+bool FleetLink::slotValid() const {
+  return hold_ && confirmed_until_ && clock_.now() < *confirmed_until_;
+}
+
+bool FleetLink::mayDrain(const std::string& session_id) {
+  const bool open = slotValid();
+  waiting_ = !open;
+  gate_was_open_ = open;
+  if (!open) {
+    const fl::SlotLimits limits = limitsFor(session_id);
+    setDesired([&](Desired& desired) {
+      desired.need = Need::claim;
+      desired.session_id = session_id;
+      desired.limits = limits;
+    });
+  }
+  return open;
+}
+
+void FleetLink::offerStatus(const agent::HostStatus& status) {
+  status_known_ = true;
+  phase_ = status.phase;
+  session_id_ = status.session_id;
+  window_ = status.window;
+  const bool started = status.phase == agent::HostPhase::scheduled && status.window &&
+                       clock_.now() >= status.window->start;
+  if (!inMaintenance(status.phase) && !started) waiting_ = false;
+  const std::string session = status.session_id.value_or("");
+  const fl::SlotLimits limits = limitsFor(session);
+  const std::string record = fl::encodeHostRecord(fl::hostRecordFrom(status, host_, config_.failure_domain));
+  setDesired([&](Desired& desired) {
+    desired.record = record;
+    if (inMaintenance(status.phase) || started) {
+      // In maintenance, a host must be counted: a lost slot is taken again.
+      desired.need = Need::claim;
+      desired.session_id = session;
+      desired.limits = limits;
+    } else if (status.phase == agent::HostPhase::restoring) {
+      // Ending: keep what is held, take nothing new.
+      if (desired.need == Need::release) desired.need = Need::keep;
+    } else {
+      desired.need = Need::release;
+    }
+    // A rolling schedule's maintenance that ends (finish or cancel) is done
+    // for this host: marked before the slot goes, so a restart never runs
+    // it twice.
+    if (auto id = scheduleIdOfSession(session);
+        id && (status.phase == agent::HostPhase::restoring)) {
+      desired.done_schedule = *id;
+    }
+  });
+  // Not from inside the engine's listener: the engine is not re-entrant.
+  boost::asio::post(io_, [this] { followSchedule(); });
+}
+
+void FleetLink::decorate(agent::HostStatus& status) const {
+  agent::FleetStatus fleet = shown_;
+  fleet.slot = hold_ ? std::optional<unsigned>(hold_->slot) : std::nullopt;
+  fleet.waiting_for_slot = waiting_;
+  if (status.session_id) {
+    fleet.max_concurrent = limitsFor(*status.session_id).max_concurrent;
+    fleet.schedule_id = scheduleIdOfSession(*status.session_id);
+  }
+  status.fleet = fleet;
+  if (!waiting_) return;
+  std::string reason;
+  if (hold_) {
+    reason = "the fleet slot " + std::to_string(hold_->slot) +
+             " is not confirmed (its lease could not be renewed";
+    reason += shown_.last_error ? ": " + *shown_.last_error + ")" : ")";
+    reason += "; no new drain action starts until it is";
+  } else if (!shown_.reachable) {
+    reason = "waiting for a fleet slot: the fleet is unreachable";
+    if (shown_.last_error) reason += " (" + *shown_.last_error + ")";
+  } else {
+    reason = "waiting for a fleet slot";
+    if (!why_not_.empty()) reason += ": " + why_not_;
+  }
+  status.blockers.push_back(agent::Blocker{"fleet", reason});
+}
+
+void FleetLink::followSchedule() {
+  if (!status_known_ || !view_ || !view_->schedule || phase_ != agent::HostPhase::idle) return;
+  const fl::RollingSchedule& schedule = *view_->schedule;
+  if (!schedule.includes(host_)) return;
+  if (auto done = view_->done.find(schedule.id);
+      done != view_->done.end() && done->second.contains(host_))
+    return;
+  if (!schedules_tried_.insert(schedule.id).second) return;
+  const agent::TimePoint now = clock_.now();
+  agent::ScheduleRequest request;
+  request.window.start = std::max(now, schedule.window_start.value_or(now));
+  request.window.end = schedule.window_end.value_or(request.window.start + std::chrono::hours(24));
+  request.window.reason =
+      schedule.reason.empty() ? "rolling maintenance " + schedule.id : schedule.reason;
+  request.session_id = fleetSessionId(schedule.id);
+  spdlog::info("fleet: rolling schedule '{}' names this host: scheduling maintenance", schedule.id);
+  try {
+    hooks_.schedule(request);
+  } catch (const agent::CommandError& error) {
+    spdlog::warn("fleet: rolling schedule '{}' refused here: {}", schedule.id, error.what());
+  }
+}
+
+void FleetLink::apply(Report report) {
+  const bool was_valid = slotValid();
+  agent::HostStatus before;
+  decorate(before);
+  if (report.reachable != shown_.reachable || !shown_.since) shown_.since = clock_.now();
+  shown_.reachable = report.reachable;
+  shown_.endpoint = report.endpoint;
+  if (report.reachable) {
+    shown_.last_error.reset();
+    if (logged_error_) spdlog::info("fleet: etcd reachable again at {}", report.endpoint);
+    logged_error_.reset();
+  } else {
+    shown_.last_error = report.error;
+    if (report.error != logged_error_) {
+      spdlog::error("fleet: {}; no new maintenance starts until etcd answers",
+                    report.error.value_or("etcd unreachable"));
+      logged_error_ = report.error;
+    }
+  }
+  if (hold_ && !report.hold) spdlog::info("fleet: slot {} given back or lost", hold_->slot);
+  if (!hold_ && report.hold) spdlog::info("fleet: slot {} taken", report.hold->slot);
+  hold_ = report.hold;
+  confirmed_until_ = report.confirmed_until;
+  why_not_ = report.why_not;
+  if (report.view) {
+    view_ = std::move(report.view);
+    shown_.hosts = static_cast<unsigned>(view_->hosts.size());
+    shown_.hosts_in_maintenance = static_cast<unsigned>(view_->holders.size());
+  }
+  followSchedule();
+  agent::HostStatus after;
+  decorate(after);
+  // Publish again only when something shown changed, and tick the engine
+  // when the gate may have opened (it asks again on the tick).
+  if (hooks_.on_change && (after.fleet != before.fleet || after.blockers != before.blockers ||
+                           was_valid != slotValid())) {
+    hooks_.on_change();
+  }
+}
+
+void FleetLink::run() {
+  std::unique_lock lock(mutex_);
+  while (!stop_) {
+    poke_ = false;
+    const Desired desired = desired_;
+    lock.unlock();
+    Report report = exchange(desired);
+    boost::asio::post(io_, [this, report = std::move(report)]() mutable { apply(std::move(report)); });
+    lock.lock();
+    wake_.wait_for(lock, config_.poll_interval, [this] { return stop_ || poke_; });
+  }
+}
+
+// One round with etcd: leases, record, view, slot. Each step that fails
+// ends the round with the error; what was held is kept until its lease
+// cannot be confirmed.
+FleetLink::Report FleetLink::exchange(const Desired& desired) {
+  Report report;
+  const auto ttl = config_.lease_ttl;
+  try {
+    // This host's record and its lease.
+    if (record_lease_ != 0 && !etcd_.keepAlive(record_lease_)) {
+      record_lease_ = 0;
+      published_record_.clear();
+    }
+    if (record_lease_ == 0) record_lease_ = etcd_.grantLease(ttl);
+    if (desired.record && *desired.record != published_record_) {
+      etcd_.put(keys_.hostRecord(host_), *desired.record, record_lease_);
+      published_record_ = *desired.record;
+    }
+    // The slot's own lease: renewed, or found again after a restart.
+    if (worker_hold_) {
+      const agent::TimePoint asked = clock_.now();
+      if (etcd_.keepAlive(worker_hold_->lease)) {
+        worker_confirmed_until_ = asked + ttl;
+      } else {
+        spdlog::warn("fleet: the lease of slot {} expired; its keys are gone", worker_hold_->slot);
+        worker_hold_.reset();
+        worker_confirmed_until_.reset();
+      }
+    }
+    fl::FleetView view = fl::readFleetView(etcd_, keys_);
+    if (!worker_hold_) {
+      if (auto mine = view.holders.find(host_); mine != view.holders.end()) {
+        const agent::TimePoint asked = clock_.now();
+        if (etcd_.keepAlive(mine->second.lease)) {
+          spdlog::info("fleet: slot {} held before a restart is ours again", mine->second.slot);
+          worker_hold_ = mine->second;
+          worker_confirmed_until_ = asked + ttl;
+        }
+      }
+    }
+    if (desired.done_schedule && !done_written_.contains(*desired.done_schedule)) {
+      etcd_.put(keys_.done(*desired.done_schedule, host_), agent::formatTime(clock_.now()));
+      done_written_.insert(*desired.done_schedule);
+      view.done[*desired.done_schedule].insert(host_);
+    }
+    if (desired.need == Need::release && worker_hold_) {
+      // Revoking the slot's lease deletes the slot, domain slot and holder
+      // keys at once.
+      etcd_.revokeLease(worker_hold_->lease);
+      worker_hold_.reset();
+      worker_confirmed_until_.reset();
+      view = fl::readFleetView(etcd_, keys_);
+    } else if (desired.need == Need::claim && !worker_hold_) {
+      const agent::TimePoint asked = clock_.now();
+      const std::int64_t lease = etcd_.grantLease(ttl);
+      fl::ClaimOutcome outcome = fl::claimSlot(etcd_, keys_, host_, config_.failure_domain,
+                                               desired.session_id, desired.limits, lease);
+      if (outcome.hold && outcome.hold->lease == lease) {
+        worker_hold_ = outcome.hold;
+        worker_confirmed_until_ = asked + ttl;
+      } else {
+        // Not taken (or a hold of ours whose lease did not answer above):
+        // the spare lease goes, nothing is attached to it.
+        etcd_.revokeLease(lease);
+        report.why_not = outcome.why_not;
+      }
+      view = fl::readFleetView(etcd_, keys_);
+    }
+    report.view = std::move(view);
+    report.reachable = true;
+  } catch (const fl::EtcdError& error) {
+    report.error = error.what();
+  }
+  report.endpoint = etcd_.endpoint();
+  report.hold = worker_hold_;
+  report.confirmed_until = worker_confirmed_until_;
+  return report;
+}
+
+}  // namespace hostmaint::service
