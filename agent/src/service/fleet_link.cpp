@@ -105,8 +105,6 @@ bool FleetLink::slotValid() const {
 
 bool FleetLink::mayDrain(const std::string& session_id) {
   const bool open = slotValid();
-  waiting_ = !open;
-  gate_was_open_ = open;
   if (!open) {
     const fl::SlotLimits limits = limitsFor(session_id);
     setDesired([&](Desired& desired) {
@@ -118,14 +116,15 @@ bool FleetLink::mayDrain(const std::string& session_id) {
   return open;
 }
 
+// A scheduled maintenance whose window has begun: it drains once it has a slot.
+bool FleetLink::windowStarted(const agent::HostStatus& status) const {
+  return status.phase == agent::HostPhase::scheduled && status.window &&
+         clock_.now() >= status.window->start;
+}
+
 void FleetLink::offerStatus(const agent::HostStatus& status) {
-  status_known_ = true;
-  phase_ = status.phase;
-  session_id_ = status.session_id;
-  window_ = status.window;
-  const bool started = status.phase == agent::HostPhase::scheduled && status.window &&
-                       clock_.now() >= status.window->start;
-  if (!inMaintenance(status.phase) && !started) waiting_ = false;
+  last_status_ = status;
+  const bool started = windowStarted(status);
   const std::string session = status.session_id.value_or("");
   const fl::SlotLimits limits = limitsFor(session);
   const std::string record = fl::encodeHostRecord(fl::hostRecordFrom(status, host_, config_.failure_domain));
@@ -157,13 +156,15 @@ void FleetLink::offerStatus(const agent::HostStatus& status) {
 void FleetLink::decorate(agent::HostStatus& status) const {
   agent::FleetStatus fleet = shown_;
   fleet.slot = hold_ ? std::optional<unsigned>(hold_->slot) : std::nullopt;
-  fleet.waiting_for_slot = waiting_;
+  // In maintenance, or about to be, without a slot surely held: waiting.
+  const bool waiting = (inMaintenance(status.phase) || windowStarted(status)) && !slotValid();
+  fleet.waiting_for_slot = waiting;
   if (status.session_id) {
     fleet.max_concurrent = limitsFor(*status.session_id).max_concurrent;
     fleet.schedule_id = scheduleIdOfSession(*status.session_id);
   }
   status.fleet = fleet;
-  if (!waiting_) return;
+  if (!waiting) return;
   std::string reason;
   if (hold_) {
     reason = "the fleet slot " + std::to_string(hold_->slot) +
@@ -181,7 +182,8 @@ void FleetLink::decorate(agent::HostStatus& status) const {
 }
 
 void FleetLink::followSchedule() {
-  if (!status_known_ || !view_ || !view_->schedule || phase_ != agent::HostPhase::idle) return;
+  if (!last_status_ || !view_ || !view_->schedule || last_status_->phase != agent::HostPhase::idle)
+    return;
   const fl::RollingSchedule& schedule = *view_->schedule;
   if (!schedule.includes(host_)) return;
   if (auto done = view_->done.find(schedule.id);
@@ -205,7 +207,7 @@ void FleetLink::followSchedule() {
 
 void FleetLink::apply(Report report) {
   const bool was_valid = slotValid();
-  agent::HostStatus before;
+  agent::HostStatus before = last_status_.value_or(agent::HostStatus{});
   decorate(before);
   if (report.reachable != shown_.reachable || !shown_.since) shown_.since = clock_.now();
   shown_.reachable = report.reachable;
@@ -233,7 +235,7 @@ void FleetLink::apply(Report report) {
     shown_.hosts_in_maintenance = static_cast<unsigned>(view_->holders.size());
   }
   followSchedule();
-  agent::HostStatus after;
+  agent::HostStatus after = last_status_.value_or(agent::HostStatus{});
   decorate(after);
   // Publish again only when something shown changed, and tick the engine
   // when the gate may have opened (it asks again on the tick).

@@ -96,6 +96,7 @@ class FleetLink {
   void followSchedule();                          // on the loop
   void setDesired(const std::function<void(Desired&)>& change);
   bool slotValid() const;
+  bool windowStarted(const agent::HostStatus& status) const;
   agent::fleet::SlotLimits limitsFor(const std::string& session_id) const;
 
   boost::asio::io_context& io_;
@@ -114,12 +115,8 @@ class FleetLink {
   std::set<std::string> done_written_;
 
   // Loop only.
-  bool status_known_ = false;  // offerStatus was called: the phase is the engine's
-  agent::HostPhase phase_ = agent::HostPhase::idle;
-  std::optional<std::string> session_id_;
-  std::optional<agent::MaintenanceWindow> window_;
-  bool waiting_ = false;
-  bool gate_was_open_ = false;
+  // The status last offered, decorated; unset until the agent serves.
+  std::optional<agent::HostStatus> last_status_;
   std::optional<agent::fleet::SlotHold> hold_;
   std::optional<agent::TimePoint> confirmed_until_;
   agent::FleetStatus shown_;
