@@ -50,7 +50,7 @@ TEST(TxnRequest, CreatesOnlyWhenAbsentWithTheLease) {
   EXPECT_EQ(request["compare"][1]["value"], base64Encode("v"));
   EXPECT_EQ(request["success"][0]["request_put"]["lease"], "42");
   EXPECT_EQ(request["success"][0]["request_put"]["value"], base64Encode("{}"));
-  EXPECT_EQ(request["success"][1]["request_delete_range"]["range_end"], base64Encode("/f/e"));
+  EXPECT_EQ(request["success"][1]["request_delete_range"]["range_end"], base64Encode("/f/d0"));
   EXPECT_EQ(request["failure"][0]["request_range"]["key"], base64Encode("/f/slots/"));
   // No lease: the field is left out (0 would mean the same to etcd).
   EXPECT_FALSE(operationJson(Put{"k", "v", 0})["request_put"].contains("lease"));

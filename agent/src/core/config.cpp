@@ -483,7 +483,12 @@ const std::array<SettingKey, 16> kFleetSettings{{
        }
        c.fleet.prefix = std::move(prefix);
      }},
-    {"fleet", "host", [](Config& c, const toml::node& n) { c.fleet.host = readKeyWord(n); }},
+    {"fleet", "host",
+     [](Config& c, const toml::node& n) {
+       std::string host = readString(n);  // empty: controller.host_id or the host name
+       if (!host.empty()) host = readKeyWord(n);
+       c.fleet.host = std::move(host);
+     }},
     {"fleet", "failure_domain",
      [](Config& c, const toml::node& n) {
        std::string label = readString(n);
