@@ -122,3 +122,72 @@ class EtcdCluster:
         return "\n".join(f"--- {m['name']} ---\n" +
                          (self.dir / f"{m['name']}.log").read_text(errors="replace")[-2000:]
                          for m in self.members)
+
+
+def make_tls(directory: Path):
+    """A CA and a server certificate for 127.0.0.1 (openssl): {ca, cert, key} paths."""
+    directory.mkdir(parents=True, exist_ok=True)
+    ca_key, ca = directory / "ca.key", directory / "ca.pem"
+    key, csr, cert = directory / "server.key", directory / "server.csr", directory / "server.pem"
+    ext = directory / "san.ext"
+    ext.write_text("subjectAltName=IP:127.0.0.1\n")
+    quiet = {"check": True, "capture_output": True}
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", "/CN=hostmaint test CA", "-keyout", str(ca_key), "-out", str(ca)],
+                   **quiet)
+    subprocess.run(["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
+                    "-keyout", str(key), "-out", str(csr)], **quiet)
+    subprocess.run(["openssl", "x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey",
+                    str(ca_key), "-CAcreateserial", "-days", "2", "-extfile", str(ext),
+                    "-out", str(cert)], **quiet)
+    return {"ca": ca, "cert": cert, "key": key}
+
+
+class SecureEtcd:
+    """One etcd member serving TLS on 127.0.0.1 with authentication enabled: user
+    `hostmaint` may read and write under `prefix` only."""
+
+    def __init__(self, workdir: Path, prefix, password):
+        self.dir = workdir / "etcd-tls"
+        self.tls = make_tls(self.dir / "tls")
+        self.client_port, self.peer_port = free_port(), free_port()
+        self.endpoint = f"https://127.0.0.1:{self.client_port}"
+        self.log = open(self.dir / "etcd.log", "ab")
+        self.process = subprocess.Popen(
+            [ETCD, "--name", "s0", "--data-dir", str(self.dir / "data"),
+             "--listen-client-urls", self.endpoint, "--advertise-client-urls", self.endpoint,
+             "--listen-peer-urls", f"http://127.0.0.1:{self.peer_port}",
+             "--initial-advertise-peer-urls", f"http://127.0.0.1:{self.peer_port}",
+             "--initial-cluster", f"s0=http://127.0.0.1:{self.peer_port}",
+             "--cert-file", str(self.tls["cert"]), "--key-file", str(self.tls["key"]),
+             "--log-level", "warn"],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        for command in (["user", "add", "root:root-pw"], ["user", "grant-role", "root", "root"],
+                        ["role", "add", "hostmaint"],
+                        ["role", "grant-permission", "hostmaint", "readwrite", "--prefix=true",
+                         prefix],
+                        ["user", "add", f"hostmaint:{password}"],
+                        ["user", "grant-role", "hostmaint", "hostmaint"],
+                        ["auth", "enable"]):
+            self.etcdctl(*command)
+
+    def etcdctl(self, *args, user=None):
+        deadline = time.monotonic() + 30
+        command = [shutil.which("etcdctl") or "/usr/bin/etcdctl", "--endpoints", self.endpoint,
+                   "--cacert", str(self.tls["ca"]), "--dial-timeout", "2s"]
+        if user:
+            command += ["--user", user]
+        while True:
+            result = subprocess.run([*command, *args], capture_output=True, text=True,
+                                    env={"ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"})
+            if result.returncode == 0:
+                return result.stdout
+            if time.monotonic() > deadline:
+                raise AssertionError(f"etcdctl {' '.join(args)}: {result.stderr}")
+            time.sleep(0.2)
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=20)
+        self.log.close()

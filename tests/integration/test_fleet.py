@@ -16,8 +16,8 @@ import time
 import unittest
 from pathlib import Path
 
-from etcd_cluster import EtcdCluster
-from harness import DATA_DIR, Daemon, PrivateBus, requires_tools, wait_until
+from etcd_cluster import EtcdCluster, SecureEtcd
+from harness import DATA_DIR, Daemon, PrivateBus, requires_tools, run_hostmaintd, wait_until
 
 HOSTS = ["h1", "h2", "h3"]
 FLEET = "test"
@@ -290,3 +290,68 @@ class FleetTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+@requires_tools("etcd", "etcdctl", "openssl", "dbus-daemon")
+class FleetTlsAuthTest(unittest.TestCase):
+    """etcd over TLS with authentication: the host verifies etcd's certificate against its
+    CA, logs in with the password from a private file, and takes its slot; a password file
+    others can read stops the start, a wrong password is shown as the fleet's error."""
+
+    def setUp(self):
+        self.workdir = Path(tempfile.mkdtemp(prefix="hostmaint-fleet-tls-"))
+        self.addCleanup(shutil.rmtree, self.workdir, True)
+        self.etcd = SecureEtcd(self.workdir, PREFIX, "s3cret-pw")
+        self.addCleanup(self.etcd.stop)
+        self.password_file = self.workdir / "etcd.password"
+        self.password_file.write_text("s3cret-pw\n")
+        self.password_file.chmod(0o600)
+        hostdir = self.workdir / "h1"
+        hostdir.mkdir()
+        self.bus = PrivateBus(hostdir)
+        self.addCleanup(self.bus.stop)
+        self.daemon = Daemon(hostdir, self.bus, DATA_DIR / "node-basic.xml", self.config())
+        self.addCleanup(self.daemon.stop)
+
+    def config(self, password_file=None):
+        return (f'[fleet]\nendpoints = ["{self.etcd.endpoint}"]\nname = "{FLEET}"\nhost = "h1"\n'
+                f'lease_ttl = {LEASE_TTL}\npoll_interval = "200ms"\n'
+                f'ca_file = "{self.etcd.tls["ca"]}"\nuser = "hostmaint"\n'
+                f'password_file = "{password_file or self.password_file}"\n')
+
+    def test_verified_and_authenticated_host_takes_its_slot(self):
+        self.daemon.start()
+        wait_until(lambda: self.daemon.status_file().get("fleet", {}).get("state") == "ok", 20,
+                   "the fleet reachable over TLS with the user")
+        self.daemon.ctl("schedule", "--start", "now", "--end", "+2h", check=0)
+        wait_until(lambda: self.daemon.status_file()["fleet"]["slot"] == 0, 20, "slot 0")
+        self.assertIn("h1", self.etcd.etcdctl("get", PREFIX + "slots/all/0",
+                                              user="hostmaint:s3cret-pw"))
+        table = self.daemon.ctl("fleet", "--config", str(self.daemon.config_path), "status",
+                                check=0).stdout
+        self.assertRegex(table, r"(?m)^h1\s+(draining|empty)\s+0")
+
+    def test_password_file_others_can_read_stops_the_start(self):
+        self.password_file.chmod(0o644)
+        result = run_hostmaintd("--config", str(self.daemon.config_path),
+                                env={**self.daemon.env}, timeout=30)
+        self.assertEqual(result.returncode, 1, result.stderr)
+        self.assertIn(f"etcd password file {self.password_file} has mode 0644",
+                      result.stdout + result.stderr)
+
+    def test_wrong_password_is_the_fleets_error(self):
+        wrong = self.workdir / "wrong.password"
+        wrong.write_text("not-it\n")
+        wrong.chmod(0o600)
+        self.daemon.config_path.write_text(
+            self.daemon.config_path.read_text().replace(str(self.password_file), str(wrong)))
+        self.daemon.start()
+        status = wait_until(
+            lambda: (s := self.daemon.status_file()).get("fleet", {}).get("last_error") and s,
+            20, "the fleet's error")
+        self.assertEqual(status["fleet"]["state"], "unreachable")
+        self.assertIn("etcd refused user 'hostmaint'", status["fleet"]["last_error"])
+        # hostmaintctl uses the same settings, and says what etcd said.
+        result = self.daemon.ctl("fleet", "--config", str(self.daemon.config_path), "status",
+                                 check=5)
+        self.assertIn("etcd refused user", result.stderr)

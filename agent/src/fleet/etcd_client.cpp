@@ -91,8 +91,18 @@ std::string EtcdClient::call(const std::string& path, const std::string& body) {
       if (!s.settings.user.empty() && !s.token) {
         const nlohmann::json request = {{"name", s.settings.user}, {"password", s.password}};
         s.http.reset();  // no stale token on the authenticate call itself
-        const ctl::HttpResponse answer =
-            s.client().postJson(base + "/v3/auth/authenticate", request.dump());
+        ctl::HttpResponse answer;
+        try {
+          answer = s.client().postJson(base + "/v3/auth/authenticate", request.dump());
+        } catch (const ctl::HttpError& error) {
+          // A wrong user or password is etcd's 400 (InvalidArgument), not a 401.
+          if (error.failure() == ctl::HttpFailure::http_status && error.httpStatus() >= 400 &&
+              error.httpStatus() < 500) {
+            throw EtcdError(EtcdFailure::auth,
+                            "etcd refused user '" + s.settings.user + "': " + error.what());
+          }
+          throw;
+        }
         const nlohmann::json parsed = nlohmann::json::parse(answer.body, nullptr, false);
         if (parsed.is_discarded() || !parsed.contains("token") || !parsed["token"].is_string()) {
           throw EtcdError(EtcdFailure::auth,
