@@ -65,9 +65,11 @@ class InvariantWatch:
         self.test.assertEqual(self.violations[:5], [], "the fleet's limit was broken")
 
 
-@requires_tools("etcd", "dbus-daemon")
-class FleetTest(unittest.TestCase):
+class FleetCase(unittest.TestCase):
+    """Three hosts and a 3-member etcd cluster; the helpers the tests share."""
     max_concurrent = 1
+    per_domain = 0
+    domains = {}  # host -> failure domain
 
     def setUp(self):
         self.workdir = Path(tempfile.mkdtemp(prefix="hostmaint-fleet-"))
@@ -89,7 +91,9 @@ class FleetTest(unittest.TestCase):
         endpoints = ", ".join(f'"{e}"' for e in self.etcd.endpoints)
         return (f'[fleet]\nendpoints = [{endpoints}]\nname = "{FLEET}"\nhost = "{host}"\n'
                 f"max_concurrent = {self.max_concurrent}\nlease_ttl = {LEASE_TTL}\n"
-                f'poll_interval = "200ms"\nconnect_timeout = "500ms"\nrequest_timeout = "1s"\n')
+                f'poll_interval = "200ms"\nconnect_timeout = "500ms"\nrequest_timeout = "1s"\n'
+                f'failure_domain = "{self.domains.get(host, "")}"\n'
+                f"max_concurrent_per_domain = {self.per_domain}\n")
 
     def _stop_daemon(self, daemon):
         try:
@@ -137,7 +141,10 @@ class FleetTest(unittest.TestCase):
         self.daemons[host].ctl("finish", check=0)
         self.wait_status(host, lambda s: s["phase"] == "idle", "idle again", timeout)
 
-    # ---- tests ---------------------------------------------------------------------
+
+
+@requires_tools("etcd", "dbus-daemon")
+class FleetTest(FleetCase):
 
     def test_every_host_publishes_its_record_and_fleet_status_shows_them(self):
         for host in HOSTS:
@@ -290,6 +297,36 @@ class FleetTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+@requires_tools("etcd", "dbus-daemon")
+class FleetDomainTest(FleetCase):
+    """Two hosts at once in the fleet, one per failure domain: h1 and h2 share rack1."""
+    max_concurrent = 2
+    per_domain = 1
+    domains = {"h1": "rack1", "h2": "rack1", "h3": "rack2"}
+
+    def test_one_host_per_failure_domain_two_in_the_fleet(self):
+        watch = InvariantWatch(self, self.max_concurrent)
+        for host in HOSTS:
+            self.schedule_now(host)
+        self.wait_status("h3", lambda s: s["fleet"]["slot"] is not None, "h3 holding a slot")
+        first = wait_until(lambda: next((h for h in ("h1", "h2")
+                                         if self.fleet(h)["slot"] is not None), None),
+                           20, "one of rack1's hosts holding a slot")
+        second = "h2" if first == "h1" else "h1"
+        status = self.wait_status(second, lambda s: s["fleet"]["waiting_for_slot"], "waiting")
+        reason = [b["reason"] for b in status["blockers"] if b["subject"] == "fleet"][0]
+        self.assertIn("failure domain 'rack1'", reason)
+        self.assertEqual(len(self.slots()), 2)
+        domain_slots = self.etcd.range_prefix(PREFIX + "slots/domain/")
+        self.assertEqual(sorted(domain_slots.values()), sorted([first, "h3"]))
+        self.finish_when_empty(first)
+        self.wait_status(second, lambda s: s["fleet"]["slot"] is not None, "the other rack1 host")
+        self.finish_when_empty(second)
+        self.finish_when_empty("h3")
+        wait_until(lambda: not self.slots(), 10, "every slot given back")
+        watch.check()
 
 
 @requires_tools("etcd", "etcdctl", "openssl", "dbus-daemon")
