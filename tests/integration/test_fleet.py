@@ -16,7 +16,7 @@ import time
 import unittest
 from pathlib import Path
 
-from etcd_cluster import EtcdCluster, SecureEtcd
+from etcd_cluster import EtcdCluster, SecureEtcd, b64
 from harness import DATA_DIR, Daemon, PrivateBus, requires_tools, run_hostmaintd, wait_until
 
 HOSTS = ["h1", "h2", "h3"]
@@ -70,6 +70,7 @@ class FleetCase(unittest.TestCase):
     max_concurrent = 1
     per_domain = 0
     domains = {}  # host -> failure domain
+    command = ""  # [fleet] maintenance_command; {dir} is the host's directory
 
     def setUp(self):
         self.workdir = Path(tempfile.mkdtemp(prefix="hostmaint-fleet-"))
@@ -83,6 +84,8 @@ class FleetCase(unittest.TestCase):
             bus = PrivateBus(hostdir)
             self.addCleanup(bus.stop)
             daemon = Daemon(hostdir, bus, DATA_DIR / "node-basic.xml", self.fleet_config(host))
+            (hostdir / "boot_id").write_text("boot-1\n")
+            daemon.extra_args = ["--boot-id-file", str(hostdir / "boot_id")]
             self.addCleanup(self._stop_daemon, daemon)
             daemon.start()
             self.daemons[host] = daemon
@@ -93,7 +96,8 @@ class FleetCase(unittest.TestCase):
                 f"max_concurrent = {self.max_concurrent}\nlease_ttl = {LEASE_TTL}\n"
                 f'poll_interval = "200ms"\nconnect_timeout = "500ms"\nrequest_timeout = "1s"\n'
                 f'failure_domain = "{self.domains.get(host, "")}"\n'
-                f"max_concurrent_per_domain = {self.per_domain}\n")
+                f"max_concurrent_per_domain = {self.per_domain}\n"
+                f"maintenance_command = {json.dumps(self.command.format(dir=self.workdir / host))}\n")
 
     def _stop_daemon(self, daemon):
         try:
@@ -327,6 +331,67 @@ class FleetDomainTest(FleetCase):
         self.finish_when_empty("h3")
         wait_until(lambda: not self.slots(), 10, "every slot given back")
         watch.check()
+
+
+@requires_tools("etcd", "dbus-daemon")
+class FleetCommandTest(FleetCase):
+    """[fleet] maintenance_command: run on the empty host of a rolling schedule, holding the
+    slot with a long lease; success or the host back from its reboot finishes."""
+    # A file says what to do: `ok`, `fail`, or `reboot` (the command kills hostmaintd, as a
+    # reboot would stop it).
+    command = ("echo started >> {dir}/ran; read what < {dir}/what; case $what in "
+               "ok) sleep 1 ;; fail) echo disk full; exit 3 ;; reboot) kill -KILL $PPID; sleep 5 ;; "
+               "esac")
+
+    def roll(self, host, what):
+        (self.workdir / host / "what").write_text(what + "\n")
+        ctl = self.daemons[host]
+        ctl.ctl("fleet", "--config", str(ctl.config_path), "schedule", "--hosts", host,
+                "--max-concurrent", "1", check=0)
+
+    def slot_lease_ttl(self):
+        answer = self.etcd.post("/v3/kv/range", {"key": b64(PREFIX + "slots/all/0")})
+        lease = answer["kvs"][0]["lease"]
+        return int(self.etcd.post("/v3/lease/timetolive", {"ID": lease})["TTL"])
+
+    def test_command_success_finishes_and_hands_the_slot_on(self):
+        self.roll("h1", "ok")
+        self.wait_status("h1", lambda s: s["phase"] == "in-maintenance", "in maintenance")
+        # While the command runs the slot is on the command's lease (1h), not the 4 s one.
+        wait_until(lambda: self.slot_lease_ttl() > 60, 10, "the slot on the long lease")
+        self.wait_status("h1", lambda s: s["phase"] == "idle", "idle after the command")
+        self.assertEqual((self.workdir / "h1" / "ran").read_text(), "started\n")
+        wait_until(lambda: not self.slots(), 10, "the slot given back")
+        self.assertIn("the maintenance command succeeded", self.daemons["h1"].log_text())
+
+    def test_command_failure_stays_in_maintenance_with_a_blocker(self):
+        self.roll("h1", "fail")
+        status = self.wait_status(
+            "h1", lambda s: any(b["subject"] == "fleet maintenance command" for b in s["blockers"]),
+            "the command's blocker")
+        self.assertEqual(status["phase"], "in-maintenance")
+        reason = [b["reason"] for b in status["blockers"]
+                  if b["subject"] == "fleet maintenance command"][0]
+        self.assertIn("exited with status 3: disk full", reason)
+        self.assertEqual(list(self.slots().values()), ["h1"])
+        self.daemons["h1"].ctl("finish", check=0)
+        self.wait_status("h1", lambda s: s["phase"] == "idle", "idle after finish")
+        wait_until(lambda: not self.slots(), 10, "the slot given back")
+
+    def test_reboot_by_the_command_keeps_the_slot_and_finishes_at_the_next_boot(self):
+        self.roll("h1", "reboot")
+        daemon = self.daemons["h1"]
+        daemon.process.wait(timeout=30)  # the "reboot" took hostmaintd down
+        daemon.stop()
+        time.sleep(LEASE_TTL + 1)
+        # Down longer than the short lease: the slot is still h1's.
+        self.assertEqual(self.slots(), {PREFIX + "slots/all/0": "h1"})
+        (self.workdir / "h1" / "boot_id").write_text("boot-2\n")
+        daemon.start()
+        self.wait_status("h1", lambda s: s["phase"] == "idle", "idle after the reboot")
+        self.assertIn("back from the reboot of the maintenance command", daemon.log_text())
+        wait_until(lambda: not self.slots(), 10, "the slot given back")
+        self.assertEqual((self.workdir / "h1" / "ran").read_text(), "started\n")
 
 
 @requires_tools("etcd", "etcdctl", "openssl", "dbus-daemon")

@@ -457,7 +457,7 @@ std::string readKeyWord(const toml::node& node) {
 }
 
 // [fleet] (docs/fleet.md): coordination through etcd.
-const std::array<SettingKey, 16> kFleetSettings{{
+const std::array<SettingKey, 18> kFleetSettings{{
     {"fleet", "endpoints",
      [](Config& c, const toml::node& n) {
        const auto* array = n.as_array();
@@ -522,6 +522,12 @@ const std::array<SettingKey, 16> kFleetSettings{{
      [](Config& c, const toml::node& n) { c.fleet.connect_timeout = readDuration(n, 100ms, 1min); }},
     {"fleet", "request_timeout",
      [](Config& c, const toml::node& n) { c.fleet.request_timeout = readDuration(n, 100ms, 5min); }},
+    {"fleet", "maintenance_command",
+     [](Config& c, const toml::node& n) { c.fleet.maintenance_command = readString(n); }},
+    {"fleet", "maintenance_command_timeout",
+     [](Config& c, const toml::node& n) {
+       c.fleet.maintenance_command_timeout = wholeSeconds(readDuration(n, 10s, 24h));
+     }},
 }};
 
 // Every table of settings outside [policy], in the order their sections are listed.

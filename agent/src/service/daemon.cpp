@@ -226,9 +226,16 @@ std::unique_ptr<FleetLink> Daemon::fleetLink() {
     if (!agent_) throw agent::CommandError("hostmaintd is not serving yet");
     agent_->engine().schedule(request);
   };
+  hooks.begin = [this] {
+    if (agent_) agent_->engine().begin();
+  };
+  hooks.finish = [this] {
+    if (agent_) agent_->engine().finish();
+  };
   try {
-    return std::make_unique<FleetLink>(io_, config_.fleet, fleetHostName(config_, host_), clock_,
-                                       std::move(hooks));
+    return std::make_unique<FleetLink>(
+        io_, config_.fleet, fleetHostName(config_, host_), clock_, std::move(hooks),
+        FleetLocal{config_.paths.state_dir / "fleet-command.json", readBootId(options_.boot_id_file)});
   } catch (const agent::fleet::EtcdError& error) {
     throw DaemonStartError("cannot set up the fleet link to etcd: " + std::string(error.what()));
   }

@@ -4,8 +4,11 @@
 
 #include <boost/asio/post.hpp>
 #include <chrono>
+#include <fstream>
+#include <sstream>
 
 #include "hostmaint/agent/engine.hpp"
+#include "hostmaint/agent/journal.hpp"
 #include "hostmaint/agent/status_json.hpp"
 
 namespace hostmaint::service {
@@ -51,14 +54,29 @@ fl::EtcdSettings etcdSettingsFrom(const agent::FleetConfig& config) {
 }
 
 FleetLink::FleetLink(boost::asio::io_context& io, const agent::FleetConfig& config,
-                     std::string host, const agent::WallClock& clock, FleetHooks hooks)
+                     std::string host, const agent::WallClock& clock, FleetHooks hooks,
+                     FleetLocal local)
     : io_(io),
       config_(config),
       host_(std::move(host)),
       clock_(clock),
       hooks_(std::move(hooks)),
       keys_(config.prefix, config.name),
-      etcd_(etcdSettingsFrom(config)) {
+      etcd_(etcdSettingsFrom(config)),
+      local_(std::move(local)),
+      runner_(io) {
+  // A maintenance command recorded before a restart (or the reboot it did).
+  if (std::ifstream in(local_.command_file); in) {
+    std::stringstream text;
+    text << in.rdbuf();
+    const nlohmann::json document = nlohmann::json::parse(text.str(), nullptr, false);
+    if (document.is_object()) {
+      command_ = CommandRecord{document.value("session_id", ""), document.value("boot_id", ""),
+                               document.value("state", ""), document.value("detail", "")};
+    } else {
+      spdlog::warn("fleet: ignoring {}: not a JSON object", local_.command_file.string());
+    }
+  }
   shown_.name = config_.name;
   shown_.host = host_;
   shown_.max_concurrent = config_.max_concurrent;
@@ -150,7 +168,10 @@ void FleetLink::offerStatus(const agent::HostStatus& status) {
     }
   });
   // Not from inside the engine's listener: the engine is not re-entrant.
-  boost::asio::post(io_, [this] { followSchedule(); });
+  boost::asio::post(io_, [this] {
+    followSchedule();
+    followCommand();
+  });
 }
 
 void FleetLink::decorate(agent::HostStatus& status) const {
@@ -164,6 +185,9 @@ void FleetLink::decorate(agent::HostStatus& status) const {
     fleet.schedule_id = scheduleIdOfSession(*status.session_id);
   }
   status.fleet = fleet;
+  if (command_ && command_->state == "failed" && command_->session_id == status.session_id) {
+    status.blockers.push_back(agent::Blocker{"fleet maintenance command", command_->detail});
+  }
   if (!waiting) return;
   std::string reason;
   if (hold_) {
@@ -205,6 +229,123 @@ void FleetLink::followSchedule() {
   }
 }
 
+void FleetLink::saveCommandRecord() {
+  try {
+    if (!command_) {
+      std::error_code ignored;
+      std::filesystem::remove(local_.command_file, ignored);
+      return;
+    }
+    const nlohmann::json document = {{"session_id", command_->session_id},
+                                     {"boot_id", command_->boot_id},
+                                     {"state", command_->state},
+                                     {"detail", command_->detail}};
+    agent::writeFileAtomically(local_.command_file, document.dump() + "\n", 0600);
+  } catch (const agent::JournalError& error) {
+    spdlog::error("fleet: cannot record the maintenance command: {}", error.what());
+  }
+}
+
+// The maintenance command of a rolling schedule's maintenance: once the host
+// is empty and its slot is held on the long lease, begin, run the command,
+// and finish when it succeeds, or when the host comes back from the reboot
+// it did (a new boot id). Called after every status and every round.
+void FleetLink::followCommand() {
+  if (config_.maintenance_command.empty() || !last_status_) return;
+  const agent::HostStatus& status = *last_status_;
+  const std::string session = status.session_id.value_or("");
+  const bool fleet_session = scheduleIdOfSession(session).has_value();
+  if (command_ && (command_->session_id != session || !fleet_session ||
+                   status.phase == agent::HostPhase::idle ||
+                   status.phase == agent::HostPhase::restoring)) {
+    command_.reset();  // that maintenance is over
+    saveCommandRecord();
+    setDesired([](Desired& desired) { desired.long_hold_session.reset(); });
+  }
+  if (!fleet_session) return;
+  auto attempt = [&](const char* what, const std::function<void()>& command) {
+    try {
+      command();
+      return true;
+    } catch (const agent::CommandError& error) {
+      spdlog::warn("fleet: {} for the maintenance command refused: {}", what, error.what());
+      return false;
+    }
+  };
+  if (!command_) {
+    if (status.phase != agent::HostPhase::empty) return;
+    command_ = CommandRecord{session, local_.boot_id, "starting", ""};
+    saveCommandRecord();
+    spdlog::info("fleet: host empty; holding slot for the maintenance command ({} at most)",
+                 agent::formatDuration(config_.maintenance_command_timeout));
+    setDesired([&](Desired& desired) { desired.long_hold_session = session; });
+    return;
+  }
+  if (command_->state == "starting") {
+    if (long_hold_session_ != session || !slotValid()) return;  // the worker has not moved it yet
+    if (status.phase == agent::HostPhase::empty && !attempt("begin", hooks_.begin)) return;
+    command_->state = "running";
+    saveCommandRecord();
+    command_running_ = true;
+    spdlog::info("fleet: running the maintenance command: {}", config_.maintenance_command);
+    runner_.run(config_.maintenance_command,
+                std::chrono::duration_cast<std::chrono::milliseconds>(
+                    config_.maintenance_command_timeout),
+                [this](const CommandResult& result) { commandDone(result); });
+    return;
+  }
+  if (command_->state == "running" && !command_running_) {
+    if (command_->boot_id != local_.boot_id) {
+      // A new boot proves the host evidenced empty again first (the engine
+      // re-checks after a restart): finish once it is.
+      if (status.phase != agent::HostPhase::empty &&
+          status.phase != agent::HostPhase::in_maintenance)
+        return;
+      spdlog::info("fleet: back from the reboot of the maintenance command: finishing");
+      command_->state = "done";
+      saveCommandRecord();
+      attempt("finish", hooks_.finish);
+    } else {
+      command_->state = "failed";
+      command_->detail =
+          "interrupted: hostmaintd restarted while it ran (not run again); finish or cancel by hand";
+      saveCommandRecord();
+      if (hooks_.on_change) hooks_.on_change();
+    }
+  }
+}
+
+void FleetLink::commandDone(const CommandResult& result) {
+  command_running_ = false;
+  if (!command_) return;
+  if (result.ok()) {
+    spdlog::info("fleet: the maintenance command succeeded: finishing");
+    command_->state = "done";
+    saveCommandRecord();
+    try {
+      hooks_.finish();
+    } catch (const agent::CommandError& error) {
+      spdlog::warn("fleet: finish after the maintenance command refused: {}", error.what());
+    }
+    return;
+  }
+  std::string detail = result.error;
+  if (detail.empty()) {
+    detail = result.timed_out ? "timed out after " +
+                                    agent::formatDuration(config_.maintenance_command_timeout)
+             : result.exit_status ? "exited with status " + std::to_string(*result.exit_status)
+             : result.signal      ? "killed by signal " + std::to_string(*result.signal)
+                                  : "failed";
+  }
+  if (!result.output.empty()) detail += ": " + result.output;
+  detail += "; the host stays in maintenance (finish or cancel by hand)";
+  spdlog::error("fleet: the maintenance command {}", detail);
+  command_->state = "failed";
+  command_->detail = detail;
+  saveCommandRecord();
+  if (hooks_.on_change) hooks_.on_change();
+}
+
 void FleetLink::apply(Report report) {
   const bool was_valid = slotValid();
   agent::HostStatus before = last_status_.value_or(agent::HostStatus{});
@@ -229,12 +370,14 @@ void FleetLink::apply(Report report) {
   hold_ = report.hold;
   confirmed_until_ = report.confirmed_until;
   why_not_ = report.why_not;
+  long_hold_session_ = report.long_hold_session;
   if (report.view) {
     view_ = std::move(report.view);
     shown_.hosts = static_cast<unsigned>(view_->hosts.size());
     shown_.hosts_in_maintenance = static_cast<unsigned>(view_->holders.size());
   }
   followSchedule();
+  followCommand();
   agent::HostStatus after = last_status_.value_or(agent::HostStatus{});
   decorate(after);
   // Publish again only when something shown changed, and tick the engine
@@ -302,6 +445,30 @@ FleetLink::Report FleetLink::exchange(const Desired& desired) {
       done_written_.insert(*desired.done_schedule);
       view.done[*desired.done_schedule].insert(host_);
     }
+    if (!desired.long_hold_session) worker_long_hold_.reset();
+    if (desired.long_hold_session && worker_hold_ && worker_long_hold_ != desired.long_hold_session) {
+      // Moved to a lease of the command's timeout in one transaction (only
+      // while the keys are still ours), then the short lease goes.
+      const std::int64_t lease = etcd_.grantLease(config_.maintenance_command_timeout);
+      const fl::SlotHold& hold = *worker_hold_;
+      std::vector<fl::Compare> compares{fl::Compare::valueIs(keys_.slot(hold.slot), host_)};
+      fl::SlotHold moved = hold;
+      moved.lease = lease;
+      std::vector<fl::Operation> puts{fl::Put{keys_.holder(host_), fl::encodeHold(moved), lease},
+                                      fl::Put{keys_.slot(hold.slot), host_, lease}};
+      if (hold.domain_slot) {
+        const std::string key = keys_.domainSlot(hold.failure_domain, *hold.domain_slot);
+        compares.push_back(fl::Compare::valueIs(key, host_));
+        puts.push_back(fl::Put{key, host_, lease});
+      }
+      if (etcd_.txn(compares, puts, {}).succeeded) {
+        etcd_.revokeLease(hold.lease);
+        worker_hold_ = moved;
+        worker_long_hold_ = desired.long_hold_session;
+      } else {
+        etcd_.revokeLease(lease);
+      }
+    }
     if (desired.need == Need::release && worker_hold_) {
       // Revoking the slot's lease deletes the slot, domain slot and holder
       // keys at once.
@@ -333,6 +500,7 @@ FleetLink::Report FleetLink::exchange(const Desired& desired) {
   report.endpoint = etcd_.endpoint();
   report.hold = worker_hold_;
   report.confirmed_until = worker_confirmed_until_;
+  report.long_hold_session = worker_long_hold_;
   return report;
 }
 

@@ -175,6 +175,13 @@ struct FleetConfig {
   std::optional<std::filesystem::path> password_file;
   std::chrono::milliseconds connect_timeout{std::chrono::seconds(2)};
   std::chrono::milliseconds request_timeout{std::chrono::seconds(5)};
+  // Run by /bin/sh -c on the empty host in a rolling schedule's maintenance
+  // (an update and a reboot); its success finishes the maintenance. Empty:
+  // the maintenance waits for finish.
+  std::string maintenance_command;
+  // The command's timeout, and how long the slot stays held while it runs
+  // (across the reboot it may do).
+  std::chrono::seconds maintenance_command_timeout{std::chrono::hours(1)};
 
   bool enabled() const { return !endpoints.empty(); }
   bool operator==(const FleetConfig&) const = default;

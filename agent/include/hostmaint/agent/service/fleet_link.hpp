@@ -16,6 +16,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <condition_variable>
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -28,6 +29,7 @@
 #include "hostmaint/agent/fleet/etcd_client.hpp"
 #include "hostmaint/agent/fleet/fleet.hpp"
 #include "hostmaint/agent/model.hpp"
+#include "hostmaint/agent/service/command_runner.hpp"
 
 namespace hostmaint::service {
 
@@ -38,6 +40,16 @@ struct FleetHooks {
   // Schedules the maintenance of a rolling schedule; throws
   // agent::CommandError when the engine refuses. On the io_context.
   std::function<void(const agent::ScheduleRequest&)> schedule;
+  // begin and finish, for the maintenance command; throw agent::CommandError.
+  std::function<void()> begin;
+  std::function<void()> finish;
+};
+
+// What the maintenance command needs of this host: where it records that it
+// ran (to tell a reboot it did from a restart of hostmaintd), and this boot.
+struct FleetLocal {
+  std::filesystem::path command_file;  // {state_dir}/fleet-command.json
+  std::string boot_id;
 };
 
 // The session id of a rolling schedule's maintenance on every host, and back.
@@ -56,7 +68,7 @@ class FleetLink {
   // Builds the etcd client (reads the password file: throws
   // agent::fleet::EtcdError(setup) naming it) and starts the worker.
   FleetLink(boost::asio::io_context& io, const agent::FleetConfig& config, std::string host,
-            const agent::WallClock& clock, FleetHooks hooks);
+            const agent::WallClock& clock, FleetHooks hooks, FleetLocal local);
   // Wakes and joins the worker (a request in flight ends within its
   // timeout). The leases are left to expire: a restarted daemon adopts its
   // slot while its lease lives.
@@ -78,6 +90,9 @@ class FleetLink {
     agent::fleet::SlotLimits limits;
     std::optional<std::string> record;  // the record to publish
     std::optional<std::string> done_schedule;  // mark this schedule done for the host
+    // Hold the slot with a lease of maintenance_command_timeout from now on
+    // (the maintenance command may reboot the host).
+    std::optional<std::string> long_hold_session;
   };
   // What the worker learned, posted to the loop.
   struct Report {
@@ -88,12 +103,23 @@ class FleetLink {
     std::optional<agent::fleet::SlotHold> hold;
     std::optional<agent::TimePoint> confirmed_until;
     std::string why_not;  // why no slot could be taken
+    std::optional<std::string> long_hold_session;  // the slot is on the long lease for it
+  };
+  // The maintenance command of one session, as recorded in command_file.
+  struct CommandRecord {
+    std::string session_id;
+    std::string boot_id;
+    std::string state;  // "starting", "running", "failed", "done"
+    std::string detail;
   };
 
   void run();
   Report exchange(const Desired& desired);
   void apply(Report report);                      // on the loop
   void followSchedule();                          // on the loop
+  void followCommand();                           // on the loop
+  void saveCommandRecord();
+  void commandDone(const CommandResult& result);
   void setDesired(const std::function<void(Desired&)>& change);
   bool slotValid() const;
   bool windowStarted(const agent::HostStatus& status) const;
@@ -113,6 +139,7 @@ class FleetLink {
   std::optional<agent::TimePoint> worker_confirmed_until_;
   std::string published_record_;
   std::set<std::string> done_written_;
+  std::optional<std::string> worker_long_hold_;  // session whose slot is on the long lease
 
   // Loop only.
   // The status last offered, decorated; unset until the agent serves.
@@ -124,6 +151,11 @@ class FleetLink {
   std::string why_not_;
   std::optional<std::string> logged_error_;
   std::set<std::string> schedules_tried_;
+  const FleetLocal local_;
+  std::optional<CommandRecord> command_;
+  std::optional<std::string> long_hold_session_;
+  bool command_running_ = false;
+  CommandRunner runner_;  // runs the maintenance command; killing it when the link goes
 
   std::mutex mutex_;
   std::condition_variable wake_;
