@@ -6,6 +6,7 @@
 
 #include "exit_status.hpp"
 #include "fleet_commands.hpp"
+#include "render.hpp"
 #include "hostmaint/agent/config.hpp"
 #include "hostmaint/agent/fleet/fleet.hpp"
 #include "hostmaint/agent/status_json.hpp"
@@ -221,3 +222,32 @@ TEST(FleetCtl, TableShowsEveryHostTheSlotsAndTheSchedule) {
 
 }  // namespace
 }  // namespace hostmaint::agent::fleet
+
+namespace hostmaint::ctl {
+namespace {
+
+// hostmaintctl status says the fleet is unreachable even while nothing waits
+// for a slot, and which slot the host holds.
+TEST(FleetCtl, StatusSaysWhetherTheFleetAnswers) {
+  const RenderOptions utc{*agent::parseTime("2026-12-01T09:00:10Z"), false};
+  nlohmann::json status = {{"host", "h1"}, {"phase", "idle"}, {"ready", false},
+                           {"domains", nlohmann::json::array()},
+                           {"blockers", nlohmann::json::array()},
+                           {"fleet",
+                            {{"name", "prod"}, {"host", "h1"}, {"state", "unreachable"},
+                             {"since", "2026-12-01T09:00:00Z"},
+                             {"last_error", "no etcd endpoint answered"}, {"slot", nullptr},
+                             {"waiting_for_slot", false}, {"hosts", 3},
+                             {"hosts_in_maintenance", 1}}}};
+  std::string text = renderStatus(status, utc);
+  EXPECT_THAT(text, ::testing::HasSubstr(
+                        "prod as h1: UNREACHABLE since 2026-12-01 09:00:00 UTC (10s ago) (no etcd "
+                        "endpoint answered); 3 hosts, 1 in maintenance"));
+  status["fleet"]["state"] = "ok";
+  status["fleet"]["slot"] = 0;
+  text = renderStatus(status, utc);
+  EXPECT_THAT(text, ::testing::HasSubstr("prod as h1: reachable; holds slot 0; 3 hosts"));
+}
+
+}  // namespace
+}  // namespace hostmaint::ctl
