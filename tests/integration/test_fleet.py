@@ -285,7 +285,8 @@ class FleetTest(FleetCase):
         reasons = [b["reason"] for b in status["blockers"] if b["subject"] == "fleet"]
         self.assertTrue(reasons and "unreachable" in reasons[0], status["blockers"])
         ctl = self.daemons["h1"]
-        self.assertIn("fleet", ctl.ctl("status", check=0).stdout)
+        self.assertRegex(ctl.ctl("status", check=0).stdout,
+                         r"(?m)^fleet +test as h1: UNREACHABLE since .*; waiting for a slot")
         result = ctl.ctl("fleet", "--config", str(ctl.config_path), "status", check=3)
         self.assertIn("unreachable", result.stderr)
         ctl.ctl("cancel", check=0)
