@@ -11,6 +11,7 @@
 #include "hostmaint/agent/fleet/fleet.hpp"
 #include "hostmaint/agent/status_json.hpp"
 #include "hostmaint/agent/service/fleet_link.hpp"
+#include "hostmaint/agent/service/status_http_server.hpp"
 
 namespace hostmaint::agent::fleet {
 namespace {
@@ -251,3 +252,61 @@ TEST(FleetCtl, StatusSaysWhetherTheFleetAnswers) {
 
 }  // namespace
 }  // namespace hostmaint::ctl
+
+namespace hostmaint::service {
+namespace {
+
+TEST(FleetMetrics, GaugesOnlyWithAFleet) {
+  agent::HostStatus status;
+  EXPECT_EQ(renderMetrics(status).find("hostmaint_fleet_"), std::string::npos);
+  status.fleet = agent::FleetStatus{};
+  status.fleet->reachable = true;
+  status.fleet->slot = 1;
+  status.fleet->hosts = 3;
+  status.fleet->hosts_in_maintenance = 2;
+  status.fleet->max_concurrent = 2;
+  const std::string text = renderMetrics(status);
+  EXPECT_THAT(text, ::testing::HasSubstr("\nhostmaint_fleet_up 1\n"));
+  EXPECT_THAT(text, ::testing::HasSubstr("\nhostmaint_fleet_slot_held 1\n"));
+  EXPECT_THAT(text, ::testing::HasSubstr("\nhostmaint_fleet_waiting_for_slot 0\n"));
+  EXPECT_THAT(text, ::testing::HasSubstr("\nhostmaint_fleet_hosts 3\n"));
+  EXPECT_THAT(text, ::testing::HasSubstr("\nhostmaint_fleet_hosts_in_maintenance 2\n"));
+  EXPECT_THAT(text, ::testing::HasSubstr("\nhostmaint_fleet_max_concurrent 2\n"));
+}
+
+}  // namespace
+}  // namespace hostmaint::service
+
+namespace hostmaint::agent {
+namespace {
+
+TEST(FleetStatusJson, ShownOnlyWithAFleetWithEveryField) {
+  HostStatus status;
+  EXPECT_FALSE(statusToJson(status).contains("fleet"));
+  status.fleet = FleetStatus{};
+  status.fleet->name = "prod";
+  status.fleet->host = "h1";
+  status.fleet->endpoint = "http://e:2379";
+  status.fleet->since = *parseTime("2026-12-01T09:00:00Z");
+  status.fleet->last_error = "no etcd endpoint answered";
+  status.fleet->waiting_for_slot = true;
+  status.fleet->max_concurrent = 2;
+  status.fleet->hosts = 3;
+  status.fleet->schedule_id = "r1";
+  const nlohmann::json fleet = statusToJson(status)["fleet"];
+  EXPECT_EQ(fleet, (nlohmann::json{{"name", "prod"},
+                                   {"host", "h1"},
+                                   {"state", "unreachable"},
+                                   {"endpoint", "http://e:2379"},
+                                   {"since", "2026-12-01T09:00:00Z"},
+                                   {"last_error", "no etcd endpoint answered"},
+                                   {"slot", nullptr},
+                                   {"waiting_for_slot", true},
+                                   {"max_concurrent", 2},
+                                   {"hosts", 3},
+                                   {"hosts_in_maintenance", 0},
+                                   {"schedule_id", "r1"}}));
+}
+
+}  // namespace
+}  // namespace hostmaint::agent
