@@ -184,6 +184,10 @@ fl::RollingSchedule scheduleFrom(const FleetScheduleArguments& arguments, TimePo
     throw CtlError(ExitStatus::usage, "--max-concurrent must be at least 1");
   }
   schedule.max_concurrent = arguments.max_concurrent;
+  // Always a window: a schedule whose end has passed is not followed any
+  // more, so a host added to the fleet later does not run an old one.
+  schedule.window_start = now;
+  schedule.window_end = now + std::chrono::hours(24);
   if (!arguments.window.empty()) {
     const std::size_t slash = arguments.window.find('/');
     if (slash == std::string::npos) {

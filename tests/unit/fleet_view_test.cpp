@@ -168,6 +168,12 @@ TEST(FleetCtl, ScheduleArgumentsAreChecked) {
     }
     return std::string("accepted");
   };
+  ctl::FleetScheduleArguments no_window = arguments;
+  no_window.window.clear();
+  const RollingSchedule by_default = ctl::scheduleFrom(no_window, now);
+  EXPECT_EQ(by_default.window_start, now);
+  EXPECT_EQ(by_default.window_end, now + std::chrono::hours(24));
+
   ctl::FleetScheduleArguments neither;
   EXPECT_THAT(usage(neither), HasSubstr("either --hosts"));
   ctl::FleetScheduleArguments both = arguments;

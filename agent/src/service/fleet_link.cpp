@@ -213,8 +213,9 @@ void FleetLink::followSchedule() {
   if (auto done = view_->done.find(schedule.id);
       done != view_->done.end() && done->second.contains(host_))
     return;
-  if (!schedules_tried_.insert(schedule.id).second) return;
   const agent::TimePoint now = clock_.now();
+  if (schedule.window_end && now >= *schedule.window_end) return;  // over: not followed
+  if (!schedules_tried_.insert(schedule.id).second) return;
   agent::ScheduleRequest request;
   request.window.start = std::max(now, schedule.window_start.value_or(now));
   request.window.end = schedule.window_end.value_or(request.window.start + std::chrono::hours(24));
