@@ -441,6 +441,12 @@ class FleetTlsAuthTest(unittest.TestCase):
         self.assertEqual(result.returncode, 1, result.stderr)
         self.assertIn(f"etcd password file {self.password_file} has mode 0644",
                       result.stdout + result.stderr)
+        # --check-config fails on it the same way.
+        check = run_hostmaintd("--config", str(self.daemon.config_path), "--check-config",
+                               timeout=30)
+        self.assertNotEqual(check.returncode, 0)
+        self.assertIn(f"etcd password file {self.password_file} has mode 0644",
+                      check.stdout + check.stderr)
 
     def test_wrong_password_is_the_fleets_error(self):
         wrong = self.workdir / "wrong.password"
