@@ -309,7 +309,7 @@ void FleetLink::followCommand() {
     } else {
       command_->state = "failed";
       command_->detail =
-          "interrupted: hostmaintd restarted while it ran (not run again); finish or cancel by hand";
+          "interrupted: hostmaintd restarted while it ran (not run again); finish it by hand";
       saveCommandRecord();
       if (hooks_.on_change) hooks_.on_change();
     }
@@ -339,7 +339,7 @@ void FleetLink::commandDone(const CommandResult& result) {
                                   : "failed";
   }
   if (!result.output.empty()) detail += ": " + result.output;
-  detail += "; the host stays in maintenance (finish or cancel by hand)";
+  detail += "; the host stays in maintenance (finish it by hand)";
   spdlog::error("fleet: the maintenance command {}", detail);
   command_->state = "failed";
   command_->detail = detail;
