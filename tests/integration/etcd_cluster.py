@@ -145,7 +145,7 @@ def make_tls(directory: Path):
 
 class SecureEtcd:
     """One etcd member serving TLS on 127.0.0.1 with authentication enabled: user
-    `hostmaint` may read and write under `prefix` only."""
+    `hostmaint` may read and write under `prefix` only; tokens live 2 s."""
 
     def __init__(self, workdir: Path, prefix, password):
         self.dir = workdir / "etcd-tls"
@@ -160,6 +160,8 @@ class SecureEtcd:
              "--initial-advertise-peer-urls", f"http://127.0.0.1:{self.peer_port}",
              "--initial-cluster", f"s0=http://127.0.0.1:{self.peer_port}",
              "--cert-file", str(self.tls["cert"]), "--key-file", str(self.tls["key"]),
+             # Simple tokens expire after 2 s: a client must log in again by itself.
+             "--auth-token-ttl", "2",
              "--log-level", "warn"],
             stdout=self.log, stderr=subprocess.STDOUT)
         for command in (["user", "add", "root:root-pw"], ["user", "grant-role", "root", "root"],

@@ -426,6 +426,16 @@ class FleetTlsAuthTest(unittest.TestCase):
         self.daemon.start()
         wait_until(lambda: self.daemon.status_file().get("fleet", {}).get("state") == "ok", 20,
                    "the fleet reachable over TLS with the user")
+        # Past the token's life (etcd renews it on each use: the daemon pauses 3 s), it
+        # logs in again without a failed round.
+        self.daemon.process.send_signal(signal.SIGSTOP)
+        time.sleep(3)
+        self.daemon.process.send_signal(signal.SIGCONT)
+        wait_until(lambda: "the auth token was refused" in self.daemon.log_text(), 10,
+                   "a new login")
+        self.assertEqual(self.daemon.status_file()["fleet"]["state"], "ok")
+        self.assertNotIn("fleet: ", "".join(l for l in self.daemon.log_text().splitlines(True)
+                                              if "[error]" in l))
         self.daemon.ctl("schedule", "--start", "now", "--end", "+2h", check=0)
         wait_until(lambda: self.daemon.status_file()["fleet"]["slot"] == 0, 20, "slot 0")
         self.assertIn("h1", self.etcd.etcdctl("get", PREFIX + "slots/all/0",

@@ -1,5 +1,6 @@
 #include "hostmaint/agent/fleet/etcd_client.hpp"
 
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include "hostmaint/agent/controller/http_client.hpp"
@@ -80,57 +81,65 @@ const std::string& EtcdClient::endpoint() const {
   return state_->settings.endpoints[state_->current];
 }
 
+// Exchanges the user's password for a token at `base` (etcd's simple tokens
+// live minutes; call() fetches a new one when etcd refuses the old).
+void EtcdClient::authenticate(const std::string& base) {
+  State& s = *state_;
+  const nlohmann::json request = {{"name", s.settings.user}, {"password", s.password}};
+  s.token.reset();
+  s.http.reset();  // no stale token on the authenticate call itself
+  ctl::HttpResponse answer;
+  try {
+    answer = s.client().postJson(base + "/v3/auth/authenticate", request.dump());
+  } catch (const ctl::HttpError& error) {
+    // A wrong user or password is etcd's 400 (InvalidArgument), not a 401.
+    if (error.failure() == ctl::HttpFailure::http_status && error.httpStatus() >= 400 &&
+        error.httpStatus() < 500) {
+      throw EtcdError(EtcdFailure::auth,
+                      "etcd refused user '" + s.settings.user + "': " + error.what());
+    }
+    throw;
+  }
+  const nlohmann::json parsed = nlohmann::json::parse(answer.body, nullptr, false);
+  if (parsed.is_discarded() || !parsed.contains("token") || !parsed["token"].is_string()) {
+    throw EtcdError(EtcdFailure::auth,
+                    "etcd at " + base + " answered the authentication without a token");
+  }
+  s.token = parsed["token"].get<std::string>();
+  s.http.reset();  // the next client sends it
+}
+
 std::string EtcdClient::call(const std::string& path, const std::string& body) {
   State& s = *state_;
   const std::size_t count = s.settings.endpoints.size();
   std::string failures;
-  bool authenticated_now = false;
-  for (std::size_t attempt = 0; attempt < count; ++attempt) {
+  bool token_is_fresh = false;
+  std::size_t members_tried = 0;
+  while (members_tried < count) {
     const std::string& base = s.settings.endpoints[s.current];
     try {
       if (!s.settings.user.empty() && !s.token) {
-        const nlohmann::json request = {{"name", s.settings.user}, {"password", s.password}};
-        s.http.reset();  // no stale token on the authenticate call itself
-        ctl::HttpResponse answer;
-        try {
-          answer = s.client().postJson(base + "/v3/auth/authenticate", request.dump());
-        } catch (const ctl::HttpError& error) {
-          // A wrong user or password is etcd's 400 (InvalidArgument), not a 401.
-          if (error.failure() == ctl::HttpFailure::http_status && error.httpStatus() >= 400 &&
-              error.httpStatus() < 500) {
-            throw EtcdError(EtcdFailure::auth,
-                            "etcd refused user '" + s.settings.user + "': " + error.what());
-          }
-          throw;
-        }
-        const nlohmann::json parsed = nlohmann::json::parse(answer.body, nullptr, false);
-        if (parsed.is_discarded() || !parsed.contains("token") || !parsed["token"].is_string()) {
-          throw EtcdError(EtcdFailure::auth,
-                          "etcd at " + base + " answered the authentication without a token");
-        }
-        s.token = parsed["token"].get<std::string>();
-        s.http.reset();
-        authenticated_now = true;
+        authenticate(base);
+        token_is_fresh = true;
       }
       return s.client().postJson(base + path, body).body;
     } catch (const ctl::HttpError& error) {
       if (error.failure() == ctl::HttpFailure::http_status && error.httpStatus() == 401) {
-        if (s.token && !authenticated_now) {
-          // The token expired (etcd's simple tokens live minutes): once more.
+        if (s.token && !token_is_fresh) {
+          // The token expired: log in again, once, at the same member.
+          spdlog::debug("etcd: the auth token was refused at {}; logging in again", base);
           s.token.reset();
-          s.http.reset();
-          --attempt;
-          authenticated_now = true;
           continue;
         }
-        throw EtcdError(EtcdFailure::auth, "etcd refused user '" + s.settings.user + "': " +
-                                               error.what());
+        throw EtcdError(EtcdFailure::auth,
+                        "etcd refused user '" + s.settings.user + "': " + error.what());
       }
       if (error.failure() == ctl::HttpFailure::setup) throw EtcdError(EtcdFailure::setup, error.what());
       if (!tryAnotherMember(error)) throw EtcdError(EtcdFailure::refused, error.what());
       if (!failures.empty()) failures += "; ";
       failures += error.what();
       s.current = (s.current + 1) % count;
+      ++members_tried;
     }
   }
   throw EtcdError(EtcdFailure::unreachable, "no etcd endpoint answered: " + failures);

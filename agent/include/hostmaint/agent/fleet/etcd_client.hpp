@@ -85,7 +85,10 @@ class EtcdClient {
 
  private:
   struct State;
+  // POSTs `body` to `path` at the current member, moving on to the next
+  // when one cannot be reached; logs in first when a user is configured.
   std::string call(const std::string& path, const std::string& body);
+  void authenticate(const std::string& base);
   std::unique_ptr<State> state_;
 };
 
