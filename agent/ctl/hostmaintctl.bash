@@ -32,7 +32,7 @@ _hostmaintctl() {
         words=("${COMP_WORDS[@]}") cword=$COMP_CWORD
         cur=${words[cword]} prev=${words[cword - 1]}
     fi
-    local verbs="status notices schedule reschedule cancel ack begin finish wait allow disallow host-shutdown"
+    local verbs="status notices schedule reschedule cancel ack begin finish wait allow disallow host-shutdown fleet"
     local program=${words[0]} address="" verb="" i word
     local -a positionals=() used=()
     COMPREPLY=()
@@ -42,7 +42,7 @@ _hostmaintctl() {
     for ((i = 1; i < cword; i++)); do
         word=${words[i]}
         case $word in
-            --address | --start | --end | --reason | --phase | --timeout)
+            --address | --start | --end | --reason | --phase | --timeout | --config | --hosts | --max-concurrent | --window)
                 used+=("$word")
                 ((i + 1 < cword)) && [[ $word == --address ]] && address=${words[i + 1]}
                 ((i++))
@@ -68,7 +68,15 @@ _hostmaintctl() {
             COMPREPLY=($(compgen -W "idle scheduled draining empty in-maintenance restoring" -- "$cur"))
             return 0
             ;;
-        --address | --reason | --timeout)
+        --config)
+            COMPREPLY=($(compgen -f -- "$cur"))
+            return 0
+            ;;
+        --window)
+            COMPREPLY=($(compgen -W "now/+8h now/+1d" -- "$cur"))
+            return 0
+            ;;
+        --address | --reason | --timeout | --hosts | --max-concurrent)
             return 0
             ;;
     esac
@@ -82,6 +90,13 @@ _hostmaintctl() {
         ack | allow) options="--reason --help" ;;
         host-shutdown) options="--only-when-system-stops --no-wait --timeout --help" ;;
         wait) options="--ready --phase --timeout --help" ;;
+        fleet)
+            case ${positionals[0]-} in
+                status) options="--json --config --help" ;;
+                schedule) options="--hosts --all --max-concurrent --window --reason --config --help" ;;
+                *) options="--config --help" ;;
+            esac
+            ;;
         *) options="--help" ;;
     esac
     # Each option once.
@@ -97,6 +112,9 @@ _hostmaintctl() {
     case $verb in
         "")
             COMPREPLY=($(compgen -W "$verbs" -- "$cur"))
+            ;;
+        fleet)
+            ((${#positionals[@]} == 0)) && COMPREPLY=($(compgen -W "status schedule" -- "$cur"))
             ;;
         allow | disallow)
             if ((${#positionals[@]} == 0)); then

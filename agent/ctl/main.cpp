@@ -8,6 +8,8 @@
 #include <CLI/CLI.hpp>
 
 #include "commands.hpp"
+#include "fleet_commands.hpp"
+#include "hostmaint/agent/config.hpp"
 #include "exit_status.hpp"
 #include "render.hpp"
 
@@ -161,6 +163,36 @@ int main(int argc, char** argv) {
                             "Stop waiting after SECONDS (exit 4; hostmaintd goes on)")
       ->check(CLI::NonNegativeNumber);
 
+  // fleet: read from and written to etcd with hostmaintd's [fleet] settings.
+  std::string fleet_config = hostmaint::agent::kDefaultConfigPath;
+  auto* fleet = app.add_subcommand(
+      "fleet", "The fleet's hosts and rolling maintenance, through etcd (docs/fleet.md)");
+  fleet->require_subcommand(1);
+  fleet->add_option("--config", fleet_config,
+                    "hostmaintd's configuration, for its [fleet] settings (default: " +
+                        std::string(hostmaint::agent::kDefaultConfigPath) + ")");
+  bool fleet_status_json = false;
+  auto* fleet_status = fleet->add_subcommand(
+      "status", "Every host's phase, slot, readiness and progress, and the rolling schedule");
+  fleet_status->add_flag("--json", fleet_status_json, "Print the fleet's view as JSON");
+  FleetScheduleArguments fleet_schedule_arguments;
+  auto* fleet_schedule = fleet->add_subcommand(
+      "schedule", "Roll maintenance over hosts: each enters it when it gets a slot");
+  auto* fleet_hosts = fleet_schedule->add_option("--hosts", fleet_schedule_arguments.hosts,
+                                                 "Comma-separated host names (as in the fleet)");
+  auto* fleet_all = fleet_schedule->add_flag("--all", fleet_schedule_arguments.all,
+                                             "Every host that publishes a record");
+  fleet_hosts->excludes(fleet_all);
+  fleet_schedule
+      ->add_option("--max-concurrent", fleet_schedule_arguments.max_concurrent,
+                   "Hosts in maintenance at once for this schedule")
+      ->required()
+      ->check(CLI::PositiveNumber);
+  fleet_schedule->add_option("--window", fleet_schedule_arguments.window,
+                             "START/END, each a WHEN (default: now/+1d)");
+  fleet_schedule->add_option("--reason", fleet_schedule_arguments.reason,
+                             "Why (shown to everyone)");
+
   if (const auto problem = commandProblem(app, argc, argv)) {
     std::cerr << "hostmaintctl: " << *problem << "\n";
     return toInt(ExitStatus::usage);
@@ -189,6 +221,8 @@ int main(int argc, char** argv) {
     if (*allow) return runAllow(address, allow_domain, allow_reason);
     if (*disallow) return runDisallow(address, disallow_domain);
     if (*host_shutdown) return runHostShutdown(address, shutdown_arguments);
+    if (*fleet_status) return runFleetStatus(fleet_config, fleet_status_json);
+    if (*fleet_schedule) return runFleetSchedule(fleet_config, fleet_schedule_arguments);
   } catch (const CtlError& error) {
     // The message may quote what others sent (a domain name, a reason).
     std::cerr << "hostmaintctl: " << printable(error.what()) << "\n";

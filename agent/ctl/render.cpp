@@ -462,6 +462,32 @@ std::string renderStatus(const json& status, const RenderOptions& options) {
   const std::string hv_detail = text(hypervisor, "detail");
   if (!hv_detail.empty()) hv += ": " + hv_detail;
   head.push_back({"hypervisor", hv});
+  // [fleet] (docs/fleet.md): reachability and the slot, so that a fleet
+  // unreachable is said even while nothing waits for it.
+  const json& fleet = member(status, "fleet");
+  if (fleet.is_object()) {
+    std::string line = text(fleet, "name", "?") + " as " + text(fleet, "host", "?") + ": ";
+    if (text(fleet, "state") == "ok") {
+      line += "reachable";
+    } else {
+      line += "UNREACHABLE since " + instantText(fleet, "since", options);
+      const std::string error = text(fleet, "last_error");
+      if (!error.empty()) line += " (" + error + ")";
+    }
+    const json& slot = member(fleet, "slot");
+    if (slot.is_number_integer()) {
+      line += "; holds slot " + std::to_string(slot.get<long long>());
+    } else if (flag(fleet, "waiting_for_slot")) {
+      line += "; waiting for a slot";
+    }
+    const json& hosts = member(fleet, "hosts");
+    const json& busy = member(fleet, "hosts_in_maintenance");
+    if (hosts.is_number_integer() && busy.is_number_integer()) {
+      line += "; " + std::to_string(hosts.get<long long>()) + " hosts, " +
+              std::to_string(busy.get<long long>()) + " in maintenance";
+    }
+    head.push_back({"fleet", line});
+  }
   // While a maintenance is on, or notices are still shown from one.
   if (window.is_object() || !domainsWithNotices(status).empty())
     head.push_back({"notices", renderNoticeSummary(status, options)});

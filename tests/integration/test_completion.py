@@ -19,8 +19,8 @@ from harness import HOSTMAINTCTL, SOURCE_DIR, DaemonTestCase, requires_tools
 COMPLETION = SOURCE_DIR / "agent" / "ctl" / "hostmaintctl.bash"
 BASH_COMPLETION = "/usr/share/bash-completion/bash_completion"
 DOMAINS = ["vm-default", "vm-migrate", "vm-off", "vm-shutdown", "vm-suspend"]
-VERBS = ["ack", "allow", "begin", "cancel", "disallow", "finish", "host-shutdown", "notices",
-         "reschedule", "schedule", "status", "wait"]
+VERBS = ["ack", "allow", "begin", "cancel", "disallow", "finish", "fleet", "host-shutdown",
+         "notices", "reschedule", "schedule", "status", "wait"]
 
 
 def comp_words(line):
@@ -83,6 +83,12 @@ class Completion(DaemonTestCase):
         self.assertEqual(complete("hostmaintctl wait --", self.env),
                          ["--help", "--phase", "--ready", "--timeout"])
         self.assertEqual(complete("hostmaintctl cancel --", self.env), ["--help"])
+        self.assertEqual(complete("hostmaintctl fleet ", self.env), ["schedule", "status"])
+        self.assertEqual(complete("hostmaintctl fleet status --", self.env),
+                         ["--config", "--help", "--json"])
+        self.assertEqual(complete("hostmaintctl fleet schedule --all --", self.env),
+                         ["--config", "--help", "--hosts", "--max-concurrent", "--reason",
+                          "--window"])
 
     def test_option_arguments(self):
         self.assertEqual(complete("hostmaintctl wait --phase ", self.env),

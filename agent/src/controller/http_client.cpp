@@ -169,12 +169,13 @@ HttpError::HttpError(HttpFailure failure, std::string url, long http_status,
     : std::runtime_error(message), failure_(failure), url_(std::move(url)),
       http_status_(http_status) {}
 
-std::string readBearerToken(const std::filesystem::path& path, unsigned allowed_owner) {
+std::string readSecretFile(const std::filesystem::path& path, unsigned allowed_owner,
+                           const std::string& what) {
   // open + fstat, not stat + open: the checked file is the read file.
   // O_NONBLOCK so a FIFO planted at the path cannot hang the start.
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
   if (fd < 0) {
-    throw TokenFileError("cannot open bearer token file " + path.string() + ": " +
+    throw TokenFileError("cannot open " + what + " " + path.string() + ": " +
                          std::strerror(errno));
   }
   struct FdCloser {
@@ -184,19 +185,19 @@ std::string readBearerToken(const std::filesystem::path& path, unsigned allowed_
 
   struct stat info {};
   if (::fstat(fd, &info) != 0) {
-    throw TokenFileError("cannot stat bearer token file " + path.string() + ": " +
+    throw TokenFileError("cannot stat " + what + " " + path.string() + ": " +
                          std::strerror(errno));
   }
   if (!S_ISREG(info.st_mode)) {
-    throw TokenFileError("bearer token file " + path.string() + " is not a regular file");
+    throw TokenFileError(what + " " + path.string() + " is not a regular file");
   }
   if ((info.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
-    throw TokenFileError("bearer token file " + path.string() + " has mode " +
+    throw TokenFileError(what + " " + path.string() + " has mode " +
                          modeString(info.st_mode) +
                          ": it must not be accessible by group or others (use 0600 or 0400)");
   }
   if (info.st_uid != 0 && info.st_uid != allowed_owner) {
-    throw TokenFileError("bearer token file " + path.string() + " is owned by uid " +
+    throw TokenFileError(what + " " + path.string() + " is owned by uid " +
                          std::to_string(info.st_uid) + ": it must be owned by root or uid " +
                          std::to_string(allowed_owner));
   }
@@ -207,28 +208,32 @@ std::string readBearerToken(const std::filesystem::path& path, unsigned allowed_
     const ssize_t n = ::read(fd, buffer, sizeof buffer);
     if (n < 0) {
       if (errno == EINTR) continue;
-      throw TokenFileError("cannot read bearer token file " + path.string() + ": " +
+      throw TokenFileError("cannot read " + what + " " + path.string() + ": " +
                            std::strerror(errno));
     }
     if (n == 0) break;
     content.append(buffer, static_cast<std::size_t>(n));
     if (content.size() > kMaxToken) {
-      throw TokenFileError("bearer token file " + path.string() + " is larger than " +
+      throw TokenFileError(what + " " + path.string() + " is larger than " +
                            std::to_string(kMaxToken) + " bytes");
     }
   }
   const std::string_view token = trimmed(content);
   if (token.empty()) {
-    throw TokenFileError("bearer token file " + path.string() + " is empty");
+    throw TokenFileError(what + " " + path.string() + " is empty");
   }
   for (char c : token) {
     // The token goes into an HTTP header: no line breaks or control bytes.
     if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
-      throw TokenFileError("bearer token file " + path.string() +
+      throw TokenFileError(what + " " + path.string() +
                            " contains control characters (one token on one line expected)");
     }
   }
   return std::string(token);
+}
+
+std::string readBearerToken(const std::filesystem::path& path, unsigned allowed_owner) {
+  return readSecretFile(path, allowed_owner, "bearer token file");
 }
 
 std::string readBearerToken(const std::filesystem::path& path) {
@@ -323,7 +328,11 @@ HttpResponse HttpClient::perform(std::string_view method, const std::string& url
   HOSTMAINT_CURL_SET(CURLOPT_USERAGENT, options_.user_agent.c_str());
 
   appendHeader(headers, "Accept: application/json");
-  if (options_.bearer_token) appendHeader(headers, "Authorization: Bearer " + *options_.bearer_token);
+  if (options_.bearer_token) {
+    appendHeader(headers, "Authorization: Bearer " + *options_.bearer_token);
+  } else if (options_.authorization) {
+    appendHeader(headers, "Authorization: " + *options_.authorization);
+  }
   if (get != nullptr) {
     HOSTMAINT_CURL_SET(CURLOPT_HTTPGET, 1L);
     if (get->if_none_match) appendHeader(headers, "If-None-Match: " + *get->if_none_match);

@@ -453,9 +453,94 @@ const std::array<SettingKey, 4> kGuardSettings{{
      }},
 }};
 
+// A fleet name or host name in the fleet's keys: no '/', no control bytes.
+std::string readKeyWord(const toml::node& node) {
+  std::string word = readNonEmptyString(node);
+  for (char ch : word) {
+    if (static_cast<unsigned char>(ch) <= 0x20 || ch == '/' || ch == 0x7f) {
+      throw BadValue{"'" + word + "' must not contain '/', spaces or control characters"};
+    }
+  }
+  return word;
+}
+
+// [fleet] (docs/fleet.md): coordination through etcd.
+const std::array<SettingKey, 18> kFleetSettings{{
+    {"fleet", "endpoints",
+     [](Config& c, const toml::node& n) {
+       const auto* array = n.as_array();
+       if (array == nullptr) wrongType(n, "an array of etcd client URLs");
+       std::vector<std::string> endpoints;
+       for (std::size_t i = 0; i < array->size(); ++i) {
+         const auto* text = array->get(i)->as_string();
+         if (text == nullptr || !(text->get().starts_with("http://") ||
+                                  text->get().starts_with("https://"))) {
+           throw BadValue{"element " + std::to_string(i + 1) +
+                          " must be an http:// or https:// URL of an etcd member"};
+         }
+         endpoints.push_back(text->get());
+       }
+       c.fleet.endpoints = std::move(endpoints);
+     }},
+    {"fleet", "name", [](Config& c, const toml::node& n) { c.fleet.name = readKeyWord(n); }},
+    {"fleet", "prefix",
+     [](Config& c, const toml::node& n) {
+       std::string prefix = readNonEmptyString(n);
+       if (!prefix.starts_with('/') || prefix.ends_with('/')) {
+         throw BadValue{"must start with '/' and not end with one, got '" + prefix + "'"};
+       }
+       c.fleet.prefix = std::move(prefix);
+     }},
+    {"fleet", "host",
+     [](Config& c, const toml::node& n) {
+       std::string host = readString(n);  // empty: controller.host_id or the host name
+       if (!host.empty()) host = readKeyWord(n);
+       c.fleet.host = std::move(host);
+     }},
+    {"fleet", "failure_domain",
+     [](Config& c, const toml::node& n) {
+       std::string label = readString(n);
+       if (!label.empty()) label = readKeyWord(n);
+       c.fleet.failure_domain = std::move(label);
+     }},
+    {"fleet", "max_concurrent",
+     [](Config& c, const toml::node& n) {
+       c.fleet.max_concurrent = static_cast<unsigned>(readInteger(n, 1, 1000));
+     }},
+    {"fleet", "max_concurrent_per_domain",
+     [](Config& c, const toml::node& n) {
+       c.fleet.max_concurrent_per_domain = static_cast<unsigned>(readInteger(n, 0, 1000));
+     }},
+    {"fleet", "lease_ttl",
+     [](Config& c, const toml::node& n) {
+       c.fleet.lease_ttl = wholeSeconds(readDuration(n, 2s, 1h));
+     }},
+    {"fleet", "poll_interval",
+     [](Config& c, const toml::node& n) { c.fleet.poll_interval = readDuration(n, 100ms, 1min); }},
+    {"fleet", "ca_file",
+     [](Config& c, const toml::node& n) { c.fleet.ca_file = readAbsolutePath(n); }},
+    {"fleet", "client_cert",
+     [](Config& c, const toml::node& n) { c.fleet.client_cert = readAbsolutePath(n); }},
+    {"fleet", "client_key",
+     [](Config& c, const toml::node& n) { c.fleet.client_key = readAbsolutePath(n); }},
+    {"fleet", "user", [](Config& c, const toml::node& n) { c.fleet.user = readString(n); }},
+    {"fleet", "password_file",
+     [](Config& c, const toml::node& n) { c.fleet.password_file = readAbsolutePath(n); }},
+    {"fleet", "connect_timeout",
+     [](Config& c, const toml::node& n) { c.fleet.connect_timeout = readDuration(n, 100ms, 1min); }},
+    {"fleet", "request_timeout",
+     [](Config& c, const toml::node& n) { c.fleet.request_timeout = readDuration(n, 100ms, 5min); }},
+    {"fleet", "maintenance_command",
+     [](Config& c, const toml::node& n) { c.fleet.maintenance_command = readString(n); }},
+    {"fleet", "maintenance_command_timeout",
+     [](Config& c, const toml::node& n) {
+       c.fleet.maintenance_command_timeout = wholeSeconds(readDuration(n, 10s, 24h));
+     }},
+}};
+
 // Every table of settings outside [policy], in the order their sections are listed.
-const std::array<std::span<const SettingKey>, 3> kSettingTables{
-    {kSettings, kNoticeSettings, kGuardSettings}};
+const std::array<std::span<const SettingKey>, 4> kSettingTables{
+    {kSettings, kNoticeSettings, kGuardSettings, kFleetSettings}};
 
 // [policy] keys come from the table shared with the metadata parser.
 constexpr std::string_view kPolicySection = "policy";
@@ -644,6 +729,7 @@ class ConfigReader {
              "needs controller.client_cert (the certificate the key belongs to)");
     }
     checkNotices(main_file);
+    checkFleet(main_file);
     if (auto violation = findPolicyViolation(config_.policy)) {
       std::string key = "policy." + violation->key;
       failAt(origin(key, main_file), key, violation->message);
@@ -653,6 +739,30 @@ class ConfigReader {
   Config take() { return std::move(config_); }
 
  private:
+  void checkFleet(const std::filesystem::path& main_file) {
+    const FleetConfig& fleet = config_.fleet;
+    if (!fleet.user.empty()) {
+      if (!fleet.password_file) {
+        failAt(origin("fleet.user", main_file), "fleet.user", "needs fleet.password_file");
+      }
+      for (const std::string& endpoint : fleet.endpoints) {
+        if (!endpoint.starts_with("https://")) {
+          failAt(origin("fleet.endpoints", main_file), "fleet.endpoints",
+                 "must be https:// when fleet.user is set, so the password is not sent in clear "
+                 "text (got '" + endpoint + "')");
+        }
+      }
+    }
+    if (fleet.client_key && !fleet.client_cert) {
+      failAt(origin("fleet.client_key", main_file), "fleet.client_key",
+             "needs fleet.client_cert (the certificate the key belongs to)");
+    }
+    if (fleet.max_concurrent_per_domain > 0 && fleet.failure_domain.empty()) {
+      failAt(origin("fleet.max_concurrent_per_domain", main_file),
+             "fleet.max_concurrent_per_domain", "needs fleet.failure_domain (this host's domain)");
+    }
+  }
+
   void checkNotices(const std::filesystem::path& main_file) {
     const NoticesConfig& notices = config_.notices;
     if (notices.webhook_token_file && !notices.webhook_url.empty() &&

@@ -195,6 +195,10 @@ void MaintenanceEngine::Impl::settle() noexcept {
 
 // ---- the pump -------------------------------------------------------------------
 
+bool MaintenanceEngine::Impl::mayDrain() const {
+  return listener.mayDrain(state.session_id.value_or(""));
+}
+
 void MaintenanceEngine::Impl::pump() {
   if (pumping) {
     pump_again = true;
@@ -210,7 +214,7 @@ void MaintenanceEngine::Impl::pump() {
       startHostShutdownActions();
     } else {
       startHostShutdownRestores();
-      if (phase() == HostPhase::draining) startDrainActions();
+      if (phase() == HostPhase::draining && mayDrain()) startDrainActions();
       if (phase() == HostPhase::restoring) {
         startRestoreActions();
         endRestoringWhenSettled();
@@ -235,7 +239,7 @@ void MaintenanceEngine::Impl::applyDeadlines() {
       }
     }
   }
-  if (phase() == HostPhase::scheduled && state.window && t >= state.window->start) {
+  if (phase() == HostPhase::scheduled && state.window && t >= state.window->start && mayDrain()) {
     state.phase = HostPhase::draining;
     for (DomainRecord& record : state.domains) {
       if (holds<stage::Planned>(record.state)) admit(record);

@@ -89,6 +89,8 @@ struct MaintenanceEngine::Impl {
   bool connected() const { return connection == hv::ConnectionState::connected; }
   HostPhase phase() const { return state.phase; }
   bool inMaintenance() const;
+  // The listener lets this session drain (a fleet slot is held, docs/fleet.md).
+  bool mayDrain() const;
   PlanContext planContext() const;
   DomainRecord* find(const std::string& uuid);
   DomainRecord* findByNameOrUuid(const std::string& key);

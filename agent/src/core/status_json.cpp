@@ -248,6 +248,24 @@ json statusToJson(const HostStatus& status) {
         {"last_error", orNull(health.last_error, [](const std::string& e) { return e; })},
     };
   }
+  if (status.fleet) {
+    const FleetStatus& fleet = *status.fleet;
+    auto time = [](TimePoint t) { return formatTime(t); };
+    document["fleet"] = {
+        {"name", fleet.name},
+        {"host", fleet.host},
+        {"state", fleet.reachable ? "ok" : "unreachable"},
+        {"endpoint", fleet.endpoint},
+        {"since", orNull(fleet.since, time)},
+        {"last_error", orNull(fleet.last_error, [](const std::string& e) { return e; })},
+        {"slot", orNull(fleet.slot, [](unsigned slot) { return slot; })},
+        {"waiting_for_slot", fleet.waiting_for_slot},
+        {"max_concurrent", fleet.max_concurrent},
+        {"hosts", fleet.hosts},
+        {"hosts_in_maintenance", fleet.hosts_in_maintenance},
+        {"schedule_id", orNull(fleet.schedule_id, [](const std::string& id) { return id; })},
+    };
+  }
   if (status.notice_webhook) {
     const NoticeWebhookHealth& webhook = *status.notice_webhook;
     auto time = [](TimePoint t) { return formatTime(t); };

@@ -25,6 +25,7 @@ AgentService::AgentService(boost::asio::io_context& io, AgentServiceParts parts,
       notifier_(parts.notifier),
       notice_board_(parts.notice_board),
       cordon_keeper_(parts.cordon_keeper),
+      fleet_(parts.fleet),
       options_(std::move(options)),
       status_file_(options_.runtime_dir),
       wakeup_(io),
@@ -81,6 +82,10 @@ void AgentService::onCordonChanged(const agent::CordonStatus& cordon) {
   if (cordon_keeper_) cordon_keeper_->update(cordon);
 }
 
+bool AgentService::mayDrain(const std::string& session_id) {
+  return fleet_ == nullptr || fleet_->mayDrain(session_id);
+}
+
 void AgentService::armWakeup() {
   const std::optional<agent::TimePoint> next = wakeup_at_;
   if (!next) {
@@ -112,6 +117,7 @@ void AgentService::republish() { onStatusChanged(engine_.status()); }
 void AgentService::decorate(agent::HostStatus& status) {
   status.controller = controller_health_;
   if (bus_link_) status.dbus = bus_link_->health();
+  if (fleet_) fleet_->decorate(status);
   if (cordon_keeper_) {
     cordon_keeper_->decorate(status.cordon);
     if (auto blocker = cordon_keeper_->blocker(status.cordon)) status.blockers.push_back(*blocker);

@@ -209,8 +209,36 @@ Daemon::Daemon(agent::Config config, DaemonOptions options)
                      [this] {
                        if (agent_) agent_->republish();
                      }),
-      signals_(io_, SIGTERM, SIGINT, SIGHUP) {
+      signals_(io_, SIGTERM, SIGINT, SIGHUP),
+      fleet_(fleetLink()) {
   awaitSignal();
+}
+
+std::unique_ptr<FleetLink> Daemon::fleetLink() {
+  if (!config_.fleet.enabled()) return nullptr;
+  FleetHooks hooks;
+  hooks.on_change = [this] {
+    if (!agent_) return;
+    agent_->republish();
+    agent_->engine().tick();
+  };
+  hooks.schedule = [this](const agent::ScheduleRequest& request) {
+    if (!agent_) throw agent::CommandError("hostmaintd is not serving yet");
+    agent_->engine().schedule(request);
+  };
+  hooks.begin = [this] {
+    if (agent_) agent_->engine().begin();
+  };
+  hooks.finish = [this] {
+    if (agent_) agent_->engine().finish();
+  };
+  try {
+    return std::make_unique<FleetLink>(
+        io_, config_.fleet, fleetHostName(config_, host_), clock_, std::move(hooks),
+        FleetLocal{config_.paths.state_dir / "fleet-command.json", readBootId(options_.boot_id_file)});
+  } catch (const agent::fleet::EtcdError& error) {
+    throw DaemonStartError("cannot set up the fleet link to etcd: " + std::string(error.what()));
+  }
 }
 
 Daemon::~Daemon() = default;
@@ -275,6 +303,7 @@ bool Daemon::awaitFirstInventory() {
 }
 
 void Daemon::publish(const agent::HostStatus& status) {
+  if (fleet_) fleet_->offerStatus(status);
   if (http_server_) http_server_->update(status);
   if (controller_link_) controller_link_->offerStatus(status);
 }
@@ -295,7 +324,7 @@ void Daemon::startServing() {
     // so it is built now, and recovers before the loop delivers any other event.
     agent_.emplace(io_,
                    AgentServiceParts{clock_, *hypervisor_, journal_, notifier_, &notice_board_,
-                                     &cordon_keeper_},
+                                     &cordon_keeper_, fleet_.get()},
                    engineSettings(config_), openSystemBus(), std::move(options));
   } catch (const agent::JournalError& error) {
     // Starting afresh would forget a maintenance in progress: refuse instead.
@@ -312,6 +341,7 @@ void Daemon::startServing() {
                              });
     controller_clients_.reset();
   }
+  if (fleet_) fleet_->offerStatus(agent_->shownStatus());
   // Listening starts once the bus name is ours: a second hostmaintd has
   // already failed on the name before it could take the port.
   if (config_.http.enabled) {

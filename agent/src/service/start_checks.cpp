@@ -4,7 +4,9 @@
 #include <stdexcept>
 #include <system_error>
 
+#include "hostmaint/agent/fleet/etcd_client.hpp"
 #include "hostmaint/agent/service/controller_link.hpp"
+#include "hostmaint/agent/service/fleet_link.hpp"
 #include "hostmaint/agent/service/notice_board.hpp"
 
 namespace hostmaint::service {
@@ -52,6 +54,14 @@ std::vector<std::string> startCheckProblems(const agent::Config& config, const s
     } catch (const std::exception& error) {
       problems.push_back("cannot set up the notice webhook " + config.notices.webhook_url + ": " +
                          error.what());
+    }
+  }
+  if (config.fleet.enabled()) {
+    try {
+      // Reads the password file as the start does; contacts nobody.
+      agent::fleet::EtcdClient client(etcdSettingsFrom(config.fleet));
+    } catch (const std::exception& error) {
+      problems.push_back("cannot set up the fleet link to etcd: " + std::string(error.what()));
     }
   }
   return problems;

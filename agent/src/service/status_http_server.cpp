@@ -249,6 +249,26 @@ std::string renderMetrics(const agent::HostStatus& status, const MetricsCounters
                 "Failed exchanges with the controller since hostmaintd started.");
     text.sample("hostmaint_controller_errors_total", counters.controller_errors);
   }
+  if (status.fleet) {
+    const agent::FleetStatus& fleet = *status.fleet;
+    text.family("hostmaint_fleet_up", "gauge", "1 while the last exchange with etcd succeeded.");
+    text.sample("hostmaint_fleet_up", fleet.reachable ? 1 : 0);
+    text.family("hostmaint_fleet_slot_held", "gauge",
+                "1 while this host holds a fleet maintenance slot.");
+    text.sample("hostmaint_fleet_slot_held", fleet.slot ? 1 : 0);
+    text.family("hostmaint_fleet_waiting_for_slot", "gauge",
+                "1 while this host's maintenance waits for a fleet slot.");
+    text.sample("hostmaint_fleet_waiting_for_slot", fleet.waiting_for_slot ? 1 : 0);
+    text.family("hostmaint_fleet_hosts", "gauge", "Hosts publishing a record in the fleet.");
+    text.sample("hostmaint_fleet_hosts", static_cast<std::uint64_t>(fleet.hosts));
+    text.family("hostmaint_fleet_hosts_in_maintenance", "gauge",
+                "Maintenance slots held in the fleet, as last read from etcd.");
+    text.sample("hostmaint_fleet_hosts_in_maintenance",
+                static_cast<std::uint64_t>(fleet.hosts_in_maintenance));
+    text.family("hostmaint_fleet_max_concurrent", "gauge",
+                "Hosts of the fleet allowed in maintenance at once (this host's limit).");
+    text.sample("hostmaint_fleet_max_concurrent", static_cast<std::uint64_t>(fleet.max_concurrent));
+  }
   text.family("hostmaint_status_generation", "gauge",
               "Generation of the status snapshot, bumped on every change.");
   text.sample("hostmaint_status_generation", status.generation);

@@ -161,6 +161,37 @@ struct HostShutdownConfig {
   bool operator==(const HostShutdownConfig&) const = default;
 };
 
+// [fleet]: coordination with the other hosts of a fleet through etcd
+// (docs/fleet.md). No endpoint: the host is on its own.
+struct FleetConfig {
+  std::vector<std::string> endpoints;  // etcd client URLs of one cluster
+  std::string name = "default";        // the fleet: hosts with the same prefix and name
+  std::string prefix = "/hostmaint";   // keys live under {prefix}/{name}/
+  std::string host;                    // empty: controller.host_id, else the host name
+  std::string failure_domain;          // a rack, a zone: empty for none
+  unsigned max_concurrent = 1;         // hosts in maintenance at once
+  unsigned max_concurrent_per_domain = 0;  // per failure domain; 0: no such limit
+  std::chrono::seconds lease_ttl{15};
+  std::chrono::milliseconds poll_interval{std::chrono::seconds(2)};
+  std::optional<std::filesystem::path> ca_file;
+  std::optional<std::filesystem::path> client_cert;
+  std::optional<std::filesystem::path> client_key;
+  std::string user;  // empty: no authentication
+  std::optional<std::filesystem::path> password_file;
+  std::chrono::milliseconds connect_timeout{std::chrono::seconds(2)};
+  std::chrono::milliseconds request_timeout{std::chrono::seconds(5)};
+  // Run by /bin/sh -c on the empty host in a rolling schedule's maintenance
+  // (an update and a reboot); its success finishes the maintenance. Empty:
+  // the maintenance waits for finish.
+  std::string maintenance_command;
+  // The command's timeout, and how long the slot stays held while it runs
+  // (across the reboot it may do).
+  std::chrono::seconds maintenance_command_timeout{std::chrono::hours(1)};
+
+  bool enabled() const { return !endpoints.empty(); }
+  bool operator==(const FleetConfig&) const = default;
+};
+
 struct Config {
   LibvirtConfig libvirt;
   PathsConfig paths;
@@ -173,6 +204,7 @@ struct Config {
   NoticesConfig notices;
   CordonConfig cordon;
   HostShutdownConfig host_shutdown;
+  FleetConfig fleet;
   DomainPolicy policy;  // host defaults, overridden per domain
   std::string log_level = "info";
 

@@ -50,6 +50,13 @@ class EngineListener {
   // start). Called synchronously, before the start it allows is launched:
   // the hook that libvirt runs must already see it.
   virtual void onCordonChanged(const CordonStatus& /*cordon*/) {}
+  // Whether the drain of `session_id` may go on: asked when the window's
+  // start would turn a scheduled maintenance into a drain, and before drain
+  // actions start. A fleet (docs/fleet.md) answers no until this host holds
+  // a slot, and again once it may have lost it; the owner calls tick() when
+  // the answer turns yes. Actions already running and restores go on.
+  // Answered from the loop's own state, at once, without calling the engine.
+  virtual bool mayDrain(const std::string& /*session_id*/) { return true; }
 };
 
 class MaintenanceEngine final : public hv::HypervisorObserver {

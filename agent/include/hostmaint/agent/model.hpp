@@ -320,6 +320,24 @@ struct LeftoverCheck {
   bool operator==(const LeftoverCheck&) const = default;
 };
 
+// This host's part in a fleet coordinated through etcd (docs/fleet.md).
+struct FleetStatus {
+  std::string name;  // the fleet
+  std::string host;  // this host's name in it
+  bool reachable = false;  // the last exchange with etcd succeeded
+  std::string endpoint;    // the etcd member last used
+  std::optional<TimePoint> since;  // when `reachable` last changed (or was first known)
+  std::optional<std::string> last_error;
+  std::optional<unsigned> slot;  // the maintenance slot this host holds
+  bool waiting_for_slot = false;  // the maintenance waits for a slot
+  unsigned max_concurrent = 0;    // the limit this host's claim is held to
+  unsigned hosts = 0;             // hosts publishing a record in the fleet
+  unsigned hosts_in_maintenance = 0;  // slots held in the fleet
+  std::optional<std::string> schedule_id;  // the rolling schedule this host follows
+
+  bool operator==(const FleetStatus&) const = default;
+};
+
 struct HostStatus {
   std::uint64_t generation = 0;  // bumped on every change
   TimePoint updated_at{};
@@ -349,6 +367,7 @@ struct HostStatus {
   CordonStatus cordon;
   std::optional<HostShutdownRecord> host_shutdown;  // the last one, if any
   std::vector<LeftoverCheck> leftovers;  // not settled yet; each one is a blocker
+  std::optional<FleetStatus> fleet;  // unset: no [fleet] configured
 
   bool operator==(const HostStatus&) const = default;
 };

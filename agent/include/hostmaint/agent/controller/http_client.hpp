@@ -63,6 +63,10 @@ class TokenFileError : public std::runtime_error {
 std::string readBearerToken(const std::filesystem::path& path, unsigned allowed_owner);
 // Same, with the calling process's effective uid as the allowed owner.
 std::string readBearerToken(const std::filesystem::path& path);
+// The same checks for any one-line secret (the etcd password); `what` names
+// it in errors ("etcd password file").
+std::string readSecretFile(const std::filesystem::path& path, unsigned allowed_owner,
+                           const std::string& what);
 
 struct HttpClientOptions {
   // PEM bundle of CAs to trust instead of the system store.
@@ -72,6 +76,9 @@ struct HttpClientOptions {
   std::optional<std::filesystem::path> client_key;
   // Sent as "Authorization: Bearer <token>" (see readBearerToken).
   std::optional<std::string> bearer_token;
+  // Sent verbatim as "Authorization: <value>" when there is no bearer token
+  // (etcd's gateway takes its auth token so, without a scheme).
+  std::optional<std::string> authorization;
   std::chrono::milliseconds connect_timeout{std::chrono::seconds(10)};
   // The whole request, connect to last byte.
   std::chrono::milliseconds request_timeout{std::chrono::seconds(30)};

@@ -25,6 +25,7 @@
 #include "hostmaint/agent/service/asio_sd_bus.hpp"
 #include "hostmaint/agent/service/bus_link.hpp"
 #include "hostmaint/agent/service/cordon_keeper.hpp"
+#include "hostmaint/agent/service/fleet_link.hpp"
 #include "hostmaint/agent/service/notice_board.hpp"
 #include "hostmaint/agent/service/service_notifier.hpp"
 #include "hostmaint/agent/service/status_change_log.hpp"
@@ -54,6 +55,8 @@ struct AgentServiceParts {
   NoticeBoard* notice_board = nullptr;
   // The cordon file and commands; nullptr: no cordon is carried out (tests).
   CordonKeeper* cordon_keeper = nullptr;
+  // The fleet's gate and status (docs/fleet.md); nullptr: no [fleet].
+  FleetLink* fleet = nullptr;
 };
 
 // Logs a change of the hypervisor connection (for every observer the daemon
@@ -95,6 +98,7 @@ class AgentService final : private agent::EngineListener, private hv::Hypervisor
   void onStatusChanged(const agent::HostStatus& status) override;
   void onWakeupChanged(std::optional<agent::TimePoint> when) override;
   void onCordonChanged(const agent::CordonStatus& cordon) override;
+  bool mayDrain(const std::string& session_id) override;
   // hv::HypervisorObserver: forwarded to the engine.
   void onDomainEvent(const hv::DomainEvent& event) override;
   void onInventoryRefreshed() override;
@@ -115,6 +119,7 @@ class AgentService final : private agent::EngineListener, private hv::Hypervisor
   const ServiceNotifier& notifier_;
   NoticeBoard* notice_board_;
   CordonKeeper* cordon_keeper_;
+  FleetLink* fleet_;
   AgentServiceOptions options_;
 
   // Owned, in the order they are built (destroyed in reverse).

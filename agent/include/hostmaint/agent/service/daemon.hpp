@@ -27,6 +27,7 @@
 #include "hostmaint/agent/journal.hpp"
 #include "hostmaint/agent/service/agent_service.hpp"
 #include "hostmaint/agent/service/cordon_keeper.hpp"
+#include "hostmaint/agent/service/fleet_link.hpp"
 #include "hostmaint/agent/service/controller_link.hpp"
 #include "hostmaint/agent/service/notice_board.hpp"
 #include "hostmaint/agent/service/service_notifier.hpp"
@@ -92,6 +93,7 @@ class Daemon final {
   void publish(const agent::HostStatus& status);
   agent::EngineSettings engineSettings(const agent::Config& config) const;
   void onWebhookHealth(const agent::NoticeWebhookHealth& health);
+  std::unique_ptr<FleetLink> fleetLink();
 
   // In dependency order: each part is built from those above it, and
   // destroyed before them. The callbacks the parts are given capture `this`:
@@ -116,6 +118,9 @@ class Daemon final {
   ServiceNotifier notifier_;
   boost::asio::signal_set signals_;
   bool stop_requested_ = false;
+  // [fleet]: etcd's client built (its password file checked) and its worker
+  // started here; the agent asks it before draining (docs/fleet.md).
+  std::unique_ptr<FleetLink> fleet_;
   // Built by run() once the first inventory is in, in this order.
   std::optional<AgentService> agent_;  // the engine, status.json, the D-Bus object and name
   std::optional<ControllerLink> controller_link_;

@@ -1,0 +1,242 @@
+#include "fleet_commands.hpp"
+
+#include <unistd.h>
+
+#include <iomanip>
+#include <iostream>
+#include <sstream>
+
+#include "exit_status.hpp"
+#include "hostmaint/agent/config.hpp"
+#include "hostmaint/agent/fleet/etcd_client.hpp"
+#include "hostmaint/agent/status_json.hpp"
+#include "render.hpp"
+
+namespace hostmaint::ctl {
+namespace {
+
+namespace fl = agent::fleet;
+using nlohmann::json;
+
+std::vector<std::string> splitList(const std::string& text) {
+  std::vector<std::string> out;
+  std::string item;
+  std::istringstream in(text);
+  while (std::getline(in, item, ',')) {
+    if (!item.empty()) out.push_back(item);
+  }
+  return out;
+}
+
+struct FleetAccess {
+  agent::FleetConfig config;
+  fl::FleetKeys keys;
+  fl::EtcdClient etcd;
+};
+
+FleetAccess openFleet(const std::filesystem::path& path) {
+  agent::Config config;
+  try {
+    config = agent::loadConfig(path, false);
+  } catch (const agent::ConfigError& error) {
+    throw CtlError(ExitStatus::usage, error.what());
+  }
+  if (!config.fleet.enabled()) {
+    throw CtlError(ExitStatus::refused, "no [fleet] endpoints in " +
+                                            (config.sources.empty() ? path.string()
+                                                                    : config.sources.front().string()) +
+                                            ": this host is not part of a fleet (docs/fleet.md)");
+  }
+  fl::EtcdSettings settings;
+  settings.endpoints = config.fleet.endpoints;
+  settings.ca_file = config.fleet.ca_file;
+  settings.client_cert = config.fleet.client_cert;
+  settings.client_key = config.fleet.client_key;
+  settings.user = config.fleet.user;
+  settings.password_file = config.fleet.password_file;
+  settings.connect_timeout = config.fleet.connect_timeout;
+  settings.request_timeout = config.fleet.request_timeout;
+  try {
+    return FleetAccess{config.fleet, fl::FleetKeys(config.fleet.prefix, config.fleet.name),
+                       fl::EtcdClient(std::move(settings))};
+  } catch (const fl::EtcdError& error) {
+    throw CtlError(ExitStatus::usage, error.what());
+  }
+}
+
+[[noreturn]] void fleetFailed(const fl::EtcdError& error) {
+  const ExitStatus status = error.failure() == fl::EtcdFailure::unreachable
+                                ? ExitStatus::unreachable
+                            : error.failure() == fl::EtcdFailure::auth ? ExitStatus::access_denied
+                                                                       : ExitStatus::refused;
+  throw CtlError(status, std::string("the fleet is unreachable or refused: ") + error.what());
+}
+
+std::string nowId(TimePoint now) {
+  // "20261201T091500Z": sortable, one schedule per second is plenty.
+  std::string stamp = agent::formatTime(now);  // 2026-12-01T09:15:00Z
+  std::string id;
+  for (char c : stamp) {
+    if (c != '-' && c != ':') id += c;
+  }
+  return id;
+}
+
+}  // namespace
+
+json fleetViewJson(const fl::FleetView& view, const std::string& fleet) {
+  json hosts = json::array();
+  for (const auto& [name, record] : view.hosts) {
+    json entry = json::parse(fl::encodeHostRecord(record));
+    entry["holds_slot"] = view.holders.contains(name);
+    hosts.push_back(std::move(entry));
+  }
+  json slots = json::object();
+  for (const auto& [index, host] : view.slots) slots[std::to_string(index)] = host;
+  json schedule = view.schedule ? json::parse(fl::encodeSchedule(*view.schedule)) : json(nullptr);
+  json done = json::object();
+  for (const auto& [id, names] : view.done) done[id] = names;
+  return json{{"fleet", fleet},
+              {"hosts", hosts},
+              {"slots", slots},
+              {"hosts_in_maintenance", view.holders.size()},
+              {"schedule", schedule},
+              {"done", done},
+              {"malformed", view.malformed}};
+}
+
+std::vector<std::string> renderFleetTable(const fl::FleetView& view, TimePoint now) {
+  std::vector<std::string> lines;
+  auto row = [](const std::vector<std::string>& cells) {
+    static constexpr int kWidths[] = {16, 15, 5, 6, 9, 10};
+    std::ostringstream out;
+    for (std::size_t i = 0; i < cells.size(); ++i) {
+      if (i < std::size(kWidths)) {
+        out << std::left << std::setw(kWidths[i]) << printable(cells[i]) << ' ';
+      } else {
+        out << printable(cells[i]);
+      }
+    }
+    std::string line = out.str();
+    while (!line.empty() && line.back() == ' ') line.pop_back();
+    return line;
+  };
+  lines.push_back(row({"HOST", "PHASE", "SLOT", "READY", "PROGRESS", "DOMAIN", "NOTE"}));
+  for (const auto& [name, record] : view.hosts) {
+    std::string slot = "-";
+    if (const auto held = view.holders.find(name); held != view.holders.end())
+      slot = std::to_string(held->second.slot);
+    std::string progress = record.phase == "idle" ? "-"
+                                                  : std::to_string(record.domains_settled) + "/" +
+                                                        std::to_string(record.domains);
+    std::string note;
+    if (record.waiting_for_slot) note = "waiting for a slot";
+    if (!record.blockers.empty()) {
+      if (!note.empty()) note += "; ";
+      note += record.blockers.front();
+    }
+    if (record.updated_at != TimePoint{}) {
+      if (!note.empty()) note += "; ";
+      note += "updated " + formatRelative(record.updated_at, now);
+    }
+    lines.push_back(row({name, record.phase, slot, record.ready ? "yes" : "no", progress,
+                         record.failure_domain.empty() ? "-" : record.failure_domain, note}));
+  }
+  if (view.hosts.empty()) lines.push_back("(no host publishes a record)");
+  // Slots whose holder publishes no record (its agent is gone; the lease
+  // has not yet expired).
+  for (const auto& [host, hold] : view.holders) {
+    if (!view.hosts.contains(host))
+      lines.push_back("slot " + std::to_string(hold.slot) + " held by " + printable(host) +
+                      ", which publishes no record (its lease has not expired yet)");
+  }
+  lines.push_back("in maintenance: " + std::to_string(view.holders.size()) + " host(s)");
+  if (view.schedule) {
+    const fl::RollingSchedule& schedule = *view.schedule;
+    std::size_t done = 0;
+    if (auto found = view.done.find(schedule.id); found != view.done.end()) done = found->second.size();
+    std::string hosts = schedule.all ? "all hosts" : "";
+    for (const std::string& host : schedule.hosts) hosts += (hosts.empty() ? "" : ",") + host;
+    std::size_t total = schedule.all ? view.hosts.size() : schedule.hosts.size();
+    lines.push_back("rolling schedule " + printable(schedule.id) + ": " + printable(hosts) +
+                    ", at most " + std::to_string(schedule.max_concurrent) + " at once, " +
+                    std::to_string(done) + "/" + std::to_string(total) + " done");
+  } else {
+    lines.push_back("no rolling schedule");
+  }
+  for (const std::string& bad : view.malformed) lines.push_back("malformed: " + printable(bad));
+  return lines;
+}
+
+fl::RollingSchedule scheduleFrom(const FleetScheduleArguments& arguments, TimePoint now) {
+  fl::RollingSchedule schedule;
+  schedule.all = arguments.all;
+  schedule.hosts = splitList(arguments.hosts);
+  if (schedule.all == !schedule.hosts.empty()) {
+    throw CtlError(ExitStatus::usage, "give either --hosts h1,h2,... or --all");
+  }
+  for (const std::string& host : schedule.hosts) {
+    if (host.find('/') != std::string::npos) {
+      throw CtlError(ExitStatus::usage, "host name '" + printable(host) + "' contains '/'");
+    }
+  }
+  if (arguments.max_concurrent == 0) {
+    throw CtlError(ExitStatus::usage, "--max-concurrent must be at least 1");
+  }
+  schedule.max_concurrent = arguments.max_concurrent;
+  // Always a window: a schedule whose end has passed is not followed any
+  // more, so a host added to the fleet later does not run an old one.
+  schedule.window_start = now;
+  schedule.window_end = now + std::chrono::hours(24);
+  if (!arguments.window.empty()) {
+    const std::size_t slash = arguments.window.find('/');
+    if (slash == std::string::npos) {
+      throw CtlError(ExitStatus::usage, "--window '" + printable(arguments.window) +
+                                            "' must be START/END, each a WHEN (now/+8h)");
+    }
+    const TimePoint start = parseWhen(arguments.window.substr(0, slash), now);
+    const TimePoint end = parseWhen(arguments.window.substr(slash + 1), now);
+    if (end <= start) throw CtlError(ExitStatus::usage, "--window ends before it starts");
+    schedule.window_start = start;
+    schedule.window_end = end;
+  }
+  schedule.reason = arguments.reason;
+  schedule.created_at = now;
+  schedule.id = nowId(now);
+  return schedule;
+}
+
+int runFleetStatus(const std::filesystem::path& config, bool as_json) {
+  FleetAccess fleet = openFleet(config);
+  fl::FleetView view;
+  try {
+    view = fl::readFleetView(fleet.etcd, fleet.keys);
+  } catch (const fl::EtcdError& error) {
+    fleetFailed(error);
+  }
+  if (as_json) {
+    std::cout << fleetViewJson(view, fleet.config.name).dump(2) << "\n";
+  } else {
+    std::cout << "fleet " << printable(fleet.config.name) << " (etcd " << fleet.etcd.endpoint()
+              << ")\n";
+    for (const std::string& line : renderFleetTable(view, Clock::now())) std::cout << line << "\n";
+  }
+  return toInt(ExitStatus::success);
+}
+
+int runFleetSchedule(const std::filesystem::path& config, const FleetScheduleArguments& arguments) {
+  fl::RollingSchedule schedule = scheduleFrom(arguments, Clock::now());
+  schedule.created_by = "uid " + std::to_string(::getuid());
+  FleetAccess fleet = openFleet(config);
+  try {
+    fleet.etcd.put(fleet.keys.schedule(), fl::encodeSchedule(schedule));
+  } catch (const fl::EtcdError& error) {
+    fleetFailed(error);
+  }
+  std::cout << "rolling schedule " << schedule.id << " written for "
+            << (schedule.all ? std::string("all hosts") : printable(arguments.hosts))
+            << ", at most " << schedule.max_concurrent << " at once\n";
+  return toInt(ExitStatus::success);
+}
+
+}  // namespace hostmaint::ctl

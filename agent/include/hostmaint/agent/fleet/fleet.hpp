@@ -1,0 +1,132 @@
+// The fleet's shared state in etcd (docs/fleet.md): the key layout, each
+// host's published record, the rolling schedule, the slot holds, and the
+// transactions that take and give back a maintenance slot.
+//
+// Keys, under {prefix}/{name}/:
+//   slots/all/{i}                 host name, with the holder's slot lease: i < max_concurrent
+//   slots/domain/{label}/{j}      host name, same lease: j < max_concurrent_per_domain
+//   holders/{host}                SlotHold as JSON, same lease
+//   hosts/{host}                  HostRecord as JSON, with the host's record lease
+//   schedule                      RollingSchedule as JSON, no lease
+//   done/{schedule id}/{host}     time the host finished that schedule, no lease
+//
+// Pure parsing and layout here; claimSlot/releaseSlot/readFleetView do the
+// I/O through an EtcdClient on the caller's (worker) thread.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "hostmaint/agent/fleet/etcd_client.hpp"
+#include "hostmaint/agent/model.hpp"
+
+namespace hostmaint::agent::fleet {
+
+class FleetKeys {
+ public:
+  FleetKeys(const std::string& prefix, const std::string& name);
+  const std::string& base() const { return base_; }  // "{prefix}/{name}/"
+  std::string slot(unsigned index) const;
+  std::string domainSlot(const std::string& label, unsigned index) const;
+  std::string holder(const std::string& host) const;
+  std::string hostRecord(const std::string& host) const;
+  std::string schedule() const;
+  std::string done(const std::string& schedule_id, const std::string& host) const;
+
+ private:
+  std::string base_;
+};
+
+// What a host tells the others about itself.
+struct HostRecord {
+  std::string host;
+  std::string phase = "idle";  // as in status.json
+  bool ready = false;
+  std::optional<std::string> session_id;
+  std::optional<unsigned> slot;
+  bool waiting_for_slot = false;
+  bool cordoned = false;
+  std::string failure_domain;
+  unsigned domains = 0;          // in this maintenance's plan
+  unsigned domains_settled = 0;  // done, left or restored: the progress
+  std::vector<std::string> blockers;  // "subject: reason", at most a few
+  std::optional<std::string> schedule_id;
+  TimePoint updated_at{};
+  bool operator==(const HostRecord&) const = default;
+};
+std::string encodeHostRecord(const HostRecord& record);
+HostRecord decodeHostRecord(const std::string& text);  // throws EtcdFormatError
+// The record of `status` (the host's published status).
+HostRecord hostRecordFrom(const HostStatus& status, const std::string& host,
+                          const std::string& failure_domain);
+
+// `hostmaintctl fleet schedule`: roll maintenance over these hosts.
+struct RollingSchedule {
+  std::string id;
+  bool all = false;                // every host that publishes a record
+  std::vector<std::string> hosts;  // when not all
+  unsigned max_concurrent = 1;
+  std::optional<TimePoint> window_start;  // unset: now
+  std::optional<TimePoint> window_end;    // unset: start + 24h
+  std::string reason;
+  std::string created_by;
+  TimePoint created_at{};
+  bool includes(const std::string& host) const;
+  bool operator==(const RollingSchedule&) const = default;
+};
+std::string encodeSchedule(const RollingSchedule& schedule);
+RollingSchedule decodeSchedule(const std::string& text);  // throws EtcdFormatError
+
+// A slot held by a host: the value of holders/{host}.
+struct SlotHold {
+  unsigned slot = 0;
+  std::optional<unsigned> domain_slot;
+  std::string failure_domain;
+  std::string session_id;
+  std::int64_t lease = 0;  // from the key's lease, not its value
+  bool operator==(const SlotHold&) const = default;
+};
+std::string encodeHold(const SlotHold& hold);
+SlotHold decodeHold(const std::string& text, std::int64_t lease);  // throws EtcdFormatError
+
+// Everything under the fleet's prefix, as read at one revision.
+struct FleetView {
+  std::map<std::string, HostRecord> hosts;
+  std::map<unsigned, std::string> slots;  // slots/all: index -> host
+  std::map<std::string, std::map<unsigned, std::string>> domain_slots;  // label -> index -> host
+  std::map<std::string, SlotHold> holders;
+  std::optional<RollingSchedule> schedule;
+  std::map<std::string, std::set<std::string>> done;  // schedule id -> hosts
+  std::vector<std::string> malformed;  // keys whose value could not be read
+  bool operator==(const FleetView&) const = default;
+};
+// Reads the key-values of one prefix range; a malformed value is listed,
+// not fatal (one bad record must not blind a host to the others).
+FleetView parseFleetView(const std::vector<KeyValue>& kvs, const FleetKeys& keys);
+FleetView readFleetView(EtcdClient& etcd, const FleetKeys& keys);
+
+struct SlotLimits {
+  unsigned max_concurrent = 1;
+  unsigned max_per_domain = 0;  // 0: no per-domain limit
+};
+
+struct ClaimOutcome {
+  std::optional<SlotHold> hold;
+  std::string why_not;  // when no hold: "all 1 slots are held (by b)"
+};
+// Takes a free slot for `host` in one transaction with `lease` (the slot's
+// own lease): the holder key and every slot key are created only if none
+// exists, so a slot is never granted twice and a host never holds two.
+// Reads the view first to pick free indexes; retries a few times when
+// another host won the race. A holder key left by this host's previous
+// process (its lease still alive) is returned as it is: the caller adopts
+// that lease instead.
+ClaimOutcome claimSlot(EtcdClient& etcd, const FleetKeys& keys, const std::string& host,
+                       const std::string& failure_domain, const std::string& session_id,
+                       const SlotLimits& limits, std::int64_t lease);
+
+}  // namespace hostmaint::agent::fleet

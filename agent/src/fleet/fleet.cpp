@@ -1,0 +1,324 @@
+#include "hostmaint/agent/fleet/fleet.hpp"
+
+#include <algorithm>
+
+#include "hostmaint/agent/status_json.hpp"
+
+namespace hostmaint::agent::fleet {
+namespace {
+
+using nlohmann::json;
+
+json parseObject(const std::string& text, const char* what) {
+  json parsed = json::parse(text, nullptr, false);
+  if (parsed.is_discarded() || !parsed.is_object()) {
+    throw EtcdFormatError(std::string(what) + " is not a JSON object");
+  }
+  return parsed;
+}
+
+std::optional<TimePoint> timeField(const json& object, const char* name) {
+  const auto found = object.find(name);
+  if (found == object.end() || found->is_null()) return std::nullopt;
+  if (!found->is_string()) throw EtcdFormatError(std::string("'") + name + "' is not a time");
+  auto parsed = parseTime(found->get<std::string>());
+  if (!parsed) throw EtcdFormatError(std::string("'") + name + "' is not a time");
+  return parsed;
+}
+
+json timeOrNull(const std::optional<TimePoint>& time) {
+  return time ? json(formatTime(*time)) : json(nullptr);
+}
+
+template <typename T>
+T field(const json& object, const char* name, T fallback) {
+  const auto found = object.find(name);
+  if (found == object.end() || found->is_null()) return fallback;
+  try {
+    return found->get<T>();
+  } catch (const json::exception&) {
+    throw EtcdFormatError(std::string("'") + name + "' has the wrong type");
+  }
+}
+
+std::optional<unsigned> optionalIndex(const json& object, const char* name) {
+  const auto found = object.find(name);
+  if (found == object.end() || found->is_null()) return std::nullopt;
+  if (!found->is_number_unsigned()) throw EtcdFormatError(std::string("'") + name + "' is not an index");
+  return found->get<unsigned>();
+}
+
+std::optional<unsigned> parseIndex(std::string_view text) {
+  if (text.empty() || text.size() > 6) return std::nullopt;
+  unsigned value = 0;
+  for (char c : text) {
+    if (c < '0' || c > '9') return std::nullopt;
+    value = value * 10 + static_cast<unsigned>(c - '0');
+  }
+  return value;
+}
+
+bool settled(DomainStage stage) {
+  return stage == DomainStage::done || stage == DomainStage::left ||
+         stage == DomainStage::restored;
+}
+
+}  // namespace
+
+FleetKeys::FleetKeys(const std::string& prefix, const std::string& name)
+    : base_(prefix + "/" + name + "/") {}
+std::string FleetKeys::slot(unsigned index) const {
+  return base_ + "slots/all/" + std::to_string(index);
+}
+std::string FleetKeys::domainSlot(const std::string& label, unsigned index) const {
+  return base_ + "slots/domain/" + label + "/" + std::to_string(index);
+}
+std::string FleetKeys::holder(const std::string& host) const { return base_ + "holders/" + host; }
+std::string FleetKeys::hostRecord(const std::string& host) const { return base_ + "hosts/" + host; }
+std::string FleetKeys::schedule() const { return base_ + "schedule"; }
+std::string FleetKeys::done(const std::string& schedule_id, const std::string& host) const {
+  return base_ + "done/" + schedule_id + "/" + host;
+}
+
+std::string encodeHostRecord(const HostRecord& record) {
+  return json{{"host", record.host},
+              {"phase", record.phase},
+              {"ready", record.ready},
+              {"session_id", record.session_id ? json(*record.session_id) : json(nullptr)},
+              {"slot", record.slot ? json(*record.slot) : json(nullptr)},
+              {"waiting_for_slot", record.waiting_for_slot},
+              {"cordoned", record.cordoned},
+              {"failure_domain", record.failure_domain},
+              {"domains", record.domains},
+              {"domains_settled", record.domains_settled},
+              {"blockers", record.blockers},
+              {"schedule_id", record.schedule_id ? json(*record.schedule_id) : json(nullptr)},
+              {"updated_at", formatTime(record.updated_at)}}
+      .dump();
+}
+
+HostRecord decodeHostRecord(const std::string& text) {
+  const json object = parseObject(text, "host record");
+  HostRecord record;
+  record.host = field<std::string>(object, "host", "");
+  record.phase = field<std::string>(object, "phase", "idle");
+  record.ready = field<bool>(object, "ready", false);
+  if (auto session = field<std::string>(object, "session_id", ""); !session.empty())
+    record.session_id = session;
+  record.slot = optionalIndex(object, "slot");
+  record.waiting_for_slot = field<bool>(object, "waiting_for_slot", false);
+  record.cordoned = field<bool>(object, "cordoned", false);
+  record.failure_domain = field<std::string>(object, "failure_domain", "");
+  record.domains = field<unsigned>(object, "domains", 0);
+  record.domains_settled = field<unsigned>(object, "domains_settled", 0);
+  record.blockers = field<std::vector<std::string>>(object, "blockers", {});
+  if (auto id = field<std::string>(object, "schedule_id", ""); !id.empty()) record.schedule_id = id;
+  record.updated_at = timeField(object, "updated_at").value_or(TimePoint{});
+  return record;
+}
+
+HostRecord hostRecordFrom(const HostStatus& status, const std::string& host,
+                          const std::string& failure_domain) {
+  HostRecord record;
+  record.host = host;
+  record.phase = std::string(toString(status.phase));
+  record.ready = status.ready;
+  record.session_id = status.session_id;
+  record.cordoned = status.cordon.active;
+  record.failure_domain = failure_domain;
+  if (status.phase != HostPhase::idle) {
+    record.domains = static_cast<unsigned>(status.domains.size());
+    record.domains_settled = static_cast<unsigned>(std::count_if(
+        status.domains.begin(), status.domains.end(),
+        [](const DomainStatus& domain) { return settled(domain.stage); }));
+  }
+  for (const Blocker& blocker : status.blockers) {
+    if (record.blockers.size() == 5) break;
+    record.blockers.push_back(blocker.subject + ": " + blocker.reason);
+  }
+  if (status.fleet) {
+    record.slot = status.fleet->slot;
+    record.waiting_for_slot = status.fleet->waiting_for_slot;
+    record.schedule_id = status.fleet->schedule_id;
+  }
+  record.updated_at = status.updated_at;
+  return record;
+}
+
+bool RollingSchedule::includes(const std::string& host) const {
+  return all || std::find(hosts.begin(), hosts.end(), host) != hosts.end();
+}
+
+std::string encodeSchedule(const RollingSchedule& schedule) {
+  return json{{"id", schedule.id},
+              {"all", schedule.all},
+              {"hosts", schedule.hosts},
+              {"max_concurrent", schedule.max_concurrent},
+              {"window_start", timeOrNull(schedule.window_start)},
+              {"window_end", timeOrNull(schedule.window_end)},
+              {"reason", schedule.reason},
+              {"created_by", schedule.created_by},
+              {"created_at", formatTime(schedule.created_at)}}
+      .dump();
+}
+
+RollingSchedule decodeSchedule(const std::string& text) {
+  const json object = parseObject(text, "rolling schedule");
+  RollingSchedule schedule;
+  schedule.id = field<std::string>(object, "id", "");
+  if (schedule.id.empty()) throw EtcdFormatError("rolling schedule has no id");
+  schedule.all = field<bool>(object, "all", false);
+  schedule.hosts = field<std::vector<std::string>>(object, "hosts", {});
+  schedule.max_concurrent = field<unsigned>(object, "max_concurrent", 1);
+  if (schedule.max_concurrent == 0) throw EtcdFormatError("rolling schedule allows 0 hosts at once");
+  schedule.window_start = timeField(object, "window_start");
+  schedule.window_end = timeField(object, "window_end");
+  schedule.reason = field<std::string>(object, "reason", "");
+  schedule.created_by = field<std::string>(object, "created_by", "");
+  schedule.created_at = timeField(object, "created_at").value_or(TimePoint{});
+  return schedule;
+}
+
+std::string encodeHold(const SlotHold& hold) {
+  return json{{"slot", hold.slot},
+              {"domain_slot", hold.domain_slot ? json(*hold.domain_slot) : json(nullptr)},
+              {"failure_domain", hold.failure_domain},
+              {"session_id", hold.session_id}}
+      .dump();
+}
+
+SlotHold decodeHold(const std::string& text, std::int64_t lease) {
+  const json object = parseObject(text, "slot holder");
+  SlotHold hold;
+  const std::optional<unsigned> slot = optionalIndex(object, "slot");
+  if (!slot) throw EtcdFormatError("slot holder names no slot");
+  hold.slot = *slot;
+  hold.domain_slot = optionalIndex(object, "domain_slot");
+  hold.failure_domain = field<std::string>(object, "failure_domain", "");
+  hold.session_id = field<std::string>(object, "session_id", "");
+  hold.lease = lease;
+  return hold;
+}
+
+FleetView parseFleetView(const std::vector<KeyValue>& kvs, const FleetKeys& keys) {
+  FleetView view;
+  for (const KeyValue& kv : kvs) {
+    if (!kv.key.starts_with(keys.base())) continue;
+    const std::string_view rest = std::string_view(kv.key).substr(keys.base().size());
+    try {
+      if (rest.starts_with("hosts/")) {
+        HostRecord record = decodeHostRecord(kv.value);
+        record.host = std::string(rest.substr(6));
+        view.hosts[record.host] = std::move(record);
+      } else if (rest.starts_with("slots/all/")) {
+        if (auto index = parseIndex(rest.substr(10))) view.slots[*index] = kv.value;
+      } else if (rest.starts_with("slots/domain/")) {
+        const std::string_view tail = rest.substr(13);
+        const std::size_t slash = tail.rfind('/');
+        if (slash == std::string_view::npos) throw EtcdFormatError("no slot index");
+        if (auto index = parseIndex(tail.substr(slash + 1)))
+          view.domain_slots[std::string(tail.substr(0, slash))][*index] = kv.value;
+      } else if (rest.starts_with("holders/")) {
+        view.holders[std::string(rest.substr(8))] = decodeHold(kv.value, kv.lease);
+      } else if (rest == "schedule") {
+        view.schedule = decodeSchedule(kv.value);
+      } else if (rest.starts_with("done/")) {
+        const std::string_view tail = rest.substr(5);
+        const std::size_t slash = tail.find('/');
+        if (slash == std::string_view::npos) throw EtcdFormatError("no host");
+        view.done[std::string(tail.substr(0, slash))].insert(std::string(tail.substr(slash + 1)));
+      }
+    } catch (const EtcdFormatError& error) {
+      view.malformed.push_back(kv.key + ": " + error.what());
+    }
+  }
+  return view;
+}
+
+FleetView readFleetView(EtcdClient& etcd, const FleetKeys& keys) {
+  return parseFleetView(etcd.range(keys.base(), true), keys);
+}
+
+namespace {
+
+std::string holderList(const std::map<unsigned, std::string>& slots) {
+  std::string out;
+  for (const auto& [index, host] : slots) {
+    if (!out.empty()) out += ", ";
+    out += host;
+  }
+  return out;
+}
+
+std::optional<unsigned> firstFree(const std::map<unsigned, std::string>& taken, unsigned limit) {
+  for (unsigned i = 0; i < limit; ++i) {
+    if (!taken.contains(i)) return i;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+ClaimOutcome claimSlot(EtcdClient& etcd, const FleetKeys& keys, const std::string& host,
+                       const std::string& failure_domain, const std::string& session_id,
+                       const SlotLimits& limits, std::int64_t lease) {
+  constexpr int kAttempts = 3;
+  ClaimOutcome outcome;
+  for (int attempt = 0; attempt < kAttempts; ++attempt) {
+    const FleetView view = readFleetView(etcd, keys);
+    if (const auto held = view.holders.find(host); held != view.holders.end()) {
+      outcome.hold = held->second;
+      return outcome;
+    }
+    // Slots below the limit only: a host with a smaller limit than another's
+    // counts every slot it may use, never more.
+    std::map<unsigned, std::string> taken;
+    for (const auto& [index, holder] : view.slots) {
+      if (index < limits.max_concurrent) taken[index] = holder;
+    }
+    const std::optional<unsigned> slot = firstFree(taken, limits.max_concurrent);
+    if (!slot) {
+      outcome.why_not = "all " + std::to_string(limits.max_concurrent) +
+                        " maintenance slots of the fleet are held (by " + holderList(taken) + ")";
+      return outcome;
+    }
+    std::optional<unsigned> domain_slot;
+    if (limits.max_per_domain > 0 && !failure_domain.empty()) {
+      std::map<unsigned, std::string> domain_taken;
+      if (auto found = view.domain_slots.find(failure_domain); found != view.domain_slots.end()) {
+        for (const auto& [index, holder] : found->second) {
+          if (index < limits.max_per_domain) domain_taken[index] = holder;
+        }
+      }
+      domain_slot = firstFree(domain_taken, limits.max_per_domain);
+      if (!domain_slot) {
+        outcome.why_not = "all " + std::to_string(limits.max_per_domain) +
+                          " maintenance slots of failure domain '" + failure_domain +
+                          "' are held (by " + holderList(domain_taken) + ")";
+        return outcome;
+      }
+    }
+    SlotHold hold;
+    hold.slot = *slot;
+    hold.domain_slot = domain_slot;
+    hold.failure_domain = domain_slot ? failure_domain : std::string();
+    hold.session_id = session_id;
+    hold.lease = lease;
+    std::vector<Compare> compares{Compare::absent(keys.holder(host)),
+                                  Compare::absent(keys.slot(*slot))};
+    std::vector<Operation> puts{Put{keys.holder(host), encodeHold(hold), lease},
+                                Put{keys.slot(*slot), host, lease}};
+    if (domain_slot) {
+      compares.push_back(Compare::absent(keys.domainSlot(failure_domain, *domain_slot)));
+      puts.push_back(Put{keys.domainSlot(failure_domain, *domain_slot), host, lease});
+    }
+    if (etcd.txn(compares, puts, {}).succeeded) {
+      outcome.hold = hold;
+      return outcome;
+    }
+    outcome.why_not = "another host took the free slot first";
+  }
+  return outcome;
+}
+
+}  // namespace hostmaint::agent::fleet

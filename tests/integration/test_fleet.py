@@ -1,0 +1,476 @@
+"""A fleet of three hostmaintd coordinated through a real 3-member etcd cluster on
+loopback (docs/fleet.md): rolling maintenance never puts more hosts in maintenance than
+allowed, a killed or stopped slot holder frees its slot only after its lease's TTL and
+resumes or waits when it comes back, one etcd member down changes nothing, and with etcd
+gone no maintenance starts while local status and control keep working.
+
+Each host is a hostmaintd on its own libvirt test-driver node and its own private bus; no
+domain migrates (the test driver cannot), so the drains are fallbacks and quick."""
+
+import json
+import shutil
+import signal
+import tempfile
+import threading
+import time
+import unittest
+from pathlib import Path
+
+from etcd_cluster import EtcdCluster, SecureEtcd, b64
+from harness import DATA_DIR, Daemon, PrivateBus, requires_tools, run_hostmaintd, wait_until
+
+HOSTS = ["h1", "h2", "h3"]
+FLEET = "test"
+PREFIX = f"/hostmaint/{FLEET}/"
+LEASE_TTL = 4
+IN_MAINTENANCE = {"draining", "empty", "in-maintenance"}
+
+
+class InvariantWatch:
+    """Samples every host's status.json and etcd's slots on a thread while a test runs;
+    records each moment more hosts were in maintenance, or more slots held, than allowed."""
+
+    def __init__(self, test, max_concurrent):
+        self.test = test
+        self.max_concurrent = max_concurrent
+        self.violations = []
+        self.max_seen = 0
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        while not self.stop_event.wait(0.02):
+            phases = {}
+            for host, daemon in self.test.daemons.items():
+                try:
+                    phases[host] = daemon.status_file()["phase"]
+                except (OSError, ValueError, KeyError):
+                    continue
+            busy = sorted(h for h, p in phases.items() if p in IN_MAINTENANCE)
+            self.max_seen = max(self.max_seen, len(busy))
+            if len(busy) > self.max_concurrent:
+                self.violations.append(f"in maintenance at once: {busy}")
+            try:
+                slots = self.test.etcd.range_prefix(PREFIX + "slots/all/")
+            except RuntimeError:
+                continue  # etcd down: nothing to read
+            holders = list(slots.values())
+            if len(slots) > self.max_concurrent or len(set(holders)) != len(holders):
+                self.violations.append(f"slots held: {slots}")
+
+    def check(self):
+        self.stop_event.set()
+        self.thread.join(timeout=5)
+        self.test.assertEqual(self.violations[:5], [], "the fleet's limit was broken")
+
+
+class FleetCase(unittest.TestCase):
+    """Three hosts and a 3-member etcd cluster; the helpers the tests share."""
+    max_concurrent = 1
+    per_domain = 0
+    domains = {}  # host -> failure domain
+    command = ""  # [fleet] maintenance_command; {dir} is the host's directory
+
+    def setUp(self):
+        self.workdir = Path(tempfile.mkdtemp(prefix="hostmaint-fleet-"))
+        self.addCleanup(self._remove_workdir)
+        self.etcd = EtcdCluster(self.workdir)
+        self.addCleanup(self.etcd.stop_all)
+        self.daemons = {}
+        for host in HOSTS:
+            hostdir = self.workdir / host
+            hostdir.mkdir()
+            bus = PrivateBus(hostdir)
+            self.addCleanup(bus.stop)
+            daemon = Daemon(hostdir, bus, DATA_DIR / "node-basic.xml", self.fleet_config(host))
+            (hostdir / "boot_id").write_text("boot-1\n")
+            daemon.extra_args = ["--boot-id-file", str(hostdir / "boot_id")]
+            self.addCleanup(self._stop_daemon, daemon)
+            daemon.start()
+            self.daemons[host] = daemon
+
+    def fleet_config(self, host):
+        endpoints = ", ".join(f'"{e}"' for e in self.etcd.endpoints)
+        return (f'[fleet]\nendpoints = [{endpoints}]\nname = "{FLEET}"\nhost = "{host}"\n'
+                f"max_concurrent = {self.max_concurrent}\nlease_ttl = {LEASE_TTL}\n"
+                f'poll_interval = "200ms"\nconnect_timeout = "500ms"\nrequest_timeout = "1s"\n'
+                f'failure_domain = "{self.domains.get(host, "")}"\n'
+                f"max_concurrent_per_domain = {self.per_domain}\n"
+                f"maintenance_command = {json.dumps(self.command.format(dir=self.workdir / host))}\n")
+
+    def _stop_daemon(self, daemon):
+        try:
+            if daemon.process and daemon.process.poll() is None:
+                # A stopped daemon must be able to hear SIGTERM.
+                daemon.process.send_signal(signal.SIGCONT)
+            daemon.stop()
+        finally:
+            if self._failed():
+                print(f"\n--- {daemon.log_path} ---\n{daemon.log_text()[-5000:]}")
+
+    def _remove_workdir(self):
+        if self._failed():
+            print(self.etcd.logs())
+        else:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def _failed(self):
+        result = getattr(getattr(self, "_outcome", None), "result", None)
+        return result is not None and any(t is self for t, _ in result.failures + result.errors)
+
+    # ---- helpers -------------------------------------------------------------------
+
+    def status(self, host):
+        return self.daemons[host].status_file()
+
+    def fleet(self, host):
+        return self.status(host).get("fleet", {})
+
+    def wait_status(self, host, predicate, what, timeout=30):
+        """The host's status.json once `predicate` holds for it."""
+        def check():
+            status = self.status(host)
+            return status if predicate(status) else None
+        return wait_until(check, timeout, f"{host}: {what}")
+
+    def schedule_now(self, host):
+        self.daemons[host].ctl("schedule", "--start", "now", "--end", "+2h", check=0)
+
+    def slots(self):
+        return self.etcd.range_prefix(PREFIX + "slots/all/")
+
+    def finish_when_empty(self, host, timeout=30):
+        self.wait_status(host, lambda s: s["phase"] == "empty", "empty", timeout)
+        self.daemons[host].ctl("finish", check=0)
+        self.wait_status(host, lambda s: s["phase"] == "idle", "idle again", timeout)
+
+
+
+@requires_tools("etcd", "dbus-daemon")
+class FleetTest(FleetCase):
+
+    def test_every_host_publishes_its_record_and_fleet_status_shows_them(self):
+        for host in HOSTS:
+            self.wait_status(host, lambda s: s.get("fleet", {}).get("hosts") == 3,
+                             "three hosts seen")
+            fleet = self.fleet(host)
+            self.assertEqual(fleet["state"], "ok")
+            self.assertEqual(fleet["host"], host)
+            self.assertIsNone(fleet["slot"])
+            self.assertFalse(fleet["waiting_for_slot"])
+        ctl = self.daemons["h1"]
+        table = ctl.ctl("fleet", "--config", str(ctl.config_path), "status", check=0).stdout
+        for host in HOSTS:
+            self.assertRegex(table, rf"(?m)^{host}\s+idle\s+-\s+no")
+        self.assertIn("no rolling schedule", table)
+        view = json.loads(ctl.ctl("fleet", "--config", str(ctl.config_path), "status", "--json",
+                                  check=0).stdout)
+        self.assertEqual(sorted(h["host"] for h in view["hosts"]), HOSTS)
+        self.assertEqual(view["hosts_in_maintenance"], 0)
+
+    def test_rolling_schedule_over_all_hosts_keeps_one_at_a_time(self):
+        watch = InvariantWatch(self, self.max_concurrent)
+        ctl = self.daemons["h1"]
+        out = ctl.ctl("fleet", "--config", str(ctl.config_path), "schedule", "--all",
+                      "--max-concurrent", "1", "--window", "now/+2h", "--reason", "kernel",
+                      check=0).stdout
+        self.assertIn("rolling schedule", out)
+        schedule = json.loads(self.etcd.range_prefix(PREFIX + "schedule")[PREFIX + "schedule"])
+        finished = []
+        deadline = time.monotonic() + 120
+        while len(finished) < len(HOSTS):
+            self.assertLess(time.monotonic(), deadline, f"rolling maintenance stuck; done: {finished}")
+            for host in HOSTS:
+                if host in finished:
+                    continue
+                status = self.status(host)
+                if status["phase"] == "empty":
+                    self.assertEqual(status["fleet"]["slot"], 0)
+                    self.assertEqual(status["session_id"], f"fleet-{schedule['id']}")
+                    self.daemons[host].ctl("finish", check=0)
+                    finished.append(host)
+            time.sleep(0.05)
+        for host in HOSTS:
+            self.wait_status(host, lambda s: s["phase"] == "idle" and s["fleet"]["slot"] is None,
+                             "idle without a slot")
+        wait_until(lambda: len(self.etcd.range_prefix(PREFIX + f"done/{schedule['id']}/")) == 3,
+                   10, "every host marked done")
+        wait_until(lambda: not self.slots(), 10, "every slot given back")
+        watch.check()
+        # Each host went through maintenance once, alone: the watch saw one at a time.
+        self.assertEqual(watch.max_seen, 1)
+        table = ctl.ctl("fleet", "--config", str(ctl.config_path), "status", check=0).stdout
+        self.assertIn("3/3 done", table)
+        # Done hosts are not scheduled again by the same schedule.
+        time.sleep(1)
+        for host in HOSTS:
+            self.assertEqual(self.status(host)["phase"], "idle")
+
+    def _holder_loses_its_slot(self, lose, regain):
+        """h1 holds the slot; `lose` takes its agent away; h2 waits for the slot and gets it
+        only once h1's lease expired; `regain` brings h1 back, which then waits."""
+        watch = InvariantWatch(self, self.max_concurrent)
+        self.schedule_now("h1")
+        self.wait_status("h1", lambda s: s["phase"] == "empty" and s["fleet"]["slot"] == 0,
+                         "empty with slot 0")
+        self.schedule_now("h2")
+        status = self.wait_status("h2", lambda s: s["fleet"]["waiting_for_slot"],
+                                  "waiting for a slot")
+        self.assertEqual(status["phase"], "scheduled")
+        self.assertIn("fleet", [b["subject"] for b in status["blockers"]])
+        lost_at = time.monotonic()
+        lose(self.daemons["h1"])
+        wait_until(lambda: self.slots().get(PREFIX + "slots/all/0") == "h2", LEASE_TTL + 10,
+                   "h2 holding the slot")
+        # The lease was renewed at most one poll before: the slot was held that long.
+        self.assertGreaterEqual(time.monotonic() - lost_at, LEASE_TTL - 0.5)
+        self.wait_status("h2", lambda s: s["phase"] == "empty", "h2 empty")
+        regain(self.daemons["h1"])
+        # Back, h1 is still in maintenance (its journal says so) but holds no slot: it waits.
+        status = self.wait_status("h1", lambda s: s.get("fleet", {}).get("waiting_for_slot"),
+                                  "h1 waiting for a slot again")
+        self.assertIsNone(status["fleet"]["slot"])
+        self.assertEqual(list(self.slots().values()), ["h2"])
+        self.finish_when_empty("h2")
+        self.wait_status("h1", lambda s: s["fleet"]["slot"] == 0, "h1 holding the slot again")
+        self.finish_when_empty("h1")
+        wait_until(lambda: not self.slots(), 10, "every slot given back")
+        watch.violations = [v for v in watch.violations if not v.startswith("in maintenance")]
+        # h1 stays `empty` (its host has no domain) while h2 drains: the phases overlap
+        # by design once a lease expired (docs/fleet.md); the slots never do.
+        watch.check()
+
+    def test_killed_holder_frees_its_slot_after_the_ttl_and_waits_when_back(self):
+        self._holder_loses_its_slot(lambda d: d.stop(sig=signal.SIGKILL), lambda d: d.start())
+
+    def test_stopped_holder_cannot_keep_or_take_a_second_slot(self):
+        self._holder_loses_its_slot(lambda d: d.process.send_signal(signal.SIGSTOP),
+                                    lambda d: d.process.send_signal(signal.SIGCONT))
+
+    def test_killed_holder_back_within_the_ttl_resumes_with_its_slot(self):
+        self.schedule_now("h1")
+        self.wait_status("h1", lambda s: s["phase"] == "empty" and s["fleet"]["slot"] == 0,
+                         "empty with slot 0")
+        self.daemons["h1"].stop(sig=signal.SIGKILL)
+        self.daemons["h1"].start()
+        self.wait_status("h1", lambda s: s.get("fleet", {}).get("slot") == 0,
+                         "slot 0 adopted", timeout=LEASE_TTL - 1)
+        # Recovered from its journal: back to empty once the evidence is in again.
+        self.wait_status("h1", lambda s: s["phase"] == "empty", "empty again")
+        self.assertIn("slot 0 held before a restart is ours again", self.daemons["h1"].log_text())
+        self.assertEqual(self.slots(), {PREFIX + "slots/all/0": "h1"})
+        self.finish_when_empty("h1")
+        wait_until(lambda: not self.slots(), 10, "the slot given back")
+
+    def test_one_etcd_member_down_changes_nothing(self):
+        self.etcd.stop(0)  # the first endpoint every host tries
+        self.schedule_now("h1")
+        self.wait_status("h1", lambda s: s["phase"] == "empty" and s["fleet"]["slot"] == 0,
+                         "empty with slot 0")
+        self.assertEqual(self.fleet("h1")["state"], "ok")
+        self.finish_when_empty("h1")
+        wait_until(lambda: not self.slots(), 10, "the slot given back")
+        ctl = self.daemons["h2"]
+        ctl.ctl("fleet", "--config", str(ctl.config_path), "status", check=0)
+
+    def test_without_etcd_no_maintenance_starts_and_local_control_works(self):
+        self.etcd.stop_all()
+        self.wait_status("h1", lambda s: s["fleet"]["state"] == "unreachable", "fleet unreachable")
+        self.schedule_now("h1")
+        status = self.wait_status("h1", lambda s: s["fleet"]["waiting_for_slot"], "waiting")
+        time.sleep(1)
+        status = self.status("h1")
+        self.assertEqual(status["phase"], "scheduled")
+        reasons = [b["reason"] for b in status["blockers"] if b["subject"] == "fleet"]
+        self.assertTrue(reasons and "unreachable" in reasons[0], status["blockers"])
+        ctl = self.daemons["h1"]
+        self.assertRegex(ctl.ctl("status", check=0).stdout,
+                         r"(?m)^fleet +test as h1: UNREACHABLE since .*; waiting for a slot")
+        result = ctl.ctl("fleet", "--config", str(ctl.config_path), "status", check=3)
+        self.assertIn("unreachable", result.stderr)
+        ctl.ctl("cancel", check=0)
+        self.wait_status("h1", lambda s: s["phase"] == "idle", "idle after cancel")
+        # etcd back: a new maintenance gets its slot.
+        for i in range(3):
+            self.etcd.start(i, wait=False)
+        self.etcd.wait_healthy()
+        self.wait_status("h1", lambda s: s["fleet"]["state"] == "ok", "fleet reachable", 20)
+        self.schedule_now("h1")
+        self.finish_when_empty("h1")
+
+
+if __name__ == "__main__":
+    unittest.main()
+
+
+@requires_tools("etcd", "dbus-daemon")
+class FleetDomainTest(FleetCase):
+    """Two hosts at once in the fleet, one per failure domain: h1 and h2 share rack1."""
+    max_concurrent = 2
+    per_domain = 1
+    domains = {"h1": "rack1", "h2": "rack1", "h3": "rack2"}
+
+    def test_one_host_per_failure_domain_two_in_the_fleet(self):
+        watch = InvariantWatch(self, self.max_concurrent)
+        for host in HOSTS:
+            self.schedule_now(host)
+        self.wait_status("h3", lambda s: s["fleet"]["slot"] is not None, "h3 holding a slot")
+        first = wait_until(lambda: next((h for h in ("h1", "h2")
+                                         if self.fleet(h)["slot"] is not None), None),
+                           20, "one of rack1's hosts holding a slot")
+        second = "h2" if first == "h1" else "h1"
+        status = self.wait_status(second, lambda s: s["fleet"]["waiting_for_slot"], "waiting")
+        reason = [b["reason"] for b in status["blockers"] if b["subject"] == "fleet"][0]
+        self.assertIn("failure domain 'rack1'", reason)
+        self.assertEqual(len(self.slots()), 2)
+        domain_slots = self.etcd.range_prefix(PREFIX + "slots/domain/")
+        self.assertEqual(sorted(domain_slots.values()), sorted([first, "h3"]))
+        self.finish_when_empty(first)
+        self.wait_status(second, lambda s: s["fleet"]["slot"] is not None, "the other rack1 host")
+        self.finish_when_empty(second)
+        self.finish_when_empty("h3")
+        wait_until(lambda: not self.slots(), 10, "every slot given back")
+        watch.check()
+
+
+@requires_tools("etcd", "dbus-daemon")
+class FleetCommandTest(FleetCase):
+    """[fleet] maintenance_command: run on the empty host of a rolling schedule, holding the
+    slot with a long lease; success or the host back from its reboot finishes."""
+    # A file says what to do: `ok`, `fail`, or `reboot` (the command kills hostmaintd, as a
+    # reboot would stop it).
+    command = ("echo started >> {dir}/ran; read what < {dir}/what; case $what in "
+               "ok) sleep 1 ;; fail) echo disk full; exit 3 ;; reboot) kill -KILL $PPID; sleep 5 ;; "
+               "esac")
+
+    def roll(self, host, what):
+        (self.workdir / host / "what").write_text(what + "\n")
+        ctl = self.daemons[host]
+        ctl.ctl("fleet", "--config", str(ctl.config_path), "schedule", "--hosts", host,
+                "--max-concurrent", "1", check=0)
+
+    def slot_lease_ttl(self):
+        answer = self.etcd.post("/v3/kv/range", {"key": b64(PREFIX + "slots/all/0")})
+        lease = answer["kvs"][0]["lease"]
+        return int(self.etcd.post("/v3/lease/timetolive", {"ID": lease})["TTL"])
+
+    def test_command_success_finishes_and_hands_the_slot_on(self):
+        self.roll("h1", "ok")
+        self.wait_status("h1", lambda s: s["phase"] == "in-maintenance", "in maintenance")
+        # While the command runs the slot is on the command's lease (1h), not the 4 s one.
+        wait_until(lambda: self.slot_lease_ttl() > 60, 10, "the slot on the long lease")
+        self.wait_status("h1", lambda s: s["phase"] == "idle", "idle after the command")
+        self.assertEqual((self.workdir / "h1" / "ran").read_text(), "started\n")
+        wait_until(lambda: not self.slots(), 10, "the slot given back")
+        self.assertIn("the maintenance command succeeded", self.daemons["h1"].log_text())
+
+    def test_command_failure_stays_in_maintenance_with_a_blocker(self):
+        self.roll("h1", "fail")
+        status = self.wait_status(
+            "h1", lambda s: any(b["subject"] == "fleet maintenance command" for b in s["blockers"]),
+            "the command's blocker")
+        self.assertEqual(status["phase"], "in-maintenance")
+        reason = [b["reason"] for b in status["blockers"]
+                  if b["subject"] == "fleet maintenance command"][0]
+        self.assertIn("exited with status 3: disk full", reason)
+        self.assertEqual(list(self.slots().values()), ["h1"])
+        self.daemons["h1"].ctl("finish", check=0)
+        self.wait_status("h1", lambda s: s["phase"] == "idle", "idle after finish")
+        wait_until(lambda: not self.slots(), 10, "the slot given back")
+
+    def test_reboot_by_the_command_keeps_the_slot_and_finishes_at_the_next_boot(self):
+        self.roll("h1", "reboot")
+        daemon = self.daemons["h1"]
+        daemon.process.wait(timeout=30)  # the "reboot" took hostmaintd down
+        daemon.stop()
+        time.sleep(LEASE_TTL + 1)
+        # Down longer than the short lease: the slot is still h1's.
+        self.assertEqual(self.slots(), {PREFIX + "slots/all/0": "h1"})
+        (self.workdir / "h1" / "boot_id").write_text("boot-2\n")
+        daemon.start()
+        self.wait_status("h1", lambda s: s["phase"] == "idle", "idle after the reboot")
+        self.assertIn("back from the reboot of the maintenance command", daemon.log_text())
+        wait_until(lambda: not self.slots(), 10, "the slot given back")
+        self.assertEqual((self.workdir / "h1" / "ran").read_text(), "started\n")
+
+
+@requires_tools("etcd", "etcdctl", "openssl", "dbus-daemon")
+class FleetTlsAuthTest(unittest.TestCase):
+    """etcd over TLS with authentication: the host verifies etcd's certificate against its
+    CA, logs in with the password from a private file, and takes its slot; a password file
+    others can read stops the start, a wrong password is shown as the fleet's error."""
+
+    def setUp(self):
+        self.workdir = Path(tempfile.mkdtemp(prefix="hostmaint-fleet-tls-"))
+        self.addCleanup(shutil.rmtree, self.workdir, True)
+        self.etcd = SecureEtcd(self.workdir, PREFIX, "s3cret-pw")
+        self.addCleanup(self.etcd.stop)
+        self.password_file = self.workdir / "etcd.password"
+        self.password_file.write_text("s3cret-pw\n")
+        self.password_file.chmod(0o600)
+        hostdir = self.workdir / "h1"
+        hostdir.mkdir()
+        self.bus = PrivateBus(hostdir)
+        self.addCleanup(self.bus.stop)
+        self.daemon = Daemon(hostdir, self.bus, DATA_DIR / "node-basic.xml", self.config())
+        self.addCleanup(self.daemon.stop)
+
+    def config(self, password_file=None):
+        return (f'[fleet]\nendpoints = ["{self.etcd.endpoint}"]\nname = "{FLEET}"\nhost = "h1"\n'
+                f'lease_ttl = {LEASE_TTL}\npoll_interval = "200ms"\n'
+                f'ca_file = "{self.etcd.tls["ca"]}"\nuser = "hostmaint"\n'
+                f'password_file = "{password_file or self.password_file}"\n')
+
+    def test_verified_and_authenticated_host_takes_its_slot(self):
+        self.daemon.start()
+        wait_until(lambda: self.daemon.status_file().get("fleet", {}).get("state") == "ok", 20,
+                   "the fleet reachable over TLS with the user")
+        # Past the token's life (etcd renews it on each use: the daemon pauses 3 s), it
+        # logs in again without a failed round.
+        self.daemon.process.send_signal(signal.SIGSTOP)
+        time.sleep(3)
+        self.daemon.process.send_signal(signal.SIGCONT)
+        wait_until(lambda: "the auth token was refused" in self.daemon.log_text(), 10,
+                   "a new login")
+        self.assertEqual(self.daemon.status_file()["fleet"]["state"], "ok")
+        self.assertNotIn("fleet: ", "".join(l for l in self.daemon.log_text().splitlines(True)
+                                              if "[error]" in l))
+        self.daemon.ctl("schedule", "--start", "now", "--end", "+2h", check=0)
+        wait_until(lambda: self.daemon.status_file()["fleet"]["slot"] == 0, 20, "slot 0")
+        self.assertIn("h1", self.etcd.etcdctl("get", PREFIX + "slots/all/0",
+                                              user="hostmaint:s3cret-pw"))
+        table = self.daemon.ctl("fleet", "--config", str(self.daemon.config_path), "status",
+                                check=0).stdout
+        self.assertRegex(table, r"(?m)^h1\s+(draining|empty)\s+0")
+
+    def test_password_file_others_can_read_stops_the_start(self):
+        self.password_file.chmod(0o644)
+        result = run_hostmaintd("--config", str(self.daemon.config_path),
+                                env={**self.daemon.env}, timeout=30)
+        self.assertEqual(result.returncode, 1, result.stderr)
+        self.assertIn(f"etcd password file {self.password_file} has mode 0644",
+                      result.stdout + result.stderr)
+        # --check-config fails on it the same way.
+        check = run_hostmaintd("--config", str(self.daemon.config_path), "--check-config",
+                               timeout=30)
+        self.assertNotEqual(check.returncode, 0)
+        self.assertIn(f"etcd password file {self.password_file} has mode 0644",
+                      check.stdout + check.stderr)
+
+    def test_wrong_password_is_the_fleets_error(self):
+        wrong = self.workdir / "wrong.password"
+        wrong.write_text("not-it\n")
+        wrong.chmod(0o600)
+        self.daemon.config_path.write_text(
+            self.daemon.config_path.read_text().replace(str(self.password_file), str(wrong)))
+        self.daemon.start()
+        status = wait_until(
+            lambda: (s := self.daemon.status_file()).get("fleet", {}).get("last_error") and s,
+            20, "the fleet's error")
+        self.assertEqual(status["fleet"]["state"], "unreachable")
+        self.assertIn("etcd refused user 'hostmaint'", status["fleet"]["last_error"])
+        # hostmaintctl uses the same settings, and says what etcd said.
+        result = self.daemon.ctl("fleet", "--config", str(self.daemon.config_path), "status",
+                                 check=5)
+        self.assertIn("etcd refused user", result.stderr)

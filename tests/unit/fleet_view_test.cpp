@@ -1,0 +1,318 @@
+// The fleet's shared state as read from etcd (agent/src/fleet/fleet.cpp),
+// the [fleet] configuration, and what hostmaintctl fleet makes of them
+// (agent/ctl/fleet_commands.cpp).
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "exit_status.hpp"
+#include "fleet_commands.hpp"
+#include "render.hpp"
+#include "hostmaint/agent/config.hpp"
+#include "hostmaint/agent/fleet/fleet.hpp"
+#include "hostmaint/agent/status_json.hpp"
+#include "hostmaint/agent/service/fleet_link.hpp"
+#include "hostmaint/agent/service/status_http_server.hpp"
+
+namespace hostmaint::agent::fleet {
+namespace {
+
+using ::testing::HasSubstr;
+
+const FleetKeys kKeys("/hostmaint", "prod");
+
+TEST(FleetKeys, LayOutEveryKeyUnderTheFleetsPrefix) {
+  EXPECT_EQ(kKeys.base(), "/hostmaint/prod/");
+  EXPECT_EQ(kKeys.slot(0), "/hostmaint/prod/slots/all/0");
+  EXPECT_EQ(kKeys.domainSlot("rack1", 2), "/hostmaint/prod/slots/domain/rack1/2");
+  EXPECT_EQ(kKeys.holder("h1"), "/hostmaint/prod/holders/h1");
+  EXPECT_EQ(kKeys.hostRecord("h1"), "/hostmaint/prod/hosts/h1");
+  EXPECT_EQ(kKeys.schedule(), "/hostmaint/prod/schedule");
+  EXPECT_EQ(kKeys.done("r1", "h1"), "/hostmaint/prod/done/r1/h1");
+}
+
+TEST(FleetView, ReadsEveryKindOfKeyAndListsWhatIsMalformed) {
+  HostRecord record;
+  record.host = "h1";
+  record.phase = "draining";
+  record.slot = 0;
+  record.domains = 4;
+  record.domains_settled = 1;
+  record.updated_at = *parseTime("2026-12-01T09:00:00Z");
+  SlotHold hold{0, 1, "rack1", "s1", 0};
+  RollingSchedule schedule;
+  schedule.id = "r1";
+  schedule.hosts = {"h1", "h2"};
+  schedule.max_concurrent = 2;
+  const std::vector<KeyValue> kvs{
+      {kKeys.hostRecord("h1"), encodeHostRecord(record), 1, 1, 7},
+      {kKeys.hostRecord("h2"), "{not json", 1, 1, 8},
+      {kKeys.slot(0), "h1", 1, 1, 9},
+      {kKeys.domainSlot("rack1", 1), "h1", 1, 1, 9},
+      {kKeys.holder("h1"), encodeHold(hold), 1, 1, 9},
+      {kKeys.schedule(), encodeSchedule(schedule), 1, 1, 0},
+      {kKeys.done("r1", "h3"), "2026-12-01T09:00:00Z", 1, 1, 0},
+      {"/hostmaint/other/hosts/x", "{}", 1, 1, 0},
+  };
+  const FleetView view = parseFleetView(kvs, kKeys);
+  ASSERT_EQ(view.hosts.size(), 1u);
+  EXPECT_EQ(view.hosts.at("h1"), record);
+  EXPECT_EQ(view.slots, (std::map<unsigned, std::string>{{0, "h1"}}));
+  EXPECT_EQ(view.domain_slots.at("rack1").at(1), "h1");
+  SlotHold expected = hold;
+  expected.lease = 9;  // the key's lease, not a value in the document
+  EXPECT_EQ(view.holders.at("h1"), expected);
+  ASSERT_TRUE(view.schedule);
+  EXPECT_EQ(*view.schedule, schedule);
+  EXPECT_TRUE(view.schedule->includes("h2"));
+  EXPECT_FALSE(view.schedule->includes("h3"));
+  EXPECT_TRUE(view.done.at("r1").contains("h3"));
+  ASSERT_EQ(view.malformed.size(), 1u);
+  EXPECT_THAT(view.malformed[0], HasSubstr("/hostmaint/prod/hosts/h2"));
+}
+
+TEST(FleetView, ScheduleWithoutIdOrLimitIsRefused) {
+  EXPECT_THROW(decodeSchedule(R"({"all":true})"), EtcdFormatError);
+  EXPECT_THROW(decodeSchedule(R"({"id":"r","all":true,"max_concurrent":0})"), EtcdFormatError);
+  EXPECT_TRUE(decodeSchedule(R"({"id":"r","all":true})").includes("anyone"));
+}
+
+TEST(HostRecord, ComesFromTheStatusShown) {
+  HostStatus status;
+  status.phase = HostPhase::draining;
+  status.session_id = "fleet-r1";
+  status.cordon.active = true;
+  status.domains.resize(3);
+  status.domains[0].stage = DomainStage::done;
+  status.domains[1].stage = DomainStage::acting;
+  status.domains[2].stage = DomainStage::left;
+  status.blockers.push_back(Blocker{"vm1", "migrating"});
+  status.fleet = FleetStatus{};
+  status.fleet->slot = 1;
+  status.fleet->schedule_id = "r1";
+  const HostRecord record = hostRecordFrom(status, "h1", "rack1");
+  EXPECT_EQ(record.phase, "draining");
+  EXPECT_EQ(record.slot, 1u);
+  EXPECT_TRUE(record.cordoned);
+  EXPECT_EQ(record.domains, 3u);
+  EXPECT_EQ(record.domains_settled, 2u);
+  EXPECT_EQ(record.blockers, std::vector<std::string>{"vm1: migrating"});
+  EXPECT_EQ(record.failure_domain, "rack1");
+  EXPECT_EQ(decodeHostRecord(encodeHostRecord(record)), record);
+}
+
+TEST(FleetConfig, OffByDefaultAndReadWhenGiven) {
+  const Config defaults = parseConfig("", "t.conf");
+  EXPECT_FALSE(defaults.fleet.enabled());
+  const Config config = parseConfig(
+      "[fleet]\nendpoints = [\"http://127.0.0.1:2379\", \"http://127.0.0.2:2379\"]\n"
+      "name = \"prod\"\nhost = \"h1\"\nfailure_domain = \"rack1\"\nmax_concurrent = 3\n"
+      "max_concurrent_per_domain = 1\nlease_ttl = \"30s\"\npoll_interval = \"500ms\"\n",
+      "t.conf");
+  EXPECT_TRUE(config.fleet.enabled());
+  EXPECT_EQ(config.fleet.endpoints.size(), 2u);
+  EXPECT_EQ(config.fleet.max_concurrent, 3u);
+  EXPECT_EQ(config.fleet.lease_ttl, std::chrono::seconds(30));
+  EXPECT_EQ(config.fleet.poll_interval, std::chrono::milliseconds(500));
+  EXPECT_EQ(service::fleetHostName(config, "hostname"), "h1");
+  EXPECT_EQ(service::fleetHostName(defaults, "hostname"), "hostname");
+}
+
+TEST(FleetConfig, RefusesWhatCannotWork) {
+  auto refusal = [](const std::string& text) {
+    try {
+      parseConfig("[fleet]\n" + text, "t.conf");
+    } catch (const ConfigError& error) {
+      return std::string(error.what());
+    }
+    return std::string("accepted");
+  };
+  EXPECT_THAT(refusal("endpoints = [\"127.0.0.1:2379\"]\n"), HasSubstr("http:// or https://"));
+  EXPECT_THAT(refusal("name = \"a/b\"\n"), HasSubstr("must not contain '/'"));
+  EXPECT_THAT(refusal("prefix = \"hostmaint\"\n"), HasSubstr("must start with '/'"));
+  EXPECT_THAT(refusal("endpoints = [\"http://e:2379\"]\nuser = \"u\"\npassword_file = \"/p\"\n"),
+              HasSubstr("must be https:// when fleet.user is set"));
+  EXPECT_THAT(refusal("user = \"u\"\n"), HasSubstr("needs fleet.password_file"));
+  EXPECT_THAT(refusal("client_key = \"/k\"\n"), HasSubstr("needs fleet.client_cert"));
+  EXPECT_THAT(refusal("max_concurrent_per_domain = 1\n"), HasSubstr("needs fleet.failure_domain"));
+  EXPECT_THAT(refusal("max_concurrent = 0\n"), HasSubstr("between 1 and 1000"));
+  EXPECT_THAT(refusal("lease_ttl = \"1s\"\n"), HasSubstr("between 2s"));
+}
+
+TEST(FleetSession, NamesItsRollingSchedule) {
+  EXPECT_EQ(service::fleetSessionId("r1"), "fleet-r1");
+  EXPECT_EQ(service::scheduleIdOfSession("fleet-r1"), "r1");
+  EXPECT_EQ(service::scheduleIdOfSession("fleet-"), std::nullopt);
+  EXPECT_EQ(service::scheduleIdOfSession("3f2a-..."), std::nullopt);
+}
+
+TEST(FleetCtl, ScheduleArgumentsAreChecked) {
+  const ctl::TimePoint now = *parseTime("2026-12-01T09:00:00Z");
+  ctl::FleetScheduleArguments arguments;
+  arguments.hosts = "h1,h2,,h3";
+  arguments.max_concurrent = 2;
+  arguments.window = "now/+8h";
+  const RollingSchedule schedule = ctl::scheduleFrom(arguments, now);
+  EXPECT_EQ(schedule.hosts, (std::vector<std::string>{"h1", "h2", "h3"}));
+  EXPECT_FALSE(schedule.all);
+  EXPECT_EQ(schedule.max_concurrent, 2u);
+  EXPECT_EQ(schedule.window_start, now);
+  EXPECT_EQ(schedule.window_end, now + std::chrono::hours(8));
+  EXPECT_EQ(schedule.id, "20261201T090000Z");
+
+  auto usage = [&](ctl::FleetScheduleArguments bad) {
+    try {
+      ctl::scheduleFrom(bad, now);
+    } catch (const ctl::CtlError& error) {
+      EXPECT_EQ(error.status(), ctl::ExitStatus::usage);
+      return std::string(error.what());
+    }
+    return std::string("accepted");
+  };
+  ctl::FleetScheduleArguments no_window = arguments;
+  no_window.window.clear();
+  const RollingSchedule by_default = ctl::scheduleFrom(no_window, now);
+  EXPECT_EQ(by_default.window_start, now);
+  EXPECT_EQ(by_default.window_end, now + std::chrono::hours(24));
+
+  ctl::FleetScheduleArguments neither;
+  EXPECT_THAT(usage(neither), HasSubstr("either --hosts"));
+  ctl::FleetScheduleArguments both = arguments;
+  both.all = true;
+  EXPECT_THAT(usage(both), HasSubstr("either --hosts"));
+  ctl::FleetScheduleArguments no_end = arguments;
+  no_end.window = "now";
+  EXPECT_THAT(usage(no_end), HasSubstr("START/END"));
+  ctl::FleetScheduleArguments backwards = arguments;
+  backwards.window = "+2h/+1h";
+  EXPECT_THAT(usage(backwards), HasSubstr("ends before it starts"));
+}
+
+TEST(FleetCtl, TableShowsEveryHostTheSlotsAndTheSchedule) {
+  const ctl::TimePoint now = *parseTime("2026-12-01T09:00:10Z");
+  FleetView view;
+  HostRecord h1;
+  h1.host = "h1";
+  h1.phase = "draining";
+  h1.domains = 4;
+  h1.domains_settled = 1;
+  h1.failure_domain = "rack1";
+  h1.updated_at = *parseTime("2026-12-01T09:00:00Z");
+  HostRecord h2;
+  h2.host = "h2";
+  h2.phase = "scheduled";
+  h2.waiting_for_slot = true;
+  view.hosts = {{"h1", h1}, {"h2", h2}};
+  view.holders["h1"] = SlotHold{0, std::nullopt, "", "s", 5};
+  view.holders["h9"] = SlotHold{1, std::nullopt, "", "s", 6};
+  RollingSchedule schedule;
+  schedule.id = "r1";
+  schedule.all = true;
+  schedule.max_concurrent = 2;
+  view.schedule = schedule;
+  view.done["r1"] = {"h3"};
+  const std::vector<std::string> lines = ctl::renderFleetTable(view, now);
+  ASSERT_GE(lines.size(), 6u);
+  EXPECT_THAT(lines[0], HasSubstr("HOST"));
+  EXPECT_THAT(lines[1], ::testing::MatchesRegex("h1 +draining +0 +no +1/4 +rack1 +updated 10s ago"));
+  EXPECT_THAT(lines[2], ::testing::MatchesRegex("h2 +scheduled +- +no +0/0 +- +waiting for a slot"));
+  EXPECT_THAT(lines[3], HasSubstr("slot 1 held by h9, which publishes no record"));
+  EXPECT_EQ(lines[4], "in maintenance: 2 host(s)");
+  EXPECT_EQ(lines[5], "rolling schedule r1: all hosts, at most 2 at once, 1/2 done");
+
+  const nlohmann::json document = ctl::fleetViewJson(view, "prod");
+  EXPECT_EQ(document["fleet"], "prod");
+  EXPECT_EQ(document["hosts"].size(), 2u);
+  EXPECT_EQ(document["hosts"][0]["holds_slot"], true);
+  EXPECT_EQ(document["hosts_in_maintenance"], 2);
+  EXPECT_EQ(document["schedule"]["id"], "r1");
+}
+
+}  // namespace
+}  // namespace hostmaint::agent::fleet
+
+namespace hostmaint::ctl {
+namespace {
+
+// hostmaintctl status says the fleet is unreachable even while nothing waits
+// for a slot, and which slot the host holds.
+TEST(FleetCtl, StatusSaysWhetherTheFleetAnswers) {
+  const RenderOptions utc{*agent::parseTime("2026-12-01T09:00:10Z"), false};
+  nlohmann::json status = {{"host", "h1"}, {"phase", "idle"}, {"ready", false},
+                           {"domains", nlohmann::json::array()},
+                           {"blockers", nlohmann::json::array()},
+                           {"fleet",
+                            {{"name", "prod"}, {"host", "h1"}, {"state", "unreachable"},
+                             {"since", "2026-12-01T09:00:00Z"},
+                             {"last_error", "no etcd endpoint answered"}, {"slot", nullptr},
+                             {"waiting_for_slot", false}, {"hosts", 3},
+                             {"hosts_in_maintenance", 1}}}};
+  std::string text = renderStatus(status, utc);
+  EXPECT_THAT(text, ::testing::HasSubstr(
+                        "prod as h1: UNREACHABLE since 2026-12-01 09:00:00 UTC (10s ago) (no etcd "
+                        "endpoint answered); 3 hosts, 1 in maintenance"));
+  status["fleet"]["state"] = "ok";
+  status["fleet"]["slot"] = 0;
+  text = renderStatus(status, utc);
+  EXPECT_THAT(text, ::testing::HasSubstr("prod as h1: reachable; holds slot 0; 3 hosts"));
+}
+
+}  // namespace
+}  // namespace hostmaint::ctl
+
+namespace hostmaint::service {
+namespace {
+
+TEST(FleetMetrics, GaugesOnlyWithAFleet) {
+  agent::HostStatus status;
+  EXPECT_EQ(renderMetrics(status).find("hostmaint_fleet_"), std::string::npos);
+  status.fleet = agent::FleetStatus{};
+  status.fleet->reachable = true;
+  status.fleet->slot = 1;
+  status.fleet->hosts = 3;
+  status.fleet->hosts_in_maintenance = 2;
+  status.fleet->max_concurrent = 2;
+  const std::string text = renderMetrics(status);
+  EXPECT_THAT(text, ::testing::HasSubstr("\nhostmaint_fleet_up 1\n"));
+  EXPECT_THAT(text, ::testing::HasSubstr("\nhostmaint_fleet_slot_held 1\n"));
+  EXPECT_THAT(text, ::testing::HasSubstr("\nhostmaint_fleet_waiting_for_slot 0\n"));
+  EXPECT_THAT(text, ::testing::HasSubstr("\nhostmaint_fleet_hosts 3\n"));
+  EXPECT_THAT(text, ::testing::HasSubstr("\nhostmaint_fleet_hosts_in_maintenance 2\n"));
+  EXPECT_THAT(text, ::testing::HasSubstr("\nhostmaint_fleet_max_concurrent 2\n"));
+}
+
+}  // namespace
+}  // namespace hostmaint::service
+
+namespace hostmaint::agent {
+namespace {
+
+TEST(FleetStatusJson, ShownOnlyWithAFleetWithEveryField) {
+  HostStatus status;
+  EXPECT_FALSE(statusToJson(status).contains("fleet"));
+  status.fleet = FleetStatus{};
+  status.fleet->name = "prod";
+  status.fleet->host = "h1";
+  status.fleet->endpoint = "http://e:2379";
+  status.fleet->since = *parseTime("2026-12-01T09:00:00Z");
+  status.fleet->last_error = "no etcd endpoint answered";
+  status.fleet->waiting_for_slot = true;
+  status.fleet->max_concurrent = 2;
+  status.fleet->hosts = 3;
+  status.fleet->schedule_id = "r1";
+  const nlohmann::json fleet = statusToJson(status)["fleet"];
+  EXPECT_EQ(fleet, (nlohmann::json{{"name", "prod"},
+                                   {"host", "h1"},
+                                   {"state", "unreachable"},
+                                   {"endpoint", "http://e:2379"},
+                                   {"since", "2026-12-01T09:00:00Z"},
+                                   {"last_error", "no etcd endpoint answered"},
+                                   {"slot", nullptr},
+                                   {"waiting_for_slot", true},
+                                   {"max_concurrent", 2},
+                                   {"hosts", 3},
+                                   {"hosts_in_maintenance", 0},
+                                   {"schedule_id", "r1"}}));
+}
+
+}  // namespace
+}  // namespace hostmaint::agent
