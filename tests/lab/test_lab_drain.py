@@ -326,7 +326,6 @@ class MidMigrationFailures(LabTestCase):
     (every guest running on exactly one host, or deliberately suspended on
     a, none paused) and no guest is defined on two hosts."""
 
-    extra_config = '[policy]\nmigration_progress_timeout = "8s"\n'
 
     def setUp(self):
         super().setUp()
@@ -413,14 +412,14 @@ class MidMigrationFailures(LabTestCase):
         self.assert_defined_once()
 
     def test_network_cut_mid_migration_is_detected_retried_and_leaves_nothing_behind(self):
-        self.set_migration(destination_retry_delay='"5s"')
+        self.set_migration(destination_retry_delay='"5s"', stall_timeout='"6s"')
         self.create_slow_guests(("lab-f1",))
         self.daemon.start()
         self.schedule_now()
         self.wait_for_migrations_under_way(1)
         labctl.cut_link("b")
-        # No data moves: after migration_progress_timeout (8 s) the migration
-        # is aborted as a destination failure, not a guest that cannot converge.
+        # No data moves: after stall_timeout (6 s) the migration is aborted
+        # as a destination failure, not as a guest that cannot converge.
         wait_until(lambda: "is cut or stalled" in self.daemon.log_text(), 60,
                    "the stalled migration aborted")
         placement = labctl.where("lab-f1")

@@ -227,7 +227,7 @@ struct SettingKey {
 };
 
 
-const std::array<SettingKey, 40> kSettings{{
+const std::array<SettingKey, 41> kSettings{{
     {"libvirt", "uri",
      [](Config& c, const toml::node& n) { c.libvirt.uri = readNonEmptyString(n); }},
     {"libvirt", "keepalive_interval",
@@ -298,6 +298,10 @@ const std::array<SettingKey, 40> kSettings{{
        if (interval % 1s != 0ms) throw BadValue{"must be a whole number of seconds"};
        c.migration.destination_probe_interval =
            std::chrono::duration_cast<std::chrono::seconds>(interval);
+     }},
+    {"migration", "stall_timeout",
+     [](Config& c, const toml::node& n) {
+       c.migration.stall_timeout = wholeSeconds(readDuration(n, 0s, 1h));
      }},
     {"migration", "destination_retries",
      [](Config& c, const toml::node& n) {

@@ -126,6 +126,7 @@ void MaintenanceEngine::Impl::startDrainAction(DomainRecord& record,
     request.destination_uri = destination ? destination->uri : std::string();
     request.migrate_uri = destination ? destination->migrate_uri : std::string();
     request.tuning = migrationTuningFor(record.policy, memoryBytesOf(record) / 1024);
+    request.tuning.stall_timeout = settings.migration.stall_timeout;
     record.destination = request.destination_uri;
   }
   record.memory_kib = memoryBytesOf(record) / 1024;

@@ -226,6 +226,7 @@ void MaintenanceEngine::Impl::adoptMigration(DomainRecord& record) {
   request.destination_uri = record.destination.value_or("");
   // The ladder and the timeouts continue where the earlier run left them.
   request.tuning = migrationTuningFor(record.policy, record.memory_kib);
+  request.tuning.stall_timeout = settings.migration.stall_timeout;
   if (record.started_at && now() > *record.started_at) {
     request.already_running =
         std::chrono::duration_cast<std::chrono::milliseconds>(now() - *record.started_at);

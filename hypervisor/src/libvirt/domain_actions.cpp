@@ -84,6 +84,11 @@ class ActionRun {
       std::this_thread::sleep_for(200ms);
     }
     if (stopping()) return fail("interrupted because hostmaintd is stopping");
+    if (end.abort_reason && end.stalled) {
+      ActionResult failed = fail(*end.abort_reason + "; aborted", FailureKind::destination);
+      failed.escalations = end.escalations;
+      return failed;
+    }
     if (end.abort_reason) {
       ActionResult failed = fail("did not converge: " + *end.abort_reason + "; aborted",
                                  FailureKind::not_converged);

@@ -149,8 +149,8 @@ class MigrationMonitor {
           // than the link, but a link that carries nothing (cut, or the
           // destination stopped reading). Post-copy over it would freeze the
           // guest; the destination is at fault, so the engine retries.
-          if (tuning.progress_timeout.count() > 0 && now - last_transfer > tuning.progress_timeout) {
-            abort("moved no data for " + std::to_string(tuning.progress_timeout.count()) +
+          if (tuning.stall_timeout.count() > 0 && now - last_transfer > tuning.stall_timeout) {
+            abort("moved no data for " + std::to_string(tuning.stall_timeout.count()) +
                   "s: the link to " + request_.destination_uri + " is cut or stalled (" +
                   std::to_string(remaining >> 20) + " MiB left)");
             std::lock_guard stalled_lock(mutex_);
@@ -436,6 +436,7 @@ AdoptedMigrationEnd watchAdoptedMigration(virDomainPtr dom, const ActionRequest&
   monitor.finish();
   watcher.join();
   end.abort_reason = monitor.abortReason();
+  end.stalled = monitor.stalled();
   end.escalations = monitor.escalations();
   return end;
 }

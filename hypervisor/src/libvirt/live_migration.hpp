@@ -45,6 +45,7 @@ ActionResult migrateLive(virConnectPtr conn, virDomainPtr dom, const ActionReque
 struct AdoptedMigrationEnd {
   bool stopping = false;  // hostmaintd stops: the job still runs
   std::optional<std::string> abort_reason;  // aborted at a timeout
+  bool stalled = false;                     // ... because no data moved (the link)
   std::vector<std::string> escalations;     // steps taken while watched here
 };
 AdoptedMigrationEnd watchAdoptedMigration(virDomainPtr dom, const ActionRequest& request,

@@ -73,6 +73,10 @@ struct MigrationConfig {
   // while the window has not ended.
   unsigned destination_retries = 2;
   std::chrono::seconds destination_retry_delay{30};
+  // A live migration that moved no data at all for this long is aborted as
+  // a destination failure (the link is cut or stalled) and retried as
+  // above; 0: never. Not a guest that cannot converge: that one moves data.
+  std::chrono::seconds stall_timeout{30};
 
   // The entry for `uri`: the configured one, or defaults for a URI that only
   // a maintenance request named.

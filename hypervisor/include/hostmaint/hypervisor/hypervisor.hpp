@@ -99,6 +99,9 @@ struct MigrationTuning {
   std::optional<unsigned> parallel_connections;
   std::chrono::seconds completion_timeout{0};  // 0: no timeout (already scaled by memory)
   std::chrono::seconds progress_timeout{0};    // 0: no timeout
+  // No data moved at all for this long: the link is cut or the destination
+  // stopped reading; aborted as a destination failure. 0: no timeout.
+  std::chrono::seconds stall_timeout{0};
 };
 
 enum class ActionKind {
