@@ -389,7 +389,7 @@ class FleetCommandTest(FleetCase):
         self.assertEqual(self.slots(), {PREFIX + "slots/all/0": "h1"})
         (self.workdir / "h1" / "boot_id").write_text("boot-2\n")
         daemon.start()
-        self.wait_status("h1", lambda s: s["phase"] == "idle", "idle after the reboot")
+        self.wait_status("h1", lambda s: s["phase"] == "idle", "idle after the reboot", 60)
         self.assertIn("back from the reboot of the maintenance command", daemon.log_text())
         wait_until(lambda: not self.slots(), 10, "the slot given back")
         self.assertEqual((self.workdir / "h1" / "ran").read_text(), "started\n")

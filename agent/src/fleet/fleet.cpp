@@ -276,11 +276,13 @@ ClaimOutcome claimSlot(EtcdClient& etcd, const FleetKeys& keys, const std::strin
     for (const auto& [index, holder] : view.slots) {
       if (index < limits.max_concurrent) taken[index] = holder;
     }
+    // Both limits are judged, and every one that is reached is named: the
+    // failure domain's is the one an admin acts on when both are.
+    std::vector<std::string> reached;
     const std::optional<unsigned> slot = firstFree(taken, limits.max_concurrent);
     if (!slot) {
-      outcome.why_not = "all " + std::to_string(limits.max_concurrent) +
-                        " maintenance slots of the fleet are held (by " + holderList(taken) + ")";
-      return outcome;
+      reached.push_back("all " + std::to_string(limits.max_concurrent) +
+                        " maintenance slots of the fleet are held (by " + holderList(taken) + ")");
     }
     std::optional<unsigned> domain_slot;
     if (limits.max_per_domain > 0 && !failure_domain.empty()) {
@@ -292,11 +294,15 @@ ClaimOutcome claimSlot(EtcdClient& etcd, const FleetKeys& keys, const std::strin
       }
       domain_slot = firstFree(domain_taken, limits.max_per_domain);
       if (!domain_slot) {
-        outcome.why_not = "all " + std::to_string(limits.max_per_domain) +
+        reached.push_back("all " + std::to_string(limits.max_per_domain) +
                           " maintenance slots of failure domain '" + failure_domain +
-                          "' are held (by " + holderList(domain_taken) + ")";
-        return outcome;
+                          "' are held (by " + holderList(domain_taken) + ")");
       }
+    }
+    if (!reached.empty()) {
+      outcome.why_not = reached.front();
+      for (std::size_t i = 1; i < reached.size(); ++i) outcome.why_not += "; " + reached[i];
+      return outcome;
     }
     SlotHold hold;
     hold.slot = *slot;

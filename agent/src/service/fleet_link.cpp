@@ -142,6 +142,13 @@ bool FleetLink::windowStarted(const agent::HostStatus& status) const {
 
 void FleetLink::offerStatus(const agent::HostStatus& status) {
   last_status_ = status;
+  // A maintenance of a rolling schedule (also one journaled before a
+  // restart) is that schedule tried here: once it ends, the fleet's view may
+  // not list this host as done yet, and the schedule must not start again.
+  if (status.session_id) {
+    if (auto schedule_id = scheduleIdOfSession(*status.session_id))
+      schedules_tried_.insert(*schedule_id);
+  }
   const bool started = windowStarted(status);
   const std::string session = status.session_id.value_or("");
   const fl::SlotLimits limits = limitsFor(session);
