@@ -233,7 +233,7 @@ TEST_F(EngineRecovery, CommandsThatCannotBeSavedAreRefusedAndChangeNothing) {
 }
 
 TEST_F(EngineRecovery, CorruptJournalIsReportedNotIgnored) {
-  journal.save("{\"version\": 7}");
+  journal.setDocument("{\"version\": 7}");
   engine =
       std::make_unique<agent::MaintenanceEngine>(hypervisor, clock, journal, settings, listener);
   EXPECT_THROW(engine->recover(), agent::JournalError);

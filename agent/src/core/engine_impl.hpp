@@ -12,6 +12,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "admission.hpp"
@@ -56,7 +57,18 @@ struct MaintenanceEngine::Impl {
   std::optional<TimePoint> reprobe_at;
 
   std::optional<std::string> journal_error;
-  std::string last_saved;
+  // The journal as of the last successful save: its header, the domains'
+  // order and each record as it was then, with its encoding. A save encodes
+  // only the records that differ from theirs and writes only those whose
+  // encoding changed (docs/engine.md, "The journal").
+  struct SavedRecord {
+    DomainRecord record;
+    std::string encoded;
+  };
+  std::string saved_header;
+  std::vector<std::string> saved_order;
+  std::unordered_map<std::string, SavedRecord> saved_records;
+  bool save_everything = false;  // the loaded document is not what the engine would write
   std::optional<TimePoint> notified_wakeup;  // the listener's last onWakeupChanged
   DestinationProbes destination_probes;
   // The cordon the listener was last told (onCordonChanged).
@@ -93,6 +105,8 @@ struct MaintenanceEngine::Impl {
 
   // engine.cpp: journal, publication, the pump, time.
   bool persist();
+  // After recover() decoded `document`: what the journal holds.
+  void rememberSaved(const std::string& document);
   // Saves a command's changes, or puts `before` back and refuses the
   // command (CommandError naming the journal's error).
   void commit(const std::string& verb, EngineState before);
