@@ -20,6 +20,7 @@ class MemoryJournal final : public agent::Journal {
     next.apply(update);
     document_ = next.render();
     last_update_ = update;
+    records_saved_ += update.records.size();
     ++saves_;
   }
 
@@ -28,11 +29,14 @@ class MemoryJournal final : public agent::Journal {
   void setDocument(std::string document) { document_ = std::move(document); }
   int saves() const { return saves_; }
   const agent::JournalUpdate& lastUpdate() const { return last_update_; }
+  // Domain records in all saves so far.
+  std::size_t recordsSaved() const { return records_saved_; }
   void setFailing(bool failing) { failing_ = failing; }
 
  private:
   std::optional<std::string> document_;
   agent::JournalUpdate last_update_;
+  std::size_t records_saved_ = 0;
   int saves_ = 0;
   bool failing_ = false;
 };
