@@ -172,10 +172,12 @@ std::vector<std::string> changedProperties(const PropertyValues& before,
   return names;
 }
 
-AgentObject::AgentObject(sd_bus* bus, agent::MaintenanceEngine& engine, CallerPolicy policy)
+AgentObject::AgentObject(sd_bus* bus, agent::MaintenanceEngine& engine, CallerPolicy policy,
+                         std::function<void()> before_reply)
     : bus_(bus),
       engine_(engine),
       policy_(std::move(policy)),
+      before_reply_(std::move(before_reply)),
       values_(propertyValuesOf(engine.status())) {
   sd_bus_slot* raw = nullptr;
   const int result = sd_bus_add_object_vtable(bus, &raw, kObjectPath, kInterface, vtable(), this);
@@ -408,6 +410,7 @@ int AgentObject::runCommand(sd_bus_message* message, const char* method, sd_bus_
     return sd_bus_error_set(error, SD_BUS_ERROR_FAILED, failure.what());
   }
   spdlog::info("{} by uid {} done", method, caller);
+  if (before_reply_) before_reply_();
   result = sd_bus_send(nullptr, reply.get(), nullptr);
   return result < 0 ? result : 1;
 }

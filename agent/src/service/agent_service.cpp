@@ -28,6 +28,7 @@ AgentService::AgentService(boost::asio::io_context& io, AgentServiceParts parts,
       options_(std::move(options)),
       status_file_(options_.runtime_dir),
       wakeup_(io),
+      publish_timer_(io),
       engine_(parts.hypervisor, parts.clock, parts.journal, std::move(settings), *this) {
   // The engine takes the hypervisor's events from here on; the loop does not
   // run before recover() below, so none reaches it first.
@@ -36,7 +37,7 @@ AgentService::AgentService(boost::asio::io_context& io, AgentServiceParts parts,
     engine_.recover();
     bus_link_.emplace(io_, clock_, engine_, options_.caller_policy,
                       BusLinkHooks{options_.reopen_bus, [this] { return shownStatus(); },
-                                   [this] { republish(); }},
+                                   [this] { republish(); }, [this] { flushStatus(); }},
                       options_.bus_reconnect);
     // Registers the object, publishes the status on it (notices issued now,
     // by a restart that changed a plan, go out as signals) and claims the name.
@@ -50,6 +51,8 @@ AgentService::AgentService(boost::asio::io_context& io, AgentServiceParts parts,
   }
   serving_ = true;
   last_status_line_ = statusLine(engine_.status());
+  published_phase_ = engine_.status().phase;
+  published_ready_ = engine_.status().ready;
   armWakeup();
 }
 
@@ -107,7 +110,10 @@ void AgentService::showControllerHealth(agent::ControllerHealth health) {
   writeStatusFile(shownStatus());
 }
 
-void AgentService::republish() { onStatusChanged(engine_.status()); }
+// Not part of a burst (the bus lost or back, a webhook's health): at once.
+void AgentService::republish() {
+  if (serving_) publishNow();
+}
 
 void AgentService::decorate(agent::HostStatus& status) {
   status.controller = controller_health_;
@@ -132,7 +138,32 @@ void AgentService::onStatusChanged(const agent::HostStatus& engine_status) {
   // While recovering nothing is published: clients must not see a
   // half-reconciled state.
   if (!serving_) return;
-  agent::HostStatus status = engine_status;
+  // Each publication renders and writes the whole status (every domain): in
+  // a burst of changes only the last state within the interval goes out.
+  // What a client waits for (the phase, readiness) never waits.
+  const auto now = std::chrono::steady_clock::now();
+  const bool urgent =
+      engine_status.phase != published_phase_ || engine_status.ready != published_ready_;
+  if (urgent || now - published_at_ >= options_.publish_interval) {
+    publishNow();
+    return;
+  }
+  if (publish_pending_) return;
+  publish_pending_ = true;
+  publish_timer_.expires_at(published_at_ + options_.publish_interval);
+  publish_timer_.async_wait([this](const boost::system::error_code& error) {
+    if (!error) flushStatus();
+  });
+}
+
+void AgentService::flushStatus() {
+  if (publish_pending_) publishNow();
+}
+
+void AgentService::publishNow() {
+  publish_pending_ = false;
+  publish_timer_.cancel();
+  agent::HostStatus status = engine_.status();
   decorate(status);
   change_log_.record(status);
   writeStatusFile(status);
@@ -143,6 +174,9 @@ void AgentService::onStatusChanged(const agent::HostStatus& engine_status) {
     notifier_.status(line);
     last_status_line_ = std::move(line);
   }
+  published_at_ = std::chrono::steady_clock::now();
+  published_phase_ = status.phase;
+  published_ready_ = status.ready;
 }
 
 void AgentService::writeStatusFile(const agent::HostStatus& status) {

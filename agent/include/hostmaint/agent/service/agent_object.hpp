@@ -79,7 +79,10 @@ struct CallerPolicy {
 class AgentObject {
  public:
   // Registers the object on `bus` with the engine's current status.
-  AgentObject(sd_bus* bus, agent::MaintenanceEngine& engine, CallerPolicy policy);
+  // `before_reply` (may be empty) runs after a command succeeded, before its
+  // reply is sent: the owner publishes the status it changed.
+  AgentObject(sd_bus* bus, agent::MaintenanceEngine& engine, CallerPolicy policy,
+              std::function<void()> before_reply = {});
   AgentObject(const AgentObject&) = delete;
   AgentObject& operator=(const AgentObject&) = delete;
 
@@ -122,6 +125,7 @@ class AgentObject {
   sd_bus* bus_;
   agent::MaintenanceEngine& engine_;
   CallerPolicy policy_;
+  std::function<void()> before_reply_;
   // The uid whose command runs now (runCommand), for what the engine records.
   uid_t caller_ = 0;
   PropertyValues values_;

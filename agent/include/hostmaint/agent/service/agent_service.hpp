@@ -6,7 +6,8 @@
 // whoever sees the name sees the reconciled state (docs/architecture.md).
 // From then on every status change is written to status.json, handed to
 // `on_published` (the HTTP endpoint, the controller link), emitted on D-Bus as
-// PropertiesChanged and sent to the service manager as STATUS=; the one wakeup
+// PropertiesChanged and sent to the service manager as STATUS=, bursts
+// coalesced (AgentServiceOptions::publish_interval); the one wakeup
 // timer is armed whenever the engine says its next wakeup changed. The bus
 // connection is kept by a BusLink, which reconnects when it is lost; the
 // status shows its health (`dbus` in status.json).
@@ -14,6 +15,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <chrono>
 #include <filesystem>
 #include <functional>
 #include <memory>
@@ -40,6 +42,11 @@ struct AgentServiceOptions {
   BusReconnectSettings bus_reconnect;
   // Every published status, after status.json and before D-Bus.
   std::function<void(const agent::HostStatus&)> on_published;
+  // A burst of changes (a drain of many instant actions) is published at
+  // most once per interval, the last state; a change of the phase or of
+  // readiness, the first change after a quiet interval, and the status before
+  // a D-Bus method's reply go out at once.
+  std::chrono::milliseconds publish_interval{100};
 };
 
 // What the service borrows from its owner; each part outlives the service.
@@ -103,6 +110,10 @@ class AgentService final : private agent::EngineListener, private hv::Hypervisor
   // Arms the wakeup timer at wakeup_at_ (at most a minute ahead), replacing
   // any earlier wakeup.
   void armWakeup();
+  // Publishes the engine's status now everywhere (publish_interval).
+  void publishNow();
+  // Publishes a change held back by the interval, if any: before a reply.
+  void flushStatus();
   // Puts the controller health and the issued notices into `status`; emits
   // the Notice signal for each new notice.
   void decorate(agent::HostStatus& status);
@@ -124,6 +135,13 @@ class AgentService final : private agent::EngineListener, private hv::Hypervisor
   std::string last_status_line_;
   std::optional<agent::ControllerHealth> controller_health_;
   boost::asio::steady_timer wakeup_;
+  // Publication: when it last happened, what it said of the phase and of
+  // readiness, and the timer of a change held back.
+  boost::asio::steady_timer publish_timer_;
+  bool publish_pending_ = false;
+  std::chrono::steady_clock::time_point published_at_{};
+  agent::HostPhase published_phase_ = agent::HostPhase::idle;
+  bool published_ready_ = false;
   std::optional<agent::TimePoint> wakeup_at_;  // as the engine last told
   bool serving_ = false;  // false while recovering: nothing is published yet
   agent::MaintenanceEngine engine_;

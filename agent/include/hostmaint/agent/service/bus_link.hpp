@@ -50,6 +50,9 @@ struct BusLinkHooks {
   std::function<agent::HostStatus()> shown_status;
   // health() changed (lost, reconnected, a new error): publish again.
   std::function<void()> on_health_changed;
+  // Before a method's reply: publish a status change still held back, so the
+  // caller reads what its call did (AgentServiceOptions::publish_interval).
+  std::function<void()> before_reply;
 };
 
 class BusLink {
