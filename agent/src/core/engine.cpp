@@ -39,6 +39,10 @@ constexpr auto kQemuGrace = 5s;
 // A journal that could not be written (full or read-only disk) is tried
 // again this often, so a drain continues by itself once space is back.
 constexpr auto kJournalRetryInterval = 2s;
+// While domains are still to be handled the host cannot be empty: its
+// evidence (a probe reads every process's command line) is then read again
+// at most this often instead of at every entry point.
+constexpr auto kBusyProbeInterval = 1s;
 
 std::string generateSessionId() {
   std::random_device device;
@@ -110,11 +114,22 @@ PlanContext MaintenanceEngine::Impl::planContext() const {
   return context;
 }
 
+// Called for each domain in every pass of the pump: by index, not by a scan
+// of all domains (which made a drain quadratic in the domains).
 DomainRecord* MaintenanceEngine::Impl::find(const std::string& uuid) {
-  for (DomainRecord& record : state.domains) {
-    if (record.uuid == uuid) return &record;
+  auto valid = [&](auto at) {
+    return at != domain_index.end() && at->second < state.domains.size() &&
+           state.domains[at->second].uuid == uuid;
+  };
+  auto at = domain_index.find(uuid);
+  if (!valid(at)) {
+    domain_index.clear();
+    for (std::size_t i = 0; i < state.domains.size(); ++i)
+      domain_index.emplace(state.domains[i].uuid, i);
+    at = domain_index.find(uuid);
+    if (!valid(at)) return nullptr;
   }
-  return nullptr;
+  return &state.domains[at->second];
 }
 
 DomainRecord* MaintenanceEngine::Impl::findByNameOrUuid(const std::string& key) {
@@ -300,6 +315,15 @@ void MaintenanceEngine::Impl::evaluateEmptiness() {
     return;
   }
   if (!connected()) return;  // keep the last evidence; the libvirt blocker says why
+  const bool all_settled = std::all_of(state.domains.begin(), state.domains.end(), isSettled);
+  // Once the last domain is handled it is probed at every entry point, so
+  // readiness follows the event that emptied the host at once.
+  if (!all_settled && p == HostPhase::draining && evidence && probed_at &&
+      now() >= *probed_at && now() - *probed_at < kBusyProbeInterval) {
+    qemu_grace_until.reset();
+    reprobe_at.reset();
+    return;
+  }
   hv::EmptinessQuery query;
   query.removal = state.window && state.window->removal;
   for (const DomainRecord& record : state.domains) {
@@ -314,7 +338,7 @@ void MaintenanceEngine::Impl::evaluateEmptiness() {
   }
   hv::EmptinessReport report = hypervisor.probeEmptiness(query);
   evidence = report.checks;
-  const bool all_settled = std::all_of(state.domains.begin(), state.domains.end(), isSettled);
+  probed_at = now();
   reprobe_at.reset();
   if (all_settled && report.empty()) {
     qemu_grace_until.reset();

@@ -53,6 +53,7 @@ struct MaintenanceEngine::Impl {
   bool recovered = false;
 
   std::optional<std::vector<hv::EvidenceCheck>> evidence;
+  std::optional<TimePoint> probed_at;  // when `evidence` was read
   std::optional<TimePoint> qemu_grace_until;
   std::optional<TimePoint> reprobe_at;
 
@@ -75,6 +76,9 @@ struct MaintenanceEngine::Impl {
   std::optional<CordonStatus> told_cordon;
   // Host-shutdown actions and restores in flight: domain UUID → token.
   std::map<std::string, std::uint64_t> shutdown_tokens;
+  // Where each domain was last found in state.domains (find()): checked on
+  // every use, rebuilt when it is wrong.
+  std::unordered_map<std::string, std::size_t> domain_index;
   // Inventory refreshes so far: each follows a (re)connection to libvirt.
   std::uint64_t inventory_refreshes = 0;
 

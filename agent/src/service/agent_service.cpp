@@ -6,6 +6,7 @@
 #include <chrono>
 
 #include "hostmaint/agent/journal.hpp"
+#include "hostmaint/agent/status_json.hpp"
 
 namespace hostmaint::service {
 
@@ -166,9 +167,11 @@ void AgentService::publishNow() {
   agent::HostStatus status = engine_.status();
   decorate(status);
   change_log_.record(status);
-  writeStatusFile(status);
+  // Rendered once, for the file and the StatusJSON property.
+  std::string rendered = agent::statusToJson(status).dump(2);
+  writeStatusFile(rendered);
   if (options_.on_published) options_.on_published(status);
-  bus_link_->publish(status);
+  bus_link_->publish(status, std::move(rendered));
   std::string line = statusLine(status);
   if (line != last_status_line_) {
     notifier_.status(line);
@@ -180,8 +183,12 @@ void AgentService::publishNow() {
 }
 
 void AgentService::writeStatusFile(const agent::HostStatus& status) {
+  writeStatusFile(agent::statusToJson(status).dump(2));
+}
+
+void AgentService::writeStatusFile(const std::string& rendered) {
   try {
-    status_file_.write(status);
+    status_file_.write(rendered);
     if (!last_write_error_.empty())
       spdlog::info("{} is written again", status_file_.path().string());
     last_write_error_.clear();

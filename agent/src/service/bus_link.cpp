@@ -77,6 +77,12 @@ void BusLink::publish(const agent::HostStatus& status) {
   connection_->dispatcher->kick();
 }
 
+void BusLink::publish(const agent::HostStatus& status, std::string status_json) {
+  if (!usable_) return;
+  connection_->object->publish(status, std::move(status_json));
+  connection_->dispatcher->kick();
+}
+
 void BusLink::emitNotice(const std::string& uuid, const std::string& name,
                          const agent::DomainNotice& notice) {
   if (!usable_) return;

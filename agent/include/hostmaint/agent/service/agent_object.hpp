@@ -65,6 +65,8 @@ struct PropertyValues {
 };
 
 PropertyValues propertyValuesOf(const agent::HostStatus& status);
+// The same with StatusJSON already rendered (statusToJson(status).dump(2)).
+PropertyValues propertyValuesOf(const agent::HostStatus& status, std::string status_json);
 
 // Names of the properties that differ between `before` and `after`, in
 // vtable order.
@@ -88,6 +90,8 @@ class AgentObject {
 
   // New snapshot: emits PropertiesChanged for what changed since the last one.
   void publish(const agent::HostStatus& status);
+  // The same with StatusJSON already rendered (statusToJson(status).dump(2)).
+  void publish(const agent::HostStatus& status, std::string status_json);
   void setCallerPolicy(CallerPolicy policy) { policy_ = std::move(policy); }
   // Emits the Notice signal for one issued notice.
   void emitNotice(const std::string& uuid, const std::string& name, const agent::DomainNotice& notice);

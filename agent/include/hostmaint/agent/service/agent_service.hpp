@@ -118,6 +118,7 @@ class AgentService final : private agent::EngineListener, private hv::Hypervisor
   // the Notice signal for each new notice.
   void decorate(agent::HostStatus& status);
   void writeStatusFile(const agent::HostStatus& status);
+  void writeStatusFile(const std::string& rendered);
 
   // Borrowed, see AgentServiceParts.
   boost::asio::io_context& io_;
