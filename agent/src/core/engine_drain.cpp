@@ -46,6 +46,7 @@ void MaintenanceEngine::Impl::refreshDestinationProbes() {
 }
 
 void MaintenanceEngine::Impl::startDrainActions() {
+  InFlight in_flight = inFlight(state);  // counted again after each start
   for (const std::string& uuid : drainOrder(state, DomainStage::waiting, memoryOf())) {
     DomainRecord* record = find(uuid);
     if (!record || !holds<stage::Waiting>(record->state)) continue;
@@ -79,7 +80,7 @@ void MaintenanceEngine::Impl::startDrainActions() {
       waitFor(wait::Retry{record->retry_reason});
       continue;
     }
-    if (auto slots = slotsWait(state, *record, settings.limits)) {
+    if (auto slots = slotsWait(in_flight, *record, settings.limits)) {
       waitFor(*slots);
       continue;
     }
@@ -106,6 +107,7 @@ void MaintenanceEngine::Impl::startDrainActions() {
       continue;
     }
     startDrainAction(*record, destination);
+    in_flight = inFlight(state);
   }
 }
 
@@ -329,6 +331,7 @@ void MaintenanceEngine::Impl::blockOwnerMissedDeadline(DomainRecord& record, Tim
 // ---- restore -----------------------------------------------------------------
 
 void MaintenanceEngine::Impl::startRestoreActions() {
+  unsigned running = actionsInFlight(state);  // counted again after each start
   for (const std::string& uuid : drainOrder(state, DomainStage::restoring, memoryOf())) {
     DomainRecord* record = find(uuid);
     auto* restoring = record ? std::get_if<stage::Restoring>(&record->state) : nullptr;
@@ -351,7 +354,6 @@ void MaintenanceEngine::Impl::startRestoreActions() {
       finishRestore(*record, true, "already running");
       continue;
     }
-    const unsigned running = actionsInFlight(state);
     if (running >= settings.limits.max_parallel_actions) {
       waitToRestore(wait::ActionSlots{running, settings.limits.max_parallel_actions});
       continue;
@@ -374,6 +376,7 @@ void MaintenanceEngine::Impl::startRestoreActions() {
     request.name = record->name;
     tellCordon();  // the hook must know this start is ours before libvirt asks it
     launch(*record, request);
+    running = actionsInFlight(state);
   }
 }
 

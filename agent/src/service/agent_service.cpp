@@ -81,8 +81,38 @@ void AgentService::onWakeupChanged(std::optional<agent::TimePoint> when) {
   if (serving_) armWakeup();
 }
 
+// Each write replaces the whole file (every domain being restored) and syncs
+// it: at a finish that restores many domains, the ones whose restore ended
+// leave the list with the status publication, in one write. Anything else
+// (the cordon begins or ends, an override, a start about to be launched,
+// which libvirt's hook must let through) is written at once.
 void AgentService::onCordonChanged(const agent::CordonStatus& cordon) {
-  if (cordon_keeper_) cordon_keeper_->update(cordon);
+  if (!cordon_keeper_) return;
+  auto onlyFewerRestores = [&] {
+    if (!serving_ || !cordon_written_) return false;
+    agent::CordonStatus same = *cordon_written_;
+    same.restoring = cordon.restoring;
+    if (!(same == cordon) || cordon.restoring.size() >= cordon_written_->restoring.size())
+      return false;
+    // Both lists follow the engine's order of domains: the new one must be
+    // the old one with entries left out.
+    const auto& before = cordon_written_->restoring;
+    auto next = before.begin();
+    for (const auto& entry : cordon.restoring) {
+      next = std::find(next, before.end(), entry);
+      if (next == before.end()) return false;
+      ++next;
+    }
+    return true;
+  };
+  if (onlyFewerRestores()) {
+    cordon_pending_ = cordon;
+    publishLater();
+    return;
+  }
+  cordon_pending_.reset();
+  cordon_written_ = cordon;
+  cordon_keeper_->update(cordon);
 }
 
 void AgentService::armWakeup() {
@@ -149,6 +179,10 @@ void AgentService::onStatusChanged(const agent::HostStatus& engine_status) {
     publishNow();
     return;
   }
+  publishLater();
+}
+
+void AgentService::publishLater() {
   if (publish_pending_) return;
   publish_pending_ = true;
   publish_timer_.expires_at(published_at_ + options_.publish_interval);
@@ -164,6 +198,11 @@ void AgentService::flushStatus() {
 void AgentService::publishNow() {
   publish_pending_ = false;
   publish_timer_.cancel();
+  if (cordon_pending_ && cordon_keeper_) {
+    cordon_written_ = std::move(cordon_pending_);
+    cordon_pending_.reset();
+    cordon_keeper_->update(*cordon_written_);
+  }
   agent::HostStatus status = engine_.status();
   decorate(status);
   change_log_.record(status);

@@ -46,7 +46,7 @@ struct AgentServiceOptions {
   // most once per interval, the last state; a change of the phase or of
   // readiness, the first change after a quiet interval, and the status before
   // a D-Bus method's reply go out at once.
-  std::chrono::milliseconds publish_interval{100};
+  std::chrono::milliseconds publish_interval{200};
 };
 
 // What the service borrows from its owner; each part outlives the service.
@@ -112,6 +112,8 @@ class AgentService final : private agent::EngineListener, private hv::Hypervisor
   void armWakeup();
   // Publishes the engine's status now everywhere (publish_interval).
   void publishNow();
+  // Arms the timer that publishes what is held back, unless armed.
+  void publishLater();
   // Publishes a change held back by the interval, if any: before a reply.
   void flushStatus();
   // Puts the controller health and the issued notices into `status`; emits
@@ -143,6 +145,11 @@ class AgentService final : private agent::EngineListener, private hv::Hypervisor
   std::chrono::steady_clock::time_point published_at_{};
   agent::HostPhase published_phase_ = agent::HostPhase::idle;
   bool published_ready_ = false;
+  // The cordon as last written, and one held back with the status: a
+  // restore that ended leaves the list of restores, which may wait; a start
+  // that begins never does.
+  std::optional<agent::CordonStatus> cordon_written_;
+  std::optional<agent::CordonStatus> cordon_pending_;
   std::optional<agent::TimePoint> wakeup_at_;  // as the engine last told
   bool serving_ = false;  // false while recovering: nothing is published yet
   agent::MaintenanceEngine engine_;
