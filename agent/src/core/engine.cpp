@@ -229,7 +229,7 @@ HostStatus MaintenanceEngine::Impl::projectedStatus() const {
   return projectStatus(StatusInputs{state, settings.host_name, connection, connection_detail,
                                     hypervisor.description(), hypervisor.domains(), evidence,
                                     qemu_exit_grace, journal_error, settings.default_policy,
-                                    settings.notices, cordonOf(), now()});
+                                    settings.notices, cordonOf(), now(), &projection_cache});
 }
 
 void MaintenanceEngine::Impl::settle() noexcept {

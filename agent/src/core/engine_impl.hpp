@@ -18,6 +18,7 @@
 #include "admission.hpp"
 #include "drain_plan.hpp"
 #include "engine_state.hpp"
+#include "status_projection.hpp"
 #include "hostmaint/agent/engine.hpp"
 
 namespace hostmaint::agent {
@@ -53,6 +54,7 @@ struct MaintenanceEngine::Impl {
   bool recovered = false;
 
   std::optional<std::vector<hv::EvidenceCheck>> evidence;
+  mutable ProjectionCache projection_cache;  // projectedStatus()'s
   std::optional<TimePoint> probed_at;  // when `evidence` was read
   std::optional<TimePoint> qemu_grace_until;
   std::optional<TimePoint> reprobe_at;
