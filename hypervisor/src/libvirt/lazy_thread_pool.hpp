@@ -28,11 +28,11 @@ class LazyThreadPool {
   void post(std::function<void()> work) {
     std::lock_guard lock(mutex_);
     queue_.push_back(std::move(work));
-    if (idle_ > 0) {
-      wake_.notify_one();
-      return;
-    }
-    if (threads_ >= size_) return;  // a busy thread takes it next
+    if (idle_ > 0) wake_.notify_one();
+    // An idle thread woken for earlier work may not have taken it yet: one
+    // more thread whenever there is more work waiting than idle threads, so
+    // work posted together runs together (up to `size`).
+    if (queue_.size() <= idle_ || threads_ >= size_) return;
     ++threads_;
     // Detached: a thread that ends leaves nothing to join; join() waits for
     // the count instead, and a thread touches the pool for the last time
