@@ -6,6 +6,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <fstream>
@@ -122,6 +123,7 @@ class DbusServiceTest : public ::testing::Test {
       return openBusAt(bus.socketAddress());
     };
     options.bus_reconnect = {5ms, 20ms};
+    options.publish_interval = publish_interval;
     service.emplace(io, AgentServiceParts{clock, hypervisor, journal, notifier}, settings,
                     openBusAt(bus.address()), options);
     engine = &service->engine();
@@ -253,6 +255,7 @@ class DbusServiceTest : public ::testing::Test {
   std::optional<BusDispatcher> client_dispatcher;
   int reopens = 0;
   int refuse_opens = 0;
+  std::chrono::milliseconds publish_interval = 100ms;
 
   // The bus daemon restarts: the client is gone with it and comes back once
   // the service has reconnected.
@@ -550,6 +553,64 @@ TEST_F(DbusServiceTest, RescheduleMovesTheWindowWithTheEnginesRules) {
                                     "ring\x07");
   EXPECT_EQ(bell.error_name, SD_BUS_ERROR_INVALID_ARGS);
   EXPECT_EQ(stringProperty("Reason"), "moved by the admin");
+}
+
+// Publication with an interval far longer than the test's steps: what is
+// held back and what is not cannot depend on the machine's speed.
+class DbusServiceCoalescingTest : public DbusServiceTest {
+ protected:
+  DbusServiceCoalescingTest() { publish_interval = 1500ms; }
+
+  std::string webStateInFile() {
+    const nlohmann::json status = statusFile();
+    for (const auto& domain : status["domains"])
+      if (domain["name"] == "web1") return domain["run_state"];
+    return "";
+  }
+  std::size_t domainsChanges() const {
+    return static_cast<std::size_t>(std::count_if(
+        recorder.changes.begin(), recorder.changes.end(),
+        [](const ChangeRecorder::Change& change) { return change.names.count("Domains") > 0; }));
+  }
+};
+
+// A burst of changes (here twelve events at once) goes out twice: the first
+// at once, the rest together with the last state one interval later.
+TEST_F(DbusServiceCoalescingTest, ABurstIsPublishedAtOnceAndThenOncePerInterval) {
+  recorder.changes.clear();
+  for (int i = 0; i < 12; ++i) {
+    const bool pause = i % 2 == 0;
+    hypervisor.setStateWithEvent(web, pause ? hv::DomainRunState::paused : hv::DomainRunState::running,
+                                 pause ? hv::DomainEventKind::suspended : hv::DomainEventKind::resumed);
+  }
+  ASSERT_TRUE(runUntil(io, [&] { return domainsChanges() >= 1; }));
+  EXPECT_EQ(webStateInFile(), "paused") << "the first change, at once";
+  runUntil(io, [] { return false; }, 300ms);
+  EXPECT_EQ(domainsChanges(), 1u) << "the rest is held back";
+  ASSERT_TRUE(runUntil(io, [&] { return domainsChanges() >= 2; }, 3s)) << "never published";
+  EXPECT_EQ(webStateInFile(), "running") << "the last state";
+  runUntil(io, [] { return false; }, 300ms);
+  EXPECT_EQ(domainsChanges(), 2u);
+}
+
+// A change of phase is not held back, nor is what a method did: its caller
+// reads it as soon as the reply arrives.
+TEST_F(DbusServiceCoalescingTest, PhaseChangesAndMethodRepliesAreNotHeldBack) {
+  hypervisor.setStateWithEvent(web, hv::DomainRunState::paused, hv::DomainEventKind::suspended);
+  ASSERT_EQ(webStateInFile(), "paused");
+  ASSERT_EQ(scheduleIn(30min).error_name, "");
+  EXPECT_EQ(statusFile()["phase"], "scheduled");
+  EXPECT_EQ(stringProperty("Phase"), "scheduled");
+  hypervisor.setStateWithEvent(web, hv::DomainRunState::running, hv::DomainEventKind::resumed);
+  EXPECT_EQ(webStateInFile(), "paused") << "held back within the interval";
+  ASSERT_EQ(agentCall("AcknowledgeWithReason", "sss", "db1", "move", "fine").error_name, "");
+  EXPECT_EQ(webStateInFile(), "running");
+  const nlohmann::json status = statusFile();
+  for (const auto& domain : status["domains"]) {
+    if (domain["name"] == "db1") {
+      EXPECT_EQ(domain["ack_reason"], "fine");
+    }
+  }
 }
 
 TEST_F(DbusServiceTest, AcknowledgeWithReasonKeepsTheReasonWithTheAck) {

@@ -233,10 +233,60 @@ TEST_F(EngineRecovery, CommandsThatCannotBeSavedAreRefusedAndChangeNothing) {
 }
 
 TEST_F(EngineRecovery, CorruptJournalIsReportedNotIgnored) {
-  journal.save("{\"version\": 7}");
+  journal.setDocument("{\"version\": 7}");
   engine =
       std::make_unique<agent::MaintenanceEngine>(hypervisor, clock, journal, settings, listener);
   EXPECT_THROW(engine->recover(), agent::JournalError);
+}
+
+// What the journal is given follows what changed, not the host: a
+// completed action is one record, and a domain that did not change is not
+// encoded again.
+TEST_F(EngineRecovery, ASaveCarriesOnlyTheDomainsThatChanged) {
+  std::vector<std::string> uuids;
+  for (int i = 0; i < 20; ++i)
+    uuids.push_back(add("vm" + std::to_string(i), {{"maintenance_action", "suspend"}}));
+  start();
+  scheduleNow();
+  const int saves = journal.saves();
+  const std::size_t records = journal.recordsSaved();
+  ASSERT_TRUE(hypervisor.completeNext());
+  EXPECT_GT(journal.saves(), saves);
+  // The one that finished and the one started in its slot.
+  EXPECT_EQ(journal.recordsSaved() - records, 2u);
+  EXPECT_FALSE(journal.lastUpdate().order.has_value());
+  hypervisor.completeAll();
+  while (hypervisor.completeNext()) {
+  }
+  EXPECT_TRUE(status().ready);
+  // The whole document still says everything: a restart continues from it.
+  const auto saved = nlohmann::json::parse(*journal.document());
+  EXPECT_EQ(saved["phase"], "empty");
+  ASSERT_EQ(saved["domains"].size(), 20u);
+  for (const auto& domain : saved["domains"]) EXPECT_EQ(domain["stage"], "done");
+}
+
+// A journal written before the log existed (state.json alone, indented) is
+// continued, and written again whole, as this version encodes it, once.
+TEST_F(EngineRecovery, AJournalOfAnOlderVersionIsContinuedAndRewrittenOnce) {
+  add("web1", {{"maintenance_action", "suspend"}});
+  add("web2", {{"maintenance_action", "suspend"}});
+  start();
+  const std::string session = engine->schedule(window(1h));
+  crash();
+  journal.setDocument(nlohmann::json::parse(*journal.document()).dump(1));
+  const int saves = journal.saves();
+  start();
+  EXPECT_EQ(status().phase, HostPhase::scheduled);
+  EXPECT_EQ(status().session_id, session);
+  ASSERT_EQ(journal.saves(), saves + 1);
+  EXPECT_TRUE(journal.lastUpdate().header.has_value());
+  EXPECT_EQ(journal.lastUpdate().records.size(), 2u);
+  // Written as this version writes it: a restart now changes nothing.
+  crash();
+  start();
+  EXPECT_EQ(journal.saves(), saves + 1);
+  EXPECT_EQ(status().session_id, session);
 }
 
 }  // namespace

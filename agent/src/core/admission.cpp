@@ -23,6 +23,17 @@ unsigned migrationsInFlight(const EngineState& state) {
       }));
 }
 
+InFlight inFlight(const EngineState& state) {
+  InFlight counted;
+  for (const DomainRecord& r : state.domains) {
+    const std::optional<hv::ActionKind> kind = r.runningKind();
+    if (!kind) continue;
+    ++counted.actions;
+    if (holds<stage::Acting>(r.state) && isMigrationKind(*kind)) ++counted.migrations;
+  }
+  return counted;
+}
+
 GroupImpact groupImpact(const EngineState& state, const std::string& group,
                         const std::string& except_uuid, TimePoint now) {
   GroupImpact impact;
@@ -63,15 +74,17 @@ std::vector<std::string> drainOrder(const EngineState& state, DomainStage stage,
 
 std::optional<WaitReason> slotsWait(const EngineState& state, const DomainRecord& record,
                                     const LimitsConfig& limits) {
-  const unsigned running = actionsInFlight(state);
-  if (running >= limits.max_parallel_actions) {
-    return wait::ActionSlots{running, limits.max_parallel_actions};
+  return slotsWait(inFlight(state), record, limits);
+}
+
+std::optional<WaitReason> slotsWait(const InFlight& in_flight, const DomainRecord& record,
+                                    const LimitsConfig& limits) {
+  if (in_flight.actions >= limits.max_parallel_actions) {
+    return wait::ActionSlots{in_flight.actions, limits.max_parallel_actions};
   }
-  if (record.action && isMigration(*record.action)) {
-    const unsigned migrating = migrationsInFlight(state);
-    if (migrating >= limits.max_parallel_migrations) {
-      return wait::MigrationSlots{migrating, limits.max_parallel_migrations};
-    }
+  if (record.action && isMigration(*record.action) &&
+      in_flight.migrations >= limits.max_parallel_migrations) {
+    return wait::MigrationSlots{in_flight.migrations, limits.max_parallel_migrations};
   }
   return std::nullopt;
 }

@@ -26,6 +26,13 @@ bool isMigrationKind(hv::ActionKind kind);
 // Hypervisor actions running (drain actions and restores).
 unsigned actionsInFlight(const EngineState& state);
 unsigned migrationsInFlight(const EngineState& state);
+// Both, counted once: a pass over every waiting domain takes them from here
+// instead of counting all domains again for each one (quadratic).
+struct InFlight {
+  unsigned actions = 0;
+  unsigned migrations = 0;
+};
+InFlight inFlight(const EngineState& state);
 
 // Members of `group` impacted now (Fenix's max_impacted_members): being
 // acted on, down for the rest of the maintenance (suspended or shut down),
@@ -45,6 +52,8 @@ std::vector<std::string> drainOrder(const EngineState& state, DomainStage stage,
 
 // The action and migration slots: the wait when they are all taken.
 std::optional<WaitReason> slotsWait(const EngineState& state, const DomainRecord& record,
+                                    const LimitsConfig& limits);
+std::optional<WaitReason> slotsWait(const InFlight& in_flight, const DomainRecord& record,
                                     const LimitsConfig& limits);
 
 // The group limit: the wait when the domain's group has as many members

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <random>
+#include <unordered_set>
 
 #include "engine_impl.hpp"
 #include "hostmaint/agent/status_json.hpp"
@@ -38,6 +39,10 @@ constexpr auto kQemuGrace = 5s;
 // A journal that could not be written (full or read-only disk) is tried
 // again this often, so a drain continues by itself once space is back.
 constexpr auto kJournalRetryInterval = 2s;
+// While domains are still to be handled the host cannot be empty: its
+// evidence (a probe reads every process's command line) is then read again
+// at most this often instead of at every entry point.
+constexpr auto kBusyProbeInterval = 1s;
 
 std::string generateSessionId() {
   std::random_device device;
@@ -109,11 +114,22 @@ PlanContext MaintenanceEngine::Impl::planContext() const {
   return context;
 }
 
+// Called for each domain in every pass of the pump: by index, not by a scan
+// of all domains (which made a drain quadratic in the domains).
 DomainRecord* MaintenanceEngine::Impl::find(const std::string& uuid) {
-  for (DomainRecord& record : state.domains) {
-    if (record.uuid == uuid) return &record;
+  auto valid = [&](auto at) {
+    return at != domain_index.end() && at->second < state.domains.size() &&
+           state.domains[at->second].uuid == uuid;
+  };
+  auto at = domain_index.find(uuid);
+  if (!valid(at)) {
+    domain_index.clear();
+    for (std::size_t i = 0; i < state.domains.size(); ++i)
+      domain_index.emplace(state.domains[i].uuid, i);
+    at = domain_index.find(uuid);
+    if (!valid(at)) return nullptr;
   }
-  return nullptr;
+  return &state.domains[at->second];
 }
 
 DomainRecord* MaintenanceEngine::Impl::findByNameOrUuid(const std::string& key) {
@@ -136,17 +152,67 @@ MemoryOf MaintenanceEngine::Impl::memoryOf() const {
 
 bool MaintenanceEngine::Impl::persist() {
   if (!recovered) return true;
-  std::string document = encodeEngineState(state);
-  if (document == last_saved) return true;
-  try {
-    journal.save(document);
-    last_saved = std::move(document);
-    journal_error.reset();
-    return true;
-  } catch (const JournalError& error) {
-    journal_error = error.what();
-    return false;
+  JournalUpdate update;
+  if (std::string header = encodeEngineHeader(state); save_everything || header != saved_header)
+    update.header = std::move(header);
+  // A record equal to the one last saved (every member compared, which is
+  // far cheaper than encoding it) is not encoded again; one that differs
+  // only in what is not journaled encodes the same and is not written.
+  std::vector<std::pair<const DomainRecord*, std::string>> encoded;
+  bool order_changed = save_everything || state.domains.size() != saved_order.size();
+  for (std::size_t i = 0; i < state.domains.size(); ++i) {
+    const DomainRecord& record = state.domains[i];
+    if (!order_changed && saved_order[i] != record.uuid) order_changed = true;
+    const auto saved = saved_records.find(record.uuid);
+    const bool known = saved != saved_records.end();
+    if (!save_everything && known && saved->second.record == record) continue;
+    std::string text = encodeDomainRecord(record);
+    if (save_everything || !known || text != saved->second.encoded)
+      update.records.emplace_back(record.uuid, text);
+    encoded.emplace_back(&record, std::move(text));
   }
+  if (order_changed) {
+    std::vector<std::string> order;
+    order.reserve(state.domains.size());
+    for (const DomainRecord& record : state.domains) order.push_back(record.uuid);
+    update.order = std::move(order);
+  }
+  if (!update.empty()) {
+    try {
+      journal.save(update);
+    } catch (const JournalError& error) {
+      journal_error = error.what();
+      return false;
+    }
+  }
+  if (update.header) saved_header = std::move(*update.header);
+  if (update.order) {
+    saved_order = std::move(*update.order);
+    const std::unordered_set<std::string_view> kept(saved_order.begin(), saved_order.end());
+    std::erase_if(saved_records, [&](const auto& entry) { return !kept.contains(entry.first); });
+  }
+  for (auto& [record, text] : encoded)
+    saved_records.insert_or_assign(record->uuid, SavedRecord{*record, std::move(text)});
+  save_everything = false;
+  journal_error.reset();
+  return true;
+}
+
+void MaintenanceEngine::Impl::rememberSaved(const std::string& document) {
+  saved_header = encodeEngineHeader(state);
+  saved_order.clear();
+  saved_records.clear();
+  std::vector<std::string_view> records;
+  for (const DomainRecord& record : state.domains) {
+    saved_order.push_back(record.uuid);
+    const auto& saved =
+        saved_records.insert_or_assign(record.uuid, SavedRecord{record, encodeDomainRecord(record)})
+            .first->second;
+    records.push_back(saved.encoded);
+  }
+  // Written by an older version (or edited): the next save writes it all
+  // again, as this version encodes it.
+  save_everything = renderJournalDocument(saved_header, records) != document;
 }
 
 void MaintenanceEngine::Impl::commit(const std::string& verb, EngineState before) {
@@ -165,7 +231,7 @@ HostStatus MaintenanceEngine::Impl::projectedStatus() const {
                                     qemu_exit_grace, journal_error, settings.default_policy,
                                     settings.notices, cordonOf(), now(),
                                     settings.limits.save_timeout,
-                                    settings.limits.restore_timeout});
+                                    settings.limits.restore_timeout, &projection_cache});
 }
 
 void MaintenanceEngine::Impl::settle() noexcept {
@@ -256,6 +322,15 @@ void MaintenanceEngine::Impl::evaluateEmptiness() {
     return;
   }
   if (!connected()) return;  // keep the last evidence; the libvirt blocker says why
+  const bool all_settled = std::all_of(state.domains.begin(), state.domains.end(), isSettled);
+  // Once the last domain is handled it is probed at every entry point, so
+  // readiness follows the event that emptied the host at once.
+  if (!all_settled && p == HostPhase::draining && evidence && probed_at &&
+      now() >= *probed_at && now() - *probed_at < kBusyProbeInterval) {
+    qemu_grace_until.reset();
+    reprobe_at.reset();
+    return;
+  }
   hv::EmptinessQuery query;
   query.removal = state.window && state.window->removal;
   for (const DomainRecord& record : state.domains) {
@@ -270,7 +345,7 @@ void MaintenanceEngine::Impl::evaluateEmptiness() {
   }
   hv::EmptinessReport report = hypervisor.probeEmptiness(query);
   evidence = report.checks;
-  const bool all_settled = std::all_of(state.domains.begin(), state.domains.end(), isSettled);
+  probed_at = now();
   reprobe_at.reset();
   if (all_settled && report.empty()) {
     qemu_grace_until.reset();

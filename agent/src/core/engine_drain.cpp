@@ -46,6 +46,7 @@ void MaintenanceEngine::Impl::refreshDestinationProbes() {
 }
 
 void MaintenanceEngine::Impl::startDrainActions() {
+  InFlight in_flight = inFlight(state);  // counted again after each start
   for (const std::string& uuid : drainOrder(state, DomainStage::waiting, memoryOf())) {
     DomainRecord* record = find(uuid);
     if (!record || !holds<stage::Waiting>(record->state)) continue;
@@ -83,7 +84,7 @@ void MaintenanceEngine::Impl::startDrainActions() {
       waitFor(wait::Retry{"first checking what its failed migration left on its destination"});
       continue;
     }
-    if (auto slots = slotsWait(state, *record, settings.limits)) {
+    if (auto slots = slotsWait(in_flight, *record, settings.limits)) {
       waitFor(*slots);
       continue;
     }
@@ -110,6 +111,7 @@ void MaintenanceEngine::Impl::startDrainActions() {
       continue;
     }
     startDrainAction(*record, destination);
+    in_flight = inFlight(state);
   }
 }
 
@@ -339,6 +341,7 @@ void MaintenanceEngine::Impl::blockOwnerMissedDeadline(DomainRecord& record, Tim
 // ---- restore -----------------------------------------------------------------
 
 void MaintenanceEngine::Impl::startRestoreActions() {
+  unsigned running = actionsInFlight(state);  // counted again after each start
   for (const std::string& uuid : drainOrder(state, DomainStage::restoring, memoryOf())) {
     DomainRecord* record = find(uuid);
     auto* restoring = record ? std::get_if<stage::Restoring>(&record->state) : nullptr;
@@ -361,7 +364,6 @@ void MaintenanceEngine::Impl::startRestoreActions() {
       finishRestore(*record, true, "already running");
       continue;
     }
-    const unsigned running = actionsInFlight(state);
     if (running >= settings.limits.max_parallel_actions) {
       waitToRestore(wait::ActionSlots{running, settings.limits.max_parallel_actions});
       continue;
@@ -384,6 +386,7 @@ void MaintenanceEngine::Impl::startRestoreActions() {
     request.name = record->name;
     tellCordon();  // the hook must know this start is ours before libvirt asks it
     launch(*record, request);
+    running = actionsInFlight(state);
   }
 }
 

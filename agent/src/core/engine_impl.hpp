@@ -14,11 +14,13 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "admission.hpp"
 #include "drain_plan.hpp"
 #include "engine_state.hpp"
+#include "status_projection.hpp"
 #include "hostmaint/agent/engine.hpp"
 
 namespace hostmaint::agent {
@@ -54,17 +56,33 @@ struct MaintenanceEngine::Impl {
   bool recovered = false;
 
   std::optional<std::vector<hv::EvidenceCheck>> evidence;
+  mutable ProjectionCache projection_cache;  // projectedStatus()'s
+  std::optional<TimePoint> probed_at;  // when `evidence` was read
   std::optional<TimePoint> qemu_grace_until;
   std::optional<TimePoint> reprobe_at;
 
   std::optional<std::string> journal_error;
-  std::string last_saved;
+  // The journal as of the last successful save: its header, the domains'
+  // order and each record as it was then, with its encoding. A save encodes
+  // only the records that differ from theirs and writes only those whose
+  // encoding changed (docs/engine.md, "The journal").
+  struct SavedRecord {
+    DomainRecord record;
+    std::string encoded;
+  };
+  std::string saved_header;
+  std::vector<std::string> saved_order;
+  std::unordered_map<std::string, SavedRecord> saved_records;
+  bool save_everything = false;  // the loaded document is not what the engine would write
   std::optional<TimePoint> notified_wakeup;  // the listener's last onWakeupChanged
   DestinationProbes destination_probes;
   // The cordon the listener was last told (onCordonChanged).
   std::optional<CordonStatus> told_cordon;
   // Host-shutdown actions and restores in flight: domain UUID → token.
   std::map<std::string, std::uint64_t> shutdown_tokens;
+  // Where each domain was last found in state.domains (find()): checked on
+  // every use, rebuilt when it is wrong.
+  std::unordered_map<std::string, std::size_t> domain_index;
   // Leftover checks asked of the hypervisor and not answered: uuid + " " + destination.
   std::set<std::string> leftovers_in_flight;
   // Inventory refreshes so far: each follows a (re)connection to libvirt.
@@ -99,6 +117,8 @@ struct MaintenanceEngine::Impl {
 
   // engine.cpp: journal, publication, the pump, time.
   bool persist();
+  // After recover() decoded `document`: what the journal holds.
+  void rememberSaved(const std::string& document);
   // Saves a command's changes, or puts `before` back and refuses the
   // command (CommandError naming the journal's error).
   void commit(const std::string& verb, EngineState before);

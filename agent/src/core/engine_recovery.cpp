@@ -25,7 +25,7 @@ void MaintenanceEngine::Impl::recover() {
       throw JournalError(std::string("cannot continue from the saved maintenance state: ") +
                          error.what());
     }
-    last_saved = *document;
+    rememberSaved(*document);
   }
   recovered = true;
   for (DomainRecord& record : state.domains) record.completion_pending = false;

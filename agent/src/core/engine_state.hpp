@@ -22,36 +22,47 @@ inline constexpr int kEngineStateVersion = 1;
 // Why a domain that is ready to act has not started yet. Values, not text:
 // the status projection words them.
 namespace wait {
-struct ToStart {};  // nothing evaluated yet
+struct ToStart {  // nothing evaluated yet
+  bool operator==(const ToStart&) const = default;
+};
 struct LibvirtDown {
   hv::ConnectionState connection = hv::ConnectionState::disconnected;
+  bool operator==(const LibvirtDown&) const = default;
 };
-struct JournalUnwritable {};
+struct JournalUnwritable {
+  bool operator==(const JournalUnwritable&) const = default;
+};
 struct NotBefore {
   TimePoint time{};
   bool lead_time = false;  // later than the window start because of its lead time
+  bool operator==(const NotBefore&) const = default;
 };
 struct ActionSlots {
   unsigned running = 0;
   unsigned max = 0;
+  bool operator==(const ActionSlots&) const = default;
 };
 struct MigrationSlots {
   unsigned running = 0;
   unsigned max = 0;
+  bool operator==(const MigrationSlots&) const = default;
 };
 struct Destination {
   std::string reason;  // each candidate and why not yet
+  bool operator==(const Destination&) const = default;
 };
 struct GroupLimit {
   std::string group;
   unsigned impacted = 0;
   unsigned max = 0;
   bool stalled = false;  // nothing will recover during the drain: a blocker
+  bool operator==(const GroupLimit&) const = default;
 };
 // Its earlier attempt was interrupted without effect, or failed and its
 // fallback is next: `why` says so until the next evaluation.
 struct Retry {
   std::string why;
+  bool operator==(const Retry&) const = default;
 };
 }  // namespace wait
 
@@ -61,16 +72,23 @@ using WaitReason = std::variant<wait::ToStart, wait::LibvirtDown, wait::JournalU
 
 // How an action in progress is known to be running.
 namespace running {
-struct Launched {};  // this process started it and waits for its completion
+struct Launched {  // this process started it and waits for its completion
+  bool operator==(const Launched&) const = default;
+};
 struct OwnerActs {   // action `owner`: nothing runs here, the owner moves it
   TimePoint deadline{};
+  bool operator==(const OwnerActs&) const = default;
 };
 struct FoundRunning {  // found running after a restart or reconnection
   std::string when;    // "after restart", "after libvirt reconnected"
+  bool operator==(const FoundRunning&) const = default;
 };
-struct Adopted {};  // a migration an earlier run started, waited for again
+struct Adopted {  // a migration an earlier run started, waited for again
+  bool operator==(const Adopted&) const = default;
+};
 struct OutcomeUnknown {  // the libvirt connection dropped during a migration
   std::string message;
+  bool operator==(const OutcomeUnknown&) const = default;
 };
 }  // namespace running
 
@@ -81,42 +99,53 @@ using RunningAs = std::variant<running::Launched, running::OwnerActs, running::F
 namespace stage {
 struct Planned {  // in the plan, before the window; not_before unset while idle
   std::optional<TimePoint> not_before;
+  bool operator==(const Planned&) const = default;
 };
 struct AwaitingAck {
   TimePoint deadline{};
+  bool operator==(const AwaitingAck&) const = default;
 };
 struct Waiting {
   WaitReason reason;
+  bool operator==(const Waiting&) const = default;
 };
 struct Acting {
   std::optional<hv::ActionKind> kind;  // nullopt: the owner acts (running::OwnerActs)
   RunningAs how;
   bool cancelled = false;  // the maintenance was cancelled meanwhile
+  bool operator==(const Acting&) const = default;
 };
 struct Done {
   std::string outcome;  // "migrated to qemu+tcp://b/system", "suspended", ...
+  bool operator==(const Done&) const = default;
 };
 struct Failed {
   std::string message;
+  bool operator==(const Failed&) const = default;
 };
 struct Blocked {
   std::string reason;
+  bool operator==(const Blocked&) const = default;
 };
 struct Left {
   std::string how;  // "moved or deleted by its owner", ...
+  bool operator==(const Left&) const = default;
 };
 struct Restoring {
   std::string outcome;   // what the drain did ("suspended"), shown until restored
   bool started = false;  // hostmaint's start (or restore from managed-save) runs
   bool from_managed_save = false;
   WaitReason waiting = wait::ToStart{};  // while not started
+  bool operator==(const Restoring&) const = default;
 };
 struct Restored {
   std::string outcome;
   std::string detail;  // why it was left as it was, when it was
+  bool operator==(const Restored&) const = default;
 };
 struct RestoreFailed {
   std::string message;
+  bool operator==(const RestoreFailed&) const = default;
 };
 }  // namespace stage
 
@@ -184,6 +213,9 @@ struct DomainRecord {
   // The hypervisor action running for it, if any (drain action or restore).
   std::optional<hv::ActionKind> runningKind() const;
   DomainStage stage() const { return stageOf(state); }
+  // Every member, journaled or not: the engine re-encodes a record for the
+  // journal only when it differs from the one last saved.
+  bool operator==(const DomainRecord&) const = default;
 };
 
 // The one way a domain's stage changes. What belongs to a running action
@@ -209,7 +241,11 @@ struct EngineState {
   std::vector<LeftoverCheck> leftovers;
 };
 
+// The journal's document (renderJournalDocument): its header (everything but
+// the domains) and one record per domain, each compact JSON.
 std::string encodeEngineState(const EngineState& state);
+std::string encodeEngineHeader(const EngineState& state);
+std::string encodeDomainRecord(const DomainRecord& record);
 // Throws std::runtime_error naming what is wrong with the document.
 EngineState decodeEngineState(std::string_view document);
 

@@ -6,6 +6,7 @@
 
 #include "drain_plan.hpp"
 #include "engine_state.hpp"
+#include "hostmaint/agent/journal.hpp"
 #include "hostmaint/agent/status_json.hpp"
 #include "json_integer.hpp"
 #include "status_projection.hpp"
@@ -424,9 +425,7 @@ LeftoverCheck decodeLeftover(const json& in, const std::string& where) {
 
 }  // namespace
 
-std::string encodeEngineState(const EngineState& state) {
-  json domains = json::array();
-  for (const DomainRecord& record : state.domains) domains.push_back(encodeDomain(record));
+std::string encodeEngineHeader(const EngineState& state) {
   json window = nullptr;
   if (state.window) {
     window = {{"start", encodeTime(state.window->start)},
@@ -441,7 +440,6 @@ std::string encodeEngineState(const EngineState& state) {
       {"window", window},
       {"destinations", state.destinations},
       {"scheduled_at", encodeTime(state.scheduled_at)},
-      {"domains", domains},
       {"migration_throughput_bps", state.migration_throughput_bps},
   };
   // Added in 0.4 without a version bump: absent keys decode as empty, so a
@@ -458,7 +456,17 @@ std::string encodeEngineState(const EngineState& state) {
     for (const LeftoverCheck& check : state.leftovers) leftovers.push_back(encodeLeftover(check));
     out["leftovers"] = leftovers;
   }
-  return out.dump(1);
+  return out.dump();
+}
+
+std::string encodeDomainRecord(const DomainRecord& record) { return encodeDomain(record).dump(); }
+
+std::string encodeEngineState(const EngineState& state) {
+  std::vector<std::string> records;
+  records.reserve(state.domains.size());
+  for (const DomainRecord& record : state.domains) records.push_back(encodeDomainRecord(record));
+  return renderJournalDocument(encodeEngineHeader(state),
+                               std::vector<std::string_view>(records.begin(), records.end()));
 }
 
 EngineState decodeEngineState(std::string_view document) {

@@ -263,8 +263,39 @@ HostStatus projectStatus(const StatusInputs& in) {
     out.overrun_since = state.window->end;
     out.blockers.push_back({"window", overrunReason(state)});
   }
+  // Entries of domains no longer in the state go now and then.
+  if (in.cache && in.cache->texts.size() > 2 * state.domains.size() + 16) {
+    in.cache->texts.clear();
+    in.cache->notices.clear();
+  }
+  auto describe = [&](const DomainRecord& record) -> DomainText {
+    if (!in.cache) return describeDomain(record);
+    auto& entry = in.cache->texts[record.uuid];
+    if (!(entry.record == record) || entry.record.uuid.empty()) {
+      entry.text = describeDomain(record);
+      entry.record = record;
+    }
+    return entry.text;
+  };
+  auto notify = [&](const NoticeInput& notice) -> std::optional<DomainNotice> {
+    if (!in.cache) return computeNotice(notice, in.notice_settings);
+    auto& entry = in.cache->notices[notice.domain.uuid];
+    const bool same = entry.view == notice.domain && entry.policy == notice.policy &&
+                      entry.window == notice.window && entry.session_id == notice.session_id &&
+                      entry.noticed_at == notice.noticed_at &&
+                      entry.measured_throughput_bps == notice.measured_throughput_bps &&
+                      entry.overrun == notice.overrun && entry.settings == in.notice_settings &&
+                      !entry.view.uuid.empty();
+    if (!same) {
+      entry = {notice.domain,         notice.policy,   notice.window,
+               notice.session_id,     notice.noticed_at, notice.measured_throughput_bps,
+               notice.overrun,        in.notice_settings,
+               computeNotice(notice, in.notice_settings)};
+    }
+    return entry.notice;
+  };
   for (const DomainRecord& record : state.domains) {
-    const DomainText text = describeDomain(record);
+    const DomainText text = describe(record);
     DomainStatus view;
     view.uuid = record.uuid;
     view.name = record.name;
@@ -303,7 +334,7 @@ HostStatus projectStatus(const StatusInputs& in) {
                                state.scheduled_at.value_or(in.now),
                                state.migration_throughput_bps,
                                window_ended && overrunFor(record, state.window->end)};
-      view.notice = computeNotice(notice, in.notice_settings);
+      view.notice = notify(notice);
     } else if (state.phase == HostPhase::idle && state.host_shutdown) {
       for (const HostShutdownDomain& entry : state.host_shutdown->domains) {
         if (entry.uuid == record.uuid)

@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "engine_state.hpp"
@@ -37,6 +38,30 @@ std::string describeWait(const WaitReason& reason);
 // The same for a domain waiting to be restored.
 std::string describeRestoreWait(const WaitReason& reason);
 
+// What projectStatus() worded for each domain and the owner's notice it
+// computed, kept with what they were computed from and reused while that is
+// unchanged: an event changes a few domains, and a projection of many
+// domains at every event must not word them all again.
+struct ProjectionCache {
+  struct Text {
+    DomainRecord record;
+    DomainText text;
+  };
+  struct Notice {
+    DomainStatus view;
+    DomainPolicy policy;
+    MaintenanceWindow window;
+    std::string session_id;
+    TimePoint noticed_at{};
+    std::uint64_t measured_throughput_bps = 0;
+    bool overrun = false;
+    NoticeSettings settings;
+    std::optional<DomainNotice> notice;
+  };
+  std::unordered_map<std::string, Text> texts;
+  std::unordered_map<std::string, Notice> notices;
+};
+
 struct StatusInputs {
   const EngineState& state;
   std::string host_name;
@@ -57,6 +82,7 @@ struct StatusInputs {
   // running longer is a blocker (overdueAction).
   std::chrono::seconds save_timeout{0};
   std::chrono::seconds restore_timeout{0};
+  ProjectionCache* cache = nullptr;  // nullptr: everything is computed
 };
 
 // When the action running for `record` passes its deadline, if it has one

@@ -104,6 +104,10 @@ struct WindowArguments {
 }  // namespace
 
 PropertyValues propertyValuesOf(const agent::HostStatus& status) {
+  return propertyValuesOf(status, agent::statusToJson(status).dump(2));
+}
+
+PropertyValues propertyValuesOf(const agent::HostStatus& status, std::string status_json) {
   PropertyValues values;
   values.phase = std::string(agent::toString(status.phase));
   values.ready = status.ready;
@@ -125,7 +129,7 @@ PropertyValues propertyValuesOf(const agent::HostStatus& status) {
                               domain.result, domain.detail});
   }
   values.hypervisor_connection = std::string(hv::toString(status.hypervisor_connection));
-  values.status_json = agent::statusToJson(status).dump(2);
+  values.status_json = std::move(status_json);
   for (const agent::DomainStatus& domain : status.domains) {
     if (!domain.notice) continue;
     values.notices.emplace_back(domain.uuid, domain.name, domain.notice->revision,
@@ -172,10 +176,12 @@ std::vector<std::string> changedProperties(const PropertyValues& before,
   return names;
 }
 
-AgentObject::AgentObject(sd_bus* bus, agent::MaintenanceEngine& engine, CallerPolicy policy)
+AgentObject::AgentObject(sd_bus* bus, agent::MaintenanceEngine& engine, CallerPolicy policy,
+                         std::function<void()> before_reply)
     : bus_(bus),
       engine_(engine),
       policy_(std::move(policy)),
+      before_reply_(std::move(before_reply)),
       values_(propertyValuesOf(engine.status())) {
   sd_bus_slot* raw = nullptr;
   const int result = sd_bus_add_object_vtable(bus, &raw, kObjectPath, kInterface, vtable(), this);
@@ -186,7 +192,11 @@ AgentObject::AgentObject(sd_bus* bus, agent::MaintenanceEngine& engine, CallerPo
 }
 
 void AgentObject::publish(const agent::HostStatus& status) {
-  PropertyValues next = propertyValuesOf(status);
+  publish(status, agent::statusToJson(status).dump(2));
+}
+
+void AgentObject::publish(const agent::HostStatus& status, std::string status_json) {
+  PropertyValues next = propertyValuesOf(status, std::move(status_json));
   const std::vector<std::string> changed = changedProperties(values_, next);
   values_ = std::move(next);
   if (changed.empty()) return;
@@ -408,6 +418,7 @@ int AgentObject::runCommand(sd_bus_message* message, const char* method, sd_bus_
     return sd_bus_error_set(error, SD_BUS_ERROR_FAILED, failure.what());
   }
   spdlog::info("{} by uid {} done", method, caller);
+  if (before_reply_) before_reply_();
   result = sd_bus_send(nullptr, reply.get(), nullptr);
   return result < 0 ? result : 1;
 }

@@ -6,6 +6,7 @@
 #include <chrono>
 
 #include "hostmaint/agent/journal.hpp"
+#include "hostmaint/agent/status_json.hpp"
 
 namespace hostmaint::service {
 
@@ -29,6 +30,7 @@ AgentService::AgentService(boost::asio::io_context& io, AgentServiceParts parts,
       options_(std::move(options)),
       status_file_(options_.runtime_dir),
       wakeup_(io),
+      publish_timer_(io),
       engine_(parts.hypervisor, parts.clock, parts.journal, std::move(settings), *this) {
   // The engine takes the hypervisor's events from here on; the loop does not
   // run before recover() below, so none reaches it first.
@@ -37,7 +39,7 @@ AgentService::AgentService(boost::asio::io_context& io, AgentServiceParts parts,
     engine_.recover();
     bus_link_.emplace(io_, clock_, engine_, options_.caller_policy,
                       BusLinkHooks{options_.reopen_bus, [this] { return shownStatus(); },
-                                   [this] { republish(); }},
+                                   [this] { republish(); }, [this] { flushStatus(); }},
                       options_.bus_reconnect);
     // Registers the object, publishes the status on it (notices issued now,
     // by a restart that changed a plan, go out as signals) and claims the name.
@@ -51,6 +53,8 @@ AgentService::AgentService(boost::asio::io_context& io, AgentServiceParts parts,
   }
   serving_ = true;
   last_status_line_ = statusLine(engine_.status());
+  published_phase_ = engine_.status().phase;
+  published_ready_ = engine_.status().ready;
   armWakeup();
 }
 
@@ -78,8 +82,38 @@ void AgentService::onWakeupChanged(std::optional<agent::TimePoint> when) {
   if (serving_) armWakeup();
 }
 
+// Each write replaces the whole file (every domain being restored) and syncs
+// it: at a finish that restores many domains, the ones whose restore ended
+// leave the list with the status publication, in one write. Anything else
+// (the cordon begins or ends, an override, a start about to be launched,
+// which libvirt's hook must let through) is written at once.
 void AgentService::onCordonChanged(const agent::CordonStatus& cordon) {
-  if (cordon_keeper_) cordon_keeper_->update(cordon);
+  if (!cordon_keeper_) return;
+  auto onlyFewerRestores = [&] {
+    if (!serving_ || !cordon_written_) return false;
+    agent::CordonStatus same = *cordon_written_;
+    same.restoring = cordon.restoring;
+    if (!(same == cordon) || cordon.restoring.size() >= cordon_written_->restoring.size())
+      return false;
+    // Both lists follow the engine's order of domains: the new one must be
+    // the old one with entries left out.
+    const auto& before = cordon_written_->restoring;
+    auto next = before.begin();
+    for (const auto& entry : cordon.restoring) {
+      next = std::find(next, before.end(), entry);
+      if (next == before.end()) return false;
+      ++next;
+    }
+    return true;
+  };
+  if (onlyFewerRestores()) {
+    cordon_pending_ = cordon;
+    publishLater();
+    return;
+  }
+  cordon_pending_.reset();
+  cordon_written_ = cordon;
+  cordon_keeper_->update(cordon);
 }
 
 bool AgentService::mayDrain(const std::string& session_id) {
@@ -112,7 +146,10 @@ void AgentService::showControllerHealth(agent::ControllerHealth health) {
   writeStatusFile(shownStatus());
 }
 
-void AgentService::republish() { onStatusChanged(engine_.status()); }
+// Not part of a burst (the bus lost or back, a webhook's health): at once.
+void AgentService::republish() {
+  if (serving_) publishNow();
+}
 
 void AgentService::decorate(agent::HostStatus& status) {
   status.controller = controller_health_;
@@ -138,22 +175,65 @@ void AgentService::onStatusChanged(const agent::HostStatus& engine_status) {
   // While recovering nothing is published: clients must not see a
   // half-reconciled state.
   if (!serving_) return;
-  agent::HostStatus status = engine_status;
+  // Each publication renders and writes the whole status (every domain): in
+  // a burst of changes only the last state within the interval goes out.
+  // What a client waits for (the phase, readiness) never waits.
+  const auto now = std::chrono::steady_clock::now();
+  const bool urgent =
+      engine_status.phase != published_phase_ || engine_status.ready != published_ready_;
+  if (urgent || now - published_at_ >= options_.publish_interval) {
+    publishNow();
+    return;
+  }
+  publishLater();
+}
+
+void AgentService::publishLater() {
+  if (publish_pending_) return;
+  publish_pending_ = true;
+  publish_timer_.expires_at(published_at_ + options_.publish_interval);
+  publish_timer_.async_wait([this](const boost::system::error_code& error) {
+    if (!error) flushStatus();
+  });
+}
+
+void AgentService::flushStatus() {
+  if (publish_pending_) publishNow();
+}
+
+void AgentService::publishNow() {
+  publish_pending_ = false;
+  publish_timer_.cancel();
+  if (cordon_pending_ && cordon_keeper_) {
+    cordon_written_ = std::move(cordon_pending_);
+    cordon_pending_.reset();
+    cordon_keeper_->update(*cordon_written_);
+  }
+  agent::HostStatus status = engine_.status();
   decorate(status);
   change_log_.record(status);
-  writeStatusFile(status);
+  // Rendered once, for the file and the StatusJSON property.
+  std::string rendered = agent::statusToJson(status).dump(2);
+  writeStatusFile(rendered);
   if (options_.on_published) options_.on_published(status);
-  bus_link_->publish(status);
+  bus_link_->publish(status, std::move(rendered));
   std::string line = statusLine(status);
   if (line != last_status_line_) {
     notifier_.status(line);
     last_status_line_ = std::move(line);
   }
+  published_at_ = std::chrono::steady_clock::now();
+  published_phase_ = status.phase;
+  published_ready_ = status.ready;
 }
 
 void AgentService::writeStatusFile(const agent::HostStatus& status) {
+  writeStatusFile(agent::statusToJson(status).dump(2));
+}
+
+void AgentService::writeStatusFile(const std::string& rendered) {
   try {
-    status_file_.write(status);
+    status_file_.write(rendered);
     if (!last_write_error_.empty())
       spdlog::info("{} is written again", status_file_.path().string());
     last_write_error_.clear();

@@ -61,7 +61,7 @@ void BusLink::connect(BusPtr bus) {
   connection_.emplace();
   connection_->bus = std::move(bus);
   sd_bus* raw = connection_->bus.get();
-  connection_->object = std::make_unique<AgentObject>(raw, engine_, policy_);
+  connection_->object = std::make_unique<AgentObject>(raw, engine_, policy_, hooks_.before_reply);
   connection_->dispatcher = std::make_unique<BusDispatcher>(
       io_, raw, [this] { fail("lost the connection to the D-Bus system bus"); });
   usable_ = true;
@@ -74,6 +74,12 @@ void BusLink::connect(BusPtr bus) {
 void BusLink::publish(const agent::HostStatus& status) {
   if (!usable_) return;
   connection_->object->publish(status);
+  connection_->dispatcher->kick();
+}
+
+void BusLink::publish(const agent::HostStatus& status, std::string status_json) {
+  if (!usable_) return;
+  connection_->object->publish(status, std::move(status_json));
   connection_->dispatcher->kick();
 }
 

@@ -10,7 +10,11 @@ StatusFile::StatusFile(std::filesystem::path runtime_dir)
 
 void StatusFile::write(const agent::HostStatus& status) const {
   // World-readable: reading the status needs no privilege, like the D-Bus properties.
-  agent::writeFileAtomically(path_, agent::statusToJson(status).dump(2) + "\n", 0644);
+  write(agent::statusToJson(status).dump(2));
+}
+
+void StatusFile::write(const std::string& rendered) const {
+  agent::writeFileAtomically(path_, rendered + "\n", 0644);
 }
 
 }  // namespace hostmaint::service

@@ -9,12 +9,12 @@
 #include <algorithm>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/asio/thread_pool.hpp>
 #include <cctype>
 #include <map>
 
 #include "hostmaint/hypervisor/libvirt_hypervisor.hpp"
 #include "libvirt/definition_settler.hpp"
+#include "libvirt/lazy_thread_pool.hpp"
 #include "libvirt/destination_probe.hpp"
 #include "libvirt/domain_actions.hpp"
 #include "libvirt/domain_reader.hpp"
@@ -143,7 +143,7 @@ class LibvirtHypervisor final : public Hypervisor {
         });
       };
     ctx.stopping = &stopping_;
-    asio::post(workers_, [this, alive, conn = conn_, request, done = std::move(done),
+    workers_.post([this, alive, conn = conn_, request, done = std::move(done),
                           ctx = std::move(ctx)]() mutable {
       ActionResult result = libvirt::runAction(conn.get(), request, ctx);
       // A stop interrupts what it must; each action said so already. Nobody
@@ -176,7 +176,7 @@ class LibvirtHypervisor final : public Hypervisor {
   }
 
   void probeDestination(const std::string& uri, DestinationProbeDone done) override {
-    asio::post(workers_, [this, alive = weakSelf(), conn = conn_, uri,
+    workers_.post([this, alive = weakSelf(), conn = conn_, uri,
                           done = std::move(done)]() mutable {
       DestinationReport report = libvirt::probeDestination(uri, conn.get());
       if (report.reachable) {
@@ -193,7 +193,7 @@ class LibvirtHypervisor final : public Hypervisor {
 
   void settleDefinition(const std::string& uuid, const std::string& destination_uri,
                         DefinitionSettledFn done) override {
-    asio::post(workers_, [this, alive = weakSelf(), conn = conn_, uuid, destination_uri,
+    workers_.post([this, alive = weakSelf(), conn = conn_, uuid, destination_uri,
                           done = std::move(done)]() mutable {
       DefinitionSettled result = libvirt::settleDefinition(conn.get(), uuid, destination_uri);
       // The inventory hears of a removal here by its event; re-reading now
@@ -249,7 +249,7 @@ class LibvirtHypervisor final : public Hypervisor {
     // Every attempt is a new generation: callbacks of older connections are
     // recognised on the io thread and ignored.
     const unsigned generation = ++generation_;
-    asio::post(reader_, [this, alive = weakSelf(), generation] {
+    reader_.post([this, alive = weakSelf(), generation] {
       virConnectPtr raw = virConnectOpen(settings_.uri.c_str());
       if (!raw) {
         std::string error = "cannot connect to " + settings_.uri + ": " + libvirt::lastError();
@@ -358,7 +358,7 @@ class LibvirtHypervisor final : public Hypervisor {
     DomainEvent event{kind, uuid, name ? name : ""};
     virConnectRef(conn);
     SharedConnection held(conn, libvirt::ConnectionCloser{});
-    asio::post(reader_, [this, alive = weakSelf(), held, event, generation] {
+    reader_.post([this, alive = weakSelf(), held, event, generation] {
       std::optional<DomainInfo> info;
       bool known = true;
       try {
@@ -425,8 +425,10 @@ class LibvirtHypervisor final : public Hypervisor {
   // Posted handlers hold a weak_ptr to this and skip their work once the
   // hypervisor is gone.
   std::shared_ptr<int> lifetime_ = std::make_shared<int>(0);
-  asio::thread_pool reader_{1};
-  asio::thread_pool workers_;
+  // Threads only while there is work (lazy_thread_pool.hpp): an idle daemon
+  // keeps none of them.
+  libvirt::LazyThreadPool reader_{1};
+  libvirt::LazyThreadPool workers_;
 };
 
 }  // namespace

@@ -37,6 +37,8 @@ struct NoticeSettings {
   std::chrono::seconds min_expected_downtime{30};
   // How long a domain takes to start on its destination (cold migration).
   std::chrono::seconds boot_estimate{120};
+
+  bool operator==(const NoticeSettings&) const = default;
 };
 
 NoticeSettings noticeSettingsFrom(const NoticesConfig& config);

@@ -65,6 +65,8 @@ struct PropertyValues {
 };
 
 PropertyValues propertyValuesOf(const agent::HostStatus& status);
+// The same with StatusJSON already rendered (statusToJson(status).dump(2)).
+PropertyValues propertyValuesOf(const agent::HostStatus& status, std::string status_json);
 
 // Names of the properties that differ between `before` and `after`, in
 // vtable order.
@@ -79,12 +81,17 @@ struct CallerPolicy {
 class AgentObject {
  public:
   // Registers the object on `bus` with the engine's current status.
-  AgentObject(sd_bus* bus, agent::MaintenanceEngine& engine, CallerPolicy policy);
+  // `before_reply` (may be empty) runs after a command succeeded, before its
+  // reply is sent: the owner publishes the status it changed.
+  AgentObject(sd_bus* bus, agent::MaintenanceEngine& engine, CallerPolicy policy,
+              std::function<void()> before_reply = {});
   AgentObject(const AgentObject&) = delete;
   AgentObject& operator=(const AgentObject&) = delete;
 
   // New snapshot: emits PropertiesChanged for what changed since the last one.
   void publish(const agent::HostStatus& status);
+  // The same with StatusJSON already rendered (statusToJson(status).dump(2)).
+  void publish(const agent::HostStatus& status, std::string status_json);
   void setCallerPolicy(CallerPolicy policy) { policy_ = std::move(policy); }
   // Emits the Notice signal for one issued notice.
   void emitNotice(const std::string& uuid, const std::string& name, const agent::DomainNotice& notice);
@@ -122,6 +129,7 @@ class AgentObject {
   sd_bus* bus_;
   agent::MaintenanceEngine& engine_;
   CallerPolicy policy_;
+  std::function<void()> before_reply_;
   // The uid whose command runs now (runCommand), for what the engine records.
   uid_t caller_ = 0;
   PropertyValues values_;

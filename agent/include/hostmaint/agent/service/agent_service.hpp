@@ -6,7 +6,8 @@
 // whoever sees the name sees the reconciled state (docs/architecture.md).
 // From then on every status change is written to status.json, handed to
 // `on_published` (the HTTP endpoint, the controller link), emitted on D-Bus as
-// PropertiesChanged and sent to the service manager as STATUS=; the one wakeup
+// PropertiesChanged and sent to the service manager as STATUS=, bursts
+// coalesced (AgentServiceOptions::publish_interval); the one wakeup
 // timer is armed whenever the engine says its next wakeup changed. The bus
 // connection is kept by a BusLink, which reconnects when it is lost; the
 // status shows its health (`dbus` in status.json).
@@ -14,6 +15,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <chrono>
 #include <filesystem>
 #include <functional>
 #include <memory>
@@ -41,6 +43,11 @@ struct AgentServiceOptions {
   BusReconnectSettings bus_reconnect;
   // Every published status, after status.json and before D-Bus.
   std::function<void(const agent::HostStatus&)> on_published;
+  // A burst of changes (a drain of many instant actions) is published at
+  // most once per interval, the last state; a change of the phase or of
+  // readiness, the first change after a quiet interval, and the status before
+  // a D-Bus method's reply go out at once.
+  std::chrono::milliseconds publish_interval{200};
 };
 
 // What the service borrows from its owner; each part outlives the service.
@@ -107,10 +114,17 @@ class AgentService final : private agent::EngineListener, private hv::Hypervisor
   // Arms the wakeup timer at wakeup_at_ (at most a minute ahead), replacing
   // any earlier wakeup.
   void armWakeup();
+  // Publishes the engine's status now everywhere (publish_interval).
+  void publishNow();
+  // Arms the timer that publishes what is held back, unless armed.
+  void publishLater();
+  // Publishes a change held back by the interval, if any: before a reply.
+  void flushStatus();
   // Puts the controller health and the issued notices into `status`; emits
   // the Notice signal for each new notice.
   void decorate(agent::HostStatus& status);
   void writeStatusFile(const agent::HostStatus& status);
+  void writeStatusFile(const std::string& rendered);
 
   // Borrowed, see AgentServiceParts.
   boost::asio::io_context& io_;
@@ -129,6 +143,18 @@ class AgentService final : private agent::EngineListener, private hv::Hypervisor
   std::string last_status_line_;
   std::optional<agent::ControllerHealth> controller_health_;
   boost::asio::steady_timer wakeup_;
+  // Publication: when it last happened, what it said of the phase and of
+  // readiness, and the timer of a change held back.
+  boost::asio::steady_timer publish_timer_;
+  bool publish_pending_ = false;
+  std::chrono::steady_clock::time_point published_at_{};
+  agent::HostPhase published_phase_ = agent::HostPhase::idle;
+  bool published_ready_ = false;
+  // The cordon as last written, and one held back with the status: a
+  // restore that ended leaves the list of restores, which may wait; a start
+  // that begins never does.
+  std::optional<agent::CordonStatus> cordon_written_;
+  std::optional<agent::CordonStatus> cordon_pending_;
   std::optional<agent::TimePoint> wakeup_at_;  // as the engine last told
   bool serving_ = false;  // false while recovering: nothing is published yet
   agent::MaintenanceEngine engine_;

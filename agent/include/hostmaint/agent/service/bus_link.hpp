@@ -50,6 +50,9 @@ struct BusLinkHooks {
   std::function<agent::HostStatus()> shown_status;
   // health() changed (lost, reconnected, a new error): publish again.
   std::function<void()> on_health_changed;
+  // Before a method's reply: publish a status change still held back, so the
+  // caller reads what its call did (AgentServiceOptions::publish_interval).
+  std::function<void()> before_reply;
 };
 
 class BusLink {
@@ -70,6 +73,8 @@ class BusLink {
   // A new status: PropertiesChanged for what changed. Dropped while there is
   // no connection: a new one publishes the whole status.
   void publish(const agent::HostStatus& status);
+  // The same with StatusJSON already rendered (statusToJson(status).dump(2)).
+  void publish(const agent::HostStatus& status, std::string status_json);
   // The Notice signal. Dropped while there is no connection: the Notices
   // property holds the latest notice of each domain.
   void emitNotice(const std::string& uuid, const std::string& name,

@@ -14,6 +14,9 @@ class StatusFile {
 
   // Throws agent::JournalError naming the file when it cannot be written.
   void write(const agent::HostStatus& status) const;
+  // The same, already rendered (statusToJson(status).dump(2)): one rendering for the
+  // file and the StatusJSON property.
+  void write(const std::string& rendered) const;
   const std::filesystem::path& path() const { return path_; }
 
  private:
