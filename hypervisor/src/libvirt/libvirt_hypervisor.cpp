@@ -153,25 +153,9 @@ class LibvirtHypervisor final : public Hypervisor {
       if (!result.ok) spdlog::warn("{}", result.message);
       // Re-read the domain before reporting, so that whoever hears `done`
       // sees the state the action left (the lifecycle event may come later).
-      std::optional<DomainInfo> after;
-      bool known = false;
-      if (conn) {
-        try {
-          after = libvirt::readDomainByUuid(conn.get(), request.uuid);
-          known = true;
-        } catch (const std::runtime_error& e) {
-          spdlog::warn("after {}: {}", libvirt::actionVerb(request.kind), e.what());
-        }
-      }
-      asio::post(io_, [this, alive, uuid = request.uuid, after = std::move(after), known,
-                       done = std::move(done), result = std::move(result)] {
-        if (!alive.lock()) return;
-        if (after)
-          inventory_[uuid] = *after;
-        else if (known)
-          inventory_.erase(uuid);
-        done(result);
-      });
+      const std::string context = "after " + libvirt::actionVerb(request.kind);
+      deliverAfterReread(alive, conn, request.uuid, true, context,
+                         [done = std::move(done), result = std::move(result)] { done(result); });
     });
   }
 
@@ -194,29 +178,13 @@ class LibvirtHypervisor final : public Hypervisor {
   void settleDefinition(const std::string& uuid, const std::string& destination_uri,
                         DefinitionSettledFn done) override {
     workers_.post([this, alive = weakSelf(), conn = conn_, uuid, destination_uri,
-                          done = std::move(done)]() mutable {
+                   done = std::move(done)]() mutable {
       DefinitionSettled result = libvirt::settleDefinition(conn.get(), uuid, destination_uri);
       // The inventory hears of a removal here by its event; re-reading now
       // keeps whoever hears `done` from acting on the stale definition.
-      std::optional<DomainInfo> after;
-      bool known = false;
-      if (conn && result.outcome == DefinitionOutcome::runs_there) {
-        try {
-          after = libvirt::readDomainByUuid(conn.get(), uuid);
-          known = true;
-        } catch (const std::runtime_error& e) {
-          spdlog::warn("after settling the definition of {}: {}", uuid, e.what());
-        }
-      }
-      asio::post(io_, [this, alive, uuid, after = std::move(after), known,
-                       result = std::move(result), done = std::move(done)] {
-        if (!alive.lock()) return;
-        if (after)
-          inventory_[uuid] = *after;
-        else if (known)
-          inventory_.erase(uuid);
-        done(result);
-      });
+      const bool reread = result.outcome == DefinitionOutcome::runs_there;
+      deliverAfterReread(alive, conn, uuid, reread, "after settling the definition of " + uuid,
+                         [done = std::move(done), result = std::move(result)] { done(result); });
     });
   }
 
@@ -236,6 +204,32 @@ class LibvirtHypervisor final : public Hypervisor {
 
  private:
   std::weak_ptr<int> weakSelf() const { return lifetime_; }
+
+  // On a worker thread: re-reads the domain (when `reread`), then, on the io
+  // thread, puts what was read into the inventory before `deliver` runs.
+  void deliverAfterReread(const std::weak_ptr<int>& alive, const SharedConnection& conn,
+                          const std::string& uuid, bool reread, const std::string& context,
+                          std::function<void()> deliver) {
+    std::optional<DomainInfo> after;
+    bool known = false;
+    if (conn && reread) {
+      try {
+        after = libvirt::readDomainByUuid(conn.get(), uuid);
+        known = true;
+      } catch (const std::runtime_error& e) {
+        spdlog::warn("{}: {}", context, e.what());
+      }
+    }
+    asio::post(io_, [this, alive, uuid, after = std::move(after), known,
+                     deliver = std::move(deliver)] {
+      if (!alive.lock()) return;
+      if (after)
+        inventory_[uuid] = *after;
+      else if (known)
+        inventory_.erase(uuid);
+      deliver();
+    });
+  }
 
   void setState(ConnectionState state, const std::string& detail) {
     const bool changed = state != state_ || detail != state_detail_;
