@@ -10,9 +10,11 @@
 #include <condition_variable>
 #include <deque>
 #include <functional>
+#include <list>
 #include <mutex>
 #include <thread>
 #include <utility>
+#include <vector>
 
 namespace hostmaint::hv::libvirt {
 
@@ -26,27 +28,38 @@ class LazyThreadPool {
   ~LazyThreadPool() { join(); }
 
   void post(std::function<void()> work) {
-    std::lock_guard lock(mutex_);
-    queue_.push_back(std::move(work));
-    if (idle_ > 0) wake_.notify_one();
-    // An idle thread woken for earlier work may not have taken it yet: one
-    // more thread whenever there is more work waiting than idle threads, so
-    // work posted together runs together (up to `size`).
-    if (queue_.size() <= idle_ || threads_ >= size_) return;
-    ++threads_;
-    // Detached: a thread that ends leaves nothing to join; join() waits for
-    // the count instead, and a thread touches the pool for the last time
-    // while it holds the mutex.
-    std::thread([this] { run(); }).detach();
+    std::list<std::thread> ended;
+    {
+      std::lock_guard lock(mutex_);
+      queue_.push_back(std::move(work));
+      if (idle_ > 0) wake_.notify_one();
+      ended = takeEnded();
+      // An idle thread woken for earlier work may not have taken it yet: one
+      // more thread whenever there is more work waiting than idle threads, so
+      // work posted together runs together (up to `size`).
+      if (queue_.size() > idle_ && threads_ < size_) {
+        ++threads_;
+        running_.emplace_back([this] { run(); });
+      }
+    }
+    joinAll(ended);
   }
 
   // Waits until the work posted so far is done and every thread has ended.
+  // Threads are joined, not only counted: a thread's thread-local state
+  // (OpenSSL's, libvirt's) is freed as it exits, and must be before the
+  // pool (or the process) goes.
   void join() {
-    std::unique_lock lock(mutex_);
-    joining_ = true;
-    wake_.notify_all();
-    ended_.wait(lock, [this] { return threads_ == 0; });
-    joining_ = false;
+    std::list<std::thread> ended;
+    {
+      std::unique_lock lock(mutex_);
+      joining_ = true;
+      wake_.notify_all();
+      ended_.wait(lock, [this] { return threads_ == 0; });
+      joining_ = false;
+      ended = takeEnded();
+    }
+    joinAll(ended);
   }
 
   unsigned threads() const {
@@ -75,7 +88,27 @@ class LazyThreadPool {
       lock.lock();
     }
     --threads_;
+    ended_ids_.push_back(std::this_thread::get_id());
     ended_.notify_all();
+  }
+
+  // With the mutex held: the threads that left run(), to be joined outside it.
+  std::list<std::thread> takeEnded() {
+    std::list<std::thread> ended;
+    for (const std::thread::id id : ended_ids_) {
+      for (auto it = running_.begin(); it != running_.end(); ++it) {
+        if (it->get_id() == id) {
+          ended.splice(ended.end(), running_, it);
+          break;
+        }
+      }
+    }
+    ended_ids_.clear();
+    return ended;
+  }
+
+  static void joinAll(std::list<std::thread>& threads) {
+    for (std::thread& thread : threads) thread.join();
   }
 
   const unsigned size_;
@@ -84,6 +117,8 @@ class LazyThreadPool {
   std::condition_variable wake_;
   std::condition_variable ended_;
   std::deque<std::function<void()>> queue_;
+  std::list<std::thread> running_;          // started, not yet joined
+  std::vector<std::thread::id> ended_ids_;  // of those, the ones that left run()
   unsigned threads_ = 0;
   unsigned idle_ = 0;
   bool joining_ = false;
