@@ -47,18 +47,9 @@ FleetAccess openFleet(const std::filesystem::path& path) {
                                                                     : config.sources.front().string()) +
                                             ": this host is not part of a fleet (docs/fleet.md)");
   }
-  fl::EtcdSettings settings;
-  settings.endpoints = config.fleet.endpoints;
-  settings.ca_file = config.fleet.ca_file;
-  settings.client_cert = config.fleet.client_cert;
-  settings.client_key = config.fleet.client_key;
-  settings.user = config.fleet.user;
-  settings.password_file = config.fleet.password_file;
-  settings.connect_timeout = config.fleet.connect_timeout;
-  settings.request_timeout = config.fleet.request_timeout;
   try {
     return FleetAccess{config.fleet, fl::FleetKeys(config.fleet.prefix, config.fleet.name),
-                       fl::EtcdClient(std::move(settings))};
+                       fl::EtcdClient(fl::etcdSettingsFrom(config.fleet))};
   } catch (const fl::EtcdError& error) {
     throw CtlError(ExitStatus::usage, error.what());
   }

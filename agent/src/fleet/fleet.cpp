@@ -327,4 +327,17 @@ ClaimOutcome claimSlot(EtcdClient& etcd, const FleetKeys& keys, const std::strin
   return outcome;
 }
 
+EtcdSettings etcdSettingsFrom(const FleetConfig& config) {
+  EtcdSettings settings;
+  settings.endpoints = config.endpoints;
+  settings.ca_file = config.ca_file;
+  settings.client_cert = config.client_cert;
+  settings.client_key = config.client_key;
+  settings.user = config.user;
+  settings.password_file = config.password_file;
+  settings.connect_timeout = config.connect_timeout;
+  settings.request_timeout = config.request_timeout;
+  return settings;
+}
+
 }  // namespace hostmaint::agent::fleet

@@ -40,19 +40,6 @@ std::string fleetHostName(const agent::Config& config, const std::string& host_n
   return host_name;
 }
 
-fl::EtcdSettings etcdSettingsFrom(const agent::FleetConfig& config) {
-  fl::EtcdSettings settings;
-  settings.endpoints = config.endpoints;
-  settings.ca_file = config.ca_file;
-  settings.client_cert = config.client_cert;
-  settings.client_key = config.client_key;
-  settings.user = config.user;
-  settings.password_file = config.password_file;
-  settings.connect_timeout = config.connect_timeout;
-  settings.request_timeout = config.request_timeout;
-  return settings;
-}
-
 FleetLink::FleetLink(boost::asio::io_context& io, const agent::FleetConfig& config,
                      std::string host, const agent::WallClock& clock, FleetHooks hooks,
                      FleetLocal local)
@@ -62,7 +49,7 @@ FleetLink::FleetLink(boost::asio::io_context& io, const agent::FleetConfig& conf
       clock_(clock),
       hooks_(std::move(hooks)),
       keys_(config.prefix, config.name),
-      etcd_(etcdSettingsFrom(config)),
+      etcd_(fl::etcdSettingsFrom(config)),
       local_(std::move(local)),
       runner_(io) {
   // A maintenance command recorded before a restart (or the reboot it did).

@@ -59,7 +59,7 @@ std::vector<std::string> startCheckProblems(const agent::Config& config, const s
   if (config.fleet.enabled()) {
     try {
       // Reads the password file as the start does; contacts nobody.
-      agent::fleet::EtcdClient client(etcdSettingsFrom(config.fleet));
+      agent::fleet::EtcdClient client(agent::fleet::etcdSettingsFrom(config.fleet));
     } catch (const std::exception& error) {
       problems.push_back("cannot set up the fleet link to etcd: " + std::string(error.what()));
     }

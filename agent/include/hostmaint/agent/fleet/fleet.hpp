@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "hostmaint/agent/config.hpp"
 #include "hostmaint/agent/fleet/etcd_client.hpp"
 #include "hostmaint/agent/model.hpp"
 
@@ -128,5 +129,9 @@ struct ClaimOutcome {
 ClaimOutcome claimSlot(EtcdClient& etcd, const FleetKeys& keys, const std::string& host,
                        const std::string& failure_domain, const std::string& session_id,
                        const SlotLimits& limits, std::int64_t lease);
+
+// The etcd client settings of a [fleet] section: the daemon's and
+// hostmaintctl fleet's, so both reach etcd the same way.
+EtcdSettings etcdSettingsFrom(const FleetConfig& config);
 
 }  // namespace hostmaint::agent::fleet

@@ -60,8 +60,6 @@ std::optional<std::string> scheduleIdOfSession(const std::string& session_id);
 // controller.host_id, else `host_name`.
 std::string fleetHostName(const agent::Config& config, const std::string& host_name);
 
-// The etcd client settings of a [fleet] section.
-agent::fleet::EtcdSettings etcdSettingsFrom(const agent::FleetConfig& config);
 
 class FleetLink {
  public:
