@@ -151,6 +151,10 @@ std::string progressText(const json& progress) {
   }
   const std::string escalation = escalationText(progress);
   if (!escalation.empty()) line += ", " + escalation;
+  // The scheduler's doing, not the migration's: said so the admin does not
+  // take a held migration for a stuck one.
+  if (flag(progress, "held")) line += ", held while others converge";
+  if (flag(progress, "hurried")) line += ", hurried (cannot converge at its share)";
   return line;
 }
 
@@ -487,6 +491,19 @@ std::string renderStatus(const json& status, const RenderOptions& options) {
               std::to_string(busy.get<long long>()) + " in maintenance";
     }
     head.push_back({"fleet", line});
+  }
+  // How the drain paces its live migrations, while it has run any.
+  const json& scheduler = member(status, "scheduler");
+  if (scheduler.is_object() && number(scheduler, "running") + number(scheduler, "capacity_bps") > 0) {
+    std::string line = flag(scheduler, "adaptive") ? "adaptive, " : "fixed limits, ";
+    line += std::to_string(static_cast<long long>(number(scheduler, "limit"))) + " at once";
+    const double held = number(scheduler, "held");
+    if (held > 0) line += ", " + std::to_string(static_cast<long long>(held)) + " held";
+    const double capacity = number(scheduler, "capacity_bps");
+    if (capacity > 0) line += "; link carried up to " + formatBytes(static_cast<std::uint64_t>(capacity)) + "/s";
+    const std::string reason = text(scheduler, "reason");
+    if (!reason.empty()) line += " (" + reason + ")";
+    head.push_back({"migrations", line});
   }
   // While a maintenance is on, or notices are still shown from one.
   if (window.is_object() || !domainsWithNotices(status).empty())

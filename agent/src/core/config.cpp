@@ -227,7 +227,7 @@ struct SettingKey {
 };
 
 
-const std::array<SettingKey, 41> kSettings{{
+const std::array<SettingKey, 43> kSettings{{
     {"libvirt", "uri",
      [](Config& c, const toml::node& n) { c.libvirt.uri = readNonEmptyString(n); }},
     {"libvirt", "keepalive_interval",
@@ -286,6 +286,16 @@ const std::array<SettingKey, 41> kSettings{{
      [](Config& c, const toml::node& n) {
        c.migration.max_parallel_per_destination =
            static_cast<unsigned>(readInteger(n, 1, kMaxParallel));
+     }},
+    {"migration", "adaptive",
+     [](Config& c, const toml::node& n) {
+       const auto* value = n.as_boolean();
+       if (value == nullptr) wrongType(n, "a boolean (true or false)");
+       c.migration.adaptive = value->get();
+     }},
+    {"migration", "adaptive_initial_parallel",
+     [](Config& c, const toml::node& n) {
+       c.migration.adaptive_initial_parallel = static_cast<unsigned>(readInteger(n, 1, kMaxParallel));
      }},
     {"migration", "reserved_memory_mib",
      [](Config& c, const toml::node& n) {

@@ -88,7 +88,9 @@ MaintenanceEngine::Impl::Impl(hv::Hypervisor& hypervisor_in, const WallClock& cl
       journal(journal_in),
       settings(std::move(settings_in)),
       listener(listener_in),
-      connection(hypervisor_in.connectionState()) {}
+      connection(hypervisor_in.connectionState()) {
+  pacer.reset(pacerSettings());
+}
 
 MaintenanceEngine::Impl::Entry::Entry(Impl& impl)
     : impl_(impl), exceptions_(std::uncaught_exceptions()) {
@@ -226,12 +228,14 @@ void MaintenanceEngine::Impl::commit(const std::string& verb, EngineState before
 
 HostStatus MaintenanceEngine::Impl::projectedStatus() const {
   const bool qemu_exit_grace = qemu_grace_until && now() < *qemu_grace_until;
-  return projectStatus(StatusInputs{state, settings.host_name, connection, connection_detail,
+  HostStatus projected = projectStatus(StatusInputs{state, settings.host_name, connection, connection_detail,
                                     hypervisor.description(), hypervisor.domains(), evidence,
                                     qemu_exit_grace, journal_error, settings.default_policy,
                                     settings.notices, cordonOf(), now(),
                                     settings.limits.save_timeout,
                                     settings.limits.restore_timeout, &projection_cache});
+  addPacingStatus(projected);
+  return projected;
 }
 
 void MaintenanceEngine::Impl::settle() noexcept {
@@ -307,6 +311,7 @@ void MaintenanceEngine::Impl::applyDeadlines() {
   }
   if (phase() == HostPhase::scheduled && state.window && t >= state.window->start && mayDrain()) {
     state.phase = HostPhase::draining;
+    beginPacing();
     for (DomainRecord& record : state.domains) {
       if (holds<stage::Planned>(record.state)) admit(record);
     }

@@ -46,6 +46,8 @@ void MaintenanceEngine::Impl::refreshDestinationProbes() {
 }
 
 void MaintenanceEngine::Impl::startDrainActions() {
+  pacer.evaluate(now(), waitingMigrationBytes());
+  steerMigrations();
   InFlight in_flight = inFlight(state);  // counted again after each start
   for (const std::string& uuid : drainOrder(state, DomainStage::waiting, memoryOf())) {
     DomainRecord* record = find(uuid);
@@ -85,8 +87,15 @@ void MaintenanceEngine::Impl::startDrainActions() {
       continue;
     }
     if (auto slots = slotsWait(in_flight, *record, settings.limits)) {
+      if (record->action == MaintenanceAction::live_migrate) pacingWait(*record);
       waitFor(*slots);
       continue;
+    }
+    if (record->action == MaintenanceAction::live_migrate) {
+      if (auto why = pacingWait(*record)) {
+        waitFor(wait::Pacing{*why});
+        continue;
+      }
     }
     std::optional<DestinationConfig> destination;
     if (record->action == MaintenanceAction::live_migrate ||
@@ -145,6 +154,7 @@ void MaintenanceEngine::Impl::startDrainAction(DomainRecord& record,
 }
 
 void MaintenanceEngine::Impl::launch(DomainRecord& record, const hv::ActionRequest& request) {
+  pacingStarted(record, request.kind);
   const std::uint64_t token = ++next_token;
   record.action_token = token;
   record.completion_pending = true;
@@ -179,11 +189,15 @@ void MaintenanceEngine::Impl::onActionProgress(const std::string& uuid, std::uin
   shown.post_copy = progress.post_copy;
   shown.escalation = progress.escalation;
   shown.started_at = record->started_at;
+  shown.held = progress.held;
+  if (auto steer = applied_steers.find(uuid); steer != applied_steers.end())
+    shown.hurried = steer->second.hurry;
   if (progress.data_total_bytes > 0) {
     shown.percent = 100.0 * static_cast<double>(progress.data_processed_bytes) /
                     static_cast<double>(progress.data_total_bytes);
   }
   record->progress = shown;
+  pacingSampled(*record, progress);
 }
 
 void MaintenanceEngine::Impl::onActionDone(const std::string& uuid, std::uint64_t token,
@@ -194,6 +208,7 @@ void MaintenanceEngine::Impl::onActionDone(const std::string& uuid, std::uint64_
   record->completion_pending = false;
   record->progress.reset();
   const hv::ActionKind kind = *record->runningKind();
+  pacingFinished(*record, kind);
   const auto* acting = std::get_if<stage::Acting>(&record->state);
   const bool adopted = acting && holds<running::Adopted>(acting->how);
   if (!result.ok && isMigrationKind(kind) && result.failure != hv::FailureKind::connection_lost &&

@@ -19,6 +19,7 @@
 
 #include "admission.hpp"
 #include "drain_plan.hpp"
+#include "migration_pacer.hpp"
 #include "engine_state.hpp"
 #include "status_projection.hpp"
 #include "hostmaint/agent/engine.hpp"
@@ -88,6 +89,14 @@ struct MaintenanceEngine::Impl {
   // Inventory refreshes so far: each follows a (re)connection to libvirt.
   std::uint64_t inventory_refreshes = 0;
 
+  // engine_pacing.cpp: the adaptive live-migration scheduler and what it
+  // shows (runtime only: a restarted daemon measures anew).
+  MigrationPacer pacer;
+  std::map<std::string, hv::MigrationSteer> applied_steers;  // as last sent
+  std::unordered_map<std::string, MigrationTimeline> timelines;
+  std::unordered_map<std::string, double> predicted_seconds;
+  std::set<std::string> dirty_probes_in_flight;
+
   // Every public entry point holds one: when the outermost ends, the journal
   // and the published snapshot are brought up to date (once). Not when it
   // ends by an exception: a refused command changed nothing.
@@ -152,6 +161,21 @@ struct MaintenanceEngine::Impl {
   void startRestoreActions();
   void finishRestore(DomainRecord& record, bool ok, const std::string& message);
   void endRestoringWhenSettled();
+
+  // engine_pacing.cpp
+  PacerSettings pacerSettings() const;
+  void beginPacing();
+  std::uint64_t waitingMigrationBytes() const;
+  // For a live migration about to be considered: marks it queued and has
+  // its dirty rate measured; the reason it may not start now, if any.
+  std::optional<std::string> pacingWait(DomainRecord& record);
+  void pacingStarted(const DomainRecord& record, hv::ActionKind kind);
+  void pacingSampled(const DomainRecord& record, const hv::ActionProgress& progress);
+  void pacingFinished(const DomainRecord& record, hv::ActionKind kind);
+  void reevaluatePacing();
+  void steerMigrations();
+  void probeDirtyRate(const DomainRecord& record);
+  void addPacingStatus(HostStatus& status) const;
 
   // engine_leftovers.cpp
   void checkLeftover(const std::string& uuid, const std::string& name,

@@ -64,11 +64,17 @@ struct Retry {
   std::string why;
   bool operator==(const Retry&) const = default;
 };
+// The adaptive scheduler does not start another live migration now
+// (MigrationPacer::admit says why).
+struct Pacing {
+  std::string why;
+  bool operator==(const Pacing&) const = default;
+};
 }  // namespace wait
 
 using WaitReason = std::variant<wait::ToStart, wait::LibvirtDown, wait::JournalUnwritable,
                                 wait::NotBefore, wait::ActionSlots, wait::MigrationSlots,
-                                wait::Destination, wait::GroupLimit, wait::Retry>;
+                                wait::Destination, wait::GroupLimit, wait::Retry, wait::Pacing>;
 
 // How an action in progress is known to be running.
 namespace running {

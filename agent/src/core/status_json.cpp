@@ -38,6 +38,32 @@ json progressToJson(const MigrationProgress& progress) {
       {"post_copy", progress.post_copy},
       {"escalation", progress.escalation.empty() ? json(nullptr) : json(progress.escalation)},
       {"started_at", progress.started_at ? json(formatTime(*progress.started_at)) : json(nullptr)},
+      {"held", progress.held},
+      {"hurried", progress.hurried},
+  };
+}
+
+json timelineToJson(const MigrationTimeline& timeline) {
+  auto stamp = [](const std::optional<TimePoint>& at) {
+    return at ? json(formatTimeMs(*at)) : json(nullptr);
+  };
+  return {
+      {"queued_at", stamp(timeline.queued_at)},
+      {"probed_at", stamp(timeline.probed_at)},
+      {"started_at", stamp(timeline.started_at)},
+      {"converged_at", stamp(timeline.converged_at)},
+      {"finished_at", stamp(timeline.finished_at)},
+  };
+}
+
+json schedulerToJson(const SchedulerStatus& scheduler) {
+  return {
+      {"adaptive", scheduler.adaptive},
+      {"limit", scheduler.limit},
+      {"running", scheduler.running},
+      {"held", scheduler.held},
+      {"capacity_bps", scheduler.capacity_bps},
+      {"reason", scheduler.reason},
   };
 }
 
@@ -72,6 +98,10 @@ json domainToJson(const DomainStatus& domain) {
       {"policy_error", domain.policy_error.empty() ? json(nullptr) : json(domain.policy_error)},
       {"memory_mib", domain.memory_kib / 1024},
       {"notice", orNull(domain.notice, noticeToJson)},
+      {"timeline", orNull(domain.timeline, timelineToJson)},
+      {"predicted_duration_s",
+       orNull(domain.predicted_duration_s, [](double seconds) { return seconds; })},
+      {"dirty_rate_bps", orNull(domain.dirty_rate_bps, [](std::uint64_t bps) { return bps; })},
   };
 }
 
@@ -228,6 +258,7 @@ json statusToJson(const HostStatus& status) {
       {"cordon", cordonToJson(status.cordon)},
       {"host_shutdown", orNull(status.host_shutdown, hostShutdownToJson)},
       {"leftovers", leftoversToJson(status.leftovers)},
+      {"scheduler", orNull(status.scheduler, schedulerToJson)},
   };
   if (status.dbus) {
     const BusHealth& bus = *status.dbus;
@@ -282,6 +313,16 @@ json statusToJson(const HostStatus& status) {
     };
   }
   return document;
+}
+
+std::string formatTimeMs(TimePoint time) {
+  using namespace std::chrono;
+  const auto ms = duration_cast<milliseconds>(time.time_since_epoch()).count() % 1000;
+  std::string text = formatTime(time);  // ...SSZ
+  char fraction[8];
+  std::snprintf(fraction, sizeof fraction, ".%03dZ", static_cast<int>(ms < 0 ? ms + 1000 : ms));
+  text.pop_back();
+  return text + fraction;
 }
 
 std::string formatTime(TimePoint time) {

@@ -46,6 +46,7 @@ std::optional<std::string> waitCondition(const WaitReason& reason) {
                    (r.stalled ? " (they stay down until the maintenance ends)" : "");
           },
           [](const wait::Retry& r) -> std::optional<std::string> { return r.why; },
+          [](const wait::Pacing& r) -> std::optional<std::string> { return r.why; },
       },
       reason);
 }

@@ -65,7 +65,7 @@ class ActionRun {
   // the domain is still here. The source undefines the domain a moment after
   // the job ends, hence the grace.
   ActionResult adoptMigration() {
-    LiveMigrationContext migration{ctx_.progress, ctx_.stopping};
+    LiveMigrationContext migration{ctx_.progress, ctx_.stopping, ctx_.steer};
     AdoptedMigrationEnd end = watchAdoptedMigration(dom_.get(), request_, migration);
     if (end.stopping) {
       return fail("left running in libvirtd because hostmaintd is stopping",
@@ -133,7 +133,7 @@ class ActionRun {
   }
 
   ActionResult liveMigrate() {
-    LiveMigrationContext migration{ctx_.progress, ctx_.stopping};
+    LiveMigrationContext migration{ctx_.progress, ctx_.stopping, ctx_.steer};
     return migrateLive(conn_, dom_.get(), request_, migration);
   }
 

@@ -3,9 +3,11 @@
 
 #include <atomic>
 #include <functional>
+#include <memory>
 
 #include "hostmaint/hypervisor/hypervisor.hpp"
 #include "libvirt/libvirt_handles.hpp"
+#include "libvirt/live_migration.hpp"
 
 namespace hostmaint::hv::libvirt {
 
@@ -14,6 +16,8 @@ struct ActionContext {
   std::function<void(const ActionProgress&)> progress;
   // Set when the hypervisor is being destroyed: polling loops give up.
   const std::atomic<bool>* stopping = nullptr;
+  // Live migrations (and adopted ones): the scheduler's hold and hurry.
+  std::shared_ptr<const SteerCell> steer;
 };
 
 // "managed-save", "shutdown", ... as used in messages.

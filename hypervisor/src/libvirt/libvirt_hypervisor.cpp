@@ -11,11 +11,13 @@
 #include <boost/asio/steady_timer.hpp>
 #include <cctype>
 #include <map>
+#include <unordered_map>
 
 #include "hostmaint/hypervisor/libvirt_hypervisor.hpp"
 #include "libvirt/definition_settler.hpp"
 #include "libvirt/lazy_thread_pool.hpp"
 #include "libvirt/destination_probe.hpp"
+#include "libvirt/dirty_rate.hpp"
 #include "libvirt/domain_actions.hpp"
 #include "libvirt/domain_reader.hpp"
 #include "libvirt/libvirt_handles.hpp"
@@ -143,6 +145,12 @@ class LibvirtHypervisor final : public Hypervisor {
         });
       };
     ctx.stopping = &stopping_;
+    if (request.kind == ActionKind::live_migrate || request.kind == ActionKind::adopt_migration) {
+      std::erase_if(steer_cells_, [](const auto& entry) { return entry.second.expired(); });
+      auto cell = std::make_shared<libvirt::SteerCell>();
+      steer_cells_[request.uuid] = cell;
+      ctx.steer = cell;
+    }
     workers_.post([this, alive, conn = conn_, request, done = std::move(done),
                           ctx = std::move(ctx)]() mutable {
       ActionResult result = libvirt::runAction(conn.get(), request, ctx);
@@ -156,6 +164,27 @@ class LibvirtHypervisor final : public Hypervisor {
       const std::string context = "after " + libvirt::actionVerb(request.kind);
       deliverAfterReread(alive, conn, request.uuid, true, context,
                          [done = std::move(done), result = std::move(result)] { done(result); });
+    });
+  }
+
+  void steerMigration(const std::string& uuid, const MigrationSteer& steer) override {
+    auto it = steer_cells_.find(uuid);
+    if (it == steer_cells_.end()) return;
+    std::shared_ptr<libvirt::SteerCell> cell = it->second.lock();
+    if (!cell) {
+      steer_cells_.erase(it);  // that migration ended
+      return;
+    }
+    cell->hold = steer.hold;
+    cell->hurry = steer.hurry;
+  }
+
+  void probeDirtyRate(const std::string& uuid, DirtyRateDone done) override {
+    workers_.post([this, alive = weakSelf(), conn = conn_, uuid, done = std::move(done)]() mutable {
+      DirtyRateReport report = libvirt::measureDirtyRate(conn.get(), uuid, stopping_);
+      asio::post(io_, [alive, report = std::move(report), done = std::move(done)] {
+        if (alive.lock()) done(report);
+      });
     });
   }
 
@@ -421,6 +450,10 @@ class LibvirtHypervisor final : public Hypervisor {
   std::shared_ptr<int> lifetime_ = std::make_shared<int>(0);
   // Threads only while there is work (lazy_thread_pool.hpp): an idle daemon
   // keeps none of them.
+  // Live migrations running, by domain: what steerMigration() reaches. The
+  // worker's context holds the cell; an expired entry is a migration that
+  // ended (pruned when steered, or replaced by the domain's next one).
+  std::unordered_map<std::string, std::weak_ptr<libvirt::SteerCell>> steer_cells_;
   libvirt::LazyThreadPool reader_{1};
   libvirt::LazyThreadPool workers_;
 };

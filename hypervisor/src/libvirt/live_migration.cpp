@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <limits>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -18,6 +19,9 @@ using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
 constexpr auto kPollInterval = 500ms;
+
+// What libvirt's QEMU driver takes as "no limit" (QEMU_DOMAIN_MIG_BANDWIDTH_MAX).
+constexpr unsigned long kUnlimitedBandwidthMiBs = 8796093022207UL;
 
 struct TypedParams {
   virTypedParameterPtr params = nullptr;
@@ -97,11 +101,15 @@ class MigrationMonitor {
 
   void run() {
     const MigrationTuning& tuning = request_.tuning;
-    const auto started = Clock::now() - resume_.already_running;
+    // Moved forward by the time the migration is held for others: its
+    // completion timeout counts only the time it had bandwidth.
+    auto started = Clock::now() - resume_.already_running;
     auto last_step = Clock::now();
     auto last_progress = Clock::now();
     auto last_transfer = Clock::now();
-    std::optional<std::uint64_t> least_remaining;
+    auto last_poll = Clock::now();
+    // The least data left seen since the last hold (none yet: the maximum).
+    std::uint64_t least_remaining = std::numeric_limits<std::uint64_t>::max();
     std::uint64_t most_processed = 0;
     unsigned step = resumedStep();
     std::unique_lock lock(mutex_);
@@ -109,26 +117,42 @@ class MigrationMonitor {
       lock.unlock();
       JobSnapshot job = readJob(dom_, 0);
       const auto now = Clock::now();
-      if (job.active) {
+      const auto since_last_poll = now - last_poll;
+      last_poll = now;
+      if (job.active) applySteer();
+      if (job.active && held_) {
+        // Held so that others converge: it is expected to make no progress,
+        // so no escalation step, timeout or stall counts meanwhile.
+        started += since_last_poll;
+        last_step = last_progress = last_transfer = now;
+        least_remaining = std::numeric_limits<std::uint64_t>::max();
+        job.progress.downtime_limit = downtime_;
+        job.progress.held = true;
+        last_seen_ = job.progress;
+        if (ctx_.progress) ctx_.progress(job.progress);
+      } else if (job.active) {
+        // Hurried: it cannot converge at the bandwidth it gets, so waiting
+        // between the steps only wastes the link.
+        const bool hurry = ctx_.steer && ctx_.steer->hurry.load();
+        const Clock::duration step_delay =
+            hurry ? Clock::duration::zero() : Clock::duration(tuning.downtime_step_delay);
         if (tuning.max_downtime && step == 0) {
           step = 1;
           setDowntime(downtimeAtStep(*tuning.max_downtime, 1, tuning.downtime_steps), false);
           last_step = now;
         } else if (tuning.max_downtime && step < std::max(1u, tuning.downtime_steps) &&
-                   now - last_step >= tuning.downtime_step_delay &&
-                   now - last_progress >= tuning.downtime_step_delay) {
+                   now - last_step >= step_delay && now - last_progress >= step_delay) {
           ++step;
           setDowntime(downtimeAtStep(*tuning.max_downtime, step, tuning.downtime_steps), true);
           last_step = now;
         } else if (tuning.post_copy_allowed && !post_copy_ &&
                    step >= std::max(1u, tuning.downtime_steps) &&
-                   now - last_step >= tuning.downtime_step_delay &&
-                   now - last_progress >= tuning.downtime_step_delay) {
+                   now - last_step >= step_delay && now - last_progress >= step_delay) {
           switchToPostCopy();
           last_step = now;
         }
         const std::uint64_t remaining = job.progress.data_remaining_bytes;
-        if (!least_remaining || remaining < *least_remaining) {
+        if (remaining < least_remaining) {
           least_remaining = remaining;
           last_progress = now;
         }
@@ -180,6 +204,9 @@ class MigrationMonitor {
         // ladder and these timeouts. Aborting would throw away its progress.
         spdlog::info("hostmaintd is stopping: the migration of '{}' goes on in libvirtd",
                      request_.name);
+        // Left on its own it gets the link back: nobody would release it if
+        // hostmaintd stayed down.
+        if (held_) releaseHold();
         lock.lock();
         cv_.wait(lock, [this] { return finished_; });
         return;
@@ -217,6 +244,40 @@ class MigrationMonitor {
            downtimeAtStep(*tuning.max_downtime, step + 1, tuning.downtime_steps) <= resume_.downtime)
       ++step;
     return step;
+  }
+
+  // Applies the scheduler's hold: the least bandwidth while held, what it
+  // had before when released. Post-copy is never held: the guest runs on
+  // the destination and waits for every page it touches.
+  void applySteer() {
+    const bool want = ctx_.steer && ctx_.steer->hold.load() && !post_copy_;
+    if (want == held_) return;
+    if (want) {
+      unsigned long bandwidth = 0;
+      if (!bandwidth_before_hold_ && virDomainMigrateGetMaxSpeed(dom_, &bandwidth, 0) == 0)
+        bandwidth_before_hold_ = bandwidth;
+      if (virDomainMigrateSetMaxSpeed(dom_, kHeldBandwidthMiBs, 0) < 0) {
+        spdlog::warn("cannot hold the migration of '{}' (bandwidth {} MiB/s): {}", request_.name,
+                     kHeldBandwidthMiBs, lastError());
+        return;
+      }
+      held_ = true;
+      spdlog::info("migration of '{}' held at {} MiB/s while others converge", request_.name,
+                   kHeldBandwidthMiBs);
+      return;
+    }
+    releaseHold();
+  }
+
+  void releaseHold() {
+    const unsigned long bandwidth = bandwidth_before_hold_.value_or(
+        request_.tuning.bandwidth_mib_s ? *request_.tuning.bandwidth_mib_s : kUnlimitedBandwidthMiBs);
+    if (virDomainMigrateSetMaxSpeed(dom_, bandwidth, 0) < 0) {
+      spdlog::warn("cannot release the held migration of '{}': {}", request_.name, lastError());
+      return;
+    }
+    held_ = false;
+    spdlog::info("migration of '{}' released: it has the link again", request_.name);
   }
 
   void setDowntime(std::chrono::milliseconds downtime, bool escalation) {
@@ -272,6 +333,8 @@ class MigrationMonitor {
   std::vector<std::string> escalations_;
   std::chrono::milliseconds downtime_{0};
   bool post_copy_ = false;
+  bool held_ = false;
+  std::optional<unsigned long> bandwidth_before_hold_;
   std::optional<ActionProgress> last_seen_;
 };
 
@@ -420,6 +483,21 @@ AdoptedMigrationEnd watchAdoptedMigration(virDomainPtr dom, const ActionRequest&
                                           const LiveMigrationContext& ctx) {
   unsigned long long downtime_ms = 0;
   if (virDomainMigrateGetMaxDowntime(dom, &downtime_ms, 0) < 0) downtime_ms = 0;
+  // An earlier hostmaintd may have stopped while it held this migration:
+  // the new one starts it unheld (its scheduler holds it again if need be).
+  unsigned long bandwidth = 0;
+  const unsigned long policy_bandwidth =
+      request.tuning.bandwidth_mib_s ? *request.tuning.bandwidth_mib_s : kUnlimitedBandwidthMiBs;
+  if (virDomainMigrateGetMaxSpeed(dom, &bandwidth, 0) == 0 && bandwidth == kHeldBandwidthMiBs &&
+      policy_bandwidth != kHeldBandwidthMiBs) {
+    if (virDomainMigrateSetMaxSpeed(dom, policy_bandwidth, 0) == 0) {
+      spdlog::info("adopted migration of '{}' was held by the previous hostmaintd: released",
+                   request.name);
+    } else {
+      spdlog::warn("cannot release the adopted migration of '{}' held at {} MiB/s: {}", request.name,
+                   kHeldBandwidthMiBs, lastError());
+    }
+  }
   MonitorResume resume{request.already_running, std::chrono::milliseconds(downtime_ms)};
   MigrationMonitor monitor(dom, request, ctx, resume);
   std::thread watcher([&monitor] { monitor.run(); });

@@ -5,7 +5,9 @@
 #pragma once
 
 #include <chrono>
+#include <atomic>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -30,9 +32,21 @@ std::chrono::milliseconds downtimeAtStep(std::chrono::milliseconds max, unsigned
 // connection to the source libvirtd is still alive.
 FailureKind classifyMigrationFailure(int error_code, int error_domain, bool connection_alive);
 
+// The scheduler's wishes for one migration (MigrationSteer), set on the
+// owning thread and read by the migration's monitor thread.
+struct SteerCell {
+  std::atomic<bool> hold{false};
+  std::atomic<bool> hurry{false};
+};
+
+// The bandwidth a held migration keeps (MiB/s): libvirt's smallest
+// non-zero value, so it still moves and its stall timeout stays meaningful.
+inline constexpr unsigned long kHeldBandwidthMiBs = 1;
+
 struct LiveMigrationContext {
   std::function<void(const ActionProgress&)> progress;  // thread-safe; may be empty
   const std::atomic<bool>* stopping = nullptr;
+  std::shared_ptr<const SteerCell> steer;  // may be null: never steered
 };
 
 // Runs to completion on the calling thread; the result names the domain.

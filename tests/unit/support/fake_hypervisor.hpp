@@ -87,6 +87,35 @@ class FakeHypervisor final : public hv::Hypervisor {
   void answerProbes();
   std::size_t probesWaiting() const { return waiting_probes_.size(); }
 
+  // --- the scheduler's steering and dirty rates
+  void steerMigration(const std::string& uuid, const hv::MigrationSteer& steer) override {
+    steers_[uuid] = steer;
+    ++steer_calls_;
+  }
+  // The last steer sent for `uuid` (default: never steered).
+  hv::MigrationSteer steerOf(const std::string& uuid) const {
+    auto it = steers_.find(uuid);
+    return it == steers_.end() ? hv::MigrationSteer{} : it->second;
+  }
+  int steerCalls() const { return steer_calls_; }
+  // Answers at once: the scripted rate, else "cannot measure".
+  void probeDirtyRate(const std::string& uuid, hv::DirtyRateDone done) override {
+    ++dirty_probes_[uuid];
+    auto rate = dirty_rates_.find(uuid);
+    if (rate == dirty_rates_.end()) {
+      done(hv::DirtyRateReport{std::nullopt, "fake: no dirty rate scripted for " + uuid});
+    } else {
+      done(hv::DirtyRateReport{rate->second, ""});
+    }
+  }
+  void setDirtyRate(const std::string& uuid, std::uint64_t bytes_per_second) {
+    dirty_rates_[uuid] = bytes_per_second;
+  }
+  int dirtyProbes(const std::string& uuid) const {
+    auto it = dirty_probes_.find(uuid);
+    return it == dirty_probes_.end() ? 0 : it->second;
+  }
+
   // --- leftover definitions
   void scriptSettle(const std::string& uuid, hv::DefinitionOutcome outcome,
                     std::string message = {});
@@ -167,6 +196,10 @@ class FakeHypervisor final : public hv::Hypervisor {
     hv::DefinitionSettledFn done;
   };
   std::vector<WaitingSettle> waiting_settles_;
+  std::map<std::string, hv::MigrationSteer> steers_;
+  int steer_calls_ = 0;
+  std::map<std::string, std::uint64_t> dirty_rates_;
+  std::map<std::string, int> dirty_probes_;
 };
 
 }  // namespace hostmaint::fake

@@ -36,8 +36,10 @@ struct PathsConfig {
 };
 
 struct LimitsConfig {
-  unsigned max_parallel_actions = 4;      // all actions at once on this host
-  unsigned max_parallel_migrations = 2;   // of which migrations
+  // Upper bounds: live migrations run as many at once as the adaptive
+  // scheduler finds useful within them ([migration] adaptive).
+  unsigned max_parallel_actions = 8;      // all actions at once on this host
+  unsigned max_parallel_migrations = 8;   // of which migrations
   // How long a managed-save, and a restore (the start that brings a domain
   // back), may run before it is a blocker naming its deadline. Neither is
   // aborted: libvirt is still at work, and an aborted save is wasted.
@@ -58,9 +60,15 @@ struct MigrationConfig {
   // Candidate destinations; empty: migration is not possible and domains
   // follow their fallback action.
   std::vector<DestinationConfig> destinations;
-  // Incoming migrations at once per destination: two streams already fill a
-  // 10 GbE link with TCG-free guests; more mostly add contention.
-  unsigned max_parallel_per_destination = 2;
+  // Incoming migrations at once per destination: an upper bound; the
+  // adaptive scheduler decides within it how many share the link.
+  unsigned max_parallel_per_destination = 8;
+  // How many live migrations run at once follows what they measure
+  // (docs/policy.md, "Adaptive migration scheduling"); false: always as
+  // many as the limits allow.
+  bool adaptive = true;
+  // At once before anything is measured (at most max_parallel_migrations).
+  unsigned adaptive_initial_parallel = 4;
   // Memory kept free on a destination for its own use (Nova's
   // reserved_host_memory_mb); a domain must fit in free memory minus this.
   std::uint64_t reserved_memory_mib = 512;

@@ -95,8 +95,35 @@ struct MigrationProgress {
   bool post_copy = false;               // switched to post-copy
   std::string escalation;               // the last escalation step, "" when none
   std::optional<TimePoint> started_at;  // when this migration started
+  bool held = false;  // held at the least bandwidth while others converge
+  bool hurried = false;  // escalating without waiting: it cannot converge at its share
 
   bool operator==(const MigrationProgress&) const = default;
+};
+
+// When one live migration passed each step of the drain scheduler, for the
+// status and the benchmark's timeline (not journaled: a restart starts anew).
+struct MigrationTimeline {
+  std::optional<TimePoint> queued_at;     // began to wait for its turn
+  std::optional<TimePoint> probed_at;     // its dirty rate was measured
+  std::optional<TimePoint> started_at;    // the migration started
+  std::optional<TimePoint> converged_at;  // within a second of the end (its last pass)
+  std::optional<TimePoint> finished_at;
+
+  bool operator==(const MigrationTimeline&) const = default;
+};
+
+// The adaptive drain scheduler, as status shows it (docs/policy.md,
+// "Adaptive migration scheduling").
+struct SchedulerStatus {
+  bool adaptive = false;
+  unsigned limit = 0;    // live migrations allowed at once now
+  unsigned running = 0;  // running now, held ones included
+  unsigned held = 0;
+  std::uint64_t capacity_bps = 0;  // the most the link carried in this maintenance
+  std::string reason;              // why the limit is what it is
+
+  bool operator==(const SchedulerStatus&) const = default;
 };
 
 // What the owner of one domain is told about the maintenance
@@ -186,6 +213,10 @@ struct DomainStatus {
   std::optional<TimePoint> action_finished_at;
   std::string policy_error;  // set when the domain's policy metadata is malformed
   std::optional<DomainNotice> notice;  // the owner's notice, while there is one
+  // Live migrations in this maintenance: the scheduler's view.
+  std::optional<MigrationTimeline> timeline;
+  std::optional<double> predicted_duration_s;  // at its start
+  std::optional<std::uint64_t> dirty_rate_bps;  // measured (probe, then QEMU's)
 
   bool operator==(const DomainStatus&) const = default;
 };
@@ -367,6 +398,8 @@ struct HostStatus {
   CordonStatus cordon;
   std::optional<HostShutdownRecord> host_shutdown;  // the last one, if any
   std::vector<LeftoverCheck> leftovers;  // not settled yet; each one is a blocker
+  // The live-migration scheduler, while a maintenance drains or drained.
+  std::optional<SchedulerStatus> scheduler;
   std::optional<FleetStatus> fleet;  // unset: no [fleet] configured
 
   bool operator==(const HostStatus&) const = default;

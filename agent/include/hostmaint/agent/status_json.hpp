@@ -15,6 +15,8 @@ nlohmann::json statusToJson(const HostStatus& status);
 
 // RFC 3339 UTC with seconds, e.g. "2026-11-25T04:00:00Z".
 std::string formatTime(TimePoint time);
+// The same with milliseconds ("2026-12-01T13:05:01.123Z"), for timelines.
+std::string formatTimeMs(TimePoint time);
 // Accepts RFC 3339 / ISO 8601 ("2026-11-25T04:00:00Z", "+02:00" offsets,
 // "2026-11-25T04:00" as UTC) with a year from kMinTimeYear to kMaxTimeYear.
 std::optional<TimePoint> parseTime(std::string_view text);

@@ -150,6 +150,7 @@ struct ActionProgress {
   std::chrono::milliseconds downtime_limit{0};  // currently allowed downtime, 0: default
   unsigned iteration = 0;                       // pre-copy memory passes so far
   bool post_copy = false;                       // switched to post-copy
+  bool held = false;  // held at the least bandwidth while others converge
   std::string escalation;  // the last escalation step taken, "" when none
 };
 
@@ -208,6 +209,25 @@ struct DefinitionSettled {
   std::string message;  // what was seen or done, or the error, naming the host
 };
 using DefinitionSettledFn = std::function<void(const DefinitionSettled&)>;
+
+// How the drain scheduler wants one live migration in flight to run
+// (docs/policy.md, "Adaptive migration scheduling").
+struct MigrationSteer {
+  // Throttled to the least bandwidth QEMU takes, so that others converge
+  // first. Its escalation ladder and timeouts do not count while held.
+  bool hold = false;
+  // It cannot converge at the bandwidth it gets: take the escalation steps
+  // without waiting `downtime_step_delay` between them.
+  bool hurry = false;
+  bool operator==(const MigrationSteer&) const = default;
+};
+
+// A guest's memory dirty rate measured before (or beside) its migration.
+struct DirtyRateReport {
+  std::optional<std::uint64_t> bytes_per_second;  // nullopt: not measured
+  std::string error;                              // why not, naming the domain
+};
+using DirtyRateDone = std::function<void(const DirtyRateReport&)>;
 
 using ActionDone = std::function<void(const ActionResult&)>;
 using ActionProgressFn = std::function<void(const ActionProgress&)>;
@@ -283,6 +303,22 @@ class Hypervisor {
     report.uri = uri;
     report.error = "cannot probe " + uri + ": " + capabilities().why_no_migration;
     done(report);
+  }
+
+  // Steers a live migration this process started (see MigrationSteer);
+  // ignored when none of `uuid` runs. Takes effect within one progress
+  // interval.
+  virtual void steerMigration(const std::string& uuid, const MigrationSteer& steer) {
+    (void)uuid;
+    (void)steer;
+  }
+
+  // Measures a running domain's memory dirty rate (about a second; QEMU's
+  // page sampling, which works during a migration too). `done` is called
+  // exactly once, on the owning thread.
+  virtual void probeDirtyRate(const std::string& uuid, DirtyRateDone done) {
+    (void)uuid;
+    done(DirtyRateReport{std::nullopt, "this hypervisor cannot measure dirty rates"});
   }
 
   // Settles where a domain whose migration to `destination_uri` failed or
