@@ -50,11 +50,14 @@ def guest_names(count, prefix="bench"):
     return [f"{prefix}-{i}" for i in range(1, count + 1)]
 
 
-def boot_guests(names, memory_mib, dirty_mib, host="a", timeout=300):
+def boot_guests(names, memory_mib, dirty_mib, host="a", timeout=300, redirty_mib_s=0,
+                hot_set_mib=0):
     """Defines and starts the guests on `host`, then waits until each one has
-    dirtied its memory and said so on its console."""
+    dirtied its memory and said so on its console. With redirty_mib_s each
+    keeps rewriting that many MiB/s, within its first hot_set_mib (0: all)."""
     for name in names:
-        labctl.create_guest(name, host=host, memory_mib=memory_mib, dirty_mib=dirty_mib)
+        labctl.create_guest(name, host=host, memory_mib=memory_mib, dirty_mib=dirty_mib,
+                            redirty_mib_s=redirty_mib_s, hot_set_mib=hot_set_mib)
     for name in names:
         labctl.wait_ready(name, timeout=timeout)
 

@@ -136,13 +136,30 @@ def restore_link() -> None:
     lab("restore-link")
 
 
+def shape_link(mbit: int, host: str = "b") -> None:
+    """Limits the migration data into the host's incoming ports to mbit Mbit/s."""
+    lab("shape-link", str(mbit), host)
+
+
+def unshape_link() -> None:
+    lab("unshape-link")
+
+
+def link_bytes(host: str = "b") -> int:
+    """Bytes the shaped link into the host has carried since shape_link."""
+    return int(lab("link-bytes", host).strip())
+
+
 def create_guest(name: str, host: str = "a", memory_mib: int = 512, dirty_mib: int = 200,
-                 redirty_mib_s: int = 0, vcpus: int = 1, policy_xml: str | None = None) -> None:
-    """Defines (persistent) and starts a guest. policy_xml is the text of a
-    <hostmaint:policy> element, put in the domain's <metadata>."""
+                 redirty_mib_s: int = 0, vcpus: int = 1, policy_xml: str | None = None,
+                 hot_set_mib: int = 0) -> None:
+    """Defines (persistent) and starts a guest. It rewrites redirty_mib_s MiB/s
+    of its dirty_mib MiB, within the first hot_set_mib of them (0: all).
+    policy_xml is the text of a <hostmaint:policy> element, put in the domain's
+    <metadata>."""
     args = ["guest", "create", name, "--host", host, "--memory-mib", str(memory_mib),
             "--dirty-mib", str(dirty_mib), "--redirty-mib-s", str(redirty_mib_s),
-            "--vcpus", str(vcpus)]
+            "--hot-set-mib", str(hot_set_mib), "--vcpus", str(vcpus)]
     if policy_xml is None:
         lab(*args)
         return
