@@ -72,6 +72,11 @@ class Hostmaintd:
     def __init__(self, destinations=("b",), extra_config=""):
         self.workdir = Path(tempfile.mkdtemp(prefix="hostmaint-bench-"))
         self.bus = PrivateBus(self.workdir)
+        # HOSTMAINT_BENCH_LOG_LEVEL=debug: hostmaintd.log says what it did when
+        # (kept with HOSTMAINT_BENCH_KEEP).
+        level = os.environ.get("HOSTMAINT_BENCH_LOG_LEVEL")
+        if level:
+            extra_config = f'[log]\nlevel = "{level}"\n\n' + extra_config
         self.daemon = LabDaemon(self.workdir, self.bus, destinations, extra_config)
 
     def set_config(self, edit):
@@ -89,7 +94,7 @@ class Hostmaintd:
 def hostmaintd(destinations=("b",), extra_config=""):
     """Yields a Hostmaintd (not started); stops it and its bus at the end.
     Its workdir (config, log, state) is removed after a clean run and kept,
-    with its path printed, after a failure."""
+    with its path printed, after a failure or with HOSTMAINT_BENCH_KEEP set."""
     handle = Hostmaintd(destinations, extra_config)
     try:
         yield handle
@@ -98,7 +103,10 @@ def hostmaintd(destinations=("b",), extra_config=""):
         print(f"hostmaintd's workdir kept: {handle.workdir} (hostmaintd.log)", flush=True)
         raise
     handle.close()
-    shutil.rmtree(handle.workdir, ignore_errors=True)
+    if os.environ.get("HOSTMAINT_BENCH_KEEP"):
+        print(f"hostmaintd's workdir kept (HOSTMAINT_BENCH_KEEP): {handle.workdir}", flush=True)
+    else:
+        shutil.rmtree(handle.workdir, ignore_errors=True)
 
 
 # --- event streams ------------------------------------------------------------------

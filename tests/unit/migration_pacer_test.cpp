@@ -241,6 +241,36 @@ TEST(MigrationPacer, HoldsThoseThatCannotConvergeAtTheirShare) {
   EXPECT_FALSE(pacer.steering().at("a").hurry);
 }
 
+TEST(MigrationPacer, HoldsHalfWhenHotSetsStopConverging) {
+  MigrationPacer pacer(settings(4, 8));
+  // Guests rewriting a 60 MB hot set: after the first pass each one's
+  // remaining data stays at that floor, while QEMU's dirty rate (averaged
+  // over a long pass) looks harmless.
+  const std::vector<std::string> guests{"a", "b", "c", "d"};
+  for (const auto& uuid : guests) pacer.started(uuid, kStart);
+  TimePoint now = kStart;
+  for (int step = 1; step <= 11; ++step) {
+    now += 500ms;
+    for (std::size_t i = 0; i < guests.size(); ++i) {
+      if (pacer.steering().at(guests[i]).hold) continue;
+      PacerSample sample;
+      sample.at = now;
+      sample.processed_bytes = static_cast<std::uint64_t>(step * 3 * kMB);
+      sample.remaining_bytes = static_cast<std::uint64_t>((60 + i) * kMB);
+      sample.dirty_rate_bps = static_cast<std::uint64_t>(1 * kMB);
+      sample.iteration = 2;
+      pacer.sampled(guests[i], sample);
+    }
+    pacer.evaluate(now, 0);
+  }
+  unsigned held = 0;
+  for (const auto& [uuid, steer] : pacer.steering()) held += steer.hold ? 1 : 0;
+  EXPECT_EQ(held, 2u) << pacer.status().reason;
+  EXPECT_FALSE(pacer.steering().at("a").hold) << "the closest to done keeps the link";
+  EXPECT_NE(pacer.status().reason.find("did not converge"), std::string::npos)
+      << pacer.status().reason;
+}
+
 TEST(MigrationPacer, HurriesOneThatCannotConvergeEvenAlone) {
   MigrationPacer pacer(settings(4, 8));
   Link link(pacer, kStart);

@@ -91,6 +91,7 @@ void MaintenanceEngine::Impl::pacingSampled(const DomainRecord& record,
   sample.processed_bytes = progress.data_processed_bytes;
   sample.remaining_bytes = progress.data_remaining_bytes;
   sample.dirty_rate_bps = progress.memory_dirty_rate_bps;
+  sample.elapsed = progress.elapsed;
   sample.iteration = progress.iteration;
   sample.held = progress.held;
   pacer.sampled(record.uuid, sample);

@@ -98,8 +98,12 @@ void MigrationPacer::sampled(const std::string& uuid, const PacerSample& sample)
                           sample.processed_bytes >= flight.last->processed_bytes &&
                           sample.held == flight.last->held && !sample.held;
   if (comparable) {
-    const double rate = static_cast<double>(sample.processed_bytes - flight.last->processed_bytes) /
-                        seconds(sample.at - flight.last->at);
+    const bool job_clock =
+        sample.elapsed > flight.last->elapsed && flight.last->elapsed.count() > 0;
+    const double interval = job_clock ? seconds(sample.elapsed - flight.last->elapsed)
+                                      : seconds(sample.at - flight.last->at);
+    const double rate =
+        static_cast<double>(sample.processed_bytes - flight.last->processed_bytes) / interval;
     flight.rate_bps = flight.has_rate ? kSmoothing * rate + (1 - kSmoothing) * flight.rate_bps
                                       : rate;
     flight.has_rate = true;
@@ -258,8 +262,20 @@ bool MigrationPacer::judgeTrial(TimePoint now) {
     trial_.reset();
     return false;
   }
+  // The holds take effect at each migration's next poll: the kept ones'
+  // rates count from when all did.
+  if (!trial_->effective) {
+    const bool all_held = std::all_of(trial_->held.begin(), trial_->held.end(), [&](const auto& uuid) {
+      const Flight& flight = flights_.at(uuid);
+      return flight.last && flight.last->held;
+    });
+    if (!all_held) return false;
+    trial_->effective = now;
+    for (const std::string& uuid : kept) flights_.at(uuid).has_rate = false;
+    return false;
+  }
   const bool measured = std::all_of(kept.begin(), kept.end(), [&](const std::string& uuid) {
-    return settled(flights_.at(uuid), trial_->since, now);
+    return settled(flights_.at(uuid), *trial_->effective, now);
   });
   if (!measured) return false;
   const unsigned n = static_cast<unsigned>(kept.size());
@@ -331,7 +347,11 @@ bool MigrationPacer::startTrial(TimePoint now, std::uint64_t waiting_bytes) {
 // Keep the link for those closest to done whose dirtying fits in the
 // budget; hold the others.
 bool MigrationPacer::focusOnConverging(TimePoint now, const std::vector<std::string>& starving) {
-  if (contending() < 2) return false;
+  const unsigned n = contending();
+  if (n < 2) return false;
+  // Half of them at most: a guest that rewrites a hot set shows a low dirty
+  // rate (QEMU averages it over a whole pass) and still cannot converge.
+  const unsigned keep_at_most = std::max(1u, n / 2);
   double dirty_sum = 0;
   unsigned kept = 0;
   std::vector<std::string> kept_now;
@@ -340,7 +360,7 @@ bool MigrationPacer::focusOnConverging(TimePoint now, const std::vector<std::str
     Flight& flight = flights_.at(uuid);
     if (finishing(flight)) continue;
     const double dirty = static_cast<double>(dirtyOf(uuid, flight));
-    if (kept == 0 || dirty_sum + dirty <= budget()) {
+    if (kept == 0 || (kept < keep_at_most && dirty_sum + dirty <= budget())) {
       dirty_sum += dirty;
       ++kept;
       kept_now.push_back(uuid);

@@ -11,10 +11,12 @@
 //   half as many: hold the others at the least bandwidth. If the aggregate
 //   stays within a tenth, the link is the limit and fewer at once only
 //   re-send less (halve again); if it drops, parallelism helps: release;
-// - a migration that dirties memory at least 0.8x as fast as it sends it
-//   does not converge at its share: keep the link for those closest to done
-//   whose dirty rates fit in half of the capacity, hold the rest; one that
-//   does not converge even alone is hurried up its escalation ladder;
+// - a migration that dirties memory at least 0.8x as fast as it sends it,
+//   or whose remaining data stopped reaching new lows after its first pass,
+//   does not converge at its share: keep the link for the half closest to
+//   done (fewer when their dirty rates exceed half of the capacity), hold
+//   the rest; one that does not converge even alone is hurried up its
+//   escalation ladder;
 // - a held migration is released when the link has room for it again.
 #pragma once
 
@@ -42,6 +44,9 @@ struct PacerSample {
   std::uint64_t processed_bytes = 0;
   std::uint64_t remaining_bytes = 0;
   std::uint64_t dirty_rate_bps = 0;  // QEMU's, known after its first pass
+  // The job's own clock (libvirt's time elapsed): rates from it do not
+  // depend on when the report reached the engine. 0: use `at`.
+  std::chrono::milliseconds elapsed{0};
   unsigned iteration = 0;
   bool held = false;  // the hypervisor holds it (as steered)
 };
@@ -101,6 +106,9 @@ class MigrationPacer {
   // aggregate throughput before.
   struct Trial {
     TimePoint since{};
+    // When every migration held for it reported being held: the kept ones'
+    // rates are measured from then.
+    std::optional<TimePoint> effective;
     unsigned before = 0;
     double before_bps = 0;
     std::vector<std::string> held;

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <fstream>
 #include <boost/asio/io_context.hpp>
@@ -58,6 +59,13 @@ hv::LibvirtSettings libvirtSettingsFrom(const agent::Config& config) {
   settings.qemu_process_scope = config.evidence.qemu_process_scope;
   settings.proc_root = config.evidence.proc_root;
   settings.sysfs_root = config.evidence.sysfs_root;
+  // Every action in flight holds a worker for its duration. The engine's
+  // limits say how many run (at a host shutdown, every domain at once by
+  // default): the pool must not add a lower one, and keeps room for the
+  // probes that run beside them. Threads start only when work is there.
+  const unsigned at_shutdown =
+      config.host_shutdown.max_parallel == 0 ? 112u : config.host_shutdown.max_parallel;
+  settings.worker_threads = std::max(config.limits.max_parallel_actions, at_shutdown) + 16;
   return settings;
 }
 

@@ -112,10 +112,19 @@ class LibvirtHypervisor final : public Hypervisor {
   ConnectionState connectionState() const override { return state_; }
   std::string description() const override { return settings_.uri; }
 
+  // libvirt's test driver keeps its state per connection: everything must
+  // use the shared one there.
+  bool usesTestDriver() const {
+    return lower(driver_type_) == "test" || settings_.uri.rfind("test:", 0) == 0;
+  }
+
+  static bool isLongCall(ActionKind kind) {
+    return kind != ActionKind::shutdown;  // its calls are short; it polls
+  }
+
   Capabilities capabilities() const override {
     Capabilities caps;
-    const bool test_driver =
-        lower(driver_type_) == "test" || settings_.uri.rfind("test:", 0) == 0;
+    const bool test_driver = usesTestDriver();
     caps.live_migration = caps.cold_migration = !test_driver;
     if (test_driver) caps.why_no_migration = "the libvirt test driver cannot migrate";
     return caps;
@@ -151,9 +160,24 @@ class LibvirtHypervisor final : public Hypervisor {
       steer_cells_[request.uuid] = cell;
       ctx.steer = cell;
     }
+    const bool own_connection = isLongCall(request.kind) && !usesTestDriver();
     workers_.post([this, alive, conn = conn_, request, done = std::move(done),
-                          ctx = std::move(ctx)]() mutable {
-      ActionResult result = libvirt::runAction(conn.get(), request, ctx);
+                          ctx = std::move(ctx), own_connection]() mutable {
+      // A long call gets a connection of its own: libvirtd runs at most
+      // max_client_requests (5 by default) calls of one connection at once,
+      // so five migrations or saves on the shared one would hold back every
+      // other call (inventory re-reads, progress, probes, a sixth action)
+      // until one of them ended.
+      libvirt::Connection own;
+      if (own_connection) {
+        own.reset(virConnectOpen(settings_.uri.c_str()));
+        if (!own) {
+          spdlog::warn("{} of '{}': cannot open a connection of its own ({}); using the shared one",
+                       libvirt::actionVerb(request.kind), request.name, libvirt::lastError());
+        }
+      }
+      ActionResult result = libvirt::runAction(own ? own.get() : conn.get(), request, ctx);
+      own.reset();
       // A stop interrupts what it must; each action said so already. Nobody
       // hears the result then, and re-reading a domain whose migration goes
       // on waits behind it in libvirtd for seconds: the stop would too.
