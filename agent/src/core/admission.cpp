@@ -55,6 +55,10 @@ bool impactsGroup(const DomainRecord& r, TimePoint now, bool* will_recover) {
     impacted = recovers = true;
   } else if (holds<stage::Done>(r.state) && r.needs_restore) {
     impacted = true;
+  } else if (holds<stage::Restoring>(r.state)) {
+    // Still down until its restore ends (only after the drain, so this
+    // host's own limit never meets it; the fleet's count does).
+    impacted = true;
   } else if (holds<stage::Done>(r.state) && r.finished_at &&
              now < *r.finished_at + r.policy.recovery_time) {
     impacted = recovers = true;

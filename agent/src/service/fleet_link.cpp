@@ -134,10 +134,10 @@ std::optional<std::string> FleetLink::mayImpactGroupMember(const agent::GroupMem
   impact_limits_[member.group] = member.max_impacted_members;
   if (!asked_before) wantImpacts();
   const std::string group = "group '" + member.group + "'";
-  if (!slotValid()) return "waiting for the fleet slot before impacting a member of " + group;
+  if (!slotValid()) return "the fleet slot, before a member of " + group + " is impacted";
   if (auto why = impact_why_not_.find(member.group); why != impact_why_not_.end())
-    return "waiting for an impact of " + group + ": " + why->second;
-  return "taking an impact of " + group + " across the fleet";
+    return why->second;
+  return "an impact of " + group + " across the fleet (being taken)";
 }
 
 std::vector<agent::DestinationConfig> FleetLink::peerDestinations() const {
@@ -269,22 +269,22 @@ void FleetLink::decorate(agent::HostStatus& status) const {
     }
   }
   status.fleet = fleet;
-  // A group whose members wait for an impact across the fleet: one blocker
-  // per group, naming who holds its impacts.
-  std::set<std::string> waiting_groups;
-  for (const auto& [uuid, member] : impact_requests_) {
-    if (impacts_.contains(uuid)) continue;
-    const bool waits = std::any_of(status.domains.begin(), status.domains.end(),
-                                   [&](const agent::DomainStatus& domain) {
-                                     return domain.uuid == uuid &&
-                                            domain.stage == agent::DomainStage::waiting;
-                                   });
-    if (!waits || !waiting_groups.insert(member.group).second) continue;
-    const auto why = impact_why_not_.find(member.group);
+  // A group whose members wait for an impact across the fleet, or are
+  // impacted without one (its lease expired while hostmaintd was away): one
+  // blocker per group, naming who holds its impacts.
+  std::set<std::string> short_groups;
+  for (const agent::DomainStatus& domain : status.domains) {
+    if (domain.group.empty() || impacts_.contains(domain.uuid)) continue;
+    const bool waits = domain.stage == agent::DomainStage::waiting &&
+                       impact_requests_.contains(domain.uuid);
+    if (waits || domain.group_impacted) short_groups.insert(domain.group);
+  }
+  for (const std::string& group : short_groups) {
+    const auto why = impact_why_not_.find(group);
     status.blockers.push_back(agent::Blocker{
-        "group " + member.group,
+        "group " + group,
         why != impact_why_not_.end() ? why->second
-        : !slotValid() ? "waiting for the fleet slot before impacting a member"
+        : !slotValid() ? "waiting for the fleet slot before a member is impacted"
                        : "taking an impact across the fleet"});
   }
   if (command_ && command_->state == "failed" && command_->session_id == status.session_id) {
