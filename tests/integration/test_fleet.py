@@ -568,20 +568,27 @@ class FleetGroupTest(FleetCase):
         self.assertEqual(self.fleet("h1")["impacts"],
                          [{"group": "db", "index": 0, "domain": "vm-db1"}])
         self.schedule_now("h2")
-        status = self.wait_status("h2", self.group_blocker, "h2's group blocker")
-        self.assertIn("held by h1 (vm-db1)", self.group_blocker(status))
+
+        def db2_waits(status):
+            db2 = next(d for d in status["domains"] if d["name"] == "vm-db2")
+            return "held by h1 (vm-db1)" in db2["detail"] and self.group_blocker(status)
+
+        status = self.wait_status("h2", db2_waits, "vm-db2 waiting for h1's impact")
+        self.assertEqual(self.group_blocker(status),
+                         "at most 1 member of group 'db' impacted across the fleet, "
+                         "held by h1 (vm-db1)")
         self.assertEqual(status["phase"], "draining")
         self.assertIsNotNone(status["fleet"]["slot"], "h2 drains: it holds a slot")
         db2 = self.daemons["h2"].domain("vm-db2")
-        self.assertEqual(db2["stage"], "waiting")
-        self.assertIn("at most 1 member of group 'db' impacted across the fleet, held by h1",
-                      db2["detail"])
+        self.assertEqual(db2["state"], "waiting")
+        self.assertEqual(db2["detail"], "waiting: at most 1 member of group 'db' impacted across "
+                         "the fleet, held by h1 (vm-db1)")
 
     def test_two_hosts_never_impact_two_members_of_the_group_at_once(self):
         watch = GroupWatch(self, "db", 1)
         self.start_both()
         time.sleep(1)  # h2 keeps waiting while h1 holds the impact
-        self.assertEqual(self.daemons["h2"].domain("vm-db2")["stage"], "waiting")
+        self.assertEqual(self.daemons["h2"].domain("vm-db2")["state"], "waiting")
         self.assertEqual(self.status("h2")["phase"], "draining")
         # The daemon's fleet view over D-Bus: status.json's `fleet`, with the impacts.
         over_bus = json.loads(self.daemons["h1"].get_property("FleetStatus"))
@@ -592,7 +599,7 @@ class FleetGroupTest(FleetCase):
         self.finish_when_empty("h1")
         self.wait_status("h2", lambda s: s["phase"] == "empty", "h2 empty, vm-db2 suspended")
         self.assertEqual([v["host"] for v in self.impacts().values()], ["h2"])
-        self.assertEqual(self.daemons["h1"].domain("vm-db1")["stage"], "restored")
+        self.assertEqual(self.daemons["h1"].domain("vm-db1")["state"], "restored")
         self.finish_when_empty("h2")
         wait_until(lambda: not self.impacts(), 10, "every impact given back")
         wait_until(lambda: not self.slots(), 10, "every slot given back")
@@ -646,7 +653,7 @@ class FleetPeerTest(FleetCase):
     def migrate_plan(self):
         """h1's maintenance plan for vm-migrate (live-migrate, fallback suspend)."""
         self.schedule_now("h1")
-        domain = wait_until(lambda: (d := self.daemons["h1"].domain("vm-migrate"))["stage"]
+        domain = wait_until(lambda: (d := self.daemons["h1"].domain("vm-migrate"))["state"]
                             not in ("planned",) and d, 20, "vm-migrate planned")
         self.finish_when_empty("h1")
         return domain
