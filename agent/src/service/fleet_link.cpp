@@ -621,7 +621,7 @@ FleetLink::Report FleetLink::exchange(const Desired& desired) {
       view = fl::readFleetView(etcd_, keys_);
     }
     exchangeImpacts(desired, view, report);
-    exchangeIncoming(desired);
+    exchangeIncoming(desired, view);
     worker_incoming_count_ = static_cast<unsigned>(
         std::count_if(view.incoming.begin(), view.incoming.end(),
                       [&](const fl::IncomingMigration& m) { return m.destination == host_; }));
@@ -643,6 +643,12 @@ FleetLink::Report FleetLink::exchange(const Desired& desired) {
 // transaction that creates it only if absent; given back once the member is
 // neither impacted nor waiting for it. Without a slot nothing is taken.
 void FleetLink::exchangeImpacts(const Desired& desired, fl::FleetView& view, Report& report) {
+  // Until the first status is offered the members' needs are unknown: an
+  // impact adopted after a restart must not be given back for want of them.
+  if (!desired.record) {
+    report.impacts = worker_impacts_;
+    return;
+  }
   // Ours in etcd: adopted after a restart while the slot's lease lived, or
   // given back when no member needs it any more.
   std::vector<fl::ImpactHold> stale;
@@ -693,7 +699,14 @@ void FleetLink::exchangeImpacts(const Desired& desired, fl::FleetView& view, Rep
 // Peers as destinations: each migration of this host's to a peer is a key
 // incoming/{peer}/{host}/{uuid} on the slot's lease, so the peer's limit is
 // counted across its sources.
-void FleetLink::exchangeIncoming(const Desired& desired) {
+void FleetLink::exchangeIncoming(const Desired& desired, const fl::FleetView& view) {
+  if (!desired.record) return;  // no status offered yet
+  // Keys of this host's left on an adopted slot lease by its previous process.
+  for (const fl::IncomingMigration& migration : view.incoming) {
+    if (migration.source == host_ && !desired.incoming.contains(migration.uuid) &&
+        !worker_incoming_.contains(migration.uuid))
+      etcd_.remove(keys_.incoming(migration.destination, host_, migration.uuid));
+  }
   for (auto it = worker_incoming_.begin(); it != worker_incoming_.end();) {
     if (desired.incoming.contains(it->first)) {
       ++it;

@@ -157,7 +157,7 @@ class FleetLink {
   agent::fleet::SlotLimits limitsFor(const std::string& session_id) const;
   // Worker: the group impacts and incoming keys of one round.
   void exchangeImpacts(const Desired& desired, agent::fleet::FleetView& view, Report& report);
-  void exchangeIncoming(const Desired& desired);
+  void exchangeIncoming(const Desired& desired, const agent::fleet::FleetView& view);
   std::optional<std::uint64_t> freeMemory() const;
   // Loop: what the worker is asked to hold, from the status and the requests.
   void wantImpacts();
