@@ -90,8 +90,8 @@ class EngineFleetGates : public ::testing::Test {
 
 TEST_F(EngineFleetGates, AGroupedMemberWaitsForItsImpactAcrossTheFleetAndActsOnceGranted) {
   FleetListener listener;
-  const std::string db1 =
-      add("db1", {{"group", "db"}, {"max_impacted_members", "1"}, {"maintenance_action", "suspend"}});
+  const std::string db1 = add(
+      "db1", {{"group", "db"}, {"max_impacted_members", "1"}, {"maintenance_action", "suspend"}});
   start(listener);
   scheduleNow();
   EXPECT_TRUE(requestsOf(ActionKind::managed_save).empty());
@@ -154,8 +154,8 @@ TEST_F(EngineFleetGates, ASessionWithNoDestinationsMigratesToThePeersOffered) {
   EXPECT_EQ(migrations[0].destination_uri, kPeer);
   EXPECT_EQ(migrations[0].migrate_uri, "tcp://10.0.0.2");
   EXPECT_EQ(hypervisor.destinationProbes(kPeer), 1) << "probed like a configured destination";
-  EXPECT_EQ(domain("vm1").stage == DomainStage::waiting || domain("vm2").stage == DomainStage::waiting,
-            true);
+  EXPECT_TRUE(domain("vm1").stage == DomainStage::waiting ||
+              domain("vm2").stage == DomainStage::waiting);
   hypervisor.completeAll();
   EXPECT_EQ(requestsOf(ActionKind::live_migrate).size(), 2u);
 }

@@ -115,7 +115,8 @@ TEST(GroupImpacts, ReadFromTheirKeysAndTheFirstFreeIndexBelowTheLimitIsTaken) {
   const ImpactHold held{"db", 0, "h2", "u-2", "vm-db2", 0};
   const std::vector<KeyValue> kvs{
       {kKeys.groupImpact("db", 0), encodeImpact(held), 1, 1, 42},
-      {kKeys.groupImpact("db", 2), encodeImpact(ImpactHold{"db", 2, "h3", "u-3", "vm-db3", 0}), 1, 1, 43},
+      {kKeys.groupImpact("db", 2), encodeImpact(ImpactHold{"db", 2, "h3", "u-3", "vm-db3", 0}), 1,
+       1, 43},
       {kKeys.groupImpact("web", 0), "{}", 1, 1, 44},
       {kKeys.incoming("h2", "h1", "u-1"), "vm1", 1, 1, 45},
       {kKeys.base() + "incoming/h2", "vm1", 1, 1, 45},
@@ -126,7 +127,8 @@ TEST(GroupImpacts, ReadFromTheirKeysAndTheFirstFreeIndexBelowTheLimitIsTaken) {
   EXPECT_EQ(view.impacts.at("db").at(0), expected);
   EXPECT_EQ(view.impacts.at("db").at(2).host, "h3");
   EXPECT_EQ(view.incoming, (std::vector<IncomingMigration>{{"h2", "h1", "u-1", "vm1"}}));
-  EXPECT_EQ(view.malformed.size(), 2u) << "an impact naming no host, an incoming key without its parts";
+  EXPECT_EQ(view.malformed.size(), 2u)
+      << "an impact naming no host, an incoming key without its parts";
 
   EXPECT_EQ(freeImpactIndex(view, "db", 1), std::nullopt);
   EXPECT_EQ(freeImpactIndex(view, "db", 2), 1u);
@@ -438,9 +440,11 @@ TEST(FleetStatusJson, ShownOnlyWithAFleetWithEveryField) {
   // The impacts held and the peers as destinations.
   status.fleet->impacts = {FleetImpact{"db", 0, "vm-db1"}};
   status.fleet->peers = {FleetPeer{"h2", "qemu+tls://h2/system", 8ull << 30, 1, 2, true, ""},
-                         FleetPeer{"h3", "", std::nullopt, 0, 2, false, "publishes no migration URI"}};
+                         FleetPeer{"h3", "", std::nullopt, 0, 2, false,
+                                   "publishes no migration URI"}};
   const nlohmann::json more = fleetToJson(*status.fleet);
-  EXPECT_EQ(more["impacts"], (nlohmann::json::array({{{"group", "db"}, {"index", 0}, {"domain", "vm-db1"}}})));
+  EXPECT_EQ(more["impacts"],
+            (nlohmann::json::array({{{"group", "db"}, {"index", 0}, {"domain", "vm-db1"}}})));
   EXPECT_EQ(more["peers"][0], (nlohmann::json{{"host", "h2"},
                                               {"uri", "qemu+tls://h2/system"},
                                               {"free_memory_bytes", 8ull << 30},

@@ -271,7 +271,8 @@ nlohmann::json fleetToJson(const FleetStatus& fleet) {
   auto time = [](TimePoint t) { return formatTime(t); };
   json impacts = json::array();
   for (const FleetImpact& impact : fleet.impacts) {
-    impacts.push_back({{"group", impact.group}, {"index", impact.index}, {"domain", impact.domain}});
+    impacts.push_back(
+        {{"group", impact.group}, {"index", impact.index}, {"domain", impact.domain}});
   }
   json peers = json::array();
   for (const FleetPeer& peer : fleet.peers) {

@@ -147,7 +147,8 @@ HostRecord decodeHostRecord(const std::string& text) {
   }
   record.migration_uri = field<std::string>(object, "migration_uri", "");
   record.migrate_uri = field<std::string>(object, "migrate_uri", "");
-  if (const auto free = object.find("free_memory_bytes"); free != object.end() && !free->is_null()) {
+  if (const auto free = object.find("free_memory_bytes");
+      free != object.end() && !free->is_null()) {
     if (!free->is_number_unsigned()) throw EtcdFormatError("'free_memory_bytes' is not a size");
     record.free_memory_bytes = free->get<std::uint64_t>();
   }
@@ -284,9 +285,10 @@ FleetView parseFleetView(const std::vector<KeyValue>& kvs, const FleetKeys& keys
         const std::size_t second =
             first == std::string_view::npos ? first : tail.find('/', first + 1);
         if (second == std::string_view::npos) throw EtcdFormatError("not destination/source/uuid");
-        view.incoming.push_back(IncomingMigration{std::string(tail.substr(0, first)),
-                                                  std::string(tail.substr(first + 1, second - first - 1)),
-                                                  std::string(tail.substr(second + 1)), kv.value});
+        view.incoming.push_back(
+            IncomingMigration{std::string(tail.substr(0, first)),
+                              std::string(tail.substr(first + 1, second - first - 1)),
+                              std::string(tail.substr(second + 1)), kv.value});
       } else if (rest.starts_with("done/")) {
         const std::string_view tail = rest.substr(5);
         const std::size_t slash = tail.find('/');

@@ -734,7 +734,8 @@ std::optional<std::uint64_t> FleetLink::freeMemory() const {
   const std::optional<std::uint64_t> available = fl::memAvailableBytes(text.str());
   if (!available) return std::nullopt;
   constexpr std::uint64_t kStep = 64ULL << 20;
-  const std::uint64_t free = *available > local_.reserved_bytes ? *available - local_.reserved_bytes : 0;
+  const std::uint64_t free =
+      *available > local_.reserved_bytes ? *available - local_.reserved_bytes : 0;
   return free / kStep * kStep;
 }
 
