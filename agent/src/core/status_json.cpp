@@ -186,6 +186,42 @@ bool expect(std::string_view text, std::size_t& pos, char c) {
 
 }  // namespace
 
+nlohmann::json fleetToJson(const FleetStatus& fleet) {
+  auto time = [](TimePoint t) { return formatTime(t); };
+  json impacts = json::array();
+  for (const FleetImpact& impact : fleet.impacts) {
+    impacts.push_back(
+        {{"group", impact.group}, {"index", impact.index}, {"domain", impact.domain}});
+  }
+  json peers = json::array();
+  for (const FleetPeer& peer : fleet.peers) {
+    peers.push_back({{"host", peer.host},
+                     {"uri", peer.uri},
+                     {"free_memory_bytes",
+                      orNull(peer.free_memory_bytes, [](std::uint64_t b) { return b; })},
+                     {"incoming", peer.incoming},
+                     {"max_incoming", peer.max_incoming},
+                     {"usable", peer.usable},
+                     {"why_not", peer.usable ? json(nullptr) : json(peer.why_not)}});
+  }
+  return {
+      {"name", fleet.name},
+      {"host", fleet.host},
+      {"state", fleet.reachable ? "ok" : "unreachable"},
+      {"endpoint", fleet.endpoint},
+      {"since", orNull(fleet.since, time)},
+      {"last_error", orNull(fleet.last_error, [](const std::string& e) { return e; })},
+      {"slot", orNull(fleet.slot, [](unsigned slot) { return slot; })},
+      {"waiting_for_slot", fleet.waiting_for_slot},
+      {"max_concurrent", fleet.max_concurrent},
+      {"hosts", fleet.hosts},
+      {"hosts_in_maintenance", fleet.hosts_in_maintenance},
+      {"schedule_id", orNull(fleet.schedule_id, [](const std::string& id) { return id; })},
+      {"impacts", impacts},
+      {"peers", peers},
+  };
+}
+
 json statusToJson(const HostStatus& status) {
   json blockers = json::array();
   for (const Blocker& blocker : status.blockers) {
@@ -265,42 +301,6 @@ json statusToJson(const HostStatus& status) {
     };
   }
   return document;
-}
-
-nlohmann::json fleetToJson(const FleetStatus& fleet) {
-  auto time = [](TimePoint t) { return formatTime(t); };
-  json impacts = json::array();
-  for (const FleetImpact& impact : fleet.impacts) {
-    impacts.push_back(
-        {{"group", impact.group}, {"index", impact.index}, {"domain", impact.domain}});
-  }
-  json peers = json::array();
-  for (const FleetPeer& peer : fleet.peers) {
-    peers.push_back({{"host", peer.host},
-                     {"uri", peer.uri},
-                     {"free_memory_bytes",
-                      orNull(peer.free_memory_bytes, [](std::uint64_t b) { return b; })},
-                     {"incoming", peer.incoming},
-                     {"max_incoming", peer.max_incoming},
-                     {"usable", peer.usable},
-                     {"why_not", peer.usable ? json(nullptr) : json(peer.why_not)}});
-  }
-  return {
-      {"name", fleet.name},
-      {"host", fleet.host},
-      {"state", fleet.reachable ? "ok" : "unreachable"},
-      {"endpoint", fleet.endpoint},
-      {"since", orNull(fleet.since, time)},
-      {"last_error", orNull(fleet.last_error, [](const std::string& e) { return e; })},
-      {"slot", orNull(fleet.slot, [](unsigned slot) { return slot; })},
-      {"waiting_for_slot", fleet.waiting_for_slot},
-      {"max_concurrent", fleet.max_concurrent},
-      {"hosts", fleet.hosts},
-      {"hosts_in_maintenance", fleet.hosts_in_maintenance},
-      {"schedule_id", orNull(fleet.schedule_id, [](const std::string& id) { return id; })},
-      {"impacts", impacts},
-      {"peers", peers},
-  };
 }
 
 std::string formatTime(TimePoint time) {
