@@ -83,12 +83,15 @@ class FleetCase(unittest.TestCase):
             hostdir.mkdir()
             bus = PrivateBus(hostdir)
             self.addCleanup(bus.stop)
-            daemon = Daemon(hostdir, bus, DATA_DIR / "node-basic.xml", self.fleet_config(host))
+            daemon = Daemon(hostdir, bus, self.node_xml(host), self.fleet_config(host))
             (hostdir / "boot_id").write_text("boot-1\n")
             daemon.extra_args = ["--boot-id-file", str(hostdir / "boot_id")]
             self.addCleanup(self._stop_daemon, daemon)
             daemon.start()
             self.daemons[host] = daemon
+
+    def node_xml(self, host):
+        return DATA_DIR / "node-basic.xml"
 
     def fleet_config(self, host):
         endpoints = ", ".join(f'"{e}"' for e in self.etcd.endpoints)
@@ -300,9 +303,6 @@ class FleetTest(FleetCase):
         self.finish_when_empty("h1")
 
 
-if __name__ == "__main__":
-    unittest.main()
-
 
 @requires_tools("etcd", "dbus-daemon")
 class FleetDomainTest(FleetCase):
@@ -474,3 +474,218 @@ class FleetTlsAuthTest(unittest.TestCase):
         result = self.daemon.ctl("fleet", "--config", str(self.daemon.config_path), "status",
                                  check=5)
         self.assertIn("etcd refused user", result.stderr)
+
+
+GROUPED_NODE = """<?xml version="1.0"?>
+<node>
+  <cpu><nodes>1</nodes><sockets>1</sockets><cores>4</cores><threads>1</threads><active>4</active><mhz>2000</mhz><model>x86_64</model></cpu>
+  <memory>16777216</memory>
+  <domain type="test" xmlns:test="http://libvirt.org/schemas/domain/test/1.0">
+    <name>{name}</name><uuid>0b2c4d6e-0000-4000-8000-00000000010{n}</uuid>
+    <memory unit="MiB">512</memory><vcpu>1</vcpu><os><type>hvm</type></os>
+    <metadata><hostmaint:policy xmlns:hostmaint="https://hostmaint.org/xmlns/policy/1">
+      <hostmaint:maintenance_action>suspend</hostmaint:maintenance_action>
+      <hostmaint:group>db</hostmaint:group><hostmaint:max_impacted_members>1</hostmaint:max_impacted_members>
+    </hostmaint:policy></metadata>
+  </domain>
+</node>
+"""
+
+
+class GroupWatch:
+    """Samples etcd on a thread while a test runs (one range: one revision): never more
+    impacts of the group held than allowed, and, while `records` is set, never more of its
+    members impacted in the hosts' published records."""
+
+    def __init__(self, test, group, limit):
+        self.test = test
+        self.group = group
+        self.limit = limit
+        self.records = True
+        self.violations = []
+        self.max_seen = 0
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        while not self.stop_event.wait(0.02):
+            try:
+                everything = self.test.etcd.range_prefix(PREFIX)
+            except RuntimeError:
+                continue
+            impacts = {k: v for k, v in everything.items()
+                       if k.startswith(PREFIX + f"groups/{self.group}/impact/")}
+            self.max_seen = max(self.max_seen, len(impacts))
+            if len(impacts) > self.limit:
+                self.violations.append(f"impacts held: {impacts}")
+            if not self.records:
+                continue
+            impacted = []
+            for key, value in everything.items():
+                if key.startswith(PREFIX + "hosts/"):
+                    record = json.loads(value)
+                    members = record.get("groups", {}).get(self.group, {})
+                    impacted += [f"{record['host']}:{m}" for m in members.get("impacted", [])]
+            if len(impacted) > self.limit:
+                self.violations.append(f"members impacted in the records: {impacted}")
+
+    def check(self):
+        self.stop_event.set()
+        self.thread.join(timeout=5)
+        self.test.assertEqual(self.violations[:5], [], "the group's limit was broken")
+        self.test.assertEqual(self.max_seen, self.limit, "the group was never impacted")
+
+
+@requires_tools("etcd", "dbus-daemon")
+class FleetGroupTest(FleetCase):
+    """Groups across hosts: h1 has vm-db1, h2 vm-db2, both members of group db with
+    max_impacted_members = 1 (and suspended in maintenance); two hosts may be in maintenance
+    at once, but never with both members down."""
+    max_concurrent = 2
+
+    def node_xml(self, host):
+        path = self.workdir / f"node-{host}.xml"
+        index = HOSTS.index(host) + 1
+        path.write_text(GROUPED_NODE.format(name=f"vm-db{index}", n=index))
+        return path
+
+    def impacts(self):
+        return {k: json.loads(v)
+                for k, v in self.etcd.range_prefix(PREFIX + "groups/db/impact/").items()}
+
+    def group_blocker(self, status):
+        return next((b["reason"] for b in status["blockers"] if b["subject"] == "group db"), None)
+
+    def start_both(self):
+        """h1 drains and suspends vm-db1 holding the group's impact; h2 drains and waits."""
+        self.schedule_now("h1")
+        self.wait_status("h1", lambda s: s["phase"] == "empty", "h1 empty, vm-db1 suspended")
+        impacts = self.impacts()
+        self.assertEqual(list(impacts), [PREFIX + "groups/db/impact/0"])
+        self.assertEqual(impacts[PREFIX + "groups/db/impact/0"]["host"], "h1")
+        self.assertEqual(impacts[PREFIX + "groups/db/impact/0"]["name"], "vm-db1")
+        self.assertEqual(self.fleet("h1")["impacts"],
+                         [{"group": "db", "index": 0, "domain": "vm-db1"}])
+        self.schedule_now("h2")
+
+        def db2_waits(status):
+            db2 = next(d for d in status["domains"] if d["name"] == "vm-db2")
+            return "held by h1 (vm-db1)" in db2["detail"] and self.group_blocker(status)
+
+        status = self.wait_status("h2", db2_waits, "vm-db2 waiting for h1's impact")
+        self.assertEqual(self.group_blocker(status),
+                         "at most 1 member of group 'db' impacted across the fleet, "
+                         "held by h1 (vm-db1)")
+        self.assertEqual(status["phase"], "draining")
+        self.assertIsNotNone(status["fleet"]["slot"], "h2 drains: it holds a slot")
+        db2 = self.daemons["h2"].domain("vm-db2")
+        self.assertEqual(db2["state"], "waiting")
+        self.assertEqual(db2["detail"], "waiting: at most 1 member of group 'db' impacted across "
+                         "the fleet, held by h1 (vm-db1)")
+
+    def test_two_hosts_never_impact_two_members_of_the_group_at_once(self):
+        watch = GroupWatch(self, "db", 1)
+        self.start_both()
+        time.sleep(1)  # h2 keeps waiting while h1 holds the impact
+        self.assertEqual(self.daemons["h2"].domain("vm-db2")["state"], "waiting")
+        self.assertEqual(self.status("h2")["phase"], "draining")
+        # The daemon's fleet view over D-Bus: status.json's `fleet`, with the impacts.
+        over_bus = json.loads(self.daemons["h1"].get_property("FleetStatus"))
+        self.assertEqual(over_bus["impacts"], [{"group": "db", "index": 0, "domain": "vm-db1"}])
+        self.assertEqual(over_bus["host"], "h1")
+        self.assertNotEqual(self.daemons["h3"].get_property("FleetStatus"), "null")
+        # h1 finishes: vm-db1 restored, its impact given back, and only then vm-db2 goes.
+        self.finish_when_empty("h1")
+        self.wait_status("h2", lambda s: s["phase"] == "empty", "h2 empty, vm-db2 suspended")
+        self.assertEqual([v["host"] for v in self.impacts().values()], ["h2"])
+        self.assertEqual(self.daemons["h1"].domain("vm-db1")["state"], "restored")
+        self.finish_when_empty("h2")
+        wait_until(lambda: not self.impacts(), 10, "every impact given back")
+        wait_until(lambda: not self.slots(), 10, "every slot given back")
+        watch.check()
+
+    def test_killed_holder_frees_its_impact_after_the_ttl(self):
+        watch = GroupWatch(self, "db", 1)
+        self.start_both()
+        # While agents die, the records come and go with their own leases: the impacts
+        # (etcd's truth) are what is checked from here.
+        watch.records = False
+        lost_at = time.monotonic()
+        self.daemons["h1"].stop(sig=signal.SIGKILL)
+        wait_until(lambda: [v["host"] for v in self.impacts().values()] == ["h2"],
+                   LEASE_TTL + 10, "h2 holding the group's impact")
+        # h1's impact lived on its slot's lease, renewed at most one poll before the kill.
+        self.assertGreaterEqual(time.monotonic() - lost_at, LEASE_TTL - 0.5)
+        self.wait_status("h2", lambda s: s["phase"] == "empty", "h2 empty, vm-db2 suspended")
+        watch.check()
+        # Back, h1 still has vm-db1 suspended: impacted without an impact; it says so and
+        # takes one only when h2 gives its back.
+        self.daemons["h1"].start()
+        status = self.wait_status("h1", lambda s: (self.group_blocker(s) or "").find("held by h2")
+                                  >= 0, "h1's group blocker")
+        self.assertIn("held by h2 (vm-db2)", self.group_blocker(status))
+        self.assertEqual([v["host"] for v in self.impacts().values()], ["h2"])
+        self.finish_when_empty("h2")
+        self.wait_status("h1", lambda s: s["fleet"]["impacts"] and not self.group_blocker(s),
+                         "h1 holding the impact again")
+        self.assertEqual([v["host"] for v in self.impacts().values()], ["h1"])
+        self.finish_when_empty("h1")
+        wait_until(lambda: not self.impacts(), 10, "every impact given back")
+
+
+@requires_tools("etcd", "dbus-daemon")
+class FleetPeerTest(FleetCase):
+    """Peers as destinations: no host has [migration] destinations; each publishes its
+    migration URI; h2 takes no incoming migration (max_incoming_migrations = 0, full).
+    The test driver cannot migrate, so what is checked is the candidates: the peers in
+    status.json's `fleet.peers`, and that h1's plan had a destination to consider."""
+    max_concurrent = 2
+
+    def fleet_config(self, host):
+        limit = 0 if host == "h2" else 2
+        return (super().fleet_config(host) + f'migration_uri = "test:///peer/{host}"\n'
+                f"max_incoming_migrations = {limit}\n")
+
+    def peers(self, host):
+        return {p["host"]: p for p in self.fleet(host).get("peers", [])}
+
+    def migrate_plan(self):
+        """h1's maintenance plan for vm-migrate (live-migrate, fallback suspend)."""
+        self.schedule_now("h1")
+        domain = wait_until(lambda: (d := self.daemons["h1"].domain("vm-migrate"))["state"]
+                            not in ("planned",) and d, 20, "vm-migrate planned")
+        self.finish_when_empty("h1")
+        return domain
+
+    def test_a_host_without_destinations_takes_idle_peers_with_room(self):
+        peers = wait_until(lambda: len(self.peers("h1")) == 2 and self.peers("h1"), 20,
+                           "h1 seeing both peers")
+        self.assertTrue(peers["h3"]["usable"], peers)
+        self.assertEqual(peers["h3"]["uri"], "test:///peer/h3")
+        self.assertGreater(peers["h3"]["free_memory_bytes"], 0)
+        self.assertEqual(peers["h3"]["max_incoming"], 2)
+        self.assertFalse(peers["h2"]["usable"])
+        self.assertEqual(peers["h2"]["why_not"], "0 of max 0 incoming migrations")
+        # With h3 a candidate the plan had a destination: only the test driver stops it.
+        domain = self.migrate_plan()
+        text = json.dumps(domain)
+        self.assertIn("test driver cannot migrate", text)
+        self.assertNotIn("no migration destination", text)
+        # h3 in maintenance (cordoned from its drain on): no candidate is left.
+        self.schedule_now("h3")
+        self.wait_status("h3", lambda s: s["phase"] == "empty", "h3 empty")
+        # Its record says so as soon as it is scheduled, and cordoned once it drains.
+        peers = wait_until(lambda: self.peers("h1")["h3"]["why_not"] == "cordoned"
+                           and self.peers("h1"), 10, "h3 no longer a candidate: cordoned")
+        self.assertFalse(peers["h3"]["usable"])
+        over_bus = json.loads(self.daemons["h1"].get_property("FleetStatus"))
+        self.assertEqual({p["host"]: p["usable"] for p in over_bus["peers"]},
+                         {"h2": False, "h3": False})
+        domain = self.migrate_plan()
+        self.assertIn("no migration destination is configured", json.dumps(domain))
+        self.finish_when_empty("h3")
+
+
+if __name__ == "__main__":
+    unittest.main()

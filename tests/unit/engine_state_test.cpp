@@ -127,8 +127,8 @@ TEST(StatusProjectionTest, WaitReasonsBecomeWordsInOnePlace) {
 TEST(StatusProjectionTest, StalledGroupsAndFailuresAreBlockersOthersAreNot) {
   EngineState state;
   state.phase = HostPhase::draining;
-  state.domains = {record("stalled", stage::Waiting{wait::GroupLimit{"db", 1, 1, true}}),
-                   record("recovering", stage::Waiting{wait::GroupLimit{"db", 1, 1, false}}),
+  state.domains = {record("stalled", stage::Waiting{wait::GroupLimit{"db", 1, 1, true, {}}}),
+                   record("recovering", stage::Waiting{wait::GroupLimit{"db", 1, 1, false, {}}}),
                    record("broken", stage::Failed{"live-migrate failed: boom"}),
                    record("busy", migrating())};
   const std::optional<std::vector<hv::EvidenceCheck>> evidence;

@@ -70,6 +70,122 @@ TEST(FleetView, ReadsEveryKindOfKeyAndListsWhatIsMalformed) {
   EXPECT_THAT(view.malformed[0], HasSubstr("/hostmaint/prod/hosts/h2"));
 }
 
+TEST(FleetKeys, LayOutGroupImpactsAndIncomingMigrations) {
+  EXPECT_EQ(kKeys.groupImpact("db", 1), "/hostmaint/prod/groups/db/impact/1");
+  EXPECT_EQ(kKeys.incoming("h2", "h1", "u-1"), "/hostmaint/prod/incoming/h2/h1/u-1");
+}
+
+TEST(HostRecord, CarriesGroupsAndWhatAPeerOffersAndReadsOldRecords) {
+  HostRecord record;
+  record.host = "h1";
+  record.groups["db"] = GroupMembers{{"vm-db1", "vm-db3"}, {"vm-db1"}};
+  record.migration_uri = "qemu+tls://h1/system";
+  record.migrate_uri = "tcp://10.0.0.1";
+  record.free_memory_bytes = 64ull << 30;
+  record.incoming = 1;
+  record.max_incoming = 2;
+  EXPECT_EQ(decodeHostRecord(encodeHostRecord(record)), record);
+  const nlohmann::json encoded = nlohmann::json::parse(encodeHostRecord(record));
+  EXPECT_EQ(encoded["groups"]["db"]["impacted"], nlohmann::json::array({"vm-db1"}));
+  // A record of a host that does not publish them: none, unknown memory.
+  const HostRecord old = decodeHostRecord(R"({"host":"h9","phase":"idle"})");
+  EXPECT_TRUE(old.groups.empty());
+  EXPECT_FALSE(old.free_memory_bytes);
+  EXPECT_EQ(old.migration_uri, "");
+  EXPECT_THROW(decodeHostRecord(R"({"groups":{"db":[1]}})"), EtcdFormatError);
+  EXPECT_THROW(decodeHostRecord(R"({"free_memory_bytes":-1})"), EtcdFormatError);
+}
+
+TEST(HostRecord, ListsEachGroupsMembersAndTheImpactedOnes) {
+  HostStatus status;
+  status.domains.resize(3);
+  status.domains[0].name = "vm-db1";
+  status.domains[0].group = "db";
+  status.domains[0].group_impacted = true;
+  status.domains[1].name = "vm-db2";
+  status.domains[1].group = "db";
+  status.domains[2].name = "web";
+  const HostRecord record = hostRecordFrom(status, "h1", "");
+  ASSERT_EQ(record.groups.size(), 1u);
+  EXPECT_EQ(record.groups.at("db").members, (std::vector<std::string>{"vm-db1", "vm-db2"}));
+  EXPECT_EQ(record.groups.at("db").impacted, std::vector<std::string>{"vm-db1"});
+}
+
+TEST(GroupImpacts, ReadFromTheirKeysAndTheFirstFreeIndexBelowTheLimitIsTaken) {
+  const ImpactHold held{"db", 0, "h2", "u-2", "vm-db2", 0};
+  const std::vector<KeyValue> kvs{
+      {kKeys.groupImpact("db", 0), encodeImpact(held), 1, 1, 42},
+      {kKeys.groupImpact("db", 2), encodeImpact(ImpactHold{"db", 2, "h3", "u-3", "vm-db3", 0}), 1,
+       1, 43},
+      {kKeys.groupImpact("web", 0), "{}", 1, 1, 44},
+      {kKeys.incoming("h2", "h1", "u-1"), "vm1", 1, 1, 45},
+      {kKeys.base() + "incoming/h2", "vm1", 1, 1, 45},
+  };
+  const FleetView view = parseFleetView(kvs, kKeys);
+  ImpactHold expected = held;
+  expected.lease = 42;
+  EXPECT_EQ(view.impacts.at("db").at(0), expected);
+  EXPECT_EQ(view.impacts.at("db").at(2).host, "h3");
+  EXPECT_EQ(view.incoming, (std::vector<IncomingMigration>{{"h2", "h1", "u-1", "vm1"}}));
+  EXPECT_EQ(view.malformed.size(), 2u)
+      << "an impact naming no host, an incoming key without its parts";
+
+  EXPECT_EQ(freeImpactIndex(view, "db", 1), std::nullopt);
+  EXPECT_EQ(freeImpactIndex(view, "db", 2), 1u);
+  EXPECT_EQ(freeImpactIndex(view, "db", 3), 1u);
+  EXPECT_EQ(freeImpactIndex(view, "other", 1), 0u);
+  EXPECT_EQ(impactsHeldText(view, "db", 1),
+            "at most 1 member of group 'db' impacted across the fleet, held by h2 (vm-db2)");
+  EXPECT_EQ(impactsHeldText(view, "db", 3),
+            "at most 3 members of group 'db' impacted across the fleet, held by h2 (vm-db2), "
+            "h3 (vm-db3)");
+}
+
+TEST(PeerDestinations, OnlyIdleUncordonedPeersWithRoomAndBelowTheirIncomingLimit) {
+  FleetView view;
+  auto peer = [&](const std::string& host, const std::string& phase) -> HostRecord& {
+    HostRecord& record = view.hosts[host];
+    record.host = host;
+    record.phase = phase;
+    record.migration_uri = "qemu+tls://" + host + "/system";
+    record.free_memory_bytes = 8ull << 30;
+    record.max_incoming = 2;
+    return record;
+  };
+  peer("h1", "draining");  // self
+  peer("h2", "idle");
+  peer("h3", "empty");
+  peer("h4", "idle").cordoned = true;
+  peer("h5", "idle").free_memory_bytes = 0;
+  peer("h6", "idle").migration_uri = "";
+  peer("h7", "idle");
+  peer("h8", "idle").free_memory_bytes.reset();
+  view.incoming = {{"h7", "h9", "u-1", "a"}, {"h7", "h9", "u-2", "b"},  // h7 full from h9
+                   {"h2", "h1", "u-3", "c"}};  // self's own: the engine counts those
+  const std::vector<PeerDestination> peers = peerDestinations(view, "h1");
+  ASSERT_EQ(peers.size(), 7u);
+  std::map<std::string, PeerDestination> by_host;
+  for (const auto& p : peers) by_host[p.host] = p;
+  EXPECT_TRUE(by_host["h2"].usable);
+  EXPECT_EQ(by_host["h2"].incoming, 0u);
+  EXPECT_EQ(by_host["h2"].uri, "qemu+tls://h2/system");
+  EXPECT_EQ(by_host["h3"].why_not, "in maintenance (empty)");
+  EXPECT_EQ(by_host["h4"].why_not, "cordoned");
+  EXPECT_EQ(by_host["h5"].why_not, "no free memory after its reserve");
+  EXPECT_EQ(by_host["h6"].why_not, "publishes no migration URI");
+  EXPECT_EQ(by_host["h7"].why_not, "2 of max 2 incoming migrations");
+  EXPECT_EQ(by_host["h8"].why_not, "its free memory is not known");
+  for (const auto& p : peers) EXPECT_EQ(p.usable, p.host == "h2") << p.host;
+}
+
+TEST(MemAvailable, ReadFromMeminfo) {
+  EXPECT_EQ(memAvailableBytes("MemTotal:       16318480 kB\nMemFree:          812344 kB\n"
+                              "MemAvailable:    9876543 kB\nBuffers: 1 kB\n"),
+            9876543ull * 1024);
+  EXPECT_EQ(memAvailableBytes("MemTotal: 1 kB\n"), std::nullopt);
+  EXPECT_EQ(memAvailableBytes("MemAvailable: lots\n"), std::nullopt);
+}
+
 TEST(FleetView, ScheduleWithoutIdOrLimitIsRefused) {
   EXPECT_THROW(decodeSchedule(R"({"all":true})"), EtcdFormatError);
   EXPECT_THROW(decodeSchedule(R"({"id":"r","all":true,"max_concurrent":0})"), EtcdFormatError);
@@ -106,9 +222,16 @@ TEST(FleetConfig, OffByDefaultAndReadWhenGiven) {
   const Config config = parseConfig(
       "[fleet]\nendpoints = [\"http://127.0.0.1:2379\", \"http://127.0.0.2:2379\"]\n"
       "name = \"prod\"\nhost = \"h1\"\nfailure_domain = \"rack1\"\nmax_concurrent = 3\n"
-      "max_concurrent_per_domain = 1\nlease_ttl = \"30s\"\npoll_interval = \"500ms\"\n",
+      "max_concurrent_per_domain = 1\nlease_ttl = \"30s\"\npoll_interval = \"500ms\"\n"
+      "migration_uri = \"qemu+tls://h1/system\"\nmigrate_uri = \"tcp://10.0.0.1\"\n"
+      "max_incoming_migrations = 0\n",
       "t.conf");
   EXPECT_TRUE(config.fleet.enabled());
+  EXPECT_EQ(config.fleet.migration_uri, "qemu+tls://h1/system");
+  EXPECT_EQ(config.fleet.migrate_uri, "tcp://10.0.0.1");
+  EXPECT_EQ(config.fleet.max_incoming_migrations, 0u);
+  EXPECT_EQ(defaults.fleet.migration_uri, "");
+  EXPECT_EQ(defaults.fleet.max_incoming_migrations, 2u);
   EXPECT_EQ(config.fleet.endpoints.size(), 2u);
   EXPECT_EQ(config.fleet.max_concurrent, 3u);
   EXPECT_EQ(config.fleet.lease_ttl, std::chrono::seconds(30));
@@ -311,7 +434,26 @@ TEST(FleetStatusJson, ShownOnlyWithAFleetWithEveryField) {
                                    {"max_concurrent", 2},
                                    {"hosts", 3},
                                    {"hosts_in_maintenance", 0},
-                                   {"schedule_id", "r1"}}));
+                                   {"schedule_id", "r1"},
+                                   {"impacts", nlohmann::json::array()},
+                                   {"peers", nlohmann::json::array()}}));
+  // The impacts held and the peers as destinations.
+  status.fleet->impacts = {FleetImpact{"db", 0, "vm-db1"}};
+  status.fleet->peers = {FleetPeer{"h2", "qemu+tls://h2/system", 8ull << 30, 1, 2, true, ""},
+                         FleetPeer{"h3", "", std::nullopt, 0, 2, false,
+                                   "publishes no migration URI"}};
+  const nlohmann::json more = fleetToJson(*status.fleet);
+  EXPECT_EQ(more["impacts"],
+            (nlohmann::json::array({{{"group", "db"}, {"index", 0}, {"domain", "vm-db1"}}})));
+  EXPECT_EQ(more["peers"][0], (nlohmann::json{{"host", "h2"},
+                                              {"uri", "qemu+tls://h2/system"},
+                                              {"free_memory_bytes", 8ull << 30},
+                                              {"incoming", 1},
+                                              {"max_incoming", 2},
+                                              {"usable", true},
+                                              {"why_not", nullptr}}));
+  EXPECT_EQ(more["peers"][1]["free_memory_bytes"], nullptr);
+  EXPECT_EQ(more["peers"][1]["why_not"], "publishes no migration URI");
 }
 
 }  // namespace

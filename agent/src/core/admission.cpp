@@ -39,18 +39,32 @@ GroupImpact groupImpact(const EngineState& state, const std::string& group,
   GroupImpact impact;
   for (const DomainRecord& r : state.domains) {
     if (r.policy.group != group || r.uuid == except_uuid) continue;
-    if (holds<stage::Acting>(r.state)) {
+    bool will_recover = false;
+    if (impactsGroup(r, now, &will_recover)) {
       ++impact.impacted;
-      impact.will_recover = true;
-    } else if (holds<stage::Done>(r.state) && r.needs_restore) {
-      ++impact.impacted;
-    } else if (holds<stage::Done>(r.state) && r.finished_at &&
-               now < *r.finished_at + r.policy.recovery_time) {
-      ++impact.impacted;
-      impact.will_recover = true;
+      impact.will_recover = impact.will_recover || will_recover;
     }
   }
   return impact;
+}
+
+bool impactsGroup(const DomainRecord& r, TimePoint now, bool* will_recover) {
+  bool recovers = false;
+  bool impacted = false;
+  if (holds<stage::Acting>(r.state)) {
+    impacted = recovers = true;
+  } else if (holds<stage::Done>(r.state) && r.needs_restore) {
+    impacted = true;
+  } else if (holds<stage::Restoring>(r.state)) {
+    // Still down until its restore ends (only after the drain, so this
+    // host's own limit never meets it; the fleet's count does).
+    impacted = true;
+  } else if (holds<stage::Done>(r.state) && r.finished_at &&
+             now < *r.finished_at + r.policy.recovery_time) {
+    impacted = recovers = true;
+  }
+  if (will_recover) *will_recover = recovers;
+  return impacted;
 }
 
 std::vector<std::string> drainOrder(const EngineState& state, DomainStage stage,
@@ -96,11 +110,20 @@ std::optional<wait::GroupLimit> groupWait(const EngineState& state, const Domain
   const GroupImpact impact = groupImpact(state, group, record.uuid, now);
   if (impact.impacted < record.policy.max_impacted_members) return std::nullopt;
   return wait::GroupLimit{group, impact.impacted, record.policy.max_impacted_members,
-                          !impact.will_recover};
+                          !impact.will_recover, {}};
 }
 
 std::vector<DestinationCandidate> destinationCandidates(const EngineState& state,
                                                         const DomainRecord& record,
+                                                        const MigrationConfig& migration,
+                                                        const DestinationProbes& probes,
+                                                        const MemoryOf& memory_of) {
+  return destinationCandidates(state, record, state.destinations, migration, probes, memory_of);
+}
+
+std::vector<DestinationCandidate> destinationCandidates(const EngineState& state,
+                                                        const DomainRecord& record,
+                                                        const std::vector<std::string>& uris,
                                                         const MigrationConfig& migration,
                                                         const DestinationProbes& probes,
                                                         const MemoryOf& memory_of) {
@@ -111,9 +134,9 @@ std::vector<DestinationCandidate> destinationCandidates(const EngineState& state
     return std::find(record.failed_destinations.begin(), record.failed_destinations.end(), uri) !=
            record.failed_destinations.end();
   };
-  const bool another_left = std::any_of(state.destinations.begin(), state.destinations.end(),
+  const bool another_left = std::any_of(uris.begin(), uris.end(),
                                         [&](const std::string& uri) { return !failed(uri); });
-  for (const std::string& uri : state.destinations) {
+  for (const std::string& uri : uris) {
     if (another_left && failed(uri)) continue;
     DestinationCandidate candidate;
     candidate.config = migration.destination(uri);

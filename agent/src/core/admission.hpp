@@ -43,6 +43,9 @@ struct GroupImpact {
 };
 GroupImpact groupImpact(const EngineState& state, const std::string& group,
                         const std::string& except_uuid, TimePoint now);
+// Whether `r` is one of those impacted members now (its group aside), and
+// whether its impact ends during the drain.
+bool impactsGroup(const DomainRecord& r, TimePoint now, bool* will_recover = nullptr);
 
 // Domains in `stage`, in the order they are taken: priority, then within a
 // priority the biggest first, so the longest migrations start early and the
@@ -74,6 +77,14 @@ using DestinationProbes = std::map<std::string, DestinationProbe>;
 // drain's migrations to it that the report could not see yet.
 std::vector<DestinationCandidate> destinationCandidates(const EngineState& state,
                                                         const DomainRecord& record,
+                                                        const MigrationConfig& migration,
+                                                        const DestinationProbes& probes,
+                                                        const MemoryOf& memory_of);
+// The same over `uris` instead of the session's own destinations (the
+// fleet's peers, docs/fleet.md).
+std::vector<DestinationCandidate> destinationCandidates(const EngineState& state,
+                                                        const DomainRecord& record,
+                                                        const std::vector<std::string>& uris,
                                                         const MigrationConfig& migration,
                                                         const DestinationProbes& probes,
                                                         const MemoryOf& memory_of);

@@ -479,7 +479,7 @@ std::string readKeyWord(const toml::node& node) {
 }
 
 // [fleet] (docs/fleet.md): coordination through etcd.
-const std::array<SettingKey, 18> kFleetSettings{{
+const std::array<SettingKey, 21> kFleetSettings{{
     {"fleet", "endpoints",
      [](Config& c, const toml::node& n) {
        const auto* array = n.as_array();
@@ -546,6 +546,14 @@ const std::array<SettingKey, 18> kFleetSettings{{
      [](Config& c, const toml::node& n) { c.fleet.request_timeout = readDuration(n, 100ms, 5min); }},
     {"fleet", "maintenance_command",
      [](Config& c, const toml::node& n) { c.fleet.maintenance_command = readString(n); }},
+    {"fleet", "migration_uri",
+     [](Config& c, const toml::node& n) { c.fleet.migration_uri = readString(n); }},
+    {"fleet", "migrate_uri",
+     [](Config& c, const toml::node& n) { c.fleet.migrate_uri = readString(n); }},
+    {"fleet", "max_incoming_migrations",
+     [](Config& c, const toml::node& n) {
+       c.fleet.max_incoming_migrations = static_cast<unsigned>(readInteger(n, 0, 1000));
+     }},
     {"fleet", "maintenance_command_timeout",
      [](Config& c, const toml::node& n) {
        c.fleet.maintenance_command_timeout = wholeSeconds(readDuration(n, 10s, 24h));

@@ -112,7 +112,7 @@ PlanContext MaintenanceEngine::Impl::planContext() const {
   context.removal = state.window && state.window->removal;
   context.window_start = state.window ? state.window->start : now();
   context.noticed_at = state.scheduled_at.value_or(now());
-  context.ability = abilityFrom(hypervisor.capabilities(), !state.destinations.empty());
+  context.ability = abilityFrom(hypervisor.capabilities(), !destinationUris().empty());
   return context;
 }
 

@@ -25,7 +25,7 @@ std::string escalationsNote(const std::vector<std::string>& escalations) {
 // Probes every candidate whose report is missing or older than the
 // configured interval; reports arrive on the loop and pump the drain.
 void MaintenanceEngine::Impl::refreshDestinationProbes() {
-  for (const std::string& uri : state.destinations) {
+  for (const std::string& uri : destinationUris()) {
     DestinationProbe& probe = destination_probes[uri];
     if (probe.in_flight) continue;
     if (probe.report && now() - probe.probed_at < settings.migration.destination_probe_interval) {
@@ -102,8 +102,9 @@ void MaintenanceEngine::Impl::startDrainActions() {
         record->action == MaintenanceAction::cold_migrate) {
       refreshDestinationProbes();
       DestinationChoice choice = agent::chooseDestination(
-          memoryBytesOf(*record), destinationCandidates(state, *record, settings.migration,
-                                                        destination_probes, memoryOf()));
+          memoryBytesOf(*record),
+          destinationCandidates(state, *record, destinationUris(), migrationWithPeers(),
+                                destination_probes, memoryOf()));
       if (choice.outcome == DestinationChoice::Outcome::wait) {
         waitFor(wait::Destination{choice.reason});
         continue;
@@ -117,6 +118,10 @@ void MaintenanceEngine::Impl::startDrainActions() {
     }
     if (auto group = groupWait(state, *record, now())) {
       waitFor(*group);
+      continue;
+    }
+    if (auto fleet = fleetGroupWait(*record)) {
+      waitFor(*fleet);
       continue;
     }
     startDrainAction(*record, destination);
@@ -300,7 +305,8 @@ bool MaintenanceEngine::Impl::retryElsewhereOrLater(DomainRecord& record,
       std::find(record.failed_destinations.begin(), record.failed_destinations.end(), failed_on) ==
           record.failed_destinations.end())
     record.failed_destinations.push_back(failed_on);
-  const bool another = std::any_of(state.destinations.begin(), state.destinations.end(),
+  const std::vector<std::string> uris = destinationUris();
+  const bool another = std::any_of(uris.begin(), uris.end(),
                                    [&](const std::string& uri) {
                                      return std::find(record.failed_destinations.begin(),
                                                       record.failed_destinations.end(),

@@ -4,6 +4,8 @@
 //   engine_drain.cpp     starting drain and restore actions, their results
 //   engine_recovery.cpp  continuing after a restart or a reconnection
 //   engine_leftovers.cpp definitions failed migrations left on destinations
+//   engine_fleet_gates.cpp what the fleet adds: group impacts across hosts,
+//                        peers as destinations (docs/fleet.md)
 // Admission rules are pure functions in admission.cpp; what interfaces show
 // is projected in status_projection.cpp; the state types live in
 // engine_state.hpp.
@@ -184,6 +186,15 @@ struct MaintenanceEngine::Impl {
   void settleLeftovers();
   void onLeftoverSettled(const std::string& uuid, const std::string& destination,
                          const hv::DefinitionSettled& result);
+
+  // engine_fleet_gates.cpp: the listener's fleet questions
+  // The wait when the fleet has no impact of the record's group for it.
+  std::optional<WaitReason> fleetGroupWait(const DomainRecord& record);
+  // The session's candidate destinations: its own, else the fleet's peers.
+  std::vector<std::string> destinationUris() const;
+  // settings.migration with the peers' entries (their migrate URI and
+  // incoming limit) when the session uses them.
+  MigrationConfig migrationWithPeers() const;
 
   // engine_guard.cpp: the cordon and the host-shutdown path
   bool hostGoingDown() const;

@@ -56,6 +56,9 @@ struct GroupLimit {
   unsigned impacted = 0;
   unsigned max = 0;
   bool stalled = false;  // nothing will recover during the drain: a blocker
+  // Set when the fleet's count across hosts holds it (docs/fleet.md): why,
+  // naming who holds the group's impacts; `impacted` is then this host's.
+  std::string across_fleet;
   bool operator==(const GroupLimit&) const = default;
 };
 // Its earlier attempt was interrupted without effect, or failed and its

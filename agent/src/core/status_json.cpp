@@ -216,6 +216,42 @@ bool expect(std::string_view text, std::size_t& pos, char c) {
 
 }  // namespace
 
+nlohmann::json fleetToJson(const FleetStatus& fleet) {
+  auto time = [](TimePoint t) { return formatTime(t); };
+  json impacts = json::array();
+  for (const FleetImpact& impact : fleet.impacts) {
+    impacts.push_back(
+        {{"group", impact.group}, {"index", impact.index}, {"domain", impact.domain}});
+  }
+  json peers = json::array();
+  for (const FleetPeer& peer : fleet.peers) {
+    peers.push_back({{"host", peer.host},
+                     {"uri", peer.uri},
+                     {"free_memory_bytes",
+                      orNull(peer.free_memory_bytes, [](std::uint64_t b) { return b; })},
+                     {"incoming", peer.incoming},
+                     {"max_incoming", peer.max_incoming},
+                     {"usable", peer.usable},
+                     {"why_not", peer.usable ? json(nullptr) : json(peer.why_not)}});
+  }
+  return {
+      {"name", fleet.name},
+      {"host", fleet.host},
+      {"state", fleet.reachable ? "ok" : "unreachable"},
+      {"endpoint", fleet.endpoint},
+      {"since", orNull(fleet.since, time)},
+      {"last_error", orNull(fleet.last_error, [](const std::string& e) { return e; })},
+      {"slot", orNull(fleet.slot, [](unsigned slot) { return slot; })},
+      {"waiting_for_slot", fleet.waiting_for_slot},
+      {"max_concurrent", fleet.max_concurrent},
+      {"hosts", fleet.hosts},
+      {"hosts_in_maintenance", fleet.hosts_in_maintenance},
+      {"schedule_id", orNull(fleet.schedule_id, [](const std::string& id) { return id; })},
+      {"impacts", impacts},
+      {"peers", peers},
+  };
+}
+
 json statusToJson(const HostStatus& status) {
   json blockers = json::array();
   for (const Blocker& blocker : status.blockers) {
@@ -279,24 +315,7 @@ json statusToJson(const HostStatus& status) {
         {"last_error", orNull(health.last_error, [](const std::string& e) { return e; })},
     };
   }
-  if (status.fleet) {
-    const FleetStatus& fleet = *status.fleet;
-    auto time = [](TimePoint t) { return formatTime(t); };
-    document["fleet"] = {
-        {"name", fleet.name},
-        {"host", fleet.host},
-        {"state", fleet.reachable ? "ok" : "unreachable"},
-        {"endpoint", fleet.endpoint},
-        {"since", orNull(fleet.since, time)},
-        {"last_error", orNull(fleet.last_error, [](const std::string& e) { return e; })},
-        {"slot", orNull(fleet.slot, [](unsigned slot) { return slot; })},
-        {"waiting_for_slot", fleet.waiting_for_slot},
-        {"max_concurrent", fleet.max_concurrent},
-        {"hosts", fleet.hosts},
-        {"hosts_in_maintenance", fleet.hosts_in_maintenance},
-        {"schedule_id", orNull(fleet.schedule_id, [](const std::string& id) { return id; })},
-    };
-  }
+  if (status.fleet) document["fleet"] = fleetToJson(*status.fleet);
   if (status.notice_webhook) {
     const NoticeWebhookHealth& webhook = *status.notice_webhook;
     auto time = [](TimePoint t) { return formatTime(t); };

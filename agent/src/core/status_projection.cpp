@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <unordered_map>
 
+#include "admission.hpp"
 #include "hostmaint/agent/status_json.hpp"
 #include "overloaded.hpp"
 
@@ -41,6 +42,7 @@ std::optional<std::string> waitCondition(const WaitReason& reason) {
           },
           [](const wait::Destination& r) -> std::optional<std::string> { return r.reason; },
           [](const wait::GroupLimit& r) -> std::optional<std::string> {
+            if (!r.across_fleet.empty()) return r.across_fleet;
             return "group " + inQuotes(r.group) + " has " + std::to_string(r.impacted) +
                    " of max " + std::to_string(r.max) + " members impacted" +
                    (r.stalled ? " (they stay down until the maintenance ends)" : "");
@@ -306,6 +308,7 @@ HostStatus projectStatus(const StatusInputs& in) {
     view.result = text.result;
     view.detail = text.detail;
     view.group = record.policy.group;
+    view.group_impacted = !record.policy.group.empty() && impactsGroup(record, in.now);
     view.priority = record.policy.priority;
     view.ack_required = record.policy.ack_required;
     view.ack = record.ack;

@@ -58,6 +58,14 @@ std::optional<unsigned> parseIndex(std::string_view text) {
   return value;
 }
 
+json groupsJson(const std::map<std::string, GroupMembers>& groups) {
+  json out = json::object();
+  for (const auto& [name, members] : groups) {
+    out[name] = {{"members", members.members}, {"impacted", members.impacted}};
+  }
+  return out;
+}
+
 bool settled(DomainStage stage) {
   return stage == DomainStage::done || stage == DomainStage::left ||
          stage == DomainStage::restored;
@@ -79,6 +87,13 @@ std::string FleetKeys::schedule() const { return base_ + "schedule"; }
 std::string FleetKeys::done(const std::string& schedule_id, const std::string& host) const {
   return base_ + "done/" + schedule_id + "/" + host;
 }
+std::string FleetKeys::groupImpact(const std::string& group, unsigned index) const {
+  return base_ + "groups/" + group + "/impact/" + std::to_string(index);
+}
+std::string FleetKeys::incoming(const std::string& destination, const std::string& source,
+                                const std::string& uuid) const {
+  return base_ + "incoming/" + destination + "/" + source + "/" + uuid;
+}
 
 std::string encodeHostRecord(const HostRecord& record) {
   return json{{"host", record.host},
@@ -93,7 +108,14 @@ std::string encodeHostRecord(const HostRecord& record) {
               {"domains_settled", record.domains_settled},
               {"blockers", record.blockers},
               {"schedule_id", record.schedule_id ? json(*record.schedule_id) : json(nullptr)},
-              {"updated_at", formatTime(record.updated_at)}}
+              {"updated_at", formatTime(record.updated_at)},
+              {"groups", groupsJson(record.groups)},
+              {"migration_uri", record.migration_uri},
+              {"migrate_uri", record.migrate_uri},
+              {"free_memory_bytes",
+               record.free_memory_bytes ? json(*record.free_memory_bytes) : json(nullptr)},
+              {"incoming", record.incoming},
+              {"max_incoming", record.max_incoming}}
       .dump();
 }
 
@@ -114,6 +136,24 @@ HostRecord decodeHostRecord(const std::string& text) {
   record.blockers = field<std::vector<std::string>>(object, "blockers", {});
   if (auto id = field<std::string>(object, "schedule_id", ""); !id.empty()) record.schedule_id = id;
   record.updated_at = timeField(object, "updated_at").value_or(TimePoint{});
+  // Absent in the records of hosts that do not publish them yet.
+  if (const auto groups = object.find("groups"); groups != object.end() && !groups->is_null()) {
+    if (!groups->is_object()) throw EtcdFormatError("'groups' is not an object");
+    for (const auto& [name, entry] : groups->items()) {
+      if (!entry.is_object()) throw EtcdFormatError("group '" + name + "' is not an object");
+      record.groups[name] = GroupMembers{field<std::vector<std::string>>(entry, "members", {}),
+                                         field<std::vector<std::string>>(entry, "impacted", {})};
+    }
+  }
+  record.migration_uri = field<std::string>(object, "migration_uri", "");
+  record.migrate_uri = field<std::string>(object, "migrate_uri", "");
+  if (const auto free = object.find("free_memory_bytes");
+      free != object.end() && !free->is_null()) {
+    if (!free->is_number_unsigned()) throw EtcdFormatError("'free_memory_bytes' is not a size");
+    record.free_memory_bytes = free->get<std::uint64_t>();
+  }
+  record.incoming = field<unsigned>(object, "incoming", 0);
+  record.max_incoming = field<unsigned>(object, "max_incoming", 0);
   return record;
 }
 
@@ -135,6 +175,12 @@ HostRecord hostRecordFrom(const HostStatus& status, const std::string& host,
   for (const Blocker& blocker : status.blockers) {
     if (record.blockers.size() == 5) break;
     record.blockers.push_back(blocker.subject + ": " + blocker.reason);
+  }
+  for (const DomainStatus& domain : status.domains) {
+    if (domain.group.empty()) continue;
+    GroupMembers& members = record.groups[domain.group];
+    members.members.push_back(domain.name);
+    if (domain.group_impacted) members.impacted.push_back(domain.name);
   }
   if (status.fleet) {
     record.slot = status.fleet->slot;
@@ -222,6 +268,27 @@ FleetView parseFleetView(const std::vector<KeyValue>& kvs, const FleetKeys& keys
         view.holders[std::string(rest.substr(8))] = decodeHold(kv.value, kv.lease);
       } else if (rest == "schedule") {
         view.schedule = decodeSchedule(kv.value);
+      } else if (rest.starts_with("groups/")) {
+        const std::string_view tail = rest.substr(7);
+        const std::size_t marker = tail.rfind("/impact/");
+        if (marker == std::string_view::npos) throw EtcdFormatError("no impact index");
+        const auto index = parseIndex(tail.substr(marker + 8));
+        if (!index) throw EtcdFormatError("bad impact index");
+        ImpactHold impact = decodeImpact(kv.value, kv.lease);
+        impact.group = std::string(tail.substr(0, marker));
+        impact.index = *index;
+        view.impacts[impact.group][*index] = std::move(impact);
+      } else if (rest.starts_with("incoming/")) {
+        // incoming/{destination}/{source}/{uuid}: host names have no '/'.
+        const std::string_view tail = rest.substr(9);
+        const std::size_t first = tail.find('/');
+        const std::size_t second =
+            first == std::string_view::npos ? first : tail.find('/', first + 1);
+        if (second == std::string_view::npos) throw EtcdFormatError("not destination/source/uuid");
+        view.incoming.push_back(
+            IncomingMigration{std::string(tail.substr(0, first)),
+                              std::string(tail.substr(first + 1, second - first - 1)),
+                              std::string(tail.substr(second + 1)), kv.value});
       } else if (rest.starts_with("done/")) {
         const std::string_view tail = rest.substr(5);
         const std::size_t slash = tail.find('/');
@@ -325,6 +392,112 @@ ClaimOutcome claimSlot(EtcdClient& etcd, const FleetKeys& keys, const std::strin
     outcome.why_not = "another host took the free slot first";
   }
   return outcome;
+}
+
+std::string encodeImpact(const ImpactHold& impact) {
+  return json{{"host", impact.host}, {"uuid", impact.uuid}, {"name", impact.name}}.dump();
+}
+
+ImpactHold decodeImpact(const std::string& text, std::int64_t lease) {
+  const json object = parseObject(text, "group impact");
+  ImpactHold impact;
+  impact.host = field<std::string>(object, "host", "");
+  if (impact.host.empty()) throw EtcdFormatError("group impact names no host");
+  impact.uuid = field<std::string>(object, "uuid", "");
+  impact.name = field<std::string>(object, "name", "");
+  impact.lease = lease;
+  return impact;
+}
+
+std::optional<unsigned> freeImpactIndex(const FleetView& view, const std::string& group,
+                                        unsigned limit) {
+  const auto found = view.impacts.find(group);
+  for (unsigned i = 0; i < limit; ++i) {
+    if (found == view.impacts.end() || !found->second.contains(i)) return i;
+  }
+  return std::nullopt;
+}
+
+std::string impactsHeldText(const FleetView& view, const std::string& group, unsigned limit) {
+  std::string holders;
+  if (const auto found = view.impacts.find(group); found != view.impacts.end()) {
+    for (const auto& [index, impact] : found->second) {
+      if (index >= limit) continue;
+      if (!holders.empty()) holders += ", ";
+      holders += impact.host + " (" + (impact.name.empty() ? impact.uuid : impact.name) + ")";
+    }
+  }
+  return "at most " + std::to_string(limit) + " member" + (limit == 1 ? "" : "s") + " of group '" +
+         group + "' impacted across the fleet" +
+         (holders.empty() ? std::string() : ", held by " + holders);
+}
+
+bool takeImpact(EtcdClient& etcd, const FleetKeys& keys, const ImpactHold& impact,
+                std::int64_t lease) {
+  const std::string key = keys.groupImpact(impact.group, impact.index);
+  return etcd.txn({Compare::absent(key)}, {Put{key, encodeImpact(impact), lease}}, {}).succeeded;
+}
+
+void releaseImpact(EtcdClient& etcd, const FleetKeys& keys, const ImpactHold& impact) {
+  const std::string key = keys.groupImpact(impact.group, impact.index);
+  etcd.txn({Compare::valueIs(key, encodeImpact(impact))}, {Delete{key}}, {});
+}
+
+std::vector<PeerDestination> peerDestinations(const FleetView& view, const std::string& self) {
+  std::map<std::string, unsigned> incoming;  // destination -> from other sources
+  for (const IncomingMigration& migration : view.incoming) {
+    if (migration.source != self) ++incoming[migration.destination];
+  }
+  std::vector<PeerDestination> peers;
+  for (const auto& [host, record] : view.hosts) {
+    if (host == self) continue;
+    PeerDestination peer;
+    peer.host = host;
+    peer.uri = record.migration_uri;
+    peer.migrate_uri = record.migrate_uri;
+    peer.free_memory_bytes = record.free_memory_bytes;
+    peer.incoming = incoming[host];
+    peer.max_incoming = record.max_incoming;
+    if (peer.uri.empty()) {
+      peer.why_not = "publishes no migration URI";
+    } else if (record.cordoned) {
+      peer.why_not = "cordoned";
+    } else if (record.phase != "idle") {
+      peer.why_not = "in maintenance (" + record.phase + ")";
+    } else if (!record.free_memory_bytes || *record.free_memory_bytes == 0) {
+      peer.why_not = record.free_memory_bytes ? "no free memory after its reserve"
+                                              : "its free memory is not known";
+    } else if (peer.incoming >= peer.max_incoming) {
+      peer.why_not = std::to_string(peer.incoming) + " of max " +
+                     std::to_string(peer.max_incoming) + " incoming migrations";
+    } else {
+      peer.usable = true;
+    }
+    peers.push_back(std::move(peer));
+  }
+  return peers;
+}
+
+std::optional<std::uint64_t> memAvailableBytes(std::string_view meminfo) {
+  constexpr std::string_view kField = "MemAvailable:";
+  std::size_t at = 0;
+  while (at < meminfo.size()) {
+    const std::size_t end = std::min(meminfo.find('\n', at), meminfo.size());
+    std::string_view line = meminfo.substr(at, end - at);
+    at = end + 1;
+    if (!line.starts_with(kField)) continue;
+    line.remove_prefix(kField.size());
+    while (!line.empty() && line.front() == ' ') line.remove_prefix(1);
+    std::uint64_t kib = 0;
+    std::size_t digits = 0;
+    while (digits < line.size() && line[digits] >= '0' && line[digits] <= '9' && digits < 15) {
+      kib = kib * 10 + static_cast<std::uint64_t>(line[digits] - '0');
+      ++digits;
+    }
+    if (digits == 0 || line.substr(digits) != " kB") return std::nullopt;
+    return kib * 1024;
+  }
+  return std::nullopt;
 }
 
 EtcdSettings etcdSettingsFrom(const FleetConfig& config) {

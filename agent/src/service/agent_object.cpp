@@ -44,7 +44,7 @@ std::optional<gid_t> groupId(const std::string& group) {
 constexpr std::array kEmittingProperties{
     "Phase",    "Ready",    "SessionId", "WindowStart",          "WindowEnd",  "Removal", "Reason",
     "Blockers", "Evidence", "Domains",   "HypervisorConnection", "StatusJSON", "Notices",
-    "Migrations", "Cordoned", "HostShutdownState",
+    "Migrations", "Cordoned", "HostShutdownState", "FleetStatus",
 };
 
 // An argument the caller got wrong before the engine is asked (becomes
@@ -146,6 +146,7 @@ PropertyValues propertyValuesOf(const agent::HostStatus& status, std::string sta
   values.cordoned = status.cordon.active;
   if (status.host_shutdown)
     values.host_shutdown_state = std::string(agent::toString(status.host_shutdown->phase));
+  if (status.fleet) values.fleet_status = agent::fleetToJson(*status.fleet).dump();
   return values;
 }
 
@@ -168,6 +169,7 @@ std::vector<std::string> changedProperties(const PropertyValues& before,
       before.migrations != after.migrations,
       before.cordoned != after.cordoned,
       before.host_shutdown_state != after.host_shutdown_state,
+      before.fleet_status != after.fleet_status,
   };
   static_assert(differs.size() == kEmittingProperties.size());
   std::vector<std::string> names;
@@ -257,6 +259,8 @@ const sd_bus_vtable* AgentObject::vtable() {
                       SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
       SD_BUS_PROPERTY("HostShutdownState", "s", &AgentObject::getProperty, 0,
                       SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+      SD_BUS_PROPERTY("FleetStatus", "s", &AgentObject::getProperty, 0,
+                      SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
       SD_BUS_PROPERTY("Version", "s", &AgentObject::getProperty, 0, SD_BUS_VTABLE_PROPERTY_CONST),
       SD_BUS_SIGNAL_WITH_NAMES("Notice", "ssts",
                                SD_BUS_PARAM(uuid) SD_BUS_PARAM(name) SD_BUS_PARAM(revision)
@@ -334,6 +338,7 @@ int AgentObject::getProperty(sd_bus*, const char*, const char*, const char* prop
     });
   if (name == "HypervisorConnection") return appendString(v.hypervisor_connection);
   if (name == "StatusJSON") return appendString(v.status_json);
+  if (name == "FleetStatus") return appendString(v.fleet_status);
   if (name == "Notices")
     return appendArray("(ssts)", v.notices, [&](const auto& n) {
       return sd_bus_message_append(reply, "(ssts)", std::get<0>(n).c_str(),

@@ -120,6 +120,17 @@ bool AgentService::mayDrain(const std::string& session_id) {
   return fleet_ == nullptr || fleet_->mayDrain(session_id);
 }
 
+std::optional<std::string> AgentService::mayImpactGroupMember(
+    const agent::GroupMemberAction& member) {
+  if (fleet_ == nullptr) return std::nullopt;
+  return fleet_->mayImpactGroupMember(member);
+}
+
+std::vector<agent::DestinationConfig> AgentService::peerDestinations() {
+  if (fleet_ == nullptr) return {};
+  return fleet_->peerDestinations();
+}
+
 void AgentService::armWakeup() {
   const std::optional<agent::TimePoint> next = wakeup_at_;
   if (!next) {

@@ -243,7 +243,9 @@ std::unique_ptr<FleetLink> Daemon::fleetLink() {
   try {
     return std::make_unique<FleetLink>(
         io_, config_.fleet, fleetHostName(config_, host_), clock_, std::move(hooks),
-        FleetLocal{config_.paths.state_dir / "fleet-command.json", readBootId(options_.boot_id_file)});
+        FleetLocal{config_.paths.state_dir / "fleet-command.json",
+                   readBootId(options_.boot_id_file), config_.evidence.proc_root / "meminfo",
+                   config_.migration.reserved_memory_mib << 20});
   } catch (const agent::fleet::EtcdError& error) {
     throw DaemonStartError("cannot set up the fleet link to etcd: " + std::string(error.what()));
   }

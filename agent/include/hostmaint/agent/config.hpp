@@ -199,6 +199,14 @@ struct FleetConfig {
   // The command's timeout, and how long the slot stays held while it runs
   // (across the reboot it may do).
   std::chrono::seconds maintenance_command_timeout{std::chrono::hours(1)};
+  // Peers as destinations (docs/fleet.md): the libvirt URI other hosts of
+  // the fleet migrate to this host with ("qemu+tls://hv-17/system"); empty:
+  // this host is not offered as a destination. migrate_uri: the data
+  // stream's ("tcp://10.0.0.17"), empty for libvirt's choice.
+  std::string migration_uri;
+  std::string migrate_uri;
+  // Migrations into this host at once, from all its peers together.
+  unsigned max_incoming_migrations = 2;
 
   bool enabled() const { return !endpoints.empty(); }
   bool operator==(const FleetConfig&) const = default;

@@ -37,6 +37,15 @@ struct EngineSettings {
 
 EngineSettings engineSettingsFrom(const Config& config, std::string host_name);
 
+// A member of a group about to be impacted by its drain action: what the
+// engine asks a fleet before it starts (docs/fleet.md, "Groups across hosts").
+struct GroupMemberAction {
+  std::string group;
+  std::string uuid;
+  std::string name;
+  unsigned max_impacted_members = 1;  // the member's policy
+};
+
 class EngineListener {
  public:
   virtual ~EngineListener() = default;
@@ -57,6 +66,19 @@ class EngineListener {
   // the answer turns yes. Actions already running and restores go on.
   // Answered from the loop's own state, at once, without calling the engine.
   virtual bool mayDrain(const std::string& /*session_id*/) { return true; }
+  // Whether `member` may be impacted now, asked before its drain action
+  // starts, once this host's own group limit allows it: nullopt for yes,
+  // else why not (the domain waits, and is asked again at the next pump; the
+  // owner ticks when the answer may have changed). A fleet answers yes only
+  // while it holds one of the group's impacts across the fleet for it.
+  // Answered at once, without calling the engine; no fleet: always yes.
+  virtual std::optional<std::string> mayImpactGroupMember(const GroupMemberAction& /*member*/) {
+    return std::nullopt;
+  }
+  // Migration destinations offered by the fleet's peers, for a session with
+  // none of its own (no [migration] destinations, none requested); probed
+  // and chosen among like configured ones. Answered at once.
+  virtual std::vector<DestinationConfig> peerDestinations() { return {}; }
 };
 
 class MaintenanceEngine final : public hv::HypervisorObserver {

@@ -200,6 +200,10 @@ struct DomainStatus {
   std::string detail;  // why it waits / blocks / failed, in plain words
 
   std::string group;
+  // A member of `group` impacted now (acted on, down for the maintenance, or
+  // within its recovery time): what the fleet counts across hosts
+  // (docs/fleet.md). Not rendered in status.json.
+  bool group_impacted = false;
   int priority = 0;
   bool ack_required = false;
   std::optional<AckChoice> ack;
@@ -351,6 +355,26 @@ struct LeftoverCheck {
   bool operator==(const LeftoverCheck&) const = default;
 };
 
+// An impact of a group across the fleet this host holds for one member.
+struct FleetImpact {
+  std::string group;
+  unsigned index = 0;  // groups/{group}/impact/{index}
+  std::string domain;  // the member's name
+  bool operator==(const FleetImpact&) const = default;
+};
+
+// Another host of the fleet as a migration destination, as its record says.
+struct FleetPeer {
+  std::string host;
+  std::string uri;  // its migration URI, "" when it publishes none
+  std::optional<std::uint64_t> free_memory_bytes;  // after its reserve
+  unsigned incoming = 0;  // migrations into it from other hosts
+  unsigned max_incoming = 0;
+  bool usable = false;  // a candidate for this host's migrations now
+  std::string why_not;  // when not
+  bool operator==(const FleetPeer&) const = default;
+};
+
 // This host's part in a fleet coordinated through etcd (docs/fleet.md).
 struct FleetStatus {
   std::string name;  // the fleet
@@ -365,6 +389,8 @@ struct FleetStatus {
   unsigned hosts = 0;             // hosts publishing a record in the fleet
   unsigned hosts_in_maintenance = 0;  // slots held in the fleet
   std::optional<std::string> schedule_id;  // the rolling schedule this host follows
+  std::vector<FleetImpact> impacts;  // group impacts held for this host's members
+  std::vector<FleetPeer> peers;      // every other host, as a destination
 
   bool operator==(const FleetStatus&) const = default;
 };

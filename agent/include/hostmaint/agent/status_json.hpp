@@ -12,6 +12,8 @@ namespace hostmaint::agent {
 inline constexpr int kStatusSchemaVersion = 1;
 
 nlohmann::json statusToJson(const HostStatus& status);
+// status.json's `fleet` object, also the D-Bus FleetStatus property.
+nlohmann::json fleetToJson(const FleetStatus& fleet);
 
 // RFC 3339 UTC with seconds, e.g. "2026-11-25T04:00:00Z".
 std::string formatTime(TimePoint time);

@@ -9,6 +9,10 @@
 //   hosts/{host}                  HostRecord as JSON, with the host's record lease
 //   schedule                      RollingSchedule as JSON, no lease
 //   done/{schedule id}/{host}     time the host finished that schedule, no lease
+//   groups/{group}/impact/{k}     ImpactHold as JSON, with the holder's slot lease:
+//                                 k < the member's max_impacted_members
+//   incoming/{dest}/{source}/{uuid}  the domain's name, with the source's slot
+//                                 lease: a migration from source to dest peer
 //
 // Pure parsing and layout here; claimSlot/releaseSlot/readFleetView do the
 // I/O through an EtcdClient on the caller's (worker) thread.
@@ -19,6 +23,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "hostmaint/agent/config.hpp"
@@ -37,9 +42,20 @@ class FleetKeys {
   std::string hostRecord(const std::string& host) const;
   std::string schedule() const;
   std::string done(const std::string& schedule_id, const std::string& host) const;
+  std::string groupImpact(const std::string& group, unsigned index) const;
+  std::string incoming(const std::string& destination, const std::string& source,
+                       const std::string& uuid) const;
 
  private:
   std::string base_;
+};
+
+// A group's members on one host, by name, and which of them are impacted
+// now (acted on, down, or within their recovery time).
+struct GroupMembers {
+  std::vector<std::string> members;
+  std::vector<std::string> impacted;
+  bool operator==(const GroupMembers&) const = default;
 };
 
 // What a host tells the others about itself.
@@ -57,11 +73,22 @@ struct HostRecord {
   std::vector<std::string> blockers;  // "subject: reason", at most a few
   std::optional<std::string> schedule_id;
   TimePoint updated_at{};
+  // Groups across hosts: this host's members of each group.
+  std::map<std::string, GroupMembers> groups;
+  // Peers as destinations: where the others migrate to this host (empty: it
+  // is not offered), its free memory after its reserve (unset: unknown),
+  // and the migrations into it now and at most.
+  std::string migration_uri;
+  std::string migrate_uri;
+  std::optional<std::uint64_t> free_memory_bytes;
+  unsigned incoming = 0;
+  unsigned max_incoming = 0;
   bool operator==(const HostRecord&) const = default;
 };
 std::string encodeHostRecord(const HostRecord& record);
 HostRecord decodeHostRecord(const std::string& text);  // throws EtcdFormatError
-// The record of `status` (the host's published status).
+// The record of `status` (the host's published status); the destination
+// fields are the caller's.
 HostRecord hostRecordFrom(const HostStatus& status, const std::string& host,
                           const std::string& failure_domain);
 
@@ -94,6 +121,29 @@ struct SlotHold {
 std::string encodeHold(const SlotHold& hold);
 SlotHold decodeHold(const std::string& text, std::int64_t lease);  // throws EtcdFormatError
 
+// One impact of a group taken by a host for one of its members: the value
+// of groups/{group}/impact/{index}.
+struct ImpactHold {
+  std::string group;  // from the key
+  unsigned index = 0;  // from the key
+  std::string host;
+  std::string uuid;
+  std::string name;
+  std::int64_t lease = 0;  // from the key's lease
+  bool operator==(const ImpactHold&) const = default;
+};
+std::string encodeImpact(const ImpactHold& impact);
+ImpactHold decodeImpact(const std::string& text, std::int64_t lease);  // throws EtcdFormatError
+
+// A migration from a source to a peer: incoming/{destination}/{source}/{uuid}.
+struct IncomingMigration {
+  std::string destination;
+  std::string source;
+  std::string uuid;
+  std::string name;  // the value
+  bool operator==(const IncomingMigration&) const = default;
+};
+
 // Everything under the fleet's prefix, as read at one revision.
 struct FleetView {
   std::map<std::string, HostRecord> hosts;
@@ -102,6 +152,8 @@ struct FleetView {
   std::map<std::string, SlotHold> holders;
   std::optional<RollingSchedule> schedule;
   std::map<std::string, std::set<std::string>> done;  // schedule id -> hosts
+  std::map<std::string, std::map<unsigned, ImpactHold>> impacts;  // group -> index -> hold
+  std::vector<IncomingMigration> incoming;
   std::vector<std::string> malformed;  // keys whose value could not be read
   bool operator==(const FleetView&) const = default;
 };
@@ -129,6 +181,43 @@ struct ClaimOutcome {
 ClaimOutcome claimSlot(EtcdClient& etcd, const FleetKeys& keys, const std::string& host,
                        const std::string& failure_domain, const std::string& session_id,
                        const SlotLimits& limits, std::int64_t lease);
+
+// The index of groups/{group}/impact/ a host takes for one more impacted
+// member of `group`: the first below `limit` nobody holds; nullopt when all
+// are held.
+std::optional<unsigned> freeImpactIndex(const FleetView& view, const std::string& group,
+                                        unsigned limit);
+// Why a member of `group` cannot be impacted now, naming who holds the
+// impacts: "at most 1 member of group 'db' impacted across the fleet, held
+// by h2 (vm-db2)".
+std::string impactsHeldText(const FleetView& view, const std::string& group, unsigned limit);
+// Takes impact `impact.index` of its group in one transaction with `lease`
+// (the holder's slot lease): created only if absent, so an index is never
+// granted twice. False when another host took it first.
+bool takeImpact(EtcdClient& etcd, const FleetKeys& keys, const ImpactHold& impact,
+                std::int64_t lease);
+// Gives an impact back: deleted only while it is still this one.
+void releaseImpact(EtcdClient& etcd, const FleetKeys& keys, const ImpactHold& impact);
+
+// A peer as a migration destination for `self`, and whether its record
+// allows it now: not this host, a migration URI, not cordoned, not in
+// maintenance, room (free memory above 0) and below its incoming limit
+// (migrations to it from other sources counted by their keys).
+struct PeerDestination {
+  std::string host;
+  std::string uri;
+  std::string migrate_uri;
+  std::optional<std::uint64_t> free_memory_bytes;
+  unsigned incoming = 0;  // from every source but `self`
+  unsigned max_incoming = 0;
+  bool usable = false;
+  std::string why_not;  // when not usable
+  bool operator==(const PeerDestination&) const = default;
+};
+std::vector<PeerDestination> peerDestinations(const FleetView& view, const std::string& self);
+
+// MemAvailable of /proc/meminfo, in bytes; nullopt when absent.
+std::optional<std::uint64_t> memAvailableBytes(std::string_view meminfo);
 
 // The etcd client settings of a [fleet] section: the daemon's and
 // hostmaintctl fleet's, so both reach etcd the same way.

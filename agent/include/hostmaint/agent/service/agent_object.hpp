@@ -60,6 +60,8 @@ struct PropertyValues {
   std::vector<Migration> migrations;
   bool cordoned = false;
   std::string host_shutdown_state;  // "" when hostmaintd never handled a host shutdown
+  // status.json's `fleet` object (docs/fleet.md), "null" without a [fleet].
+  std::string fleet_status = "null";
 
   bool operator==(const PropertyValues&) const = default;
 };

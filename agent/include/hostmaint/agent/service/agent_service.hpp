@@ -106,6 +106,8 @@ class AgentService final : private agent::EngineListener, private hv::Hypervisor
   void onWakeupChanged(std::optional<agent::TimePoint> when) override;
   void onCordonChanged(const agent::CordonStatus& cordon) override;
   bool mayDrain(const std::string& session_id) override;
+  std::optional<std::string> mayImpactGroupMember(const agent::GroupMemberAction& member) override;
+  std::vector<agent::DestinationConfig> peerDestinations() override;
   // hv::HypervisorObserver: forwarded to the engine.
   void onDomainEvent(const hv::DomainEvent& event) override;
   void onInventoryRefreshed() override;

@@ -6,6 +6,10 @@
 // everything the engine asks:
 //   - mayDrain(): the engine's gate (EngineListener::mayDrain), answered
 //     from the slot last confirmed, at once;
+//   - mayImpactGroupMember(): groups across hosts, answered from the group
+//     impacts the worker took (on the slot's lease) for this host's members;
+//   - peerDestinations(): the other hosts whose records make them
+//     destinations now, for a drain with none of its own;
 //   - decorate(): the fleet's part of the status (status.json `fleet`, and
 //     a `fleet` blocker while the maintenance waits for a slot);
 //   - a rolling schedule that names this host is given to the engine as a
@@ -18,14 +22,17 @@
 #include <condition_variable>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <set>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "hostmaint/agent/config.hpp"
+#include "hostmaint/agent/engine.hpp"
 #include "hostmaint/agent/fleet/etcd_client.hpp"
 #include "hostmaint/agent/fleet/fleet.hpp"
 #include "hostmaint/agent/model.hpp"
@@ -50,6 +57,10 @@ struct FleetHooks {
 struct FleetLocal {
   std::filesystem::path command_file;  // {state_dir}/fleet-command.json
   std::string boot_id;
+  // This host's free memory as a destination: MemAvailable of `meminfo`
+  // less the reserve it keeps for itself ([migration] reserved_memory_mib).
+  std::filesystem::path meminfo = "/proc/meminfo";
+  std::uint64_t reserved_bytes = 0;
 };
 
 // The session id of a rolling schedule's maintenance on every host, and back.
@@ -76,17 +87,37 @@ class FleetLink {
 
   // io_context only, all three.
   bool mayDrain(const std::string& session_id);
+  std::optional<std::string> mayImpactGroupMember(const agent::GroupMemberAction& member);
+  std::vector<agent::DestinationConfig> peerDestinations() const;
   void offerStatus(const agent::HostStatus& status);
   void decorate(agent::HostStatus& status) const;
 
  private:
   // What the loop asks of the worker, under mutex_.
   enum class Need { keep, claim, release };
+  // A member of a group that needs an impact across the fleet: it is
+  // impacted now, or waits for one to start its action.
+  struct ImpactWant {
+    std::string group;
+    std::string name;
+    unsigned limit = 1;
+    bool operator==(const ImpactWant&) const = default;
+  };
+  // A migration of this host's to a peer, counted against the peer's limit.
+  struct IncomingWant {
+    std::string destination;  // the peer's host name
+    std::string name;
+    bool operator==(const IncomingWant&) const = default;
+  };
   struct Desired {
     Need need = Need::keep;  // keep until the first status says otherwise
     std::string session_id;
     agent::fleet::SlotLimits limits;
-    std::optional<std::string> record;  // the record to publish
+    // The record to publish; the worker adds its free memory and incoming
+    // migrations.
+    std::optional<agent::fleet::HostRecord> record;
+    std::map<std::string, ImpactWant> impacts;      // by the member's uuid
+    std::map<std::string, IncomingWant> incoming;   // by the domain's uuid
     std::optional<std::string> done_schedule;  // mark this schedule done for the host
     // Hold the slot with a lease of maintenance_command_timeout from now on
     // (the maintenance command may reboot the host).
@@ -102,6 +133,8 @@ class FleetLink {
     std::optional<agent::TimePoint> confirmed_until;
     std::string why_not;  // why no slot could be taken
     std::optional<std::string> long_hold_session;  // the slot is on the long lease for it
+    std::map<std::string, agent::fleet::ImpactHold> impacts;  // held, by the member's uuid
+    std::map<std::string, std::string> impact_why_not;      // by group
   };
   // The maintenance command of one session, as recorded in command_file.
   struct CommandRecord {
@@ -122,6 +155,12 @@ class FleetLink {
   bool slotValid() const;
   bool windowStarted(const agent::HostStatus& status) const;
   agent::fleet::SlotLimits limitsFor(const std::string& session_id) const;
+  // Worker: the group impacts and incoming keys of one round.
+  void exchangeImpacts(const Desired& desired, agent::fleet::FleetView& view, Report& report);
+  void exchangeIncoming(const Desired& desired, const agent::fleet::FleetView& view);
+  std::optional<std::uint64_t> freeMemory() const;
+  // Loop: what the worker is asked to hold, from the status and the requests.
+  void wantImpacts();
 
   boost::asio::io_context& io_;
   const agent::FleetConfig config_;
@@ -138,6 +177,9 @@ class FleetLink {
   std::string published_record_;
   std::set<std::string> done_written_;
   std::optional<std::string> worker_long_hold_;  // session whose slot is on the long lease
+  std::map<std::string, agent::fleet::ImpactHold> worker_impacts_;  // by the member's uuid
+  std::map<std::string, std::string> worker_incoming_;  // uuid -> its key, put with the slot lease
+  unsigned worker_incoming_count_ = 0;  // migrations into this host, as last read
 
   // Loop only.
   // The status last offered, decorated; unset until the agent serves.
@@ -152,6 +194,12 @@ class FleetLink {
   const FleetLocal local_;
   std::optional<CommandRecord> command_;
   std::optional<std::string> long_hold_session_;
+  // Groups across hosts: the members whose action waits for an impact (the
+  // engine asked), the impacts held, and why a group has none free.
+  std::map<std::string, agent::GroupMemberAction> impact_requests_;
+  std::map<std::string, agent::fleet::ImpactHold> impacts_;
+  std::map<std::string, std::string> impact_why_not_;
+  std::map<std::string, unsigned> impact_limits_;  // group -> its members' max_impacted_members
   bool command_running_ = false;
   CommandRunner runner_;  // runs the maintenance command; killing it when the link goes
 
