@@ -136,13 +136,13 @@ TEST_F(EnginePacing, HoldsOnALinkBoundDrainAndReleasesWhenTheLinkWouldIdle) {
   scheduleNow();
   ASSERT_EQ(migrationsPending(), 4u);
   auto link = [](unsigned n) { return 25e6 / n; };  // 25 MB/s shared
-  runLink(2500ms, link);
+  runLink(5500ms, link);
   int held = 0;
   for (const auto& uuid : guests) held += hypervisor.steerOf(uuid).hold ? 1 : 0;
   EXPECT_EQ(held, 2) << status().scheduler->reason;
   ASSERT_TRUE(status().scheduler);
   EXPECT_EQ(status().scheduler->held, 2u);
-  runLink(8s, link);
+  runLink(10s, link);
   held = 0;
   std::string running;
   for (const auto& uuid : guests) {

@@ -33,8 +33,19 @@ constexpr auto kGrowthPeriod = 1s;
 constexpr auto kNoNewLow = 4s;
 // Within this much of its throughput from the end: its last pass.
 constexpr auto kFinishingWithin = 1s;
-constexpr double kSmoothing = 0.5;  // weight of the newest throughput sample
-constexpr auto kSettledAfter = 1s;  // two progress samples (every 0.5 s)
+// A migration's throughput is measured over this much of its samples, and
+// known once they span at least the second.
+constexpr auto kRateWindow = 2s;
+constexpr auto kRateSpan = 1s;
+// A trial of fewer at once waits until the number at once has not changed
+// for this long: at the start the sockets' buffers fill, and the first
+// seconds carry more than the link does.
+constexpr auto kTrialAfter = 5s;
+// Kept migrations that took at least this share of the freed bandwidth
+// show the link is the limit (ideally 2x for half as many).
+constexpr double kTookFreedShare = 1.5;
+// ... and judges the kept ones this long after the holds took effect.
+constexpr auto kTrialSettle = 3s;
 // What a held migration still sends (the hypervisor's least bandwidth,
 // libvirt::kHeldBandwidthMiBs): a trial counts it as carried.
 constexpr double kHeldBps = 1024.0 * 1024.0;
@@ -89,26 +100,27 @@ void MigrationPacer::sampled(const std::string& uuid, const PacerSample& sample)
   auto it = flights_.find(uuid);
   if (it == flights_.end()) return;
   Flight& flight = it->second;
+  const double t = sample.elapsed.count() > 0
+                       ? static_cast<double>(sample.elapsed.count()) / 1000.0
+                       : seconds(sample.at.time_since_epoch());
+  const double processed = static_cast<double>(sample.processed_bytes);
   // A held migration's trickle says nothing about the link, and neither
-  // does the interval in which it was held or released.
-  // Nor does the interval in which the migration was still being set up
-  // (nothing sent yet when it began).
-  const bool comparable = flight.last && sample.at > flight.last->at &&
-                          flight.last->processed_bytes > 0 &&
-                          sample.processed_bytes >= flight.last->processed_bytes &&
-                          sample.held == flight.last->held && !sample.held;
-  if (comparable) {
-    const bool job_clock =
-        sample.elapsed > flight.last->elapsed && flight.last->elapsed.count() > 0;
-    const double interval = job_clock ? seconds(sample.elapsed - flight.last->elapsed)
-                                      : seconds(sample.at - flight.last->at);
-    const double rate =
-        static_cast<double>(sample.processed_bytes - flight.last->processed_bytes) / interval;
-    flight.rate_bps = flight.has_rate ? kSmoothing * rate + (1 - kSmoothing) * flight.rate_bps
-                                      : rate;
-    flight.has_rate = true;
-  } else if (sample.held) {
-    flight.has_rate = false;
+  // does the interval in which it was held or released, nor the one in
+  // which it was still being set up (nothing sent yet).
+  if (sample.held || (flight.last && flight.last->held != sample.held)) {
+    restartRate(flight);
+  } else if (sample.processed_bytes > 0) {
+    if (!flight.window.empty() &&
+        (t <= flight.window.back().t || processed < flight.window.back().processed))
+      restartRate(flight);
+    flight.window.push_back({sample.at, t, processed});
+    while (flight.window.size() > 2 && flight.window.back().t - flight.window[1].t >= seconds(kRateWindow))
+      flight.window.pop_front();
+    const double span = flight.window.back().t - flight.window.front().t;
+    if (span >= seconds(kRateSpan)) {
+      flight.rate_bps = (flight.window.back().processed - flight.window.front().processed) / span;
+      flight.has_rate = true;
+    }
   }
   if (sample.remaining_bytes < flight.least_remaining) {
     flight.least_remaining = sample.remaining_bytes;
@@ -117,6 +129,12 @@ void MigrationPacer::sampled(const std::string& uuid, const PacerSample& sample)
   if (sample.dirty_rate_bps > 0) flight.qemu_dirty_bps = sample.dirty_rate_bps;
   flight.last = sample;
   if (!flight.converged_at && finishing(flight)) flight.converged_at = sample.at;
+}
+
+void MigrationPacer::restartRate(Flight& flight) {
+  flight.window.clear();
+  flight.has_rate = false;
+  flight.rate_bps = 0;
 }
 
 void MigrationPacer::finished(const std::string& uuid) {
@@ -130,10 +148,9 @@ std::uint64_t MigrationPacer::dirtyOf(const std::string& uuid, const Flight& fli
   return probe != probed_.end() && probe->second ? *probe->second : 0;
 }
 
-// Its rate reflects what happened since `since`: two samples after it
-// weigh three quarters of the smoothed rate.
+// Its rate reflects only what happened since `since`.
 bool MigrationPacer::settled(const Flight& flight, TimePoint since, TimePoint now) const {
-  return flight.has_rate && flight.last && flight.last->at >= since + kSettledAfter &&
+  return flight.has_rate && !flight.window.empty() && flight.window.front().at >= since &&
          now - since >= kSettle;
 }
 
@@ -187,14 +204,14 @@ std::vector<std::string> MigrationPacer::byRemaining(bool held) const {
 void MigrationPacer::hold(const std::string& uuid, TimePoint now) {
   Flight& flight = flights_.at(uuid);
   flight.held = true;
-  flight.has_rate = false;
+  restartRate(flight);
   flight.steered = now;
 }
 
 void MigrationPacer::release(const std::string& uuid, TimePoint now) {
   Flight& flight = flights_.at(uuid);
   flight.held = false;
-  flight.has_rate = false;
+  restartRate(flight);
   flight.steered = now;
 }
 
@@ -271,17 +288,21 @@ bool MigrationPacer::judgeTrial(TimePoint now) {
     });
     if (!all_held) return false;
     trial_->effective = now;
-    for (const std::string& uuid : kept) flights_.at(uuid).has_rate = false;
+    for (const std::string& uuid : kept) restartRate(flights_.at(uuid));
     return false;
   }
-  const bool measured = std::all_of(kept.begin(), kept.end(), [&](const std::string& uuid) {
-    return settled(flights_.at(uuid), *trial_->effective, now);
-  });
+  // What the held ones had in their sockets' buffers still drains first.
+  const bool measured =
+      now - *trial_->effective >= kTrialSettle &&
+      std::all_of(kept.begin(), kept.end(), [&](const std::string& uuid) {
+        return settled(flights_.at(uuid), *trial_->effective, now);
+      });
   if (!measured) return false;
   const unsigned n = static_cast<unsigned>(kept.size());
   const double trickle = kHeldBps * static_cast<double>(flights_.size() - n);
   const double carried = aggregate();
-  if (carried + trickle >= kTrialKeeps * trial_->before_bps) {
+  if (carried + trickle >= kTrialKeeps * trial_->before_bps ||
+      carried >= kTookFreedShare * trial_->kept_before_bps) {
     verdict_ = Verdict::link_bound;
     limit_ = std::max(1u, n);
     last_change_ = now;
@@ -307,7 +328,7 @@ bool MigrationPacer::judgeTrial(TimePoint now) {
 bool MigrationPacer::startTrial(TimePoint now, std::uint64_t waiting_bytes) {
   if (verdict_ == Verdict::parallel_helps) return false;
   const unsigned n = contending();
-  if (n < 2 || now - level_since_ < kSettle || now - last_change_ < kSettle) return false;
+  if (n < 2 || now - level_since_ < kTrialAfter || now - last_change_ < kSettle) return false;
   std::vector<std::string> running = byRemaining(false);
   double left = static_cast<double>(waiting_bytes);
   for (const auto& [uuid, flight] : flights_) {
@@ -329,7 +350,8 @@ bool MigrationPacer::startTrial(TimePoint now, std::uint64_t waiting_bytes) {
     if (kept < keep) {
       ++kept;
       flights_.at(uuid).steered = now;
-      flights_.at(uuid).has_rate = false;
+      trial.kept_before_bps += flights_.at(uuid).rate_bps;
+      restartRate(flights_.at(uuid));
       continue;
     }
     hold(uuid, now);
@@ -373,7 +395,7 @@ bool MigrationPacer::focusOnConverging(TimePoint now, const std::vector<std::str
   // Their share changes: judged again once it settled.
   for (const std::string& uuid : kept_now) {
     flights_.at(uuid).steered = now;
-    flights_.at(uuid).has_rate = false;
+    restartRate(flights_.at(uuid));
   }
   if (trial_) {
     trial_->held.insert(trial_->held.end(), held_now.begin(), held_now.end());

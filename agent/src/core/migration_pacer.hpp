@@ -22,6 +22,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <optional>
 #include <string>
@@ -92,7 +93,17 @@ class MigrationPacer {
     TimePoint started{};
     TimePoint steered{};  // started, or last held or released
     std::optional<PacerSample> last;
-    double rate_bps = 0;     // smoothed, from the processed bytes
+    // Its throughput over the last two seconds of samples (on the job's
+    // clock), since it last started moving, was held or released: a
+    // window, not a smoothed average, so that a change shows fully once
+    // the window has passed it.
+    struct Point {
+      TimePoint at;
+      double t;  // seconds on the job's clock (or the engine's)
+      double processed;
+    };
+    std::deque<Point> window;
+    double rate_bps = 0;
     bool has_rate = false;
     std::uint64_t least_remaining = UINT64_MAX;
     TimePoint least_remaining_at{};
@@ -110,7 +121,8 @@ class MigrationPacer {
     // rates are measured from then.
     std::optional<TimePoint> effective;
     unsigned before = 0;
-    double before_bps = 0;
+    double before_bps = 0;       // all of them
+    double kept_before_bps = 0;  // those it keeps on the link
     std::vector<std::string> held;
   };
 
@@ -123,6 +135,7 @@ class MigrationPacer {
   unsigned contending() const;  // unheld and not in their last pass
   double aggregate() const;     // what the unheld ones move now
   std::vector<std::string> byRemaining(bool held) const;
+  static void restartRate(Flight& flight);
   void hold(const std::string& uuid, TimePoint now);
   void release(const std::string& uuid, TimePoint now);
   bool judgeTrial(TimePoint now);
