@@ -190,9 +190,14 @@ TEST(MigrationPacer, ReleasesTheNextHeldOneWhenTheLinkWouldIdle) {
   for (const auto& [uuid, steer] : pacer.steering()) {
     if (!steer.hold) running = uuid;
   }
-  // It runs until it is within a second of its end, then the next goes.
-  link.run(20s, link_25);
+  // Nothing goes beside it on a link that is the limit ...
+  link.run(5s, link_25);
+  EXPECT_EQ(link.heldCount(), 3u) << pacer.status().reason;
+  // ... until it switches over: the next one takes the link at once.
+  pacer.switchingOver(running);
+  link.run(500ms, link_25);
   EXPECT_EQ(link.heldCount(), 2u) << pacer.status().reason;
+  EXPECT_NE(pacer.status().reason.find("switching over"), std::string::npos) << pacer.status().reason;
   link.finish(running);
   link.run(1s, link_25);
   EXPECT_EQ(link.heldCount(), 2u) << "one at a time after the first finished";

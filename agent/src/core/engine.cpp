@@ -649,6 +649,12 @@ void MaintenanceEngine::onDomainEvent(const hv::DomainEvent& event) {
   e.pump();
 }
 
+void MaintenanceEngine::onMigrationSwitchover(const std::string& uuid) {
+  Impl& e = *impl_;
+  Impl::Entry entry(e);
+  e.pacingSwitchover(uuid);
+}
+
 void MaintenanceEngine::onInventoryRefreshed() {
   Impl& e = *impl_;
   Impl::Entry entry(e);

@@ -174,6 +174,7 @@ struct MaintenanceEngine::Impl {
   void pacingStarted(const DomainRecord& record, hv::ActionKind kind);
   void pacingSampled(const DomainRecord& record, const hv::ActionProgress& progress);
   void pacingFinished(const DomainRecord& record, hv::ActionKind kind);
+  void pacingSwitchover(const std::string& uuid);
   void reevaluatePacing();
   void steerMigrations();
   void probeDirtyRate(const DomainRecord& record);

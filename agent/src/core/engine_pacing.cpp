@@ -112,6 +112,15 @@ void MaintenanceEngine::Impl::pacingFinished(const DomainRecord& record, hv::Act
   steerMigrations();
 }
 
+// Its last data is on the wire: a held migration may take the link now
+// rather than after libvirt's confirmation (about two seconds here).
+void MaintenanceEngine::Impl::pacingSwitchover(const std::string& uuid) {
+  pacer.switchingOver(uuid);
+  MigrationTimeline& timeline = timelines[uuid];
+  if (!timeline.converged_at) timeline.converged_at = now();
+  reevaluatePacing();
+}
+
 void MaintenanceEngine::Impl::reevaluatePacing() {
   const bool changed = pacer.evaluate(now(), waitingMigrationBytes());
   steerMigrations();

@@ -31,8 +31,11 @@ constexpr auto kGrowthPeriod = 1s;
 // Remaining data that has not reached a new low for this long, after the
 // first pass, is not converging whatever the rates say.
 constexpr auto kNoNewLow = 4s;
-// Within this much of its throughput from the end: its last pass.
+// Within this much of its throughput from the end: its last pass (a new
+// migration may start beside it: its setup takes about that long) ...
 constexpr auto kFinishingWithin = 1s;
+// ... and switching over (a held one may go: it is set up already).
+constexpr auto kSwitchingOverWithin = 250ms;
 // A migration's throughput is measured over this much of its samples, and
 // known once they span at least the second.
 constexpr auto kRateWindow = 2s;
@@ -137,6 +140,11 @@ void MigrationPacer::restartRate(Flight& flight) {
   flight.rate_bps = 0;
 }
 
+void MigrationPacer::switchingOver(const std::string& uuid) {
+  auto it = flights_.find(uuid);
+  if (it != flights_.end()) it->second.switching_over = true;
+}
+
 void MigrationPacer::finished(const std::string& uuid) {
   flights_.erase(uuid);
   if (trial_) std::erase(trial_->held, uuid);
@@ -164,9 +172,20 @@ bool MigrationPacer::starved(const std::string& uuid, const Flight& flight, Time
 }
 
 bool MigrationPacer::finishing(const Flight& flight) const {
+  if (flight.switching_over) return true;
   if (!flight.last || !flight.has_rate || flight.rate_bps <= 0 || flight.held) return false;
   return static_cast<double>(flight.last->remaining_bytes) <=
          flight.rate_bps * seconds(kFinishingWithin);
+}
+
+// Its last pass is on the wire: what is left goes within the allowed
+// downtime (or nothing is left and the job is being confirmed).
+bool MigrationPacer::switchingOver(const Flight& flight) const {
+  if (flight.switching_over) return true;
+  if (!flight.last || flight.held) return false;
+  if (flight.last->remaining_bytes == 0 && flight.last->processed_bytes > 0) return true;
+  return flight.has_rate && static_cast<double>(flight.last->remaining_bytes) <=
+                                flight.rate_bps * seconds(kSwitchingOverWithin);
 }
 
 unsigned MigrationPacer::contending() const {
@@ -408,17 +427,23 @@ bool MigrationPacer::focusOnConverging(TimePoint now, const std::vector<std::str
   return true;
 }
 
-// A held migration goes back on the link when the ones on it are in their
-// last pass (the link would idle), or when the link has room for it:
+// A held migration goes back on the link when the ones on it are switching
+// over (the link would idle; earlier, it would slow their last passes, which
+// a guest rewriting a hot set needs the whole link for), or when the link has room for it:
 // its dirtying fits beside theirs and, unless the link is known to be the
 // limit, below the number at once.
 bool MigrationPacer::releaseHeld(TimePoint now) {
   std::vector<std::string> held = byRemaining(true);
   if (held.empty() || any_starved_) return false;
-  const unsigned n = contending();
   const std::string& next = held.front();
-  bool room = n == 0;
-  if (!room && now - last_change_ >= kSettle && n < limit_) {
+  const bool switching_over = std::all_of(flights_.begin(), flights_.end(), [this](const auto& e) {
+    return e.second.held || switchingOver(e.second);
+  });
+  // Those in their last pass still count: a released one would slow it.
+  const auto unheld = static_cast<unsigned>(std::count_if(
+      flights_.begin(), flights_.end(), [](const auto& e) { return !e.second.held; }));
+  bool room = switching_over;
+  if (!room && verdict_ != Verdict::link_bound && now - last_change_ >= kSettle && unheld < limit_) {
     double dirty_sum = 0;
     for (const auto& [uuid, flight] : flights_) {
       if (!flight.held && !finishing(flight)) dirty_sum += static_cast<double>(dirtyOf(uuid, flight));
@@ -429,8 +454,8 @@ bool MigrationPacer::releaseHeld(TimePoint now) {
   if (!room) return false;
   release(next, now);
   last_change_ = now;
-  reason_ = n == 0 ? "released a held migration: the others are in their last pass"
-                   : "released a held migration: the link has room for it";
+  reason_ = switching_over ? "released a held migration: the others are switching over"
+                           : "released a held migration: the link has room for it";
   return true;
 }
 

@@ -17,7 +17,8 @@
 //   done (fewer when their dirty rates exceed half of the capacity), hold
 //   the rest; one that does not converge even alone is hurried up its
 //   escalation ladder;
-// - a held migration is released when the link has room for it again.
+// - a held migration is released when those on the link switch over, or
+//   when the link has room for it again.
 #pragma once
 
 #include <chrono>
@@ -65,6 +66,8 @@ class MigrationPacer {
   void started(const std::string& uuid, TimePoint at);
   void sampled(const std::string& uuid, const PacerSample& sample);
   void finished(const std::string& uuid);
+  // It paused its guest for the switch-over: its last data is on the wire.
+  void switchingOver(const std::string& uuid);
 
   // Recomputes the limit, the holds and the hurries, given the memory of
   // the live migrations still waiting to start; true when something changed
@@ -110,6 +113,7 @@ class MigrationPacer {
     std::uint64_t qemu_dirty_bps = 0;
     bool held = false;
     bool hurry = false;
+    bool switching_over = false;  // told by the hypervisor
     std::optional<TimePoint> converged_at;
   };
 
@@ -131,6 +135,7 @@ class MigrationPacer {
   std::uint64_t dirtyOf(const std::string& uuid, const Flight& flight) const;
   bool starved(const std::string& uuid, const Flight& flight, TimePoint now) const;
   bool finishing(const Flight& flight) const;
+  bool switchingOver(const Flight& flight) const;
   bool settled(const Flight& flight, TimePoint since, TimePoint now) const;
   unsigned contending() const;  // unheld and not in their last pass
   double aggregate() const;     // what the unheld ones move now

@@ -435,9 +435,20 @@ class LibvirtHypervisor final : public Hypervisor {
   static int onLifecycleEvent(virConnectPtr conn, virDomainPtr dom, int event, int detail,
                               void* opaque) {
     const auto* ctx = static_cast<const ConnectionCallbacks*>(opaque);
-    if (ctx->alive.lock())
-      ctx->self->onDomainEvent(conn, dom, mapLifecycle(event, detail), ctx->generation);
+    if (!ctx->alive.lock()) return 0;
+    if (event == VIR_DOMAIN_EVENT_SUSPENDED && detail == VIR_DOMAIN_EVENT_SUSPENDED_MIGRATED)
+      ctx->self->onSwitchover(dom, ctx->generation);
+    ctx->self->onDomainEvent(conn, dom, mapLifecycle(event, detail), ctx->generation);
     return 0;
+  }
+
+  // On the io thread (libvirt's events run on it): the scheduler hears of
+  // a switch-over at once, not after the re-read that waits for the end.
+  void onSwitchover(virDomainPtr dom, unsigned generation) {
+    if (generation != generation_ || !observer_) return;
+    char uuid[VIR_UUID_STRING_BUFLEN] = {};
+    if (virDomainGetUUIDString(dom, uuid) < 0) return;
+    if (steer_cells_.contains(uuid)) observer_->onMigrationSwitchover(uuid);
   }
 
   static void onMetadataEvent(virConnectPtr conn, virDomainPtr dom, int, const char*,

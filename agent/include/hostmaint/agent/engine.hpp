@@ -132,6 +132,7 @@ class MaintenanceEngine final : public hv::HypervisorObserver {
   void onDomainEvent(const hv::DomainEvent& event) override;
   void onInventoryRefreshed() override;
   void onConnectionStateChanged(hv::ConnectionState state, const std::string& detail) override;
+  void onMigrationSwitchover(const std::string& uuid) override;
 
  private:
   struct Impl;

@@ -268,6 +268,10 @@ class HypervisorObserver {
   // The full inventory was re-read (after connecting or reconnecting).
   virtual void onInventoryRefreshed() = 0;
   virtual void onConnectionStateChanged(ConnectionState state, const std::string& detail) = 0;
+  // A live migration started here paused its guest for the switch-over: its
+  // last data is on the wire. Told at once, before the domain is re-read
+  // (which waits for the migration's end).
+  virtual void onMigrationSwitchover(const std::string& uuid) { (void)uuid; }
 };
 
 class Hypervisor {
