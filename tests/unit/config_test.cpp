@@ -81,6 +81,11 @@ TEST_F(ConfigTest, MissingDefaultFileGivesDefaults) {
   EXPECT_EQ(config.paths.state_dir, "/var/lib/hostmaint");
   EXPECT_EQ(config.paths.runtime_dir, "/run/hostmaint");
   EXPECT_EQ(config.policy, DomainPolicy{});
+  // The limits are upper bounds for the adaptive scheduler (docs/configuration.md).
+  EXPECT_TRUE(config.migration.adaptive);
+  EXPECT_EQ(config.migration.adaptive_initial_parallel, 4u);
+  EXPECT_EQ(config.limits.max_parallel_migrations, 8u);
+  EXPECT_EQ(config.migration.max_parallel_per_destination, 8u);
 }
 
 TEST_F(ConfigTest, MissingExplicitFileIsAnError) {
@@ -192,6 +197,8 @@ destinations = ["qemu+ssh://host-b/system",
 max_parallel_per_destination = 3
 reserved_memory_mib = 1024
 destination_probe_interval = "1m"
+adaptive = false
+adaptive_initial_parallel = 2
 
 [evidence]
 qemu_process_scope = "known-domains"
@@ -233,6 +240,8 @@ level = "debug"
   EXPECT_EQ(config.migration.max_parallel_per_destination, 3u);
   EXPECT_EQ(config.migration.reserved_memory_mib, 1024u);
   EXPECT_EQ(config.migration.destination_probe_interval, 60s);
+  EXPECT_FALSE(config.migration.adaptive);
+  EXPECT_EQ(config.migration.adaptive_initial_parallel, 2u);
   // A destination only a maintenance request names gets the section's defaults.
   EXPECT_EQ(config.migration.maxParallelAt(config.migration.destination("qemu:///other")), 3u);
   EXPECT_EQ(config.migration.reservedMemoryMibAt(config.migration.destinations[1]), 2048u);

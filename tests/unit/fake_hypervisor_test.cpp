@@ -18,6 +18,7 @@ class EventLog final : public hv::HypervisorObserver {
  public:
   void onDomainEvent(const hv::DomainEvent& event) override { events.push_back(event.kind); }
   void onInventoryRefreshed() override { ++refreshes; }
+  void onMigrationSwitchover(const std::string&) override {}
   void onConnectionStateChanged(hv::ConnectionState, const std::string&) override { ++changes; }
   std::vector<hv::DomainEventKind> events;
   int refreshes = 0;

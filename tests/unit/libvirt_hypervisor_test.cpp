@@ -45,6 +45,7 @@ struct RecordingObserver : hv::HypervisorObserver {
   int refreshes = 0;
   void onDomainEvent(const hv::DomainEvent& e) override { events.push_back(e); }
   void onInventoryRefreshed() override { ++refreshes; }
+  void onMigrationSwitchover(const std::string&) override {}  // the test driver cannot migrate
   void onConnectionStateChanged(hv::ConnectionState s, const std::string& d) override {
     states.emplace_back(s, d);
   }

@@ -70,6 +70,10 @@ void AgentService::onDomainEvent(const hv::DomainEvent& event) { engine_.onDomai
 
 void AgentService::onInventoryRefreshed() { engine_.onInventoryRefreshed(); }
 
+void AgentService::onMigrationSwitchover(const std::string& uuid) {
+  engine_.onMigrationSwitchover(uuid);
+}
+
 void AgentService::onConnectionStateChanged(hv::ConnectionState state,
                                             const std::string& detail) {
   logHypervisorConnection(state, detail);

@@ -151,6 +151,7 @@ class FirstInventory final : public hv::HypervisorObserver {
   bool received() const { return received_; }
 
   void onDomainEvent(const hv::DomainEvent&) override {}
+  void onMigrationSwitchover(const std::string&) override {}  // nothing migrates yet
   void onInventoryRefreshed() override { received_ = true; }
   void onConnectionStateChanged(hv::ConnectionState state, const std::string& detail) override {
     logHypervisorConnection(state, detail);

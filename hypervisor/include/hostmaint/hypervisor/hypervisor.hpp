@@ -271,7 +271,7 @@ class HypervisorObserver {
   // A live migration started here paused its guest for the switch-over: its
   // last data is on the wire. Told at once, before the domain is re-read
   // (which waits for the migration's end).
-  virtual void onMigrationSwitchover(const std::string& uuid) { (void)uuid; }
+  virtual void onMigrationSwitchover(const std::string& uuid) = 0;
 };
 
 class Hypervisor {

@@ -112,6 +112,7 @@ class AgentService final : private agent::EngineListener, private hv::Hypervisor
   void onDomainEvent(const hv::DomainEvent& event) override;
   void onInventoryRefreshed() override;
   void onConnectionStateChanged(hv::ConnectionState state, const std::string& detail) override;
+  void onMigrationSwitchover(const std::string& uuid) override;
 
   // Arms the wakeup timer at wakeup_at_ (at most a minute ahead), replacing
   // any earlier wakeup.
