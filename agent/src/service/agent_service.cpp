@@ -213,7 +213,7 @@ void AgentService::publishNow() {
   decorate(status);
   change_log_.record(status);
   // Rendered once, for the file and the StatusJSON property.
-  std::string rendered = agent::statusToJson(status).dump(2);
+  std::string rendered = status_renderer_.render(status);
   writeStatusFile(rendered);
   if (options_.on_published) options_.on_published(status);
   bus_link_->publish(status, std::move(rendered));
@@ -228,7 +228,7 @@ void AgentService::publishNow() {
 }
 
 void AgentService::writeStatusFile(const agent::HostStatus& status) {
-  writeStatusFile(agent::statusToJson(status).dump(2));
+  writeStatusFile(status_renderer_.render(status));
 }
 
 void AgentService::writeStatusFile(const std::string& rendered) {

@@ -32,6 +32,7 @@
 #include "hostmaint/agent/service/service_notifier.hpp"
 #include "hostmaint/agent/service/status_change_log.hpp"
 #include "hostmaint/agent/service/status_file.hpp"
+#include "hostmaint/agent/status_json.hpp"
 
 namespace hostmaint::service {
 
@@ -138,6 +139,8 @@ class AgentService final : private agent::EngineListener, private hv::Hypervisor
 
   // Owned, in the order they are built (destroyed in reverse).
   StatusFile status_file_;
+  // Renders status.json and StatusJSON, each domain again only once it changed.
+  agent::StatusRenderer status_renderer_;
   StatusChangeLog change_log_;
   std::string last_write_error_;
   std::string last_status_line_;
