@@ -6,9 +6,19 @@ namespace hostmaint::agent::json_text {
 
 std::string quote(std::string_view text) {
   static constexpr char kHex[] = "0123456789abcdef";
+  // Most text needs no escape: copied in one piece.
+  const bool plain = std::all_of(text.begin(), text.end(), [](char c) {
+    const auto byte = static_cast<unsigned char>(c);
+    return byte >= 0x20 && byte < 0x80 && c != '"' && c != '\\';
+  });
   std::string out;
   out.reserve(text.size() + 2);
   out += '"';
+  if (plain) {
+    out += text;
+    out += '"';
+    return out;
+  }
   for (const char c : text) {
     const auto byte = static_cast<unsigned char>(c);
     if (byte >= 0x80) return nlohmann::json(std::string(text)).dump();
