@@ -140,7 +140,7 @@ DomainRecord* MaintenanceEngine::Impl::findByNameOrUuid(const std::string& key) 
 }
 
 std::uint64_t MaintenanceEngine::Impl::memoryBytesOf(const DomainRecord& record) const {
-  std::optional<hv::DomainInfo> info = hypervisor.domain(record.uuid);
+  const hv::DomainInfo* info = hypervisor.findDomain(record.uuid);
   return (info ? info->memory_kib : record.memory_kib) * 1024;
 }
 
@@ -227,11 +227,12 @@ void MaintenanceEngine::Impl::commit(const std::string& verb, EngineState before
 HostStatus MaintenanceEngine::Impl::projectedStatus() const {
   const bool qemu_exit_grace = qemu_grace_until && now() < *qemu_grace_until;
   return projectStatus(StatusInputs{state, settings.host_name, connection, connection_detail,
-                                    hypervisor.description(), hypervisor.domains(), evidence,
+                                    hypervisor.description(), {}, evidence,
                                     qemu_exit_grace, journal_error, settings.default_policy,
                                     settings.notices, cordonOf(), now(),
                                     settings.limits.save_timeout,
-                                    settings.limits.restore_timeout, &projection_cache});
+                                    settings.limits.restore_timeout, &projection_cache,
+                                    &hypervisor});
 }
 
 void MaintenanceEngine::Impl::settle() noexcept {

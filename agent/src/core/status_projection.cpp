@@ -243,8 +243,15 @@ HostStatus projectStatus(const StatusInputs& in) {
   out.ready = (state.phase == HostPhase::empty || state.phase == HostPhase::in_maintenance) &&
               evidenced_empty && connected && state.leftovers.empty();
 
-  std::unordered_map<std::string, const hv::DomainInfo*> inventory;
-  for (const hv::DomainInfo& info : in.inventory) inventory.emplace(info.uuid, &info);
+  std::unordered_map<std::string_view, const hv::DomainInfo*> inventory;
+  if (!in.hypervisor) {
+    for (const hv::DomainInfo& info : in.inventory) inventory.emplace(info.uuid, &info);
+  }
+  auto lookup = [&](const std::string& uuid) -> const hv::DomainInfo* {
+    if (in.hypervisor) return in.hypervisor->findDomain(uuid);
+    const auto found = inventory.find(uuid);
+    return found == inventory.end() ? nullptr : found->second;
+  };
 
   if (!connected) {
     out.blockers.push_back(
@@ -267,6 +274,18 @@ HostStatus projectStatus(const StatusInputs& in) {
   if (in.cache && in.cache->texts.size() > 2 * state.domains.size() + 16) {
     in.cache->texts.clear();
     in.cache->notices.clear();
+    in.cache->views.clear();
+  }
+  if (in.cache) {
+    ProjectionCache::Context context{state.phase,       state.window,
+                                     state.session_id,  state.scheduled_at,
+                                     state.migration_throughput_bps, window_ended,
+                                     state.host_shutdown, in.host_name,
+                                     in.default_policy, in.notice_settings};
+    if (in.cache->context != context) {
+      in.cache->views.clear();
+      in.cache->context = std::move(context);
+    }
   }
   auto describe = [&](const DomainRecord& record) -> DomainText {
     if (!in.cache) return describeDomain(record);
@@ -294,7 +313,9 @@ HostStatus projectStatus(const StatusInputs& in) {
     }
     return entry.notice;
   };
-  for (const DomainRecord& record : state.domains) {
+  // The entry of one domain and the blocker its stage makes, if any.
+  auto project = [&](const DomainRecord& record, const hv::DomainInfo* info,
+                     std::optional<std::string>& blocking) -> DomainStatus {
     const DomainText text = describe(record);
     DomainStatus view;
     view.uuid = record.uuid;
@@ -316,11 +337,11 @@ HostStatus projectStatus(const StatusInputs& in) {
     view.action_started_at = record.started_at;
     view.action_finished_at = record.finished_at;
     view.policy_error = record.policy_error;
-    if (auto info = inventory.find(record.uuid); info != inventory.end()) {
-      view.run_state = info->second->state;
-      view.memory_kib = info->second->memory_kib;
-      view.owner = info->second->owner;
-      view.project = info->second->project;
+    if (info) {
+      view.run_state = info->state;
+      view.memory_kib = info->memory_kib;
+      view.owner = info->owner;
+      view.project = info->project;
     }
     if (inMaintenance(state.phase) && state.window) {
       // A malformed policy is acted on with the host's defaults once acked,
@@ -341,8 +362,38 @@ HostStatus projectStatus(const StatusInputs& in) {
           view.notice = hostShutdownNotice(*state.host_shutdown, entry, in.host_name);
       }
     }
-    if (auto reason = blockingReason(record, text)) {
-      out.blockers.push_back({"domain " + view.name, *reason});
+    blocking = blockingReason(record, text);
+    return view;
+  };
+  for (const DomainRecord& record : state.domains) {
+    const hv::DomainInfo* info = lookup(record.uuid);
+    std::optional<std::string> blocking;
+    if (!in.cache) {
+      out.domains.push_back(project(record, info, blocking));
+    } else {
+      ProjectionCache::View& cached = in.cache->views[record.uuid];
+      // A notice dated now (no scheduled_at) changes with the clock.
+      const bool timeless = state.scheduled_at || !inMaintenance(state.phase);
+      const bool same =
+          timeless && !cached.record.uuid.empty() && cached.in_inventory == (info != nullptr) &&
+          (!info || (cached.run_state == info->state && cached.memory_kib == info->memory_kib &&
+                     cached.owner == info->owner && cached.project == info->project)) &&
+          cached.record == record;
+      if (!same) {
+        cached.status = project(record, info, cached.blocking);
+        cached.record = record;
+        cached.in_inventory = info != nullptr;
+        cached.run_state = info ? info->state : hv::DomainRunState::unknown;
+        cached.memory_kib = info ? info->memory_kib : 0;
+        cached.owner = info ? info->owner : std::nullopt;
+        cached.project = info ? info->project : std::nullopt;
+      }
+      out.domains.push_back(cached.status);
+      blocking = cached.blocking;
+    }
+    const DomainStatus& view = out.domains.back();
+    if (blocking) {
+      out.blockers.push_back({"domain " + view.name, *blocking});
     } else if (auto deadline = actionDeadline(record, in.save_timeout, in.restore_timeout);
                deadline && in.now >= *deadline) {
       const bool save = record.runningKind() == hv::ActionKind::managed_save;
@@ -353,7 +404,6 @@ HostStatus projectStatus(const StatusInputs& in) {
                " ([limits] " + (save ? "save_timeout" : "restore_timeout") +
                "); libvirt is still at it: not aborted"});
     }
-    out.domains.push_back(std::move(view));
   }
   for (const LeftoverCheck& check : state.leftovers) {
     // Named once a check could not settle it; the first check takes a moment.
