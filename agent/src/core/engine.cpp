@@ -224,28 +224,25 @@ void MaintenanceEngine::Impl::commit(const std::string& verb, EngineState before
                      journal_error.value_or("unknown error") + "); nothing was changed");
 }
 
-HostStatus MaintenanceEngine::Impl::projectedStatus() const {
+bool MaintenanceEngine::Impl::projectStatus() {
   const bool qemu_exit_grace = qemu_grace_until && now() < *qemu_grace_until;
-  return projectStatus(StatusInputs{state, settings.host_name, connection, connection_detail,
+  return projectStatusInto(StatusInputs{state, settings.host_name, connection, connection_detail,
                                     hypervisor.description(), {}, evidence,
                                     qemu_exit_grace, journal_error, settings.default_policy,
                                     settings.notices, cordonOf(), now(),
                                     settings.limits.save_timeout,
                                     settings.limits.restore_timeout, &projection_cache,
-                                    &hypervisor});
+                                    &hypervisor},
+                           status);
 }
 
 void MaintenanceEngine::Impl::settle() noexcept {
   try {
     persist();
     tellCordon();
-    HostStatus next = projectedStatus();
-    next.generation = status.generation;
-    next.updated_at = status.updated_at;
-    if (next != status) {
-      next.generation = status.generation + 1;
-      next.updated_at = now();
-      status = std::move(next);
+    if (projectStatus()) {
+      ++status.generation;
+      status.updated_at = now();
       listener.onStatusChanged(status);
     }
     // The owner arms its one timer from this: no caller re-arms after a command.
@@ -415,7 +412,7 @@ MaintenanceEngine::MaintenanceEngine(hv::Hypervisor& hypervisor, const WallClock
                                      Journal& journal, EngineSettings settings,
                                      EngineListener& listener)
     : impl_(std::make_unique<Impl>(hypervisor, clock, journal, std::move(settings), listener)) {
-  impl_->status = impl_->projectedStatus();
+  impl_->projectStatus();
 }
 
 MaintenanceEngine::~MaintenanceEngine() = default;

@@ -222,8 +222,19 @@ std::optional<TimePoint> actionDeadline(const DomainRecord& record,
 }
 
 HostStatus projectStatus(const StatusInputs& in) {
+  HostStatus out;
+  projectStatusInto(in, out);
+  return out;
+}
+
+// The domains' entries are updated in `current` itself, each one only when
+// it differs: with many domains, an event must not copy and compare them
+// all. Everything else is projected anew (it is small) and compared.
+bool projectStatusInto(const StatusInputs& in, HostStatus& current) {
   const EngineState& state = in.state;
   HostStatus out;
+  bool domains_changed = current.domains.size() != state.domains.size();
+  current.domains.resize(state.domains.size());
   out.host = in.host_name;
   out.phase = state.phase;
   out.session_id = state.session_id;
@@ -365,11 +376,18 @@ HostStatus projectStatus(const StatusInputs& in) {
     blocking = blockingReason(record, text);
     return view;
   };
-  for (const DomainRecord& record : state.domains) {
+  // Sets current.domains[i] to `entry` unless it is that already.
+  auto place = [&](std::size_t i, const DomainStatus& entry) {
+    if (current.domains[i] == entry) return;
+    current.domains[i] = entry;
+    domains_changed = true;
+  };
+  for (std::size_t i = 0; i < state.domains.size(); ++i) {
+    const DomainRecord& record = state.domains[i];
     const hv::DomainInfo* info = lookup(record.uuid);
     std::optional<std::string> blocking;
     if (!in.cache) {
-      out.domains.push_back(project(record, info, blocking));
+      place(i, project(record, info, blocking));
     } else {
       ProjectionCache::View& cached = in.cache->views[record.uuid];
       // A notice dated now (no scheduled_at) changes with the clock.
@@ -388,10 +406,12 @@ HostStatus projectStatus(const StatusInputs& in) {
         cached.owner = info ? info->owner : std::nullopt;
         cached.project = info ? info->project : std::nullopt;
       }
-      out.domains.push_back(cached.status);
+      // An entry unchanged since the last projection into `current` is
+      // there already, at this place unless the order of domains changed.
+      if (!same || current.domains[i].uuid != record.uuid) place(i, cached.status);
       blocking = cached.blocking;
     }
-    const DomainStatus& view = out.domains.back();
+    const DomainStatus& view = current.domains[i];
     if (blocking) {
       out.blockers.push_back({"domain " + view.name, *blocking});
     } else if (auto deadline = actionDeadline(record, in.save_timeout, in.restore_timeout);
@@ -421,7 +441,16 @@ HostStatus projectStatus(const StatusInputs& in) {
       out.blockers.push_back({"check " + check.name, check.detail});
     }
   }
-  return out;
+  // Everything but the domains (and the stamps, which the caller sets)
+  // compared as a whole; then the domains, already in place, are put back.
+  out.generation = current.generation;
+  out.updated_at = current.updated_at;
+  std::vector<DomainStatus> domains = std::move(current.domains);
+  current.domains.clear();
+  const bool rest_changed = !(out == current);
+  current = std::move(out);
+  current.domains = std::move(domains);
+  return domains_changed || rest_changed;
 }
 
 }  // namespace hostmaint::agent

@@ -127,5 +127,10 @@ std::optional<TimePoint> actionDeadline(const DomainRecord& record,
 // The whole snapshot except generation and updated_at, which the engine
 // stamps when the projection differs from what it published before.
 HostStatus projectStatus(const StatusInputs& inputs);
+// The same projected into `current` (the last projection, generation and
+// updated_at kept): true when anything in it changed. With a cache, every
+// projection that uses it must be into the same `current`: an entry the
+// cache holds unchanged is taken to be in `current` already.
+bool projectStatusInto(const StatusInputs& inputs, HostStatus& current);
 
 }  // namespace hostmaint::agent
