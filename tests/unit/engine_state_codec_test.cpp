@@ -65,6 +65,31 @@ TEST(EngineStateCodec, RoundTrips) {
   EXPECT_EQ(decoded.domains.at(0).runningKind(), hv::ActionKind::live_migrate);
 }
 
+// Records are written without building nlohmann values: each must read as
+// nlohmann renders it (sorted keys, compact), as journals were written
+// before, or a journal written by an older hostmaintd would be rewritten.
+TEST(EngineStateCodec, RecordsAreWhatNlohmannWouldWrite) {
+  EngineState state = drainingState();
+  DomainRecord retried = state.domains.front();
+  retried.uuid = "0000eb01-f6a4-8304-79aa-97f2502e193f";
+  retried.name = "w\u00e9b \"2\"\n";
+  retried.destination_failures = 2;
+  retried.failed_destinations = {"qemu+tls://host-b/system", "qemu+tls://host-c/system"};
+  retried.retry_at = kStart + 200s;
+  retried.retry_reason = "destination\tfailed";
+  retried.policy.group = "web";
+  retried.policy.priority = -2;
+  retried.ack = AckChoice::keep;
+  retried.fallback = MaintenanceAction::suspend;
+  state.domains.push_back(retried);
+  for (const DomainRecord& record : state.domains) {
+    const std::string text = encodeDomainRecord(record);
+    EXPECT_EQ(text, json::parse(text).dump()) << record.name;
+  }
+  EXPECT_EQ(decodeEngineState(encodeEngineState(state)).domains.back().failed_destinations,
+            retried.failed_destinations);
+}
+
 TEST(EngineStateCodec, LeftoverChecksRoundTripAndAreOptionalForOlderJournals) {
   EngineState state = drainingState();
   LeftoverCheck check;

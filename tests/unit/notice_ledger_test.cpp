@@ -150,6 +150,33 @@ TEST_F(NoticeLedgerTest, PersistedLedgerNeitherResendsNorRenumbers) {
   EXPECT_EQ(issued[0].notice.revision, sent.revision + 1);
 }
 
+// encode() keeps each entry's text while it is unchanged: the ledger must
+// still read as the whole document rendered at once (as ledgers were
+// written before), after a change of one notice and after a cancel.
+TEST_F(NoticeLedgerTest, EncodingReusesEntriesButWritesTheSameDocument) {
+  add("a", {{"maintenance_action", "suspend"}, {"ack_required", "true"}});
+  add("b", {{"maintenance_action", "suspend"}, {"ack_required", "true"}});
+  start();
+  auto canonical = [](const std::string& text) {
+    return nlohmann::json::parse(text).dump(2) + "\n";
+  };
+  EXPECT_EQ(ledger.encode(), canonical(ledger.encode())) << "no notices";
+  engine->schedule(window(1h));
+  observe();
+  const std::string first = ledger.encode();
+  EXPECT_EQ(first, canonical(first));
+  EXPECT_EQ(ledger.encode(), first);
+  engine->acknowledge("b", AckChoice::keep);
+  observe();
+  const std::string second = ledger.encode();
+  EXPECT_NE(second, first);
+  EXPECT_EQ(second, canonical(second));
+  EXPECT_EQ(NoticeLedger::decode(second).encode(), second);
+  engine->cancel();
+  observe();
+  EXPECT_EQ(ledger.encode(), canonical(ledger.encode()));
+}
+
 TEST_F(NoticeLedgerTest, SubSecondTimesDoNotReissueAfterARestart) {
   add("a", {{"maintenance_action", "suspend"}, {"ack_required", "true"}});
   clock.advance(250ms);  // the real clock is rarely on a whole second

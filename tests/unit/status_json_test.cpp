@@ -4,6 +4,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "hostmaint/agent/notice.hpp"
+
 namespace hostmaint::agent {
 namespace {
 
@@ -187,6 +189,81 @@ TEST(StatusJson, UnsetOptionalDomainFieldsAreNull) {
   EXPECT_EQ(doc["counts"]["blocked"], 1);
   EXPECT_EQ(doc["counts"]["acting"], 1);
   EXPECT_EQ(doc["counts"]["done"], 0);
+}
+
+// The renderer reuses each unchanged domain's text: what it writes must
+// stay the whole document as statusToJson renders it, through changes,
+// additions, removals and reorderings of domains.
+TEST(StatusRenderer, RendersTheDocumentByteForByteAcrossChanges) {
+  StatusRenderer renderer;
+  HostStatus status = emptyStatus();
+  EXPECT_EQ(renderer.render(status), statusToJson(status).dump(2));
+  DomainStatus first = fullDomain();
+  DomainNotice notice;
+  notice.revision = 7;
+  notice.session_id = "s-1";
+  notice.message = "web1 \"moves\"\nat four";
+  first.notice = notice;
+  DomainStatus second = fullDomain();
+  second.uuid = "0000eb01-f6a4-8304-79aa-97f2502e193f";
+  second.name = "db1";
+  second.progress.reset();
+  second.stage = DomainStage::waiting;
+  status.domains = {first, second};
+  status.blockers.push_back({"domain db1", "waiting: 2 of max 2 actions running"});
+  EXPECT_EQ(renderer.render(status), statusToJson(status).dump(2));
+  status.domains[1].stage = DomainStage::done;
+  status.domains[1].result = "suspended";
+  status.generation = 4;
+  EXPECT_EQ(renderer.render(status), statusToJson(status).dump(2));
+  std::swap(status.domains[0], status.domains[1]);
+  EXPECT_EQ(renderer.render(status), statusToJson(status).dump(2));
+  status.domains.pop_back();
+  EXPECT_EQ(renderer.render(status), statusToJson(status).dump(2));
+  status.domains.clear();
+  EXPECT_EQ(renderer.render(status), statusToJson(status).dump(2));
+  status.domains = {second};
+  const std::string rendered = renderer.render(status);
+  EXPECT_EQ(rendered, statusToJson(status).dump(2));
+  EXPECT_EQ(json::parse(rendered)["domains"][0]["name"], "db1");
+}
+
+// The status and the notices are written without building nlohmann values:
+// the text must be what nlohmann renders, escapes and all.
+TEST(StatusRenderer, WritesWhatNlohmannWritesForEveryFieldAndString) {
+  DomainNotice notice;
+  notice.revision = 18446744073709551615u;
+  notice.issued_at = at(2026, 11, 25, 4, 0, 0);
+  notice.session_id = "s";
+  notice.action = MaintenanceAction::suspend;
+  notice.window_start = at(2026, 11, 25, 5, 0, 0);
+  notice.window_end = at(2026, 11, 25, 6, 0, 0);
+  notice.earliest_start = at(2026, 11, 25, 5, 30, 0);
+  notice.expected_downtime = seconds(-5);
+  notice.downtime_basis = "window";
+  notice.ack = AckChoice::keep;
+  notice.ack_reason = "tab\there, \x01 and \x1f, del \x7f, back\\slash";
+  notice.ack_deadline = at(2026, 11, 25, 4, 30, 0);
+  notice.ack_timeout_action = AckTimeoutAction::proceed;
+  notice.keep_action = MaintenanceAction::shutdown;
+  notice.owner_deadline = at(2026, 11, 25, 4, 45, 0);
+  notice.message = "r\u00e9sum\u00e9 \u2014 \"quoted\"\r\n\b\f";
+  EXPECT_EQ(noticeToText(notice), noticeToJson(notice).dump());
+  EXPECT_EQ(noticeToText(DomainNotice{}), noticeToJson(DomainNotice{}).dump());
+  HostStatus status = emptyStatus();
+  DomainStatus full = fullDomain();
+  full.notice = notice;
+  full.progress->percent = 33.333333333333336;
+  full.ack_reason = "because";
+  full.policy_error = "bad \"x\"";
+  full.action_started_at = at(2026, 11, 25, 4, 1, 0);
+  full.action_finished_at = at(2026, 11, 25, 4, 2, 0);
+  full.priority = -3;
+  DomainStatus bare;
+  bare.uuid = "u";
+  status.domains = {full, bare};
+  StatusRenderer renderer;
+  EXPECT_EQ(renderer.render(status), statusToJson(status).dump(2));
 }
 
 TEST(Time, FormatsUtcWithSeconds) {

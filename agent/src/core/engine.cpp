@@ -142,7 +142,7 @@ DomainRecord* MaintenanceEngine::Impl::findByNameOrUuid(const std::string& key) 
 }
 
 std::uint64_t MaintenanceEngine::Impl::memoryBytesOf(const DomainRecord& record) const {
-  std::optional<hv::DomainInfo> info = hypervisor.domain(record.uuid);
+  const hv::DomainInfo* info = hypervisor.findDomain(record.uuid);
   return (info ? info->memory_kib : record.memory_kib) * 1024;
 }
 
@@ -226,29 +226,26 @@ void MaintenanceEngine::Impl::commit(const std::string& verb, EngineState before
                      journal_error.value_or("unknown error") + "); nothing was changed");
 }
 
-HostStatus MaintenanceEngine::Impl::projectedStatus() const {
+bool MaintenanceEngine::Impl::projectStatus() {
   const bool qemu_exit_grace = qemu_grace_until && now() < *qemu_grace_until;
-  HostStatus projected = projectStatus(StatusInputs{state, settings.host_name, connection, connection_detail,
-                                    hypervisor.description(), hypervisor.domains(), evidence,
+  const bool changed = projectStatusInto(StatusInputs{state, settings.host_name, connection, connection_detail,
+                                    hypervisor.description(), {}, evidence,
                                     qemu_exit_grace, journal_error, settings.default_policy,
                                     settings.notices, cordonOf(), now(),
                                     settings.limits.save_timeout,
-                                    settings.limits.restore_timeout, &projection_cache});
-  addPacingStatus(projected);
-  return projected;
+                                    settings.limits.restore_timeout, &projection_cache,
+                                    &hypervisor},
+                           status);
+  return addPacingStatus(status) || changed;
 }
 
 void MaintenanceEngine::Impl::settle() noexcept {
   try {
     persist();
     tellCordon();
-    HostStatus next = projectedStatus();
-    next.generation = status.generation;
-    next.updated_at = status.updated_at;
-    if (next != status) {
-      next.generation = status.generation + 1;
-      next.updated_at = now();
-      status = std::move(next);
+    if (projectStatus()) {
+      ++status.generation;
+      status.updated_at = now();
       listener.onStatusChanged(status);
     }
     // The owner arms its one timer from this: no caller re-arms after a command.
@@ -419,7 +416,7 @@ MaintenanceEngine::MaintenanceEngine(hv::Hypervisor& hypervisor, const WallClock
                                      Journal& journal, EngineSettings settings,
                                      EngineListener& listener)
     : impl_(std::make_unique<Impl>(hypervisor, clock, journal, std::move(settings), listener)) {
-  impl_->status = impl_->projectedStatus();
+  impl_->projectStatus();
 }
 
 MaintenanceEngine::~MaintenanceEngine() = default;

@@ -376,7 +376,7 @@ void MaintenanceEngine::Impl::startRestoreActions() {
       waitToRestore(wait::LibvirtDown{connection});
       continue;
     }
-    std::optional<hv::DomainInfo> info = hypervisor.domain(uuid);
+    const hv::DomainInfo* info = hypervisor.findDomain(uuid);
     if (!info) {
       finishRestore(*record, false, "no longer defined on this host");
       continue;

@@ -59,7 +59,7 @@ struct MaintenanceEngine::Impl {
   bool recovered = false;
 
   std::optional<std::vector<hv::EvidenceCheck>> evidence;
-  mutable ProjectionCache projection_cache;  // projectedStatus()'s
+  ProjectionCache projection_cache;  // projectStatus()'s, always into `status`
   std::optional<TimePoint> probed_at;  // when `evidence` was read
   std::optional<TimePoint> qemu_grace_until;
   std::optional<TimePoint> reprobe_at;
@@ -134,7 +134,9 @@ struct MaintenanceEngine::Impl {
   // command (CommandError naming the journal's error).
   void commit(const std::string& verb, EngineState before);
   void settle() noexcept;
-  HostStatus projectedStatus() const;
+  // Projects the state into `status` in place: true when it changed (the
+  // caller stamps and publishes it).
+  bool projectStatus();
   void pump();
   void applyDeadlines();
   void evaluateEmptiness();
@@ -178,7 +180,7 @@ struct MaintenanceEngine::Impl {
   void reevaluatePacing();
   void steerMigrations();
   void probeDirtyRate(const DomainRecord& record);
-  void addPacingStatus(HostStatus& status) const;
+  bool addPacingStatus(HostStatus& status) const;
 
   // engine_leftovers.cpp
   void checkLeftover(const std::string& uuid, const std::string& name,

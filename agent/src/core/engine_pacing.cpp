@@ -162,19 +162,34 @@ void MaintenanceEngine::Impl::probeDirtyRate(const DomainRecord& record) {
   });
 }
 
-void MaintenanceEngine::Impl::addPacingStatus(HostStatus& status) const {
+// Into the projection in place (projectStatusInto keeps unchanged entries):
+// true when anything the scheduler shows changed.
+bool MaintenanceEngine::Impl::addPacingStatus(HostStatus& status) const {
   const bool draining = phase() == HostPhase::draining || phase() == HostPhase::empty ||
                         phase() == HostPhase::in_maintenance;
-  if (draining) status.scheduler = pacer.status();
-  if (timelines.empty()) return;
+  std::optional<SchedulerStatus> scheduler;
+  if (draining) scheduler = pacer.status();
+  bool changed = scheduler != status.scheduler;
+  status.scheduler = std::move(scheduler);
   for (DomainStatus& domain : status.domains) {
-    auto timeline = timelines.find(domain.uuid);
-    if (timeline == timelines.end()) continue;
-    domain.timeline = timeline->second;
-    if (auto predicted = predicted_seconds.find(domain.uuid); predicted != predicted_seconds.end())
-      domain.predicted_duration_s = predicted->second;
-    domain.dirty_rate_bps = pacer.dirtyRate(domain.uuid);
+    std::optional<MigrationTimeline> timeline;
+    std::optional<double> predicted;
+    std::optional<std::uint64_t> dirty_rate;
+    if (auto found = timelines.find(domain.uuid); found != timelines.end()) {
+      timeline = found->second;
+      if (auto seconds = predicted_seconds.find(domain.uuid); seconds != predicted_seconds.end())
+        predicted = seconds->second;
+      dirty_rate = pacer.dirtyRate(domain.uuid);
+    }
+    if (timeline != domain.timeline || predicted != domain.predicted_duration_s ||
+        dirty_rate != domain.dirty_rate_bps) {
+      domain.timeline = std::move(timeline);
+      domain.predicted_duration_s = predicted;
+      domain.dirty_rate_bps = dirty_rate;
+      changed = true;
+    }
   }
+  return changed;
 }
 
 }  // namespace hostmaint::agent

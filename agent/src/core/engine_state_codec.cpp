@@ -9,6 +9,7 @@
 #include "hostmaint/agent/journal.hpp"
 #include "hostmaint/agent/status_json.hpp"
 #include "json_integer.hpp"
+#include "json_text.hpp"
 #include "status_projection.hpp"
 
 namespace hostmaint::agent {
@@ -83,34 +84,40 @@ std::optional<hv::ActionKind> parseActionKind(std::string_view text) {
   return std::nullopt;
 }
 
-json encodePolicy(const DomainPolicy& policy) {
-  return {
-      {"maintenance_action", toString(policy.maintenance_action)},
-      {"removal_action", toString(policy.removal_action)},
-      {"fallback_action", toString(policy.fallback_action)},
-      {"removal_fallback_action", toString(policy.removal_fallback_action)},
-      {"host_shutdown_action", toString(policy.host_shutdown_action)},
-      {"ack_required", policy.ack_required},
-      {"ack_timeout_s", policy.ack_timeout.count()},
-      {"ack_timeout_action", toString(policy.ack_timeout_action)},
-      {"lead_time_s", policy.lead_time.count()},
-      {"group", policy.group},
-      {"max_impacted_members", policy.max_impacted_members},
-      {"recovery_time_s", policy.recovery_time.count()},
-      {"priority", policy.priority},
-      {"shutdown_timeout_s", policy.shutdown_timeout.count()},
-      {"force_stop", policy.force_stop},
-      {"migration_max_downtime_ms", policy.migration_max_downtime.count()},
-      {"migration_downtime_steps", policy.migration_downtime_steps},
-      {"migration_downtime_step_delay_s", policy.migration_downtime_step_delay.count()},
-      {"migration_bandwidth_mib_s", policy.migration_bandwidth_mib_s},
-      {"migration_auto_converge", policy.migration_auto_converge},
-      {"migration_post_copy", policy.migration_post_copy},
-      {"migration_completion_timeout_per_gib_s",
-       policy.migration_completion_timeout_per_gib.count()},
-      {"migration_progress_timeout_s", policy.migration_progress_timeout.count()},
-      {"migration_parallel_connections", policy.migration_parallel_connections},
-  };
+// Written directly (json_text), as nlohmann's dump() renders the same
+// object: a schedule journals every domain at once.
+std::string encodePolicy(const DomainPolicy& policy, json_text::Layout layout) {
+  using namespace json_text;
+  auto text = [](auto value) { return quote(toString(value)); };
+  auto integer = [](std::int64_t value) { return number(value); };
+  return Object(layout)
+      .add("maintenance_action", text(policy.maintenance_action))
+      .add("removal_action", text(policy.removal_action))
+      .add("fallback_action", text(policy.fallback_action))
+      .add("removal_fallback_action", text(policy.removal_fallback_action))
+      .add("host_shutdown_action", text(policy.host_shutdown_action))
+      .add("ack_required", boolean(policy.ack_required))
+      .add("ack_timeout_s", integer(policy.ack_timeout.count()))
+      .add("ack_timeout_action", text(policy.ack_timeout_action))
+      .add("lead_time_s", integer(policy.lead_time.count()))
+      .add("group", quote(policy.group))
+      .add("max_impacted_members", integer(policy.max_impacted_members))
+      .add("recovery_time_s", integer(policy.recovery_time.count()))
+      .add("priority", integer(policy.priority))
+      .add("shutdown_timeout_s", integer(policy.shutdown_timeout.count()))
+      .add("force_stop", boolean(policy.force_stop))
+      .add("migration_max_downtime_ms", integer(policy.migration_max_downtime.count()))
+      .add("migration_downtime_steps", integer(policy.migration_downtime_steps))
+      .add("migration_downtime_step_delay_s",
+           integer(policy.migration_downtime_step_delay.count()))
+      .add("migration_bandwidth_mib_s", integer(policy.migration_bandwidth_mib_s))
+      .add("migration_auto_converge", boolean(policy.migration_auto_converge))
+      .add("migration_post_copy", boolean(policy.migration_post_copy))
+      .add("migration_completion_timeout_per_gib_s",
+           integer(policy.migration_completion_timeout_per_gib.count()))
+      .add("migration_progress_timeout_s", integer(policy.migration_progress_timeout.count()))
+      .add("migration_parallel_connections", integer(policy.migration_parallel_connections))
+      .text();
 }
 
 DomainPolicy decodePolicy(const json& in) {
@@ -167,45 +174,56 @@ DomainPolicy decodePolicy(const json& in) {
 // shows (result, detail); the typed stage is rebuilt from them and from the
 // plan's times. Waits and running actions carry nothing that outlives the
 // process: they are evaluated again after a restart.
-json encodeDomain(const DomainRecord& record) {
-  const DomainText text = describeDomain(record);
-  json out = {
-      {"uuid", record.uuid},
-      {"name", record.name},
-      {"stage", toString(record.stage())},
-      {"action", record.action ? json(toString(*record.action)) : json(nullptr)},
-      {"fallback_used", record.fallback_used},
-      {"result", text.result},
-      {"detail", text.detail},
-      {"group", record.policy.group},
-      {"priority", record.policy.priority},
-      {"ack_required", record.policy.ack_required},
-      {"ack", record.ack ? json(toString(*record.ack)) : json(nullptr)},
-      {"ack_reason", record.ack_reason},
-      {"ack_deadline", encodeTime(record.ack_deadline)},
-      {"earliest_start", encodeTime(record.earliest_start)},
-      {"destination", encodeString(record.destination)},
-      {"policy_error", record.policy_error},
-      {"policy", encodePolicy(record.policy)},
-      {"fallback", record.fallback ? json(toString(*record.fallback)) : json(nullptr)},
-      {"note", record.note},
-      {"ack_time", encodeTime(record.ack_time)},
-      {"acting_kind", record.runningKind() ? json(hv::toString(*record.runningKind()))
-                                           : json(nullptr)},
-      {"needs_restore", record.needs_restore},
-      {"started_at", encodeTime(record.started_at)},
-      {"finished_at", encodeTime(record.finished_at)},
-      {"memory_kib", record.memory_kib},
-      {"interrupted_migrations", record.interrupted_migrations},
+std::string encodeDomain(const DomainRecord& record) {
+  using namespace json_text;
+  const DomainText words = describeDomain(record);
+  auto time = [](const std::optional<TimePoint>& value) {
+    return orNull(value, [](TimePoint t) {
+      return number(std::int64_t{
+          std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count()});
+    });
   };
+  auto text = [](auto value) { return quote(toString(value)); };
+  const Layout compact;
+  Object out(compact);
+  out.add("uuid", quote(record.uuid))
+      .add("name", quote(record.name))
+      .add("stage", text(record.stage()))
+      .add("action", orNull(record.action, text))
+      .add("fallback_used", boolean(record.fallback_used))
+      .add("result", quote(words.result))
+      .add("detail", quote(words.detail))
+      .add("group", quote(record.policy.group))
+      .add("priority", number(std::int64_t{record.policy.priority}))
+      .add("ack_required", boolean(record.policy.ack_required))
+      .add("ack", orNull(record.ack, text))
+      .add("ack_reason", quote(record.ack_reason))
+      .add("ack_deadline", time(record.ack_deadline))
+      .add("earliest_start", time(record.earliest_start))
+      .add("destination", orNull(record.destination, [](const std::string& d) { return quote(d); }))
+      .add("policy_error", quote(record.policy_error))
+      .add("policy", encodePolicy(record.policy, out.inner()))
+      .add("fallback", orNull(record.fallback, text))
+      .add("note", quote(record.note))
+      .add("ack_time", time(record.ack_time))
+      .add("acting_kind", orNull(record.runningKind(), [](hv::ActionKind kind) {
+             return quote(hv::toString(kind));
+           }))
+      .add("needs_restore", boolean(record.needs_restore))
+      .add("started_at", time(record.started_at))
+      .add("finished_at", time(record.finished_at))
+      .add("memory_kib", number(std::uint64_t{record.memory_kib}))
+      .add("interrupted_migrations", number(std::uint64_t{record.interrupted_migrations}));
   // Added after version 1 was first written: only when there is something.
   if (record.destination_failures > 0) {
-    out["destination_failures"] = record.destination_failures;
-    out["failed_destinations"] = record.failed_destinations;
-    out["retry_at"] = encodeTime(record.retry_at);
-    out["retry_reason"] = record.retry_reason;
+    std::vector<std::string> failed;
+    for (const std::string& uri : record.failed_destinations) failed.push_back(quote(uri));
+    out.add("destination_failures", number(std::uint64_t{record.destination_failures}))
+        .add("failed_destinations", array(failed, out.inner()))
+        .add("retry_at", time(record.retry_at))
+        .add("retry_reason", quote(record.retry_reason));
   }
-  return out;
+  return out.text();
 }
 
 // What the rest of the document says about the maintenance, needed to
@@ -459,7 +477,7 @@ std::string encodeEngineHeader(const EngineState& state) {
   return out.dump();
 }
 
-std::string encodeDomainRecord(const DomainRecord& record) { return encodeDomain(record).dump(); }
+std::string encodeDomainRecord(const DomainRecord& record) { return encodeDomain(record); }
 
 std::string encodeEngineState(const EngineState& state) {
   std::vector<std::string> records;

@@ -6,6 +6,7 @@
 #include <tuple>
 
 #include "drain_plan.hpp"
+#include "json_text.hpp"
 #include "json_integer.hpp"
 #include "hostmaint/agent/status_json.hpp"
 
@@ -311,6 +312,47 @@ json noticeToJson(const DomainNotice& n) {
   };
 }
 
+namespace json_text {
+
+std::string noticeText(const DomainNotice& n, Layout layout) {
+  auto time = [](TimePoint t) { return quote(formatTime(t)); };
+  auto action = [](MaintenanceAction a) { return quote(toString(a)); };
+  auto textOrNull = [](const std::string& text) { return text.empty() ? null() : quote(text); };
+  return Object(layout)
+      .add("revision", number(n.revision))
+      .add("issued_at", orNull(n.issued_at, time))
+      .add("session_id", quote(n.session_id))
+      .add("status", quote(n.cancelled ? "cancelled" : "active"))
+      .add("action", orNull(n.action, action))
+      .add("fallback_used", boolean(n.fallback_used))
+      .add("window_start", time(n.window_start))
+      .add("window_end", time(n.window_end))
+      .add("removal", boolean(n.removal))
+      .add("earliest_start", orNull(n.earliest_start, time))
+      .add("expected_downtime_s",
+           orNull(n.expected_downtime,
+                  [](std::chrono::seconds s) { return number(std::int64_t{s.count()}); }))
+      .add("downtime_basis", textOrNull(n.downtime_basis))
+      .add("ack_required", boolean(n.ack_required))
+      .add("ack", orNull(n.ack, [](AckChoice c) { return quote(toString(c)); }))
+      .add("ack_reason", textOrNull(n.ack_reason))
+      .add("ack_deadline", orNull(n.ack_deadline, time))
+      .add("ack_timeout_action",
+           orNull(n.ack_timeout_action, [](AckTimeoutAction a) { return quote(toString(a)); }))
+      .add("keep_allowed", boolean(n.keep_allowed))
+      .add("keep_action", orNull(n.keep_action, action))
+      .add("owner_deadline", orNull(n.owner_deadline, time))
+      .add("overrun", boolean(n.overrun))
+      .add("message", quote(n.message))
+      .text();
+}
+
+}  // namespace json_text
+
+std::string noticeToText(const DomainNotice& notice) {
+  return json_text::noticeText(notice, json_text::Layout{});
+}
+
 DomainNotice noticeFromJson(const json& v) {
   try {
     DomainNotice n;
@@ -427,19 +469,48 @@ std::vector<NoticeLedger::Issued> NoticeLedger::observe(HostStatus& status, Time
   return issued;
 }
 
+// Each entry's text is kept while the entry is unchanged: a change of one
+// notice re-renders that one, not the whole ledger. The document is the
+// one nlohmann renders with indent 2 (entries spliced into "notices"), so a
+// ledger reads the same as before this cache.
 std::string NoticeLedger::encode() const {
-  json notices = json::object();
-  for (const auto& [uuid, entry] : issued_) {
-    notices[uuid] = {{"name", entry.name}, {"notice", noticeToJson(entry.notice)}};
-  }
   json document = {
       {"version", kLedgerVersion},
       {"last_revision", last_revision_},
       {"session_id", session_id_ ? json(*session_id_) : json(nullptr)},
       {"last_phase", toString(last_phase_)},
-      {"notices", std::move(notices)},
+      {"notices", json::object()},
   };
-  return document.dump(2) + "\n";
+  std::string text = document.dump(2);
+  constexpr std::string_view kEmptyNotices = "\n  \"notices\": {}";
+  const std::size_t at = text.find(kEmptyNotices);
+  std::map<std::string, EncodedEntry> kept;
+  std::string entries;
+  for (const auto& [uuid, entry] : issued_) {
+    auto cached = encoded_.find(uuid);
+    EncodedEntry encoded;
+    if (cached != encoded_.end() && cached->second.entry.name == entry.name &&
+        cached->second.entry.notice == entry.notice) {
+      encoded = std::move(cached->second);
+    } else {
+      encoded.entry = entry;
+      // A member of "notices", itself a member of the document: its value
+      // is laid out two levels deep.
+      json_text::Object value(json_text::Layout{2, 2});
+      value.add("name", json_text::quote(entry.name))
+          .add("notice", json_text::noticeText(entry.notice, value.inner()));
+      encoded.text = "    " + json_text::quote(uuid) + ": " + value.text();
+    }
+    if (!entries.empty()) entries += ",\n";
+    entries += encoded.text;
+    kept.emplace(uuid, std::move(encoded));
+  }
+  encoded_ = std::move(kept);
+  if (!entries.empty() && at != std::string::npos) {
+    const std::size_t braces = at + kEmptyNotices.size() - 2;  // the "{}"
+    text.replace(braces, 2, "{\n" + entries + "\n  }");
+  }
+  return text + "\n";
 }
 
 NoticeLedger NoticeLedger::decode(std::string_view text) {

@@ -3,8 +3,10 @@
 
 #include <array>
 #include <cstdio>
+#include <string_view>
 
 #include "hostmaint/agent/notice.hpp"
+#include "json_text.hpp"
 
 namespace hostmaint::agent {
 namespace {
@@ -104,6 +106,84 @@ json domainToJson(const DomainStatus& domain) {
       {"dirty_rate_bps", orNull(domain.dirty_rate_bps, [](std::uint64_t bps) { return bps; })},
   };
 }
+
+}  // namespace
+
+namespace json_text {
+
+// domainToJson(domain), written directly.
+std::string domainText(const DomainStatus& domain, Layout layout) {
+  auto time = [](TimePoint value) { return quote(formatTime(value)); };
+  auto text = [](const std::string& value) { return quote(value); };
+  auto textOrNull = [](const std::string& value) { return value.empty() ? null() : quote(value); };
+  Object out(layout);
+  auto progress = [&](const MigrationProgress& p) {
+    return Object(out.inner())
+        .add("data_total_bytes", number(p.data_total_bytes))
+        .add("data_processed_bytes", number(p.data_processed_bytes))
+        .add("data_remaining_bytes", number(p.data_remaining_bytes))
+        .add("memory_dirty_rate_bps", number(p.memory_dirty_rate_bps))
+        .add("throughput_bps", number(p.throughput_bps))
+        .add("percent", number(p.percent))
+        .add("downtime_limit_ms", number(p.downtime_limit_ms))
+        .add("iteration", number(std::uint64_t{p.iteration}))
+        .add("post_copy", boolean(p.post_copy))
+        .add("escalation", textOrNull(p.escalation))
+        .add("started_at", orNull(p.started_at, time))
+        .add("held", boolean(p.held))
+        .add("hurried", boolean(p.hurried))
+        .text();
+  };
+  auto timeline = [&](const MigrationTimeline& t) {
+    auto stamp = [](const std::optional<TimePoint>& at) {
+      return at ? quote(formatTimeMs(*at)) : null();
+    };
+    return Object(out.inner())
+        .add("queued_at", stamp(t.queued_at))
+        .add("probed_at", stamp(t.probed_at))
+        .add("started_at", stamp(t.started_at))
+        .add("converged_at", stamp(t.converged_at))
+        .add("finished_at", stamp(t.finished_at))
+        .text();
+  };
+  return out.add("name", quote(domain.name))
+      .add("uuid", quote(domain.uuid))
+      .add("state", quote(toString(domain.stage)))
+      .add("run_state", quote(hv::toString(domain.run_state)))
+      .add("action", orNull(domain.action, [](MaintenanceAction a) { return quote(toString(a)); }))
+      .add("fallback_used", boolean(domain.fallback_used))
+      .add("result", quote(domain.result))
+      .add("detail", quote(domain.detail))
+      .add("group", textOrNull(domain.group))
+      .add("priority", number(std::int64_t{domain.priority}))
+      .add("owner", orNull(domain.owner, text))
+      .add("project", orNull(domain.project, text))
+      .add("ack_required", boolean(domain.ack_required))
+      .add("ack", orNull(domain.ack, [](AckChoice c) { return quote(toString(c)); }))
+      .add("ack_reason",
+           domain.ack && !domain.ack_reason.empty() ? quote(domain.ack_reason) : null())
+      .add("ack_deadline", orNull(domain.ack_deadline, time))
+      .add("earliest_start", orNull(domain.earliest_start, time))
+      .add("destination", orNull(domain.destination, text))
+      .add("progress", orNull(domain.progress, progress))
+      .add("action_started_at", orNull(domain.action_started_at, time))
+      .add("action_finished_at", orNull(domain.action_finished_at, time))
+      .add("policy_error", textOrNull(domain.policy_error))
+      .add("memory_mib", number(std::uint64_t{domain.memory_kib / 1024}))
+      .add("notice", orNull(domain.notice, [&](const DomainNotice& n) {
+             return noticeText(n, out.inner());
+           }))
+      .add("timeline", orNull(domain.timeline, timeline))
+      .add("predicted_duration_s",
+           orNull(domain.predicted_duration_s, [](double seconds) { return number(seconds); }))
+      .add("dirty_rate_bps",
+           orNull(domain.dirty_rate_bps, [](std::uint64_t bps) { return number(bps); }))
+      .text();
+}
+
+}  // namespace json_text
+
+namespace {
 
 json cordonToJson(const CordonStatus& cordon) {
   auto time = [](TimePoint t) { return formatTime(t); };
@@ -252,7 +332,12 @@ nlohmann::json fleetToJson(const FleetStatus& fleet) {
   };
 }
 
-json statusToJson(const HostStatus& status) {
+namespace {
+
+// The document without its domains ("domains" is an empty array) but with
+// their counts: statusToJson() adds the domains, StatusRenderer splices in
+// their cached renderings.
+json statusDocument(const HostStatus& status) {
   json blockers = json::array();
   for (const Blocker& blocker : status.blockers) {
     blockers.push_back({{"subject", blocker.subject}, {"reason", blocker.reason}});
@@ -261,14 +346,16 @@ json statusToJson(const HostStatus& status) {
   for (const hv::EvidenceCheck& check : status.evidence) {
     evidence.push_back({{"check", check.name}, {"ok", check.ok}, {"detail", check.detail}});
   }
-  json counts = json::object();
-  for (DomainStage stage : kAllStages) counts[std::string(toString(stage))] = 0;
-  json domains = json::array();
+  std::array<int, kAllStages.size()> stage_counts{};
   for (const DomainStatus& domain : status.domains) {
-    json& count = counts[std::string(toString(domain.stage))];
-    count = count.get<int>() + 1;
-    domains.push_back(domainToJson(domain));
+    for (std::size_t i = 0; i < kAllStages.size(); ++i) {
+      if (kAllStages[i] == domain.stage) ++stage_counts[i];
+    }
   }
+  json counts = json::object();
+  for (std::size_t i = 0; i < kAllStages.size(); ++i)
+    counts[std::string(toString(kAllStages[i]))] = stage_counts[i];
+  json domains = json::array();
   json document = {
       {"schema_version", kStatusSchemaVersion},
       {"generation", status.generation},
@@ -332,6 +419,65 @@ json statusToJson(const HostStatus& status) {
     };
   }
   return document;
+}
+
+// Where a top-level key's value starts in a document dumped with indent 2:
+// a newline, two spaces and the quoted key. A string value cannot hold a
+// raw newline (it is escaped), so this is the key and nothing else.
+constexpr std::string_view kEmptyDomains = "\n  \"domains\": []";
+constexpr std::string_view kElementIndent = "    ";  // an element of a top-level array
+
+}  // namespace
+
+json statusToJson(const HostStatus& status) {
+  json document = statusDocument(status);
+  json& domains = document["domains"];
+  for (const DomainStatus& domain : status.domains) domains.push_back(domainToJson(domain));
+  return document;
+}
+
+std::string StatusRenderer::render(const HostStatus& status) {
+  std::string text = statusDocument(status).dump(2);
+  if (status.domains.empty()) {
+    domains_.clear();
+    return text;
+  }
+  const std::size_t at = text.find(kEmptyDomains);
+  if (at == std::string::npos) return statusToJson(status).dump(2);  // cannot happen
+  std::unordered_map<std::string, Domain> kept;
+  kept.reserve(status.domains.size());
+  std::size_t size = 0;
+  std::vector<const std::string*> parts;
+  parts.reserve(status.domains.size());
+  for (const DomainStatus& domain : status.domains) {
+    auto cached = domains_.find(domain.uuid);
+    Domain entry;
+    if (cached != domains_.end() && cached->second.status == domain) {
+      entry = std::move(cached->second);
+    } else {
+      entry.status = domain;
+      // An element of the top-level "domains": two levels deep.
+      entry.text = std::string(kElementIndent) + json_text::domainText(domain, {2, 2});
+    }
+    auto [placed, fresh] = kept.insert_or_assign(domain.uuid, std::move(entry));
+    // Two domains with one UUID (never from the engine): each is rendered.
+    if (!fresh) return statusToJson(status).dump(2);
+    parts.push_back(&placed->second.text);
+    size += placed->second.text.size() + 2;
+  }
+  domains_ = std::move(kept);
+  const std::size_t brackets = at + kEmptyDomains.size() - 2;  // the "[]"
+  std::string out;
+  out.reserve(text.size() + size + 8);
+  out.append(text, 0, brackets);
+  out += "[\n";
+  for (std::size_t i = 0; i < parts.size(); ++i) {
+    if (i > 0) out += ",\n";
+    out += *parts[i];
+  }
+  out += "\n  ]";
+  out.append(text, brackets + 2, std::string::npos);
+  return out;
 }
 
 std::string formatTimeMs(TimePoint time) {

@@ -225,8 +225,19 @@ std::optional<TimePoint> actionDeadline(const DomainRecord& record,
 }
 
 HostStatus projectStatus(const StatusInputs& in) {
+  HostStatus out;
+  projectStatusInto(in, out);
+  return out;
+}
+
+// The domains' entries are updated in `current` itself, each one only when
+// it differs: with many domains, an event must not copy and compare them
+// all. Everything else is projected anew (it is small) and compared.
+bool projectStatusInto(const StatusInputs& in, HostStatus& current) {
   const EngineState& state = in.state;
   HostStatus out;
+  bool domains_changed = current.domains.size() != state.domains.size();
+  current.domains.resize(state.domains.size());
   out.host = in.host_name;
   out.phase = state.phase;
   out.session_id = state.session_id;
@@ -246,8 +257,15 @@ HostStatus projectStatus(const StatusInputs& in) {
   out.ready = (state.phase == HostPhase::empty || state.phase == HostPhase::in_maintenance) &&
               evidenced_empty && connected && state.leftovers.empty();
 
-  std::unordered_map<std::string, const hv::DomainInfo*> inventory;
-  for (const hv::DomainInfo& info : in.inventory) inventory.emplace(info.uuid, &info);
+  std::unordered_map<std::string_view, const hv::DomainInfo*> inventory;
+  if (!in.hypervisor) {
+    for (const hv::DomainInfo& info : in.inventory) inventory.emplace(info.uuid, &info);
+  }
+  auto lookup = [&](const std::string& uuid) -> const hv::DomainInfo* {
+    if (in.hypervisor) return in.hypervisor->findDomain(uuid);
+    const auto found = inventory.find(uuid);
+    return found == inventory.end() ? nullptr : found->second;
+  };
 
   if (!connected) {
     out.blockers.push_back(
@@ -270,6 +288,18 @@ HostStatus projectStatus(const StatusInputs& in) {
   if (in.cache && in.cache->texts.size() > 2 * state.domains.size() + 16) {
     in.cache->texts.clear();
     in.cache->notices.clear();
+    in.cache->views.clear();
+  }
+  if (in.cache) {
+    ProjectionCache::Context context{state.phase,       state.window,
+                                     state.session_id,  state.scheduled_at,
+                                     state.migration_throughput_bps, window_ended,
+                                     state.host_shutdown, in.host_name,
+                                     in.default_policy, in.notice_settings};
+    if (in.cache->context != context) {
+      in.cache->views.clear();
+      in.cache->context = std::move(context);
+    }
   }
   auto describe = [&](const DomainRecord& record) -> DomainText {
     if (!in.cache) return describeDomain(record);
@@ -297,7 +327,9 @@ HostStatus projectStatus(const StatusInputs& in) {
     }
     return entry.notice;
   };
-  for (const DomainRecord& record : state.domains) {
+  // The entry of one domain and the blocker its stage makes, if any.
+  auto project = [&](const DomainRecord& record, const hv::DomainInfo* info,
+                     std::optional<std::string>& blocking) -> DomainStatus {
     const DomainText text = describe(record);
     DomainStatus view;
     view.uuid = record.uuid;
@@ -320,11 +352,11 @@ HostStatus projectStatus(const StatusInputs& in) {
     view.action_started_at = record.started_at;
     view.action_finished_at = record.finished_at;
     view.policy_error = record.policy_error;
-    if (auto info = inventory.find(record.uuid); info != inventory.end()) {
-      view.run_state = info->second->state;
-      view.memory_kib = info->second->memory_kib;
-      view.owner = info->second->owner;
-      view.project = info->second->project;
+    if (info) {
+      view.run_state = info->state;
+      view.memory_kib = info->memory_kib;
+      view.owner = info->owner;
+      view.project = info->project;
     }
     if (inMaintenance(state.phase) && state.window) {
       // A malformed policy is acted on with the host's defaults once acked,
@@ -345,8 +377,47 @@ HostStatus projectStatus(const StatusInputs& in) {
           view.notice = hostShutdownNotice(*state.host_shutdown, entry, in.host_name);
       }
     }
-    if (auto reason = blockingReason(record, text)) {
-      out.blockers.push_back({"domain " + view.name, *reason});
+    blocking = blockingReason(record, text);
+    return view;
+  };
+  // Sets current.domains[i] to `entry` unless it is that already.
+  auto place = [&](std::size_t i, const DomainStatus& entry) {
+    if (current.domains[i] == entry) return;
+    current.domains[i] = entry;
+    domains_changed = true;
+  };
+  for (std::size_t i = 0; i < state.domains.size(); ++i) {
+    const DomainRecord& record = state.domains[i];
+    const hv::DomainInfo* info = lookup(record.uuid);
+    std::optional<std::string> blocking;
+    if (!in.cache) {
+      place(i, project(record, info, blocking));
+    } else {
+      ProjectionCache::View& cached = in.cache->views[record.uuid];
+      // A notice dated now (no scheduled_at) changes with the clock.
+      const bool timeless = state.scheduled_at || !inMaintenance(state.phase);
+      const bool same =
+          timeless && !cached.record.uuid.empty() && cached.in_inventory == (info != nullptr) &&
+          (!info || (cached.run_state == info->state && cached.memory_kib == info->memory_kib &&
+                     cached.owner == info->owner && cached.project == info->project)) &&
+          cached.record == record;
+      if (!same) {
+        cached.status = project(record, info, cached.blocking);
+        cached.record = record;
+        cached.in_inventory = info != nullptr;
+        cached.run_state = info ? info->state : hv::DomainRunState::unknown;
+        cached.memory_kib = info ? info->memory_kib : 0;
+        cached.owner = info ? info->owner : std::nullopt;
+        cached.project = info ? info->project : std::nullopt;
+      }
+      // An entry unchanged since the last projection into `current` is
+      // there already, at this place unless the order of domains changed.
+      if (!same || current.domains[i].uuid != record.uuid) place(i, cached.status);
+      blocking = cached.blocking;
+    }
+    const DomainStatus& view = current.domains[i];
+    if (blocking) {
+      out.blockers.push_back({"domain " + view.name, *blocking});
     } else if (auto deadline = actionDeadline(record, in.save_timeout, in.restore_timeout);
                deadline && in.now >= *deadline) {
       const bool save = record.runningKind() == hv::ActionKind::managed_save;
@@ -357,7 +428,6 @@ HostStatus projectStatus(const StatusInputs& in) {
                " ([limits] " + (save ? "save_timeout" : "restore_timeout") +
                "); libvirt is still at it: not aborted"});
     }
-    out.domains.push_back(std::move(view));
   }
   for (const LeftoverCheck& check : state.leftovers) {
     // Named once a check could not settle it; the first check takes a moment.
@@ -375,7 +445,16 @@ HostStatus projectStatus(const StatusInputs& in) {
       out.blockers.push_back({"check " + check.name, check.detail});
     }
   }
-  return out;
+  // Everything but the domains (and the stamps, which the caller sets)
+  // compared as a whole; then the domains, already in place, are put back.
+  out.generation = current.generation;
+  out.updated_at = current.updated_at;
+  std::vector<DomainStatus> domains = std::move(current.domains);
+  current.domains.clear();
+  const bool rest_changed = !(out == current);
+  current = std::move(out);
+  current.domains = std::move(domains);
+  return domains_changed || rest_changed;
 }
 
 }  // namespace hostmaint::agent

@@ -60,6 +60,35 @@ struct ProjectionCache {
   };
   std::unordered_map<std::string, Text> texts;
   std::unordered_map<std::string, Notice> notices;
+  // Each domain's whole entry (and the blocker its stage makes, if any),
+  // kept with its record and what the inventory said of it, valid while
+  // `context` (what every entry depends on) is the same: an unchanged
+  // domain costs a comparison of its record, not a projection.
+  struct Context {
+    HostPhase phase = HostPhase::idle;
+    std::optional<MaintenanceWindow> window;
+    std::optional<std::string> session_id;
+    std::optional<TimePoint> scheduled_at;
+    std::uint64_t migration_throughput_bps = 0;
+    bool window_ended = false;
+    std::optional<HostShutdownRecord> host_shutdown;
+    std::string host_name;
+    DomainPolicy default_policy;
+    NoticeSettings notice_settings;
+    bool operator==(const Context&) const = default;
+  };
+  struct View {
+    DomainRecord record;
+    bool in_inventory = false;
+    hv::DomainRunState run_state = hv::DomainRunState::unknown;
+    std::uint64_t memory_kib = 0;
+    std::optional<std::string> owner;
+    std::optional<std::string> project;
+    DomainStatus status;
+    std::optional<std::string> blocking;
+  };
+  std::optional<Context> context;
+  std::unordered_map<std::string, View> views;
 };
 
 struct StatusInputs {
@@ -83,6 +112,9 @@ struct StatusInputs {
   std::chrono::seconds save_timeout{0};
   std::chrono::seconds restore_timeout{0};
   ProjectionCache* cache = nullptr;  // nullptr: everything is computed
+  // When set, each domain's inventory entry is read from it (without a
+  // copy of the inventory) and `inventory` is not used.
+  const hv::Hypervisor* hypervisor = nullptr;
 };
 
 // When the action running for `record` passes its deadline, if it has one
@@ -95,5 +127,10 @@ std::optional<TimePoint> actionDeadline(const DomainRecord& record,
 // The whole snapshot except generation and updated_at, which the engine
 // stamps when the projection differs from what it published before.
 HostStatus projectStatus(const StatusInputs& inputs);
+// The same projected into `current` (the last projection, generation and
+// updated_at kept): true when anything in it changed. With a cache, every
+// projection that uses it must be into the same `current`: an entry the
+// cache holds unchanged is taken to be in `current` already.
+bool projectStatusInto(const StatusInputs& inputs, HostStatus& current);
 
 }  // namespace hostmaint::agent

@@ -107,7 +107,20 @@ PropertyValues propertyValuesOf(const agent::HostStatus& status) {
   return propertyValuesOf(status, agent::statusToJson(status).dump(2));
 }
 
-PropertyValues propertyValuesOf(const agent::HostStatus& status, std::string status_json) {
+const std::string& NoticeTexts::of(const std::string& uuid, const agent::DomainNotice& notice) {
+  // Texts of domains long gone go now and then.
+  constexpr std::size_t kMostKept = 10000;
+  if (texts_.size() > kMostKept) texts_.clear();
+  auto& entry = texts_[uuid];
+  if (entry.second.empty() || !(entry.first == notice)) {
+    entry.first = notice;
+    entry.second = agent::noticeToText(notice);
+  }
+  return entry.second;
+}
+
+PropertyValues propertyValuesOf(const agent::HostStatus& status, std::string status_json,
+                                NoticeTexts* notice_texts) {
   PropertyValues values;
   values.phase = std::string(agent::toString(status.phase));
   values.ready = status.ready;
@@ -133,7 +146,8 @@ PropertyValues propertyValuesOf(const agent::HostStatus& status, std::string sta
   for (const agent::DomainStatus& domain : status.domains) {
     if (!domain.notice) continue;
     values.notices.emplace_back(domain.uuid, domain.name, domain.notice->revision,
-                                agent::noticeToJson(*domain.notice).dump());
+                                notice_texts ? notice_texts->of(domain.uuid, *domain.notice)
+                                             : agent::noticeToJson(*domain.notice).dump());
   }
   for (const agent::DomainStatus& domain : status.domains) {
     if (domain.stage != agent::DomainStage::acting || !domain.progress) continue;
@@ -198,7 +212,7 @@ void AgentObject::publish(const agent::HostStatus& status) {
 }
 
 void AgentObject::publish(const agent::HostStatus& status, std::string status_json) {
-  PropertyValues next = propertyValuesOf(status, std::move(status_json));
+  PropertyValues next = propertyValuesOf(status, std::move(status_json), &notice_texts_);
   const std::vector<std::string> changed = changedProperties(values_, next);
   values_ = std::move(next);
   if (changed.empty()) return;
@@ -215,7 +229,7 @@ void AgentObject::publish(const agent::HostStatus& status, std::string status_js
 
 void AgentObject::emitNotice(const std::string& uuid, const std::string& name,
                              const agent::DomainNotice& notice) {
-  const std::string json = agent::noticeToJson(notice).dump();
+  const std::string& json = notice_texts_.of(uuid, notice);
   const int result = sd_bus_emit_signal(bus_, kObjectPath, kInterface, "Notice", "ssts",
                                         uuid.c_str(), name.c_str(), notice.revision, json.c_str());
   // The notice stays readable in the Notices property and StatusJSON.

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <iterator>
 
 #include "hostmaint/agent/journal.hpp"
 #include "hostmaint/agent/status_json.hpp"
@@ -31,6 +32,7 @@ AgentService::AgentService(boost::asio::io_context& io, AgentServiceParts parts,
       status_file_(options_.runtime_dir),
       wakeup_(io),
       publish_timer_(io),
+      notice_timer_(io),
       engine_(parts.hypervisor, parts.clock, parts.journal, std::move(settings), *this) {
   // The engine takes the hypervisor's events from here on; the loop does not
   // run before recover() below, so none reaches it first.
@@ -175,9 +177,25 @@ void AgentService::decorate(agent::HostStatus& status) {
     if (auto blocker = cordon_keeper_->blocker(status.cordon)) status.blockers.push_back(*blocker);
   }
   if (!notice_board_) return;
-  for (const agent::NoticeLedger::Issued& issued : notice_board_->apply(status)) {
-    if (bus_link_) bus_link_->emitNotice(issued.uuid, issued.name, issued.notice);
-  }
+  std::vector<agent::NoticeLedger::Issued> issued = notice_board_->apply(status);
+  if (issued.empty()) return;
+  // The Notices property already holds them (this publication); the
+  // signals follow once the loop is free, after a command's reply.
+  const bool armed = !unsent_notices_.empty();
+  std::move(issued.begin(), issued.end(), std::back_inserter(unsent_notices_));
+  if (armed) return;
+  notice_timer_.expires_after(std::chrono::steady_clock::duration::zero());
+  notice_timer_.async_wait([this](const boost::system::error_code& error) {
+    if (!error) emitNotices();
+  });
+}
+
+void AgentService::emitNotices() {
+  std::vector<agent::NoticeLedger::Issued> notices = std::move(unsent_notices_);
+  unsent_notices_.clear();
+  if (!bus_link_) return;
+  for (const agent::NoticeLedger::Issued& issued : notices)
+    bus_link_->emitNotice(issued.uuid, issued.name, issued.notice);
 }
 
 agent::HostStatus AgentService::shownStatus() {
@@ -228,7 +246,7 @@ void AgentService::publishNow() {
   decorate(status);
   change_log_.record(status);
   // Rendered once, for the file and the StatusJSON property.
-  std::string rendered = agent::statusToJson(status).dump(2);
+  std::string rendered = status_renderer_.render(status);
   writeStatusFile(rendered);
   if (options_.on_published) options_.on_published(status);
   bus_link_->publish(status, std::move(rendered));
@@ -243,7 +261,7 @@ void AgentService::publishNow() {
 }
 
 void AgentService::writeStatusFile(const agent::HostStatus& status) {
-  writeStatusFile(agent::statusToJson(status).dump(2));
+  writeStatusFile(status_renderer_.render(status));
 }
 
 void AgentService::writeStatusFile(const std::string& rendered) {

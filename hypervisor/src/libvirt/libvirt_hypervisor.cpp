@@ -143,6 +143,11 @@ class LibvirtHypervisor final : public Hypervisor {
     return it->second;
   }
 
+  const DomainInfo* findDomain(const std::string& uuid) const override {
+    auto it = inventory_.find(uuid);
+    return it == inventory_.end() ? nullptr : &it->second;
+  }
+
   void startAction(const ActionRequest& request, ActionDone done,
                    ActionProgressFn progress) override {
     auto alive = weakSelf();

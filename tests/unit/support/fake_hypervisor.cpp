@@ -45,6 +45,13 @@ std::optional<hv::DomainInfo> FakeHypervisor::domain(const std::string& uuid) co
   return std::nullopt;
 }
 
+const hv::DomainInfo* FakeHypervisor::findDomain(const std::string& uuid) const {
+  for (const hv::DomainInfo& info : domains_) {
+    if (info.uuid == uuid) return &info;
+  }
+  return nullptr;
+}
+
 void FakeHypervisor::startAction(const hv::ActionRequest& request, hv::ActionDone done,
                                  hv::ActionProgressFn progress) {
   requests_.push_back(request);

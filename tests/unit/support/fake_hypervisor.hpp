@@ -37,6 +37,7 @@ class FakeHypervisor final : public hv::Hypervisor {
   hv::Capabilities capabilities() const override { return capabilities_; }
   std::vector<hv::DomainInfo> domains() const override;
   std::optional<hv::DomainInfo> domain(const std::string& uuid) const override;
+  const hv::DomainInfo* findDomain(const std::string& uuid) const override;
   void startAction(const hv::ActionRequest& request, hv::ActionDone done,
                    hv::ActionProgressFn progress = {}) override;
   hv::EmptinessReport probeEmptiness(const hv::EmptinessQuery& query) override;

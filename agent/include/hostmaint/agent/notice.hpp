@@ -80,6 +80,8 @@ std::optional<DomainNotice> computeNotice(const NoticeInput& input,
 bool materiallyDifferent(const DomainNotice& a, const DomainNotice& b);
 
 nlohmann::json noticeToJson(const DomainNotice& notice);
+// noticeToJson(notice).dump(), written directly (much cheaper).
+std::string noticeToText(const DomainNotice& notice);
 // Throws std::runtime_error naming the field when `value` is not a notice.
 DomainNotice noticeFromJson(const nlohmann::json& value);
 
@@ -123,6 +125,12 @@ class NoticeLedger {
   std::optional<std::string> session_id_;
   HostPhase last_phase_ = HostPhase::idle;
   std::map<std::string, Entry> issued_;  // by uuid
+  // encode()'s rendering of each entry, reused while the entry is the same.
+  struct EncodedEntry {
+    Entry entry;
+    std::string text;
+  };
+  mutable std::map<std::string, EncodedEntry> encoded_;  // by uuid
 };
 
 }  // namespace hostmaint::agent

@@ -3,6 +3,9 @@
 // --json and (later) the controller's status report. Schema: docs/status-json.md.
 #pragma once
 
+#include <string>
+#include <unordered_map>
+
 #include <nlohmann/json.hpp>
 
 #include "hostmaint/agent/model.hpp"
@@ -14,6 +17,22 @@ inline constexpr int kStatusSchemaVersion = 1;
 nlohmann::json statusToJson(const HostStatus& status);
 // status.json's `fleet` object, also the D-Bus FleetStatus property.
 nlohmann::json fleetToJson(const FleetStatus& fleet);
+
+// Renders statusToJson(status).dump(2), byte for byte, rendering again only
+// the domains whose status changed since the last render(): with many
+// domains an event changes a few, and each publication must not render
+// them all (docs/architecture.md, "Runtime model").
+class StatusRenderer {
+ public:
+  std::string render(const HostStatus& status);
+
+ private:
+  struct Domain {
+    DomainStatus status;
+    std::string text;  // as it reads in the document: indented, no separator
+  };
+  std::unordered_map<std::string, Domain> domains_;  // by UUID
+};
 
 // RFC 3339 UTC with seconds, e.g. "2026-11-25T04:00:00Z".
 std::string formatTime(TimePoint time);

@@ -289,6 +289,11 @@ class Hypervisor {
   // the last known inventory while disconnected.
   virtual std::vector<DomainInfo> domains() const = 0;
   virtual std::optional<DomainInfo> domain(const std::string& uuid) const = 0;
+  // The cached inventory's entry itself, or null: valid until the inventory
+  // next changes (an event, a refresh), on the owning thread. For what
+  // reads every domain at every event (the status projection) and must not
+  // copy the inventory to do so.
+  virtual const DomainInfo* findDomain(const std::string& uuid) const = 0;
 
   // Starts an action; `done` is called exactly once, on the owning thread.
   // `progress` (optional) is called while a migration runs.

@@ -15,6 +15,7 @@
 #include <functional>
 #include <string>
 #include <tuple>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -66,9 +67,23 @@ struct PropertyValues {
   bool operator==(const PropertyValues&) const = default;
 };
 
+// Each domain's notice as compact JSON, as the Notices property and the
+// Notice signal carry it, rendered again only when the notice changed: a
+// publication of many domains reuses the texts of the notices it did not
+// change.
+class NoticeTexts {
+ public:
+  const std::string& of(const std::string& uuid, const agent::DomainNotice& notice);
+
+ private:
+  std::unordered_map<std::string, std::pair<agent::DomainNotice, std::string>> texts_;
+};
+
 PropertyValues propertyValuesOf(const agent::HostStatus& status);
-// The same with StatusJSON already rendered (statusToJson(status).dump(2)).
-PropertyValues propertyValuesOf(const agent::HostStatus& status, std::string status_json);
+// The same with StatusJSON already rendered (statusToJson(status).dump(2))
+// and, when given, the notices' texts reused from `notice_texts`.
+PropertyValues propertyValuesOf(const agent::HostStatus& status, std::string status_json,
+                                NoticeTexts* notice_texts = nullptr);
 
 // Names of the properties that differ between `before` and `after`, in
 // vtable order.
@@ -135,6 +150,7 @@ class AgentObject {
   // The uid whose command runs now (runCommand), for what the engine records.
   uid_t caller_ = 0;
   PropertyValues values_;
+  NoticeTexts notice_texts_;
   SlotPtr slot_;
 };
 

@@ -21,6 +21,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "hostmaint/agent/engine.hpp"
 #include "hostmaint/agent/service/agent_object.hpp"
@@ -32,6 +33,7 @@
 #include "hostmaint/agent/service/service_notifier.hpp"
 #include "hostmaint/agent/service/status_change_log.hpp"
 #include "hostmaint/agent/service/status_file.hpp"
+#include "hostmaint/agent/status_json.hpp"
 
 namespace hostmaint::service {
 
@@ -123,9 +125,11 @@ class AgentService final : private agent::EngineListener, private hv::Hypervisor
   void publishLater();
   // Publishes a change held back by the interval, if any: before a reply.
   void flushStatus();
-  // Puts the controller health and the issued notices into `status`; emits
-  // the Notice signal for each new notice.
+  // Puts the controller health and the issued notices into `status`; the
+  // Notice signal for each new notice follows in the loop's next turn.
   void decorate(agent::HostStatus& status);
+  // Emits the Notice signals decorate() issued.
+  void emitNotices();
   void writeStatusFile(const agent::HostStatus& status);
   void writeStatusFile(const std::string& rendered);
 
@@ -141,6 +145,8 @@ class AgentService final : private agent::EngineListener, private hv::Hypervisor
 
   // Owned, in the order they are built (destroyed in reverse).
   StatusFile status_file_;
+  // Renders status.json and StatusJSON, each domain again only once it changed.
+  agent::StatusRenderer status_renderer_;
   StatusChangeLog change_log_;
   std::string last_write_error_;
   std::string last_status_line_;
@@ -158,6 +164,11 @@ class AgentService final : private agent::EngineListener, private hv::Hypervisor
   // that begins never does.
   std::optional<agent::CordonStatus> cordon_written_;
   std::optional<agent::CordonStatus> cordon_pending_;
+  // Notices issued and not yet signalled: their signals go out after the
+  // reply of the command that issued them (a schedule issues one per
+  // domain, which the caller need not wait behind).
+  std::vector<agent::NoticeLedger::Issued> unsent_notices_;
+  boost::asio::steady_timer notice_timer_;
   std::optional<agent::TimePoint> wakeup_at_;  // as the engine last told
   bool serving_ = false;  // false while recovering: nothing is published yet
   agent::MaintenanceEngine engine_;
