@@ -362,7 +362,8 @@ void MaintenanceEngine::Impl::blockOwnerMissedDeadline(DomainRecord& record, Tim
 // ---- restore -----------------------------------------------------------------
 
 void MaintenanceEngine::Impl::startRestoreActions() {
-  unsigned running = actionsInFlight(state);  // counted again after each start
+  unsigned running = actionsInFlight(state);
+  std::vector<std::string> to_start;
   for (const std::string& uuid : drainOrder(state, DomainStage::restoring, memoryOf())) {
     DomainRecord* record = find(uuid);
     auto* restoring = record ? std::get_if<stage::Restoring>(&record->state) : nullptr;
@@ -394,20 +395,33 @@ void MaintenanceEngine::Impl::startRestoreActions() {
     started.from_managed_save = info->has_managed_save;
     transition(*record, std::move(started));
     record->started_at = now();
-    if (!persist()) {
+    to_start.push_back(uuid);
+    ++running;
+  }
+  if (to_start.empty()) return;
+  // One journal write and one cordon write for every start of this pass,
+  // before any is launched: a restarted daemon must know they may have run,
+  // and the hook must know they are ours before libvirt asks it.
+  if (!persist()) {
+    for (const std::string& uuid : to_start) {
+      DomainRecord* record = find(uuid);
+      if (!record) continue;
       stage::Restoring waiting = std::get<stage::Restoring>(record->state);
       waiting.started = false;
       waiting.waiting = wait::JournalUnwritable{};
       transition(*record, std::move(waiting));
-      continue;
     }
+    return;
+  }
+  tellCordon();
+  for (const std::string& uuid : to_start) {
+    DomainRecord* record = find(uuid);
+    if (!record) continue;
     hv::ActionRequest request;
     request.kind = hv::ActionKind::start;
     request.uuid = uuid;
     request.name = record->name;
-    tellCordon();  // the hook must know this start is ours before libvirt asks it
     launch(*record, request);
-    running = actionsInFlight(state);
   }
 }
 
