@@ -216,7 +216,15 @@ TEST(MigrationPacer, ReleasesTheTrialWhenParallelismHelps) {
   EXPECT_NE(pacer.status().reason.find("parallelism helps"), std::string::npos)
       << pacer.status().reason;
   link.run(10s, cpu_bound);
-  EXPECT_EQ(link.heldCount(), 0u) << "no second trial once parallelism was shown to help";
+  EXPECT_EQ(link.heldCount(), 0u) << "no second trial soon after parallelism was shown to help";
+  // Tried again 20 s after the verdict (a burst may have misled the first),
+  // then 40 s after the second.
+  link.run(12s, cpu_bound);
+  EXPECT_EQ(link.heldCount(), 2u) << pacer.status().reason;
+  link.run(5s, cpu_bound);
+  EXPECT_EQ(link.heldCount(), 0u) << pacer.status().reason;
+  link.run(30s, cpu_bound);
+  EXPECT_EQ(link.heldCount(), 0u) << "the next trial waits twice as long";
 }
 
 TEST(MigrationPacer, ShortDrainsAreNotWorthATrial) {

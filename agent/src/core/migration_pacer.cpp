@@ -49,6 +49,9 @@ constexpr auto kTrialAfter = 5s;
 constexpr double kTookFreedShare = 1.5;
 // ... and judges the kept ones this long after the holds took effect.
 constexpr auto kTrialSettle = 3s;
+// Parallelism was found to help: tried again after this long, then after
+// twice as long, and so on (a trial costs seconds of half the migrations).
+constexpr std::chrono::seconds kRetrialDelay{20};
 // What a held migration still sends (the hypervisor's least bandwidth,
 // libvirt::kHeldBandwidthMiBs): a trial counts it as carried.
 constexpr double kHeldBps = 1024.0 * 1024.0;
@@ -82,6 +85,8 @@ void MigrationPacer::reset(PacerSettings settings) {
   last_change_ = {};
   trial_.reset();
   verdict_ = Verdict::unknown;
+  retrial_delay_ = std::chrono::seconds{0};
+  next_trial_ = {};
   any_starved_ = false;
   reason_ = settings_.adaptive ? "nothing measured yet: " + std::to_string(limit_) + " at once"
                                : "fixed limits (adaptive scheduling is off)";
@@ -332,6 +337,8 @@ bool MigrationPacer::judgeTrial(TimePoint now) {
     return true;
   }
   verdict_ = Verdict::parallel_helps;
+  retrial_delay_ = retrial_delay_.count() == 0 ? kRetrialDelay : 2 * retrial_delay_;
+  next_trial_ = now + retrial_delay_;
   limit_ = std::max(limit_, trial_->before);
   reason_ = std::to_string(n) + " at once carried " + mbps(carried) + " against " +
             mbps(trial_->before_bps) + " for " + std::to_string(trial_->before) +
@@ -345,7 +352,7 @@ bool MigrationPacer::judgeTrial(TimePoint now) {
 // Fewer at once, when what is left would take long enough for re-sent
 // memory to matter and nobody has shown yet that parallelism helps.
 bool MigrationPacer::startTrial(TimePoint now, std::uint64_t waiting_bytes) {
-  if (verdict_ == Verdict::parallel_helps) return false;
+  if (verdict_ == Verdict::parallel_helps && now < next_trial_) return false;
   const unsigned n = contending();
   if (n < 2 || now - level_since_ < kTrialAfter || now - last_change_ < kSettle) return false;
   std::vector<std::string> running = byRemaining(false);

@@ -161,6 +161,10 @@ class MigrationPacer {
   TimePoint last_change_{};
   std::optional<Trial> trial_;
   Verdict verdict_ = Verdict::unknown;
+  // A verdict that parallelism helps is tried again after this long
+  // (doubling each time): one trial can be misled by a burst.
+  std::chrono::seconds retrial_delay_{0};
+  TimePoint next_trial_{};
   bool any_starved_ = false;
   std::string reason_;
 };
