@@ -95,6 +95,12 @@ std::string readNonEmptyString(const toml::node& node) {
   return value;
 }
 
+bool readBool(const toml::node& node) {
+  const auto* value = node.as_boolean();
+  if (value == nullptr) wrongType(node, "a boolean (true or false)");
+  return value->get();
+}
+
 std::int64_t readInteger(const toml::node& node, std::int64_t min, std::int64_t max) {
   const auto* value = node.as_integer();
   if (value == nullptr) wrongType(node, "an integer");
@@ -288,11 +294,7 @@ const std::array<SettingKey, 43> kSettings{{
            static_cast<unsigned>(readInteger(n, 1, kMaxParallel));
      }},
     {"migration", "adaptive",
-     [](Config& c, const toml::node& n) {
-       const auto* value = n.as_boolean();
-       if (value == nullptr) wrongType(n, "a boolean (true or false)");
-       c.migration.adaptive = value->get();
-     }},
+     [](Config& c, const toml::node& n) { c.migration.adaptive = readBool(n); }},
     {"migration", "adaptive_initial_parallel",
      [](Config& c, const toml::node& n) {
        c.migration.adaptive_initial_parallel = static_cast<unsigned>(readInteger(n, 1, kMaxParallel));
@@ -341,11 +343,7 @@ const std::array<SettingKey, 43> kSettings{{
      }},
     {"log", "level", [](Config& c, const toml::node& n) { c.log_level = readWord(n, kLogLevels); }},
     {"http", "enabled",
-     [](Config& c, const toml::node& n) {
-       const auto* value = n.as_boolean();
-       if (value == nullptr) wrongType(n, "a boolean (true or false)");
-       c.http.enabled = value->get();
-     }},
+     [](Config& c, const toml::node& n) { c.http.enabled = readBool(n); }},
     {"http", "listen_address",
      [](Config& c, const toml::node& n) {
        std::string address = readNonEmptyString(n);
@@ -378,11 +376,7 @@ const std::array<SettingKey, 43> kSettings{{
     {"controller", "max_backoff",
      [](Config& c, const toml::node& n) { c.controller.max_backoff = readDuration(n, 1s, 24h); }},
     {"controller", "long_poll",
-     [](Config& c, const toml::node& n) {
-       const auto* value = n.as_boolean();
-       if (value == nullptr) wrongType(n, "a boolean (true or false)");
-       c.controller.long_poll = value->get();
-     }},
+     [](Config& c, const toml::node& n) { c.controller.long_poll = readBool(n); }},
     {"controller", "heartbeat_interval",
      [](Config& c, const toml::node& n) {
        c.controller.heartbeat_interval = readDuration(n, 1s, 24h);
