@@ -191,6 +191,33 @@ TEST(StatusJson, UnsetOptionalDomainFieldsAreNull) {
   EXPECT_EQ(doc["counts"]["done"], 0);
 }
 
+// The scheduler's fields, rendered directly, as nlohmann renders them.
+TEST(StatusRenderer, RendersTheSchedulersFieldsByteForByte) {
+  StatusRenderer renderer;
+  HostStatus status = emptyStatus();
+  DomainStatus domain = fullDomain();
+  ASSERT_TRUE(domain.progress);
+  domain.progress->held = true;
+  domain.progress->hurried = true;
+  MigrationTimeline timeline;
+  timeline.queued_at = TimePoint{} + std::chrono::milliseconds(1764594301123);
+  timeline.started_at = *timeline.queued_at + std::chrono::milliseconds(7);
+  domain.timeline = timeline;
+  domain.predicted_duration_s = 12.345;
+  domain.dirty_rate_bps = 8388608;
+  status.domains = {domain};
+  status.scheduler = SchedulerStatus{true, 2, 4, 2, 25000000, "the link is the limit"};
+  const std::string rendered = renderer.render(status);
+  EXPECT_EQ(rendered, statusToJson(status).dump(2));
+  const auto doc = nlohmann::json::parse(rendered);
+  EXPECT_EQ(doc["domains"][0]["timeline"]["queued_at"], "2025-12-01T13:05:01.123Z");
+  EXPECT_EQ(doc["domains"][0]["timeline"]["started_at"], "2025-12-01T13:05:01.130Z");
+  EXPECT_TRUE(doc["domains"][0]["timeline"]["converged_at"].is_null());
+  EXPECT_EQ(doc["domains"][0]["progress"]["held"], true);
+  EXPECT_EQ(doc["scheduler"]["limit"], 2);
+  EXPECT_EQ(doc["scheduler"]["reason"], "the link is the limit");
+}
+
 // The renderer reuses each unchanged domain's text: what it writes must
 // stay the whole document as statusToJson renders it, through changes,
 // additions, removals and reorderings of domains.

@@ -728,6 +728,12 @@ class ConfigReader {
              "must not be larger than libvirt.reconnect_max (" +
                  std::to_string(config_.libvirt.reconnect_max.count()) + "ms)");
     }
+    // The default upper bound follows a lower max_parallel_actions: a config
+    // that only lowers the actions (as many did when the default was 2) stays valid.
+    if (config_.limits.max_parallel_migrations > config_.limits.max_parallel_actions &&
+        !origins_.contains("limits.max_parallel_migrations")) {
+      config_.limits.max_parallel_migrations = config_.limits.max_parallel_actions;
+    }
     if (config_.limits.max_parallel_migrations > config_.limits.max_parallel_actions) {
       failAt(origin("limits.max_parallel_migrations", main_file), "limits.max_parallel_migrations",
              "must not be larger than limits.max_parallel_actions (" +

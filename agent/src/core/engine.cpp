@@ -228,15 +228,15 @@ void MaintenanceEngine::Impl::commit(const std::string& verb, EngineState before
 
 bool MaintenanceEngine::Impl::projectStatus() {
   const bool qemu_exit_grace = qemu_grace_until && now() < *qemu_grace_until;
-  const bool changed = projectStatusInto(StatusInputs{state, settings.host_name, connection, connection_detail,
-                                    hypervisor.description(), {}, evidence,
-                                    qemu_exit_grace, journal_error, settings.default_policy,
-                                    settings.notices, cordonOf(), now(),
-                                    settings.limits.save_timeout,
-                                    settings.limits.restore_timeout, &projection_cache,
-                                    &hypervisor},
+  const PacingInputs pacing = pacingView();
+  return projectStatusInto(StatusInputs{state, settings.host_name, connection, connection_detail,
+                                        hypervisor.description(), {}, evidence,
+                                        qemu_exit_grace, journal_error, settings.default_policy,
+                                        settings.notices, cordonOf(), now(),
+                                        settings.limits.save_timeout,
+                                        settings.limits.restore_timeout, &projection_cache,
+                                        &hypervisor, &pacing},
                            status);
-  return addPacingStatus(status) || changed;
 }
 
 void MaintenanceEngine::Impl::settle() noexcept {

@@ -180,7 +180,7 @@ struct MaintenanceEngine::Impl {
   void reevaluatePacing();
   void steerMigrations();
   void probeDirtyRate(const DomainRecord& record);
-  bool addPacingStatus(HostStatus& status) const;
+  PacingInputs pacingView() const;
 
   // engine_leftovers.cpp
   void checkLeftover(const std::string& uuid, const std::string& name,

@@ -162,34 +162,19 @@ void MaintenanceEngine::Impl::probeDirtyRate(const DomainRecord& record) {
   });
 }
 
-// Into the projection in place (projectStatusInto keeps unchanged entries):
-// true when anything the scheduler shows changed.
-bool MaintenanceEngine::Impl::addPacingStatus(HostStatus& status) const {
+PacingInputs MaintenanceEngine::Impl::pacingView() const {
+  PacingInputs view;
   const bool draining = phase() == HostPhase::draining || phase() == HostPhase::empty ||
                         phase() == HostPhase::in_maintenance;
-  std::optional<SchedulerStatus> scheduler;
-  if (draining) scheduler = pacer.status();
-  bool changed = scheduler != status.scheduler;
-  status.scheduler = std::move(scheduler);
-  for (DomainStatus& domain : status.domains) {
-    std::optional<MigrationTimeline> timeline;
-    std::optional<double> predicted;
-    std::optional<std::uint64_t> dirty_rate;
-    if (auto found = timelines.find(domain.uuid); found != timelines.end()) {
-      timeline = found->second;
-      if (auto seconds = predicted_seconds.find(domain.uuid); seconds != predicted_seconds.end())
-        predicted = seconds->second;
-      dirty_rate = pacer.dirtyRate(domain.uuid);
-    }
-    if (timeline != domain.timeline || predicted != domain.predicted_duration_s ||
-        dirty_rate != domain.dirty_rate_bps) {
-      domain.timeline = std::move(timeline);
-      domain.predicted_duration_s = predicted;
-      domain.dirty_rate_bps = dirty_rate;
-      changed = true;
-    }
+  if (draining) view.scheduler = pacer.status();
+  for (const auto& [uuid, timeline] : timelines) {
+    DomainPacing& domain = view.domains[uuid];
+    domain.timeline = timeline;
+    if (auto seconds = predicted_seconds.find(uuid); seconds != predicted_seconds.end())
+      domain.predicted_duration_s = seconds->second;
+    domain.dirty_rate_bps = pacer.dirtyRate(uuid);
   }
-  return changed;
+  return view;
 }
 
 }  // namespace hostmaint::agent

@@ -249,6 +249,7 @@ bool projectStatusInto(const StatusInputs& in, HostStatus& current) {
   out.cordon = in.cordon;
   out.host_shutdown = state.host_shutdown;
   out.leftovers = state.leftovers;
+  if (in.pacing) out.scheduler = in.pacing->scheduler;
   const bool connected = in.connection == hv::ConnectionState::connected;
   if (in.evidence) out.evidence = *in.evidence;
   const bool evidenced_empty =
@@ -386,12 +387,30 @@ bool projectStatusInto(const StatusInputs& in, HostStatus& current) {
     current.domains[i] = entry;
     domains_changed = true;
   };
+  // The scheduler's view of a domain, when it has one (live migrations of
+  // this maintenance: few), is laid over its entry.
+  auto pacingOf = [&](const std::string& uuid) -> const DomainPacing* {
+    if (!in.pacing) return nullptr;
+    const auto found = in.pacing->domains.find(uuid);
+    return found == in.pacing->domains.end() ? nullptr : &found->second;
+  };
+  auto withPacing = [](DomainStatus entry, const DomainPacing& pacing) {
+    entry.timeline = pacing.timeline;
+    entry.predicted_duration_s = pacing.predicted_duration_s;
+    entry.dirty_rate_bps = pacing.dirty_rate_bps;
+    return entry;
+  };
+  auto hasPacing = [](const DomainStatus& entry) {
+    return entry.timeline || entry.predicted_duration_s || entry.dirty_rate_bps;
+  };
   for (std::size_t i = 0; i < state.domains.size(); ++i) {
     const DomainRecord& record = state.domains[i];
     const hv::DomainInfo* info = lookup(record.uuid);
+    const DomainPacing* pacing = pacingOf(record.uuid);
     std::optional<std::string> blocking;
     if (!in.cache) {
-      place(i, project(record, info, blocking));
+      DomainStatus entry = project(record, info, blocking);
+      place(i, pacing ? withPacing(std::move(entry), *pacing) : entry);
     } else {
       ProjectionCache::View& cached = in.cache->views[record.uuid];
       // A notice dated now (no scheduled_at) changes with the clock.
@@ -412,7 +431,11 @@ bool projectStatusInto(const StatusInputs& in, HostStatus& current) {
       }
       // An entry unchanged since the last projection into `current` is
       // there already, at this place unless the order of domains changed.
-      if (!same || current.domains[i].uuid != record.uuid) place(i, cached.status);
+      if (pacing) {
+        place(i, withPacing(cached.status, *pacing));
+      } else if (!same || current.domains[i].uuid != record.uuid || hasPacing(current.domains[i])) {
+        place(i, cached.status);
+      }
       blocking = cached.blocking;
     }
     const DomainStatus& view = current.domains[i];

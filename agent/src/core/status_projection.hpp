@@ -91,6 +91,18 @@ struct ProjectionCache {
   std::unordered_map<std::string, View> views;
 };
 
+// What the live-migration scheduler shows (engine_pacing.cpp): projected
+// with the rest, so that an unchanged view is not a change.
+struct DomainPacing {
+  MigrationTimeline timeline;
+  std::optional<double> predicted_duration_s;
+  std::optional<std::uint64_t> dirty_rate_bps;
+};
+struct PacingInputs {
+  std::optional<SchedulerStatus> scheduler;
+  std::unordered_map<std::string, DomainPacing> domains;  // by UUID
+};
+
 struct StatusInputs {
   const EngineState& state;
   std::string host_name;
@@ -115,6 +127,7 @@ struct StatusInputs {
   // When set, each domain's inventory entry is read from it (without a
   // copy of the inventory) and `inventory` is not used.
   const hv::Hypervisor* hypervisor = nullptr;
+  const PacingInputs* pacing = nullptr;
 };
 
 // When the action running for `record` passes its deadline, if it has one
