@@ -46,7 +46,6 @@ void MaintenanceEngine::Impl::refreshDestinationProbes() {
 }
 
 void MaintenanceEngine::Impl::startDrainActions() {
-  pacer.evaluate(now(), waitingMigrationBytes());
   steerMigrations();
   InFlight in_flight = inFlight(state);  // counted again after each start
   for (const std::string& uuid : drainOrder(state, DomainStage::waiting, memoryOf())) {

@@ -178,7 +178,9 @@ struct MaintenanceEngine::Impl {
   void pacingFinished(const DomainRecord& record, hv::ActionKind kind);
   void pacingSwitchover(const std::string& uuid);
   void reevaluatePacing();
-  void steerMigrations();
+  // Re-evaluates the pacer and sends the holds and hurries that changed;
+  // true when the pacer's decisions changed.
+  bool steerMigrations();
   void probeDirtyRate(const DomainRecord& record);
   PacingInputs pacingView() const;
 

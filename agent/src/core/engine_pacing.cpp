@@ -108,7 +108,6 @@ void MaintenanceEngine::Impl::pacingFinished(const DomainRecord& record, hv::Act
   applied_steers.erase(record.uuid);
   timelines[record.uuid].finished_at = now();
   // Whatever it held back may go now: the pump that follows starts it.
-  pacer.evaluate(now(), waitingMigrationBytes());
   steerMigrations();
 }
 
@@ -122,12 +121,11 @@ void MaintenanceEngine::Impl::pacingSwitchover(const std::string& uuid) {
 }
 
 void MaintenanceEngine::Impl::reevaluatePacing() {
-  const bool changed = pacer.evaluate(now(), waitingMigrationBytes());
-  steerMigrations();
-  if (changed && phase() == HostPhase::draining) pump();
+  if (steerMigrations() && phase() == HostPhase::draining) pump();
 }
 
-void MaintenanceEngine::Impl::steerMigrations() {
+bool MaintenanceEngine::Impl::steerMigrations() {
+  const bool changed = pacer.evaluate(now(), waitingMigrationBytes());
   for (const auto& [uuid, steer] : pacer.steering()) {
     auto applied = applied_steers.find(uuid);
     if (applied != applied_steers.end() && applied->second == steer) continue;
@@ -136,6 +134,7 @@ void MaintenanceEngine::Impl::steerMigrations() {
     hypervisor.steerMigration(uuid, steer);
     applied_steers[uuid] = steer;
   }
+  return changed;
 }
 
 void MaintenanceEngine::Impl::probeDirtyRate(const DomainRecord& record) {
