@@ -54,6 +54,26 @@ TEST(HostIdentity, UuidOfTheHostElementOnly) {
   EXPECT_EQ(hostUuidFromCapabilities("garbage"), "");
 }
 
+// Reading a host UUID can take seconds (a cold capability cache), so it is
+// read only when the host names do not tell the hosts apart.
+TEST(HostIdentity, DifferentHostNamesSettleItWithoutReadingTheUuids) {
+  int uuid_reads = 0;
+  const auto uuid = [&](std::string value) {
+    return [&uuid_reads, value] {
+      ++uuid_reads;
+      return value;
+    };
+  };
+  EXPECT_FALSE(sameHost("hm-lab-a", uuid("u1"), "hm-lab-b", uuid("u1")));
+  EXPECT_EQ(uuid_reads, 0);
+  EXPECT_TRUE(sameHost("node", uuid("u1"), "node", uuid("u1")));
+  EXPECT_FALSE(sameHost("node", uuid("u1"), "node", uuid("u2")))
+      << "two hosts that share a name are told apart by their UUIDs";
+  EXPECT_TRUE(sameHost("node", uuid(""), "node", uuid("u2"))) << "no UUID: the name decides";
+  EXPECT_TRUE(sameHost("", uuid("u1"), "node", uuid("u1"))) << "no name: the UUID decides";
+  EXPECT_FALSE(sameHost("", uuid(""), "", uuid(""))) << "nothing known: not the same";
+}
+
 TEST(DestinationProbe, AnUnreachableDestinationSaysSo) {
   const DestinationReport report = probeDestination("test+tcp://127.0.0.1:1/default", nullptr);
   EXPECT_FALSE(report.reachable);

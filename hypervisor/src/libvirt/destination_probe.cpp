@@ -4,18 +4,14 @@ namespace hostmaint::hv::libvirt {
 
 namespace {
 
-struct HostIdentity {
-  std::string hostname;
-  std::string uuid;
-};
+std::string hostnameOf(virConnectPtr conn) {
+  CString name{virConnectGetHostname(conn)};
+  return name ? std::string(name.get()) : std::string();
+}
 
-HostIdentity identityOf(virConnectPtr conn) {
-  HostIdentity identity;
-  if (CString name{virConnectGetHostname(conn)}) identity.hostname = name.get();
-  if (CString caps{virConnectGetCapabilities(conn)}) {
-    identity.uuid = hostUuidFromCapabilities(caps.get());
-  }
-  return identity;
+std::string hostUuidOf(virConnectPtr conn) {
+  CString caps{virConnectGetCapabilities(conn)};
+  return caps ? hostUuidFromCapabilities(caps.get()) : std::string();
 }
 
 }  // namespace
@@ -32,6 +28,15 @@ std::string hostUuidFromCapabilities(const std::string& capabilities_xml) {
   return capabilities_xml.substr(begin, close - begin);
 }
 
+bool sameHost(const std::string& hostname_a, const std::function<std::string()>& uuid_a,
+              const std::string& hostname_b, const std::function<std::string()>& uuid_b) {
+  if (!hostname_a.empty() && !hostname_b.empty() && hostname_a != hostname_b) return false;
+  const std::string a = uuid_a();
+  const std::string b = a.empty() ? std::string() : uuid_b();
+  if (!a.empty() && !b.empty()) return a == b;
+  return !hostname_a.empty() && hostname_a == hostname_b;
+}
+
 DestinationReport probeDestination(const std::string& uri, virConnectPtr source) {
   DestinationReport report;
   report.uri = uri;
@@ -40,15 +45,14 @@ DestinationReport probeDestination(const std::string& uri, virConnectPtr source)
     report.error = "cannot connect: " + lastError();
     return report;
   }
-  const HostIdentity there = identityOf(dest.get());
-  report.hostname = there.hostname;
+  report.hostname = hostnameOf(dest.get());
   if (source) {
-    const HostIdentity here = identityOf(source);
-    const bool same = !there.uuid.empty() && !here.uuid.empty()
-                          ? there.uuid == here.uuid
-                          : !there.hostname.empty() && there.hostname == here.hostname;
+    std::string uuid_there;
+    const bool same = sameHost(
+        report.hostname, [&] { return uuid_there = hostUuidOf(dest.get()); }, hostnameOf(source),
+        [&] { return hostUuidOf(source); });
     if (same) {
-      report.error = "it is this host (" + (there.hostname.empty() ? there.uuid : there.hostname) +
+      report.error = "it is this host (" + (report.hostname.empty() ? uuid_there : report.hostname) +
                      "); a host cannot be drained onto itself";
       return report;
     }
