@@ -83,7 +83,7 @@ TEST_F(ConfigTest, MissingDefaultFileGivesDefaults) {
   EXPECT_EQ(config.policy, DomainPolicy{});
   // The limits are upper bounds for the adaptive scheduler (docs/configuration.md).
   EXPECT_TRUE(config.migration.adaptive);
-  EXPECT_EQ(config.migration.adaptive_initial_parallel, 4u);
+  EXPECT_FALSE(config.migration.adaptive_initial_parallel) << "unset: the limit itself";
   EXPECT_EQ(config.limits.max_parallel_migrations, 8u);
   EXPECT_EQ(config.migration.max_parallel_per_destination, 8u);
 }
@@ -241,7 +241,7 @@ level = "debug"
   EXPECT_EQ(config.migration.reserved_memory_mib, 1024u);
   EXPECT_EQ(config.migration.destination_probe_interval, 60s);
   EXPECT_FALSE(config.migration.adaptive);
-  EXPECT_EQ(config.migration.adaptive_initial_parallel, 2u);
+  EXPECT_EQ(config.migration.adaptive_initial_parallel, std::optional<unsigned>(2u));
   // A destination only a maintenance request names gets the section's defaults.
   EXPECT_EQ(config.migration.maxParallelAt(config.migration.destination("qemu:///other")), 3u);
   EXPECT_EQ(config.migration.reservedMemoryMibAt(config.migration.destinations[1]), 2048u);

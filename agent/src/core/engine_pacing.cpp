@@ -28,7 +28,7 @@ PacerSettings MaintenanceEngine::Impl::pacerSettings() const {
   pacing.adaptive = settings.migration.adaptive;
   pacing.cap = std::min(settings.limits.max_parallel_migrations,
                         settings.limits.max_parallel_actions);
-  pacing.initial = settings.migration.adaptive_initial_parallel;
+  pacing.initial = settings.migration.adaptive_initial_parallel.value_or(pacing.cap);
   return pacing;
 }
 

@@ -67,8 +67,11 @@ struct MigrationConfig {
   // (docs/policy.md, "Adaptive migration scheduling"); false: always as
   // many as the limits allow.
   bool adaptive = true;
-  // At once before anything is measured (at most max_parallel_migrations).
-  unsigned adaptive_initial_parallel = 4;
+  // At once before anything is measured (at most max_parallel_migrations);
+  // unset: the limit itself. A drain of guests that finish in seconds is over
+  // before anything can be measured, so starting below the limit only makes
+  // it slower; a link that is the limit is found by the first trial.
+  std::optional<unsigned> adaptive_initial_parallel;
   // Memory kept free on a destination for its own use (Nova's
   // reserved_host_memory_mb); a domain must fit in free memory minus this.
   std::uint64_t reserved_memory_mib = 512;
