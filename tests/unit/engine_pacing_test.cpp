@@ -107,6 +107,27 @@ TEST_F(EnginePacing, StartsTheInitialNumberAndMeasuresTheOthersWhileTheyWait) {
   EXPECT_EQ(status().scheduler->running, 2u);
 }
 
+// Unset, the initial number is the limit: guests that migrate in seconds
+// would be gone before anything could be measured. With nothing learned,
+// each one's predicted duration is on the basis the owners' notices use.
+TEST_F(EnginePacing, UnsetInitialNumberStartsAsManyAsTheLimitAllows) {
+  settings.migration.adaptive_initial_parallel.reset();
+  settings.limits.max_parallel_migrations = 5;
+  settings.notices.assumed_throughput_bps = 64 * kMiB;
+  for (const char* name : {"a", "b", "c", "d", "e", "f"}) addGuest(name, 512);
+  start();
+  scheduleNow();
+  EXPECT_EQ(migrationsPending(), 5u);
+  ASSERT_TRUE(status().scheduler);
+  EXPECT_EQ(status().scheduler->limit, 5u);
+  EXPECT_EQ(stage("f"), DomainStage::waiting);
+  for (const auto& d : status().domains) {
+    if (d.name == "f") continue;
+    ASSERT_TRUE(d.predicted_duration_s) << d.name;
+    EXPECT_NEAR(*d.predicted_duration_s, 512.0 / 64, 0.01) << d.name;
+  }
+}
+
 TEST_F(EnginePacing, GrowsWhileParallelismPaysAndRecordsTheTimeline) {
   // Small enough that trying fewer at once is not worth it (what is left
   // takes under 10 s).

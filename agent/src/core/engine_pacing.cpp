@@ -73,8 +73,15 @@ void MaintenanceEngine::Impl::pacingStarted(const DomainRecord& record, hv::Acti
   timeline.started_at = now();
   timeline.converged_at.reset();
   timeline.finished_at.reset();
-  if (auto seconds = pacer.predictSeconds(record.uuid, memoryBytesOf(record),
-                                          state.migration_throughput_bps)) {
+  auto seconds =
+      pacer.predictSeconds(record.uuid, memoryBytesOf(record), state.migration_throughput_bps);
+  // Nothing measured yet (a first drain, migrations started together): the
+  // basis owners' notices were given, [notices] assumed_migration_throughput.
+  if (!seconds) {
+    seconds = pacer.predictSeconds(record.uuid, memoryBytesOf(record),
+                                   settings.notices.assumed_throughput_bps);
+  }
+  if (seconds) {
     predicted_seconds[record.uuid] = *seconds;
   } else {
     predicted_seconds.erase(record.uuid);
