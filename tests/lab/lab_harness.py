@@ -34,13 +34,14 @@ def destination(host: str, **settings) -> str:
 
 
 class LabDaemon(Daemon):
-    """hostmaintd with host a as its hypervisor."""
+    """hostmaintd with a lab host (a unless told) as its hypervisor."""
 
-    def __init__(self, workdir: Path, bus, destinations=("b",), extra_config: str = ""):
+    def __init__(self, workdir: Path, bus, destinations=("b",), extra_config: str = "",
+                 host: str = "a"):
         super().__init__(workdir, bus, Path("/dev/null"))
         entries = [d if d.startswith("{") or "://" in d else destination(d) for d in destinations]
         self.config_path.write_text(
-            f'[libvirt]\nuri = "{labctl.uri("a")}"\n'
+            f'[libvirt]\nuri = "{labctl.uri(host)}"\n'
             f'reconnect_min = "200ms"\nreconnect_max = "2s"\n\n'
             f'[paths]\nstate_dir = "{self.state_dir}"\nruntime_dir = "{self.runtime_dir}"\n\n'
             f'[evidence]\nqemu_process_scope = "known-domains"\n\n'
