@@ -126,7 +126,7 @@ TEST(GroupImpacts, ReadFromTheirKeysAndTheFirstFreeIndexBelowTheLimitIsTaken) {
   expected.lease = 42;
   EXPECT_EQ(view.impacts.at("db").at(0), expected);
   EXPECT_EQ(view.impacts.at("db").at(2).host, "h3");
-  EXPECT_EQ(view.incoming, (std::vector<IncomingMigration>{{"h2", "h1", "u-1", "vm1"}}));
+  EXPECT_EQ(view.incoming, (std::vector<IncomingMigration>{{"h2", "h1", "u-1", "vm1", 45}}));
   EXPECT_EQ(view.malformed.size(), 2u)
       << "an impact naming no host, an incoming key without its parts";
 
@@ -176,6 +176,114 @@ TEST(PeerDestinations, OnlyIdleUncordonedPeersWithRoomAndBelowTheirIncomingLimit
   EXPECT_EQ(by_host["h7"].why_not, "2 of max 2 incoming migrations");
   EXPECT_EQ(by_host["h8"].why_not, "its free memory is not known");
   for (const auto& p : peers) EXPECT_EQ(p.usable, p.host == "h2") << p.host;
+  // Only h7 waits for a migration to end; the others are no destination.
+  for (const auto& p : peers) EXPECT_EQ(p.full, p.host == "h7") << p.host;
+}
+
+TEST(PeerDestinations, APeerThatTakesNoIncomingMigrationIsNotFull) {
+  FleetView view;
+  HostRecord& record = view.hosts["h2"];
+  record.phase = "idle";
+  record.migration_uri = "qemu+tls://h2/system";
+  record.free_memory_bytes = 8ull << 30;
+  record.max_incoming = 0;
+  const PeerDestination peer = peerDestinations(view, "h1").at(0);
+  EXPECT_FALSE(peer.usable);
+  EXPECT_FALSE(peer.full);
+  EXPECT_EQ(peer.why_not, "0 of max 0 incoming migrations");
+}
+
+// Claims on a peer's incoming slots (docs/fleet.md, "Peers as destinations").
+PeerClaims idlePeer(unsigned max_incoming) {
+  PeerClaims peer;
+  HostRecord record;
+  record.host = "h3";
+  record.phase = "idle";
+  record.migration_uri = "qemu+tls://h3/system";
+  record.free_memory_bytes = 8ull << 30;
+  record.max_incoming = max_incoming;
+  peer.record = record;
+  return peer;
+}
+
+TEST(IncomingClaims, KeysOfAClaimAndOfThePeersGuard) {
+  EXPECT_EQ(kKeys.incoming("h3", "h1", "u-1"), "/hostmaint/prod/incoming/h3/h1/u-1");
+  EXPECT_EQ(kKeys.incomingPrefix("h3"), "/hostmaint/prod/incoming/h3/");
+  EXPECT_EQ(kKeys.incomingGuard("h3"), "/hostmaint/prod/incoming_guard/h3");
+  // The guard is not a claim: the view reads no migration from it.
+  const FleetView view = parseFleetView({{kKeys.incomingGuard("h3"), "1", 5, 5, 0}}, kKeys);
+  EXPECT_TRUE(view.incoming.empty());
+  EXPECT_TRUE(view.malformed.empty());
+}
+
+TEST(IncomingClaims, RefusedAtThePeersLimitCountingEverySourceAndNamingThem) {
+  PeerClaims peer = idlePeer(2);
+  const IncomingClaim claim{"h3", "h1", "u-9", "vm-9", false};
+  EXPECT_EQ(incomingRefusal(peer, claim), std::nullopt);
+  peer.claims = {{"h3", "h2", "u-1", "vm-a", 7}};
+  EXPECT_EQ(incomingRefusal(peer, claim), std::nullopt);
+  // This host's other migration to it counts like another source's.
+  peer.claims.push_back({"h3", "h1", "u-2", "vm-b", 8});
+  EXPECT_EQ(incomingRefusal(peer, claim),
+            "peer h3 has 2 of max 2 incoming migrations (h2: vm-a, h1: vm-b)");
+  // The claim itself, held already, is not counted against itself.
+  const IncomingClaim held{"h3", "h1", "u-2", "vm-b", false};
+  EXPECT_EQ(incomingRefusal(peer, held), std::nullopt);
+  // A migration that runs is claimed whatever the count.
+  EXPECT_EQ(incomingRefusal(peer, IncomingClaim{"h3", "h1", "u-9", "vm-9", true}), std::nullopt);
+}
+
+TEST(IncomingClaims, RefusedWhenThePeerIsGoneOrNoLongerADestination) {
+  const IncomingClaim claim{"h3", "h1", "u-9", "vm-9", false};
+  EXPECT_EQ(incomingRefusal(PeerClaims{}, claim), "peer h3 is no longer in the fleet");
+  PeerClaims peer = idlePeer(2);
+  peer.record->cordoned = true;
+  EXPECT_EQ(incomingRefusal(peer, claim), "peer h3 takes no migration now: cordoned");
+  peer = idlePeer(2);
+  peer.record->phase = "scheduled";
+  EXPECT_EQ(incomingRefusal(peer, claim),
+            "peer h3 takes no migration now: in maintenance (scheduled)");
+  peer = idlePeer(0);
+  EXPECT_EQ(incomingRefusal(peer, claim), "peer h3 has 0 of max 0 incoming migrations");
+}
+
+TEST(IncomingClaims, TheTransactionIsGuardedByTheRevisionTheClaimsWereReadAt) {
+  PeerClaims peer = idlePeer(2);
+  peer.claims = {{"h3", "h2", "u-1", "vm-a", 7}};
+  peer.guard_revision = 41;
+  const IncomingClaimTxn txn =
+      incomingClaimTxn(kKeys, peer, IncomingClaim{"h3", "h1", "u-9", "vm-9", false}, 99);
+  ASSERT_EQ(txn.compares.size(), 2u);
+  // Any claim on the peer since the read rewrote the guard: this one fails
+  // and reads again.
+  EXPECT_EQ(txn.compares[0].key, kKeys.incomingGuard("h3"));
+  EXPECT_EQ(txn.compares[0].target, Compare::Target::mod_revision);
+  EXPECT_EQ(txn.compares[0].result, Compare::Result::equal);
+  EXPECT_EQ(txn.compares[0].revision, 41);
+  EXPECT_EQ(txn.compares[1].key, kKeys.incoming("h3", "h1", "u-9"));
+  EXPECT_EQ(txn.compares[1].target, Compare::Target::create_revision);
+  EXPECT_EQ(txn.compares[1].revision, 0);
+  ASSERT_EQ(txn.success.size(), 2u);
+  const auto& guard = std::get<Put>(txn.success[0]);
+  EXPECT_EQ(guard.key, kKeys.incomingGuard("h3"));
+  EXPECT_EQ(guard.value, "2");
+  EXPECT_EQ(guard.lease, 0);
+  const auto& key = std::get<Put>(txn.success[1]);
+  EXPECT_EQ(key.key, kKeys.incoming("h3", "h1", "u-9"));
+  EXPECT_EQ(key.value, "vm-9");
+  EXPECT_EQ(key.lease, 99) << "on the source's slot lease: gone with the source";
+  // A guard never written is compared as absent (mod revision 0).
+  EXPECT_EQ(incomingClaimTxn(kKeys, idlePeer(1), IncomingClaim{"h3", "h1", "u", "v", false}, 1)
+                .compares[0]
+                .revision,
+            0);
+}
+
+TEST(IncomingClaims, ReadFromTheirKeysWithTheSourcesLease) {
+  const FleetView view = parseFleetView({{kKeys.incoming("h3", "h1", "u-1"), "vm-a", 3, 3, 77}},
+                                        kKeys);
+  ASSERT_EQ(view.incoming.size(), 1u);
+  EXPECT_EQ(view.incoming[0], (IncomingMigration{"h3", "h1", "u-1", "vm-a", 77}));
 }
 
 TEST(MemAvailable, ReadFromMeminfo) {

@@ -145,14 +145,60 @@ std::vector<agent::DestinationConfig> FleetLink::peerDestinations() const {
   // A view etcd no longer confirms offers nothing new.
   if (!view_ || !shown_.reachable) return destinations;
   for (const fl::PeerDestination& peer : fl::peerDestinations(*view_, host_)) {
-    if (!peer.usable) continue;
+    // A full peer is offered with nothing left, so that a migration waits
+    // for it rather than falling back while its incoming slots are taken.
+    if (!peer.usable && !peer.full) continue;
     agent::DestinationConfig destination;
     destination.uri = peer.uri;
     destination.migrate_uri = peer.migrate_uri;
-    destination.max_parallel = peer.max_incoming - peer.incoming;  // usable: incoming below
+    destination.max_parallel = peer.usable ? peer.max_incoming - peer.incoming : 0;
     destinations.push_back(std::move(destination));
   }
   return destinations;
+}
+
+std::optional<std::string> FleetLink::peerOfUri(const std::string& uri) const {
+  if (!view_) return std::nullopt;
+  for (const auto& [peer, record] : view_->hosts) {
+    if (peer != host_ && !record.migration_uri.empty() && record.migration_uri == uri) return peer;
+  }
+  return std::nullopt;
+}
+
+std::optional<std::string> FleetLink::mayMigrateToPeer(const agent::PeerMigration& migration) {
+  const std::optional<std::string> peer = peerOfUri(migration.destination_uri);
+  if (!peer) return "no peer of the fleet publishes " + migration.destination_uri + " any more";
+  if (slotValid()) {
+    if (auto held = incoming_.find(migration.uuid);
+        held != incoming_.end() && held->second.destination == *peer)
+      return std::nullopt;
+  }
+  const IncomingWant want{*peer, migration.name, false};
+  auto [request, added] = incoming_requests_.try_emplace(migration.uuid, want);
+  const bool changed = added || request->second != want;
+  request->second = want;
+  if (changed) wantIncoming();
+  const std::string name = "peer " + *peer;
+  if (!slotValid()) return "the fleet slot, before a migration to " + name + " is claimed";
+  if (auto why = incoming_why_not_.find(migration.uuid);
+      why != incoming_why_not_.end() && !changed)
+    return why->second;
+  return "an incoming migration slot on " + name + " (being claimed)";
+}
+
+// The claims the worker is to hold: one for each migration to a peer that
+// runs (kept, or taken again after the slot was lost), and one for each
+// whose start waits for it.
+void FleetLink::wantIncoming() {
+  std::map<std::string, IncomingWant> wanted = incoming_requests_;
+  if (last_status_) {
+    for (const agent::DomainStatus& domain : last_status_->domains) {
+      if (domain.stage != agent::DomainStage::acting || !domain.destination) continue;
+      if (auto peer = peerOfUri(*domain.destination))
+        wanted[domain.uuid] = IncomingWant{*peer, domain.name, true};
+    }
+  }
+  setDesired([&](Desired& desired) { desired.incoming = std::move(wanted); });
 }
 
 // The impacts the worker is to hold: one for each member impacted now (it
@@ -207,22 +253,18 @@ void FleetLink::offerStatus(const agent::HostStatus& status) {
                         });
   });
   wantImpacts();
-  // This host's migrations to peers, counted by their keys against each
-  // peer's incoming limit.
-  std::map<std::string, IncomingWant> incoming;
-  if (view_) {
-    for (const agent::DomainStatus& domain : status.domains) {
-      if (domain.stage != agent::DomainStage::acting || !domain.destination) continue;
-      for (const auto& [peer, peer_record] : view_->hosts) {
-        if (peer != host_ && !peer_record.migration_uri.empty() &&
-            peer_record.migration_uri == *domain.destination)
-          incoming[domain.uuid] = IncomingWant{peer, domain.name};
-      }
-    }
-  }
+  // Likewise a migration's claim on a peer is asked for while it waits to
+  // start; running, it is kept as such.
+  std::erase_if(incoming_requests_, [&](const auto& request) {
+    return std::none_of(status.domains.begin(), status.domains.end(),
+                        [&](const agent::DomainStatus& domain) {
+                          return domain.uuid == request.first &&
+                                 domain.stage == agent::DomainStage::waiting;
+                        });
+  });
+  wantIncoming();
   setDesired([&](Desired& desired) {
     desired.record = record;
-    desired.incoming = incoming;
     if (inMaintenance(status.phase) || started) {
       // In maintenance, a host must be counted: a lost slot is taken again.
       desired.need = Need::claim;
@@ -287,6 +329,15 @@ void FleetLink::decorate(agent::HostStatus& status) const {
         : !slotValid() ? "waiting for the fleet slot before a member is impacted"
                        : "taking an impact across the fleet"});
   }
+  // A peer that refused a claim a migration waits for: one blocker per peer.
+  std::map<std::string, std::string> refused_peers;
+  for (const auto& [uuid, request] : incoming_requests_) {
+    const auto why = incoming_why_not_.find(uuid);
+    if (why != incoming_why_not_.end() && !incoming_.contains(uuid))
+      refused_peers.emplace(request.destination, why->second);
+  }
+  for (const auto& [peer, why] : refused_peers)
+    status.blockers.push_back(agent::Blocker{"peer " + peer, why});
   if (command_ && command_->state == "failed" && command_->session_id == status.session_id) {
     status.blockers.push_back(agent::Blocker{"fleet maintenance command", command_->detail});
   }
@@ -452,6 +503,8 @@ void FleetLink::commandDone(const CommandResult& result) {
 void FleetLink::apply(Report report) {
   const bool was_valid = slotValid();
   const auto impacts_before = impacts_;
+  const auto incoming_before = incoming_;
+  const auto incoming_why_not_before = incoming_why_not_;
   agent::HostStatus before = last_status_.value_or(agent::HostStatus{});
   decorate(before);
   if (report.reachable != shown_.reachable || !shown_.since) shown_.since = clock_.now();
@@ -477,6 +530,8 @@ void FleetLink::apply(Report report) {
   long_hold_session_ = report.long_hold_session;
   impacts_ = std::move(report.impacts);
   impact_why_not_ = std::move(report.impact_why_not);
+  incoming_ = std::move(report.incoming);
+  incoming_why_not_ = std::move(report.incoming_why_not);
   if (report.view) {
     view_ = std::move(report.view);
     shown_.hosts = static_cast<unsigned>(view_->hosts.size());
@@ -489,7 +544,9 @@ void FleetLink::apply(Report report) {
   // Publish again only when something shown changed, and tick the engine
   // when the gate may have opened (it asks again on the tick).
   if (hooks_.on_change && (after.fleet != before.fleet || after.blockers != before.blockers ||
-                           was_valid != slotValid() || impacts_ != impacts_before)) {
+                           was_valid != slotValid() || impacts_ != impacts_before ||
+                           incoming_ != incoming_before ||
+                           incoming_why_not_ != incoming_why_not_before)) {
     hooks_.on_change();
   }
 }
@@ -582,14 +639,14 @@ FleetLink::Report FleetLink::exchange(const Desired& desired) {
         compares.push_back(fl::Compare::valueIs(key, fl::encodeImpact(impact)));
         puts.push_back(fl::Put{key, fl::encodeImpact(impact), lease});
       }
-      for (const auto& [uuid, key] : worker_incoming_) {
-        const auto want = desired.incoming.find(uuid);
-        if (want != desired.incoming.end()) puts.push_back(fl::Put{key, want->second.name, lease});
+      for (const auto& [uuid, claim] : worker_incoming_) {
+        puts.push_back(fl::Put{keys_.incoming(claim.destination, host_, uuid), claim.name, lease});
       }
       if (etcd_.txn(compares, puts, {}).succeeded) {
         etcd_.revokeLease(hold.lease);
         worker_hold_ = moved;
         for (auto& [uuid, impact] : worker_impacts_) impact.lease = lease;
+        for (auto& [uuid, claim] : worker_incoming_) claim.lease = lease;
         worker_long_hold_ = desired.long_hold_session;
       } else {
         etcd_.revokeLease(lease);
@@ -621,7 +678,7 @@ FleetLink::Report FleetLink::exchange(const Desired& desired) {
       view = fl::readFleetView(etcd_, keys_);
     }
     exchangeImpacts(desired, view, report);
-    exchangeIncoming(desired, view);
+    exchangeIncoming(desired, view, report);
     worker_incoming_count_ = static_cast<unsigned>(
         std::count_if(view.incoming.begin(), view.incoming.end(),
                       [&](const fl::IncomingMigration& m) { return m.destination == host_; }));
@@ -635,6 +692,7 @@ FleetLink::Report FleetLink::exchange(const Desired& desired) {
   report.confirmed_until = worker_confirmed_until_;
   report.long_hold_session = worker_long_hold_;
   report.impacts = worker_impacts_;
+  report.incoming = worker_incoming_;
   return report;
 }
 
@@ -696,31 +754,61 @@ void FleetLink::exchangeImpacts(const Desired& desired, fl::FleetView& view, Rep
   }
 }
 
-// Peers as destinations: each migration of this host's to a peer is a key
-// incoming/{peer}/{host}/{uuid} on the slot's lease, so the peer's limit is
-// counted across its sources.
-void FleetLink::exchangeIncoming(const Desired& desired, const fl::FleetView& view) {
+// Peers as destinations: each migration of this host's to a peer holds a
+// claim incoming/{peer}/{host}/{uuid} on the slot's lease, taken in the
+// peer's guarded transaction before it starts (fl::claimIncoming), so the
+// peer's limit holds across its sources; given back when it is no longer
+// wanted (the migration ended, or went elsewhere). Without a slot nothing is
+// claimed.
+void FleetLink::exchangeIncoming(const Desired& desired, fl::FleetView& view, Report& report) {
   if (!desired.record) return;  // no status offered yet
-  // Keys of this host's left on an adopted slot lease by its previous process.
-  for (const fl::IncomingMigration& migration : view.incoming) {
-    if (migration.source == host_ && !desired.incoming.contains(migration.uuid) &&
-        !worker_incoming_.contains(migration.uuid))
-      etcd_.remove(keys_.incoming(migration.destination, host_, migration.uuid));
+  auto wants = [&](const fl::IncomingMigration& claim) {
+    const auto want = desired.incoming.find(claim.uuid);
+    return want != desired.incoming.end() && want->second.destination == claim.destination;
+  };
+  std::vector<fl::IncomingMigration> stale;
+  // Ours in etcd: adopted after a restart while the slot's lease lived, or
+  // left by the previous process and given back.
+  for (const fl::IncomingMigration& claim : view.incoming) {
+    if (claim.source != host_ || worker_incoming_.contains(claim.uuid)) continue;
+    if (wants(claim) && worker_hold_ && claim.lease == worker_hold_->lease) {
+      worker_incoming_[claim.uuid] = claim;
+    } else {
+      stale.push_back(claim);
+    }
   }
   for (auto it = worker_incoming_.begin(); it != worker_incoming_.end();) {
-    if (desired.incoming.contains(it->first)) {
+    if (wants(it->second)) {
       ++it;
       continue;
     }
-    etcd_.remove(it->second);
+    stale.push_back(it->second);
     it = worker_incoming_.erase(it);
+  }
+  for (const fl::IncomingMigration& claim : stale) {
+    fl::releaseIncoming(etcd_, keys_, claim);
+    std::erase(view.incoming, claim);
   }
   if (!worker_hold_) return;
   for (const auto& [uuid, want] : desired.incoming) {
     if (worker_incoming_.contains(uuid)) continue;
-    const std::string key = keys_.incoming(want.destination, host_, uuid);
-    etcd_.put(key, want.name, worker_hold_->lease);
-    worker_incoming_[uuid] = key;
+    const fl::IncomingClaim claim{want.destination, host_, uuid, want.name, want.running};
+    fl::IncomingClaimOutcome outcome =
+        fl::claimIncoming(etcd_, keys_, claim, worker_hold_->lease);
+    // What was read of the peer is newer than the view: the next choice
+    // sees it full.
+    std::erase_if(view.incoming, [&](const fl::IncomingMigration& m) {
+      return m.destination == want.destination;
+    });
+    view.incoming.insert(view.incoming.end(), outcome.claims.begin(), outcome.claims.end());
+    if (outcome.claimed) {
+      spdlog::info("fleet: incoming migration of peer {} claimed for {}", want.destination,
+                   want.name);
+      worker_incoming_[uuid] =
+          fl::IncomingMigration{want.destination, host_, uuid, want.name, worker_hold_->lease};
+    } else {
+      report.incoming_why_not[uuid] = outcome.why_not;
+    }
   }
 }
 

@@ -10,6 +10,8 @@
 //     impacts the worker took (on the slot's lease) for this host's members;
 //   - peerDestinations(): the other hosts whose records make them
 //     destinations now, for a drain with none of its own;
+//   - mayMigrateToPeer(): answered from the claims the worker took (on the
+//     slot's lease) on the peers' incoming slots, one per migration;
 //   - decorate(): the fleet's part of the status (status.json `fleet`, and
 //     a `fleet` blocker while the maintenance waits for a slot);
 //   - a rolling schedule that names this host is given to the engine as a
@@ -85,10 +87,11 @@ class FleetLink {
   FleetLink(const FleetLink&) = delete;
   FleetLink& operator=(const FleetLink&) = delete;
 
-  // io_context only, all three.
+  // io_context only, all of these.
   bool mayDrain(const std::string& session_id);
   std::optional<std::string> mayImpactGroupMember(const agent::GroupMemberAction& member);
   std::vector<agent::DestinationConfig> peerDestinations() const;
+  std::optional<std::string> mayMigrateToPeer(const agent::PeerMigration& migration);
   void offerStatus(const agent::HostStatus& status);
   void decorate(agent::HostStatus& status) const;
 
@@ -103,10 +106,13 @@ class FleetLink {
     unsigned limit = 1;
     bool operator==(const ImpactWant&) const = default;
   };
-  // A migration of this host's to a peer, counted against the peer's limit.
+  // A migration of this host's to a peer: a claim on one of the peer's
+  // incoming slots, taken before it starts (the engine asked) and kept
+  // while it runs.
   struct IncomingWant {
     std::string destination;  // the peer's host name
     std::string name;
+    bool running = false;  // claimed whatever the peer's count: it runs
     bool operator==(const IncomingWant&) const = default;
   };
   struct Desired {
@@ -135,6 +141,8 @@ class FleetLink {
     std::optional<std::string> long_hold_session;  // the slot is on the long lease for it
     std::map<std::string, agent::fleet::ImpactHold> impacts;  // held, by the member's uuid
     std::map<std::string, std::string> impact_why_not;      // by group
+    std::map<std::string, agent::fleet::IncomingMigration> incoming;  // claimed, by uuid
+    std::map<std::string, std::string> incoming_why_not;  // refused claims, by uuid
   };
   // The maintenance command of one session, as recorded in command_file.
   struct CommandRecord {
@@ -157,10 +165,13 @@ class FleetLink {
   agent::fleet::SlotLimits limitsFor(const std::string& session_id) const;
   // Worker: the group impacts and incoming keys of one round.
   void exchangeImpacts(const Desired& desired, agent::fleet::FleetView& view, Report& report);
-  void exchangeIncoming(const Desired& desired, const agent::fleet::FleetView& view);
+  void exchangeIncoming(const Desired& desired, agent::fleet::FleetView& view, Report& report);
   std::optional<std::uint64_t> freeMemory() const;
   // Loop: what the worker is asked to hold, from the status and the requests.
   void wantImpacts();
+  void wantIncoming();
+  // The peer whose record publishes `uri` as its migration URI.
+  std::optional<std::string> peerOfUri(const std::string& uri) const;
 
   boost::asio::io_context& io_;
   const agent::FleetConfig config_;
@@ -178,7 +189,7 @@ class FleetLink {
   std::set<std::string> done_written_;
   std::optional<std::string> worker_long_hold_;  // session whose slot is on the long lease
   std::map<std::string, agent::fleet::ImpactHold> worker_impacts_;  // by the member's uuid
-  std::map<std::string, std::string> worker_incoming_;  // uuid -> its key, put with the slot lease
+  std::map<std::string, agent::fleet::IncomingMigration> worker_incoming_;  // claimed, by uuid
   unsigned worker_incoming_count_ = 0;  // migrations into this host, as last read
 
   // Loop only.
@@ -200,6 +211,11 @@ class FleetLink {
   std::map<std::string, agent::fleet::ImpactHold> impacts_;
   std::map<std::string, std::string> impact_why_not_;
   std::map<std::string, unsigned> impact_limits_;  // group -> its members' max_impacted_members
+  // Peers as destinations: the migrations whose start waits for a claim (the
+  // engine asked), the claims held, and why one was refused.
+  std::map<std::string, IncomingWant> incoming_requests_;  // by uuid
+  std::map<std::string, agent::fleet::IncomingMigration> incoming_;  // by uuid
+  std::map<std::string, std::string> incoming_why_not_;  // by uuid
   bool command_running_ = false;
   CommandRunner runner_;  // runs the maintenance command; killing it when the link goes
 
