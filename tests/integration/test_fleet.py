@@ -651,6 +651,19 @@ class FleetGroupTest(FleetCase):
         self.assertEqual(over_bus["impacts"], [{"group": "db", "index": 0, "domain": "vm-db1"}])
         self.assertEqual(over_bus["host"], "h1")
         self.assertNotEqual(self.daemons["h3"].get_property("FleetStatus"), "null")
+        # The group across the fleet in `fleet status` and in every host's status.json.
+        ctl = self.daemons["h3"]
+        table = ctl.ctl("fleet", "--config", str(ctl.config_path), "status", check=0).stdout
+        self.assertRegex(table, r"(?m)^GROUP +IMPACTED +MEMBERS +IMPACTS +WHERE$")
+        self.assertRegex(table, r"(?m)^db +1/1 +3 +1 +h1: vm-db1$")
+        view = json.loads(ctl.ctl("fleet", "--config", str(ctl.config_path), "status", "--json",
+                                  check=0).stdout)
+        self.assertEqual(view["groups"], [{"group": "db", "members": 3, "max_impacted_members": 1,
+                                           "impacted": [{"host": "h1", "domain": "vm-db1"}],
+                                           "impacts_held": 1}])
+        groups = wait_until(lambda: (g := self.fleet("h3")["groups"]) and g[0]["impacted"] and g,
+                            10, "h3's status.json showing the group")
+        self.assertEqual(groups[0]["impacted"], [{"host": "h1", "domain": "vm-db1"}])
         # h1 finishes: vm-db1 restored, its impact given back, and only then vm-db2 goes.
         self.finish_when_empty("h1")
         self.wait_status("h2", lambda s: s["phase"] == "empty", "h2 empty, vm-db2 suspended")
@@ -723,6 +736,17 @@ class FleetPeerTest(FleetCase):
         self.assertEqual(peers["h3"]["max_incoming"], 2)
         self.assertFalse(peers["h2"]["usable"])
         self.assertEqual(peers["h2"]["why_not"], "0 of max 0 incoming migrations")
+        self.assertEqual((peers["h3"]["cordoned"], peers["h3"]["phase"]), (False, "idle"))
+        # `fleet status` shows every peer, read from etcd.
+        ctl = self.daemons["h2"]
+        table = ctl.ctl("fleet", "--config", str(ctl.config_path), "status", check=0).stdout
+        self.assertRegex(table, r"(?m)^PEER +FREE +INCOMING +CORDONED +PHASE +NOTE$")
+        self.assertRegex(table, r"(?m)^h2 +\S+ \S+ +0/0 +no +idle +0 of max 0 incoming migrations$")
+        self.assertRegex(table, r"(?m)^h3 +\S+ \S+ +0/2 +no +idle +takes migrations$")
+        view = json.loads(ctl.ctl("fleet", "--config", str(ctl.config_path), "status", "--json",
+                                  check=0).stdout)
+        self.assertEqual({p["host"]: (p["usable"], p["max_incoming"]) for p in view["peers"]},
+                         {"h1": (True, 2), "h2": (False, 0), "h3": (True, 2)})
         # With h3 a candidate the plan had a destination: only the test driver stops it.
         domain = self.migrate_plan()
         text = json.dumps(domain)
@@ -735,6 +759,10 @@ class FleetPeerTest(FleetCase):
         peers = wait_until(lambda: self.peers("h1")["h3"]["why_not"] == "cordoned"
                            and self.peers("h1"), 10, "h3 no longer a candidate: cordoned")
         self.assertFalse(peers["h3"]["usable"])
+        self.assertTrue(peers["h3"]["cordoned"])
+        self.assertNotEqual(peers["h3"]["phase"], "idle")
+        table = ctl.ctl("fleet", "--config", str(ctl.config_path), "status", check=0).stdout
+        self.assertRegex(table, r"(?m)^h3 +\S+ \S+ +0/2 +yes +(draining|empty) +cordoned$")
         over_bus = json.loads(self.daemons["h1"].get_property("FleetStatus"))
         self.assertEqual({p["host"]: p["usable"] for p in over_bus["peers"]},
                          {"h2": False, "h3": False})

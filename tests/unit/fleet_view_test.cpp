@@ -78,7 +78,7 @@ TEST(FleetKeys, LayOutGroupImpactsAndIncomingMigrations) {
 TEST(HostRecord, CarriesGroupsAndWhatAPeerOffersAndReadsOldRecords) {
   HostRecord record;
   record.host = "h1";
-  record.groups["db"] = GroupMembers{{"vm-db1", "vm-db3"}, {"vm-db1"}};
+  record.groups["db"] = GroupMembers{{"vm-db1", "vm-db3"}, {"vm-db1"}, 1};
   record.migration_uri = "qemu+tls://h1/system";
   record.migrate_uri = "tcp://10.0.0.1";
   record.free_memory_bytes = 64ull << 30;
@@ -87,6 +87,10 @@ TEST(HostRecord, CarriesGroupsAndWhatAPeerOffersAndReadsOldRecords) {
   EXPECT_EQ(decodeHostRecord(encodeHostRecord(record)), record);
   const nlohmann::json encoded = nlohmann::json::parse(encodeHostRecord(record));
   EXPECT_EQ(encoded["groups"]["db"]["impacted"], nlohmann::json::array({"vm-db1"}));
+  EXPECT_EQ(encoded["groups"]["db"]["max_impacted_members"], 1);
+  // A group of a host that does not publish its limit: unknown (0).
+  EXPECT_EQ(decodeHostRecord(R"({"groups":{"db":{"members":["a"]}}})").groups.at("db").max_impacted,
+            0u);
   // A record of a host that does not publish them: none, unknown memory.
   const HostRecord old = decodeHostRecord(R"({"host":"h9","phase":"idle"})");
   EXPECT_TRUE(old.groups.empty());
@@ -102,13 +106,35 @@ TEST(HostRecord, ListsEachGroupsMembersAndTheImpactedOnes) {
   status.domains[0].name = "vm-db1";
   status.domains[0].group = "db";
   status.domains[0].group_impacted = true;
+  status.domains[0].group_max_impacted = 2;
   status.domains[1].name = "vm-db2";
   status.domains[1].group = "db";
+  status.domains[1].group_max_impacted = 1;
   status.domains[2].name = "web";
   const HostRecord record = hostRecordFrom(status, "h1", "");
   ASSERT_EQ(record.groups.size(), 1u);
   EXPECT_EQ(record.groups.at("db").members, (std::vector<std::string>{"vm-db1", "vm-db2"}));
   EXPECT_EQ(record.groups.at("db").impacted, std::vector<std::string>{"vm-db1"});
+  EXPECT_EQ(record.groups.at("db").max_impacted, 1u) << "the smallest of its members' limits";
+}
+
+TEST(GroupsAcrossFleet, CountTheMembersImpactedOnEveryHostAgainstTheSmallestLimit) {
+  FleetView view;
+  view.hosts["h1"].groups["db"] = GroupMembers{{"vm-db1", "vm-db3"}, {"vm-db1"}, 2};
+  view.hosts["h2"].groups["db"] = GroupMembers{{"vm-db2"}, {"vm-db2"}, 1};
+  view.hosts["h2"].groups["web"] = GroupMembers{{"web1"}, {}, 0};
+  view.impacts["db"][0] = ImpactHold{"db", 0, "h1", "u-1", "vm-db1", 5};
+  const std::vector<FleetGroup> groups = groupsAcrossFleet(view);
+  ASSERT_EQ(groups.size(), 2u);
+  EXPECT_EQ(groups[0].group, "db");
+  EXPECT_EQ(groups[0].members, 3u);
+  EXPECT_EQ(groups[0].max_impacted_members, 1u);
+  EXPECT_EQ(groups[0].impacted,
+            (std::vector<FleetGroupMember>{{"h1", "vm-db1"}, {"h2", "vm-db2"}}));
+  EXPECT_EQ(groups[0].impacts_held, 1u);
+  EXPECT_EQ(groups[1].group, "web");
+  EXPECT_EQ(groups[1].max_impacted_members, 0u) << "no host publishes it: unknown";
+  EXPECT_TRUE(groups[1].impacted.empty());
 }
 
 TEST(GroupImpacts, ReadFromTheirKeysAndTheFirstFreeIndexBelowTheLimitIsTaken) {
@@ -441,6 +467,15 @@ TEST(FleetCtl, TableShowsEveryHostTheSlotsAndTheSchedule) {
   schedule.max_concurrent = 2;
   view.schedule = schedule;
   view.done["r1"] = {"h3"};
+  // h1 offers itself as a destination; h2 does not (no peer line).
+  view.hosts["h1"].migration_uri = "qemu+tls://h1/system";
+  view.hosts["h1"].max_incoming = 2;
+  view.hosts["h1"].free_memory_bytes = 3ull << 30;
+  view.hosts["h1"].cordoned = true;
+  view.incoming = {{"h1", "h7", "u-7", "vm-7", 9}};
+  view.hosts["h1"].groups["db"] = GroupMembers{{"vm-db1"}, {"vm-db1"}, 1};
+  view.hosts["h2"].groups["db"] = GroupMembers{{"vm-db2", "vm-db4"}, {}, 1};
+  view.impacts["db"][0] = ImpactHold{"db", 0, "h1", "u-1", "vm-db1", 5};
   const std::vector<std::string> lines = ctl::renderFleetTable(view, now);
   ASSERT_GE(lines.size(), 6u);
   EXPECT_THAT(lines[0], HasSubstr("HOST"));
@@ -449,6 +484,16 @@ TEST(FleetCtl, TableShowsEveryHostTheSlotsAndTheSchedule) {
   EXPECT_THAT(lines[3], HasSubstr("slot 1 held by h9, which publishes no record"));
   EXPECT_EQ(lines[4], "in maintenance: 2 host(s)");
   EXPECT_EQ(lines[5], "rolling schedule r1: all hosts, at most 2 at once, 1/2 done");
+  ASSERT_EQ(lines.size(), 10u);
+  EXPECT_THAT(lines[6], ::testing::MatchesRegex("GROUP +IMPACTED +MEMBERS +IMPACTS +WHERE"));
+  EXPECT_THAT(lines[7], ::testing::MatchesRegex("db +1/1 +3 +1 +h1: vm-db1"));
+  EXPECT_THAT(lines[8], ::testing::MatchesRegex("PEER +FREE +INCOMING +CORDONED +PHASE +NOTE"));
+  EXPECT_THAT(lines[9],
+              ::testing::MatchesRegex("h1 +3.0 GiB +1/2 +yes +draining +cordoned"));
+  // Without groups or peers, one line says so.
+  const std::vector<std::string> bare = ctl::renderFleetTable(FleetView{}, now);
+  EXPECT_THAT(bare, ::testing::Contains("no group has members in the fleet"));
+  EXPECT_THAT(bare, ::testing::Contains("no host offers itself as a migration destination"));
 
   const nlohmann::json document = ctl::fleetViewJson(view, "prod");
   EXPECT_EQ(document["fleet"], "prod");
@@ -456,6 +501,19 @@ TEST(FleetCtl, TableShowsEveryHostTheSlotsAndTheSchedule) {
   EXPECT_EQ(document["hosts"][0]["holds_slot"], true);
   EXPECT_EQ(document["hosts_in_maintenance"], 2);
   EXPECT_EQ(document["schedule"]["id"], "r1");
+  // Groups and peers shaped as in status.json's `fleet`; a peer's incoming
+  // counts every source.
+  EXPECT_EQ(document["groups"],
+            nlohmann::json::parse(R"([{"group":"db","members":3,"max_impacted_members":1,
+              "impacted":[{"host":"h1","domain":"vm-db1"}],"impacts_held":1}])"));
+  ASSERT_EQ(document["peers"].size(), 2u);
+  EXPECT_EQ(document["peers"][0]["host"], "h1");
+  EXPECT_EQ(document["peers"][0]["incoming"], 1);
+  EXPECT_EQ(document["peers"][0]["max_incoming"], 2);
+  EXPECT_EQ(document["peers"][0]["cordoned"], true);
+  EXPECT_EQ(document["peers"][0]["phase"], "draining");
+  EXPECT_EQ(document["peers"][0]["usable"], false);
+  EXPECT_EQ(document["peers"][1]["why_not"], "publishes no migration URI");
 }
 
 }  // namespace
@@ -509,6 +567,39 @@ TEST(FleetMetrics, GaugesOnlyWithAFleet) {
   EXPECT_THAT(text, ::testing::HasSubstr("\nhostmaint_fleet_hosts 3\n"));
   EXPECT_THAT(text, ::testing::HasSubstr("\nhostmaint_fleet_hosts_in_maintenance 2\n"));
   EXPECT_THAT(text, ::testing::HasSubstr("\nhostmaint_fleet_max_concurrent 2\n"));
+  EXPECT_EQ(text.find("hostmaint_fleet_group_"), std::string::npos) << "no group, no family";
+  EXPECT_EQ(text.find("hostmaint_fleet_peer_"), std::string::npos) << "no peer, no family";
+}
+
+TEST(FleetMetrics, OneSamplePerGroupAndPerPeer) {
+  agent::HostStatus status;
+  status.fleet = agent::FleetStatus{};
+  status.fleet->groups = {agent::FleetGroup{"db", 3, 1, {{"h1", "vm-db1"}}, 1},
+                          agent::FleetGroup{"web", 2, 0, {}, 0}};
+  status.fleet->peers = {
+      agent::FleetPeer{"h2", "qemu+tls://h2/system", 8ull << 30, 1, 2, true, "", false, "idle"},
+      agent::FleetPeer{"h3", "qemu+tls://h3/system", std::nullopt, 0, 2, false, "cordoned",
+                       true, "draining"}};
+  const std::string text = renderMetrics(status);
+  for (const char* line : {
+           "# TYPE hostmaint_fleet_group_impacted gauge\n",
+           "\nhostmaint_fleet_group_impacted{group=\"db\"} 1\n",
+           "\nhostmaint_fleet_group_impacted{group=\"web\"} 0\n",
+           "\nhostmaint_fleet_group_max_impacted{group=\"db\"} 1\n",
+           "\nhostmaint_fleet_group_members{group=\"db\"} 3\n",
+           "\nhostmaint_fleet_peer_incoming{peer=\"h2\"} 1\n",
+           "\nhostmaint_fleet_peer_max_incoming{peer=\"h2\"} 2\n",
+           "\nhostmaint_fleet_peer_free_memory_bytes{peer=\"h2\"} 8589934592\n",
+           "\nhostmaint_fleet_peer_usable{peer=\"h2\"} 1\n",
+           "\nhostmaint_fleet_peer_usable{peer=\"h3\"} 0\n",
+           "\nhostmaint_fleet_peer_cordoned{peer=\"h3\"} 1\n",
+           "\nhostmaint_fleet_peer_in_maintenance{peer=\"h2\"} 0\n",
+           "\nhostmaint_fleet_peer_in_maintenance{peer=\"h3\"} 1\n",
+       })
+    EXPECT_THAT(text, ::testing::HasSubstr(line));
+  // Unknown values are left out, not shown as 0.
+  EXPECT_EQ(text.find("hostmaint_fleet_group_max_impacted{group=\"web\"}"), std::string::npos);
+  EXPECT_EQ(text.find("hostmaint_fleet_peer_free_memory_bytes{peer=\"h3\"}"), std::string::npos);
 }
 
 }  // namespace
@@ -544,12 +635,16 @@ TEST(FleetStatusJson, ShownOnlyWithAFleetWithEveryField) {
                                    {"hosts_in_maintenance", 0},
                                    {"schedule_id", "r1"},
                                    {"impacts", nlohmann::json::array()},
-                                   {"peers", nlohmann::json::array()}}));
+                                   {"peers", nlohmann::json::array()},
+                                   {"groups", nlohmann::json::array()}}));
   // The impacts held and the peers as destinations.
   status.fleet->impacts = {FleetImpact{"db", 0, "vm-db1"}};
-  status.fleet->peers = {FleetPeer{"h2", "qemu+tls://h2/system", 8ull << 30, 1, 2, true, ""},
+  status.fleet->peers = {FleetPeer{"h2", "qemu+tls://h2/system", 8ull << 30, 1, 2, true, "",
+                                   false, "idle"},
                          FleetPeer{"h3", "", std::nullopt, 0, 2, false,
-                                   "publishes no migration URI"}};
+                                   "publishes no migration URI", true, "empty"}};
+  status.fleet->groups = {FleetGroup{"db", 3, 1, {{"h2", "vm-db2"}}, 1},
+                          FleetGroup{"web", 1, 0, {}, 0}};
   const nlohmann::json more = fleetToJson(*status.fleet);
   EXPECT_EQ(more["impacts"],
             (nlohmann::json::array({{{"group", "db"}, {"index", 0}, {"domain", "vm-db1"}}})));
@@ -559,9 +654,17 @@ TEST(FleetStatusJson, ShownOnlyWithAFleetWithEveryField) {
                                               {"incoming", 1},
                                               {"max_incoming", 2},
                                               {"usable", true},
-                                              {"why_not", nullptr}}));
+                                              {"why_not", nullptr},
+                                              {"cordoned", false},
+                                              {"phase", "idle"}}));
   EXPECT_EQ(more["peers"][1]["free_memory_bytes"], nullptr);
   EXPECT_EQ(more["peers"][1]["why_not"], "publishes no migration URI");
+  EXPECT_EQ(more["peers"][1]["cordoned"], true);
+  EXPECT_EQ(more["peers"][1]["phase"], "empty");
+  EXPECT_EQ(more["groups"], nlohmann::json::parse(R"([
+      {"group":"db","members":3,"max_impacted_members":1,
+       "impacted":[{"host":"h2","domain":"vm-db2"}],"impacts_held":1},
+      {"group":"web","members":1,"max_impacted_members":null,"impacted":[],"impacts_held":0}])"));
 }
 
 }  // namespace

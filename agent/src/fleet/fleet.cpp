@@ -61,7 +61,9 @@ std::optional<unsigned> parseIndex(std::string_view text) {
 json groupsJson(const std::map<std::string, GroupMembers>& groups) {
   json out = json::object();
   for (const auto& [name, members] : groups) {
-    out[name] = {{"members", members.members}, {"impacted", members.impacted}};
+    out[name] = {{"members", members.members},
+                 {"impacted", members.impacted},
+                 {"max_impacted_members", members.max_impacted}};
   }
   return out;
 }
@@ -148,7 +150,8 @@ HostRecord decodeHostRecord(const std::string& text) {
     for (const auto& [name, entry] : groups->items()) {
       if (!entry.is_object()) throw EtcdFormatError("group '" + name + "' is not an object");
       record.groups[name] = GroupMembers{field<std::vector<std::string>>(entry, "members", {}),
-                                         field<std::vector<std::string>>(entry, "impacted", {})};
+                                         field<std::vector<std::string>>(entry, "impacted", {}),
+                                         field<unsigned>(entry, "max_impacted_members", 0)};
     }
   }
   record.migration_uri = field<std::string>(object, "migration_uri", "");
@@ -187,6 +190,9 @@ HostRecord hostRecordFrom(const HostStatus& status, const std::string& host,
     GroupMembers& members = record.groups[domain.group];
     members.members.push_back(domain.name);
     if (domain.group_impacted) members.impacted.push_back(domain.name);
+    if (domain.group_max_impacted > 0 &&
+        (members.max_impacted == 0 || domain.group_max_impacted < members.max_impacted))
+      members.max_impacted = domain.group_max_impacted;
   }
   if (status.fleet) {
     record.slot = status.fleet->slot;
@@ -487,6 +493,8 @@ std::vector<PeerDestination> peerDestinations(const FleetView& view, const std::
     peer.free_memory_bytes = record.free_memory_bytes;
     peer.incoming = incoming[host];
     peer.max_incoming = record.max_incoming;
+    peer.cordoned = record.cordoned;
+    peer.phase = record.phase;
     if (auto why = peerWhyNot(record)) {
       peer.why_not = *why;
     } else if (peer.incoming >= peer.max_incoming) {
@@ -582,6 +590,31 @@ IncomingClaimOutcome claimIncoming(EtcdClient& etcd, const FleetKeys& keys,
 
 void releaseIncoming(EtcdClient& etcd, const FleetKeys& keys, const IncomingMigration& claim) {
   etcd.remove(keys.incoming(claim.destination, claim.source, claim.uuid));
+}
+
+std::vector<FleetGroup> groupsAcrossFleet(const FleetView& view) {
+  std::map<std::string, FleetGroup> groups;
+  auto entry = [&](const std::string& name) -> FleetGroup& {
+    FleetGroup& group = groups[name];
+    group.group = name;
+    return group;
+  };
+  for (const auto& [host, record] : view.hosts) {
+    for (const auto& [name, members] : record.groups) {
+      FleetGroup& group = entry(name);
+      group.members += static_cast<unsigned>(members.members.size());
+      for (const std::string& member : members.impacted)
+        group.impacted.push_back(FleetGroupMember{host, member});
+      if (members.max_impacted > 0 &&
+          (group.max_impacted_members == 0 || members.max_impacted < group.max_impacted_members))
+        group.max_impacted_members = members.max_impacted;
+    }
+  }
+  for (const auto& [name, held] : view.impacts)
+    entry(name).impacts_held = static_cast<unsigned>(held.size());
+  std::vector<FleetGroup> out;
+  for (auto& [name, group] : groups) out.push_back(std::move(group));
+  return out;
 }
 
 std::optional<std::uint64_t> memAvailableBytes(std::string_view meminfo) {

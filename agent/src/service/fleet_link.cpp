@@ -307,8 +307,9 @@ void FleetLink::decorate(agent::HostStatus& status) const {
     for (const fl::PeerDestination& peer : fl::peerDestinations(*view_, host_)) {
       fleet.peers.push_back(agent::FleetPeer{peer.host, peer.uri, peer.free_memory_bytes,
                                              peer.incoming, peer.max_incoming, peer.usable,
-                                             peer.why_not});
+                                             peer.why_not, peer.cordoned, peer.phase});
     }
+    fleet.groups = fl::groupsAcrossFleet(*view_);
   }
   status.fleet = fleet;
   // A group whose members wait for an impact across the fleet, or are

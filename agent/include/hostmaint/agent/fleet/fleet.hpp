@@ -61,6 +61,7 @@ class FleetKeys {
 struct GroupMembers {
   std::vector<std::string> members;
   std::vector<std::string> impacted;
+  unsigned max_impacted = 0;  // the smallest of its members' max_impacted_members; 0: unknown
   bool operator==(const GroupMembers&) const = default;
 };
 
@@ -219,6 +220,8 @@ struct PeerDestination {
   unsigned max_incoming = 0;
   bool usable = false;
   std::string why_not;  // when not usable
+  bool cordoned = false;
+  std::string phase;  // as its record says
   // Not usable only because its incoming limit (above 0) is reached: a
   // destination again once a migration to it ends.
   bool full = false;
@@ -279,6 +282,11 @@ IncomingClaimOutcome claimIncoming(EtcdClient& etcd, const FleetKeys& keys,
                                    const IncomingClaim& claim, std::int64_t lease);
 // Gives a claim back: its migration ended (or never started).
 void releaseIncoming(EtcdClient& etcd, const FleetKeys& keys, const IncomingMigration& claim);
+
+// Every group with a member on a host publishing a record: its members,
+// limit and impacted members across the fleet, and the impacts held. By
+// group name.
+std::vector<FleetGroup> groupsAcrossFleet(const FleetView& view);
 
 // MemAvailable of /proc/meminfo, in bytes; nullopt when absent.
 std::optional<std::uint64_t> memAvailableBytes(std::string_view meminfo);
