@@ -59,6 +59,34 @@ class SamplingWatch:
         self.test.assertEqual(self.violations[:5], [], self.what)
 
 
+class InvariantWatch(SamplingWatch):
+    """Samples every host's status.json and etcd's slots: records each moment more hosts
+    were in maintenance, or more slots held, than allowed."""
+
+    def __init__(self, test, max_concurrent):
+        self.max_concurrent = max_concurrent
+        super().__init__(test)
+
+    def sample(self):
+        phases = {}
+        for host, daemon in self.test.daemons.items():
+            try:
+                phases[host] = daemon.status_file()["phase"]
+            except (OSError, ValueError, KeyError):
+                continue
+        busy = sorted(h for h, p in phases.items() if p in IN_MAINTENANCE)
+        self.max_seen = max(self.max_seen, len(busy))
+        if len(busy) > self.max_concurrent:
+            self.violations.append(f"in maintenance at once: {busy}")
+        try:
+            slots = self.test.etcd.range_prefix(PREFIX + "slots/all/")
+        except RuntimeError:
+            return  # etcd down: nothing to read
+        holders = list(slots.values())
+        if len(slots) > self.max_concurrent or len(set(holders)) != len(holders):
+            self.violations.append(f"slots held: {slots}")
+
+
 class ClaimWatch(SamplingWatch):
     """Samples the claims on one peer's incoming slots (one range: one revision): never
     more than its limit."""
@@ -80,45 +108,6 @@ class ClaimWatch(SamplingWatch):
         self.max_seen = max(self.max_seen, len(claims))
         if len(claims) > self.limit:
             self.violations.append(f"claims on {self.peer}: {sorted(claims)}")
-
-
-class InvariantWatch:
-    """Samples every host's status.json and etcd's slots on a thread while a test runs;
-    records each moment more hosts were in maintenance, or more slots held, than allowed."""
-
-    def __init__(self, test, max_concurrent):
-        self.test = test
-        self.max_concurrent = max_concurrent
-        self.violations = []
-        self.max_seen = 0
-        self.stop_event = threading.Event()
-        self.thread = threading.Thread(target=self.run, daemon=True)
-        self.thread.start()
-
-    def run(self):
-        while not self.stop_event.wait(0.02):
-            phases = {}
-            for host, daemon in self.test.daemons.items():
-                try:
-                    phases[host] = daemon.status_file()["phase"]
-                except (OSError, ValueError, KeyError):
-                    continue
-            busy = sorted(h for h, p in phases.items() if p in IN_MAINTENANCE)
-            self.max_seen = max(self.max_seen, len(busy))
-            if len(busy) > self.max_concurrent:
-                self.violations.append(f"in maintenance at once: {busy}")
-            try:
-                slots = self.test.etcd.range_prefix(PREFIX + "slots/all/")
-            except RuntimeError:
-                continue  # etcd down: nothing to read
-            holders = list(slots.values())
-            if len(slots) > self.max_concurrent or len(set(holders)) != len(holders):
-                self.violations.append(f"slots held: {slots}")
-
-    def check(self):
-        self.stop_event.set()
-        self.thread.join(timeout=5)
-        self.test.assertEqual(self.violations[:5], [], "the fleet's limit was broken")
 
 
 class FleetCase(unittest.TestCase):
@@ -548,48 +537,41 @@ GROUPED_NODE = """<?xml version="1.0"?>
 """
 
 
-class GroupWatch:
-    """Samples etcd on a thread while a test runs (one range: one revision): never more
-    impacts of the group held than allowed, and, while `records` is set, never more of its
-    members impacted in the hosts' published records."""
+class GroupWatch(SamplingWatch):
+    """Samples etcd (one range: one revision): never more impacts of the group held than
+    allowed, and, while `records` is set, never more of its members impacted in the hosts'
+    published records."""
+    what = "the group's limit was broken"
 
     def __init__(self, test, group, limit):
-        self.test = test
         self.group = group
         self.limit = limit
         self.records = True
-        self.violations = []
-        self.max_seen = 0
-        self.stop_event = threading.Event()
-        self.thread = threading.Thread(target=self.run, daemon=True)
-        self.thread.start()
+        super().__init__(test)
 
-    def run(self):
-        while not self.stop_event.wait(0.02):
-            try:
-                everything = self.test.etcd.range_prefix(PREFIX)
-            except RuntimeError:
-                continue
-            impacts = {k: v for k, v in everything.items()
-                       if k.startswith(PREFIX + f"groups/{self.group}/impact/")}
-            self.max_seen = max(self.max_seen, len(impacts))
-            if len(impacts) > self.limit:
-                self.violations.append(f"impacts held: {impacts}")
-            if not self.records:
-                continue
-            impacted = []
-            for key, value in everything.items():
-                if key.startswith(PREFIX + "hosts/"):
-                    record = json.loads(value)
-                    members = record.get("groups", {}).get(self.group, {})
-                    impacted += [f"{record['host']}:{m}" for m in members.get("impacted", [])]
-            if len(impacted) > self.limit:
-                self.violations.append(f"members impacted in the records: {impacted}")
+    def sample(self):
+        try:
+            everything = self.test.etcd.range_prefix(PREFIX)
+        except RuntimeError:
+            return
+        impacts = {k: v for k, v in everything.items()
+                   if k.startswith(PREFIX + f"groups/{self.group}/impact/")}
+        self.max_seen = max(self.max_seen, len(impacts))
+        if len(impacts) > self.limit:
+            self.violations.append(f"impacts held: {impacts}")
+        if not self.records:
+            return
+        impacted = []
+        for key, value in everything.items():
+            if key.startswith(PREFIX + "hosts/"):
+                record = json.loads(value)
+                members = record.get("groups", {}).get(self.group, {})
+                impacted += [f"{record['host']}:{m}" for m in members.get("impacted", [])]
+        if len(impacted) > self.limit:
+            self.violations.append(f"members impacted in the records: {impacted}")
 
     def check(self):
-        self.stop_event.set()
-        self.thread.join(timeout=5)
-        self.test.assertEqual(self.violations[:5], [], "the group's limit was broken")
+        super().check()
         self.test.assertEqual(self.max_seen, self.limit, "the group was never impacted")
 
 
