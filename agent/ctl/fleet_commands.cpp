@@ -2,7 +2,6 @@
 
 #include <unistd.h>
 
-#include <iomanip>
 #include <iostream>
 #include <sstream>
 
@@ -16,7 +15,6 @@ namespace hostmaint::ctl {
 namespace {
 
 namespace fl = agent::fleet;
-using nlohmann::json;
 
 std::vector<std::string> splitList(const std::string& text) {
   std::vector<std::string> out;
@@ -74,90 +72,6 @@ std::string nowId(TimePoint now) {
 }
 
 }  // namespace
-
-json fleetViewJson(const fl::FleetView& view, const std::string& fleet) {
-  json hosts = json::array();
-  for (const auto& [name, record] : view.hosts) {
-    json entry = json::parse(fl::encodeHostRecord(record));
-    entry["holds_slot"] = view.holders.contains(name);
-    hosts.push_back(std::move(entry));
-  }
-  json slots = json::object();
-  for (const auto& [index, host] : view.slots) slots[std::to_string(index)] = host;
-  json schedule = view.schedule ? json::parse(fl::encodeSchedule(*view.schedule)) : json(nullptr);
-  json done = json::object();
-  for (const auto& [id, names] : view.done) done[id] = names;
-  return json{{"fleet", fleet},
-              {"hosts", hosts},
-              {"slots", slots},
-              {"hosts_in_maintenance", view.holders.size()},
-              {"schedule", schedule},
-              {"done", done},
-              {"malformed", view.malformed}};
-}
-
-std::vector<std::string> renderFleetTable(const fl::FleetView& view, TimePoint now) {
-  std::vector<std::string> lines;
-  auto row = [](const std::vector<std::string>& cells) {
-    static constexpr int kWidths[] = {16, 15, 5, 6, 9, 10};
-    std::ostringstream out;
-    for (std::size_t i = 0; i < cells.size(); ++i) {
-      if (i < std::size(kWidths)) {
-        out << std::left << std::setw(kWidths[i]) << printable(cells[i]) << ' ';
-      } else {
-        out << printable(cells[i]);
-      }
-    }
-    std::string line = out.str();
-    while (!line.empty() && line.back() == ' ') line.pop_back();
-    return line;
-  };
-  lines.push_back(row({"HOST", "PHASE", "SLOT", "READY", "PROGRESS", "DOMAIN", "NOTE"}));
-  for (const auto& [name, record] : view.hosts) {
-    std::string slot = "-";
-    if (const auto held = view.holders.find(name); held != view.holders.end())
-      slot = std::to_string(held->second.slot);
-    std::string progress = record.phase == "idle" ? "-"
-                                                  : std::to_string(record.domains_settled) + "/" +
-                                                        std::to_string(record.domains);
-    std::string note;
-    if (record.waiting_for_slot) note = "waiting for a slot";
-    if (!record.blockers.empty()) {
-      if (!note.empty()) note += "; ";
-      note += record.blockers.front();
-    }
-    if (record.updated_at != TimePoint{}) {
-      if (!note.empty()) note += "; ";
-      note += "updated " + formatRelative(record.updated_at, now);
-    }
-    lines.push_back(row({name, record.phase, slot, record.ready ? "yes" : "no", progress,
-                         record.failure_domain.empty() ? "-" : record.failure_domain, note}));
-  }
-  if (view.hosts.empty()) lines.push_back("(no host publishes a record)");
-  // Slots whose holder publishes no record (its agent is gone; the lease
-  // has not yet expired).
-  for (const auto& [host, hold] : view.holders) {
-    if (!view.hosts.contains(host))
-      lines.push_back("slot " + std::to_string(hold.slot) + " held by " + printable(host) +
-                      ", which publishes no record (its lease has not expired yet)");
-  }
-  lines.push_back("in maintenance: " + std::to_string(view.holders.size()) + " host(s)");
-  if (view.schedule) {
-    const fl::RollingSchedule& schedule = *view.schedule;
-    std::size_t done = 0;
-    if (auto found = view.done.find(schedule.id); found != view.done.end()) done = found->second.size();
-    std::string hosts = schedule.all ? "all hosts" : "";
-    for (const std::string& host : schedule.hosts) hosts += (hosts.empty() ? "" : ",") + host;
-    std::size_t total = schedule.all ? view.hosts.size() : schedule.hosts.size();
-    lines.push_back("rolling schedule " + printable(schedule.id) + ": " + printable(hosts) +
-                    ", at most " + std::to_string(schedule.max_concurrent) + " at once, " +
-                    std::to_string(done) + "/" + std::to_string(total) + " done");
-  } else {
-    lines.push_back("no rolling schedule");
-  }
-  for (const std::string& bad : view.malformed) lines.push_back("malformed: " + printable(bad));
-  return lines;
-}
 
 fl::RollingSchedule scheduleFrom(const FleetScheduleArguments& arguments, TimePoint now) {
   fl::RollingSchedule schedule;

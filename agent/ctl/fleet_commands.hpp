@@ -2,7 +2,7 @@
 // written to etcd directly with the [fleet] settings of hostmaintd's
 // configuration (docs/fleet.md, docs/hostmaintctl.md). Direct, not through
 // the local hostmaintd: the fleet's view is etcd's, and it must be readable
-// when this host's daemon is down.
+// when this host's daemon is down. What it prints: fleet_render.hpp.
 #pragma once
 
 #include <filesystem>
@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "fleet_render.hpp"
 #include "hostmaint/agent/fleet/fleet.hpp"
 #include "when.hpp"
 
@@ -25,11 +26,6 @@ struct FleetScheduleArguments {
   std::string reason;
 };
 
-// The view as a document: {fleet, hosts: [...], slots, schedule, done}.
-nlohmann::json fleetViewJson(const agent::fleet::FleetView& view, const std::string& fleet);
-// One line per host: HOST PHASE SLOT READY PROGRESS DOMAIN NOTE, then the
-// rolling schedule and its progress.
-std::vector<std::string> renderFleetTable(const agent::fleet::FleetView& view, TimePoint now);
 // Parses --hosts and --window into a schedule (id and creation left to the
 // caller). Throws CtlError(usage).
 agent::fleet::RollingSchedule scheduleFrom(const FleetScheduleArguments& arguments, TimePoint now);

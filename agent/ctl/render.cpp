@@ -10,43 +10,20 @@
 #include <sstream>
 #include <string_view>
 
+#include "fleet_render.hpp"
 #include "hostmaint/agent/caller_text.hpp"
+#include "render_json.hpp"
 
 namespace hostmaint::ctl {
 namespace {
 
 using nlohmann::json;
 
-// The document is read defensively: a missing key, a null or a value of
-// another type reads as absent.
-std::string text(const json& object, const char* key, std::string fallback = "") {
-  if (!object.is_object()) return fallback;
-  const auto found = object.find(key);
-  if (found == object.end() || found->is_null()) return fallback;
-  if (found->is_string()) return printable(found->get<std::string>());
-  if (found->is_boolean()) return found->get<bool>() ? "yes" : "no";
-  if (found->is_number()) return found->dump();
-  return fallback;
-}
-
-bool flag(const json& object, const char* key) {
-  if (!object.is_object()) return false;
-  const auto found = object.find(key);
-  return found != object.end() && found->is_boolean() && found->get<bool>();
-}
-
-double number(const json& object, const char* key) {
-  if (!object.is_object()) return 0;
-  const auto found = object.find(key);
-  return found != object.end() && found->is_number() ? found->get<double>() : 0;
-}
-
-const json& member(const json& object, const char* key) {
-  static const json kAbsent;  // immutable: shared null for absent members
-  if (!object.is_object()) return kAbsent;
-  const auto found = object.find(key);
-  return found == object.end() ? kAbsent : *found;
-}
+using doc::flag;
+using doc::instantText;
+using doc::member;
+using doc::number;
+using doc::text;
 
 const json& domainsOf(const json& status) {
   static const json kNone = json::array();
@@ -238,12 +215,6 @@ std::vector<const json*> domainsWithNotices(const json& status) {
   for (const auto& domain : domainsOf(status))
     if (member(domain, "notice").is_object()) found.push_back(&domain);
   return found;
-}
-
-std::string instantText(const json& object, const char* key, const RenderOptions& options) {
-  TimePoint when;
-  if (!parseTimestamp(text(object, key), when)) return {};
-  return formatInstant(when, options.local_time) + " (" + formatRelative(when, options.now) + ")";
 }
 
 // "move", "keep (owner asked: stays up)", "awaiting", "not required".
@@ -466,32 +437,10 @@ std::string renderStatus(const json& status, const RenderOptions& options) {
   const std::string hv_detail = text(hypervisor, "detail");
   if (!hv_detail.empty()) hv += ": " + hv_detail;
   head.push_back({"hypervisor", hv});
-  // [fleet] (docs/fleet.md): reachability and the slot, so that a fleet
-  // unreachable is said even while nothing waits for it.
+  // [fleet] (docs/fleet.md), so that a fleet unreachable is said even while
+  // nothing waits for it.
   const json& fleet = member(status, "fleet");
-  if (fleet.is_object()) {
-    std::string line = text(fleet, "name", "?") + " as " + text(fleet, "host", "?") + ": ";
-    if (text(fleet, "state") == "ok") {
-      line += "reachable";
-    } else {
-      line += "UNREACHABLE since " + instantText(fleet, "since", options);
-      const std::string error = text(fleet, "last_error");
-      if (!error.empty()) line += " (" + error + ")";
-    }
-    const json& slot = member(fleet, "slot");
-    if (slot.is_number_integer()) {
-      line += "; holds slot " + std::to_string(slot.get<long long>());
-    } else if (flag(fleet, "waiting_for_slot")) {
-      line += "; waiting for a slot";
-    }
-    const json& hosts = member(fleet, "hosts");
-    const json& busy = member(fleet, "hosts_in_maintenance");
-    if (hosts.is_number_integer() && busy.is_number_integer()) {
-      line += "; " + std::to_string(hosts.get<long long>()) + " hosts, " +
-              std::to_string(busy.get<long long>()) + " in maintenance";
-    }
-    head.push_back({"fleet", line});
-  }
+  if (fleet.is_object()) head.push_back({"fleet", renderFleetLine(fleet, options)});
   // How the drain paces its live migrations, while it has run any.
   const json& scheduler = member(status, "scheduler");
   if (scheduler.is_object() && number(scheduler, "running") + number(scheduler, "capacity_bps") > 0) {

@@ -8,8 +8,10 @@ Each host is a hostmaintd on its own libvirt test-driver node and its own privat
 domain migrates (the test driver cannot), so the drains are fallbacks and quick."""
 
 import json
+import os
 import shutil
 import signal
+import subprocess
 import tempfile
 import threading
 import time
@@ -17,22 +19,27 @@ import unittest
 from pathlib import Path
 
 from etcd_cluster import EtcdCluster, SecureEtcd, b64
-from harness import DATA_DIR, Daemon, PrivateBus, requires_tools, run_hostmaintd, wait_until
+from harness import (DATA_DIR, SOURCE_DIR, Daemon, PrivateBus, requires_tools, run_hostmaintd,
+                     wait_until)
 
 HOSTS = ["h1", "h2", "h3"]
 FLEET = "test"
 PREFIX = f"/hostmaint/{FLEET}/"
 LEASE_TTL = 4
 IN_MAINTENANCE = {"draining", "empty", "in-maintenance"}
+RACE_SOURCE = os.environ.get("HOSTMAINT_FLEET_RACE_SOURCE",
+                             str(SOURCE_DIR / "build/tests/fleet_race_source"))
 
 
-class InvariantWatch:
-    """Samples every host's status.json and etcd's slots on a thread while a test runs;
-    records each moment more hosts were in maintenance, or more slots held, than allowed."""
+class SamplingWatch:
+    """Calls `sample` on a thread every `interval` s while a test runs; `sample` appends
+    to `violations` what it finds wrong and keeps `max_seen` up to date. `check` stops the
+    thread and fails the test on any violation."""
+    interval = 0.02
+    what = "the fleet's limit was broken"
 
-    def __init__(self, test, max_concurrent):
+    def __init__(self, test):
         self.test = test
-        self.max_concurrent = max_concurrent
         self.violations = []
         self.max_seen = 0
         self.stop_event = threading.Event()
@@ -40,29 +47,67 @@ class InvariantWatch:
         self.thread.start()
 
     def run(self):
-        while not self.stop_event.wait(0.02):
-            phases = {}
-            for host, daemon in self.test.daemons.items():
-                try:
-                    phases[host] = daemon.status_file()["phase"]
-                except (OSError, ValueError, KeyError):
-                    continue
-            busy = sorted(h for h, p in phases.items() if p in IN_MAINTENANCE)
-            self.max_seen = max(self.max_seen, len(busy))
-            if len(busy) > self.max_concurrent:
-                self.violations.append(f"in maintenance at once: {busy}")
-            try:
-                slots = self.test.etcd.range_prefix(PREFIX + "slots/all/")
-            except RuntimeError:
-                continue  # etcd down: nothing to read
-            holders = list(slots.values())
-            if len(slots) > self.max_concurrent or len(set(holders)) != len(holders):
-                self.violations.append(f"slots held: {slots}")
+        while not self.stop_event.wait(self.interval):
+            self.sample()
+
+    def sample(self):
+        raise NotImplementedError
 
     def check(self):
         self.stop_event.set()
         self.thread.join(timeout=5)
-        self.test.assertEqual(self.violations[:5], [], "the fleet's limit was broken")
+        self.test.assertEqual(self.violations[:5], [], self.what)
+
+
+class InvariantWatch(SamplingWatch):
+    """Samples every host's status.json and etcd's slots: records each moment more hosts
+    were in maintenance, or more slots held, than allowed."""
+
+    def __init__(self, test, max_concurrent):
+        self.max_concurrent = max_concurrent
+        super().__init__(test)
+
+    def sample(self):
+        phases = {}
+        for host, daemon in self.test.daemons.items():
+            try:
+                phases[host] = daemon.status_file()["phase"]
+            except (OSError, ValueError, KeyError):
+                continue
+        busy = sorted(h for h, p in phases.items() if p in IN_MAINTENANCE)
+        self.max_seen = max(self.max_seen, len(busy))
+        if len(busy) > self.max_concurrent:
+            self.violations.append(f"in maintenance at once: {busy}")
+        try:
+            slots = self.test.etcd.range_prefix(PREFIX + "slots/all/")
+        except RuntimeError:
+            return  # etcd down: nothing to read
+        holders = list(slots.values())
+        if len(slots) > self.max_concurrent or len(set(holders)) != len(holders):
+            self.violations.append(f"slots held: {slots}")
+
+
+class ClaimWatch(SamplingWatch):
+    """Samples the claims on one peer's incoming slots (one range: one revision): never
+    more than its limit."""
+    interval = 0.005
+    what = "the peer's incoming limit was broken"
+
+    def __init__(self, test, peer, limit):
+        self.peer = peer
+        self.limit = limit
+        self.samples = 0
+        super().__init__(test)
+
+    def sample(self):
+        try:
+            claims = self.test.etcd.range_prefix(PREFIX + f"incoming/{self.peer}/")
+        except RuntimeError:
+            return
+        self.samples += 1
+        self.max_seen = max(self.max_seen, len(claims))
+        if len(claims) > self.limit:
+            self.violations.append(f"claims on {self.peer}: {sorted(claims)}")
 
 
 class FleetCase(unittest.TestCase):
@@ -492,48 +537,41 @@ GROUPED_NODE = """<?xml version="1.0"?>
 """
 
 
-class GroupWatch:
-    """Samples etcd on a thread while a test runs (one range: one revision): never more
-    impacts of the group held than allowed, and, while `records` is set, never more of its
-    members impacted in the hosts' published records."""
+class GroupWatch(SamplingWatch):
+    """Samples etcd (one range: one revision): never more impacts of the group held than
+    allowed, and, while `records` is set, never more of its members impacted in the hosts'
+    published records."""
+    what = "the group's limit was broken"
 
     def __init__(self, test, group, limit):
-        self.test = test
         self.group = group
         self.limit = limit
         self.records = True
-        self.violations = []
-        self.max_seen = 0
-        self.stop_event = threading.Event()
-        self.thread = threading.Thread(target=self.run, daemon=True)
-        self.thread.start()
+        super().__init__(test)
 
-    def run(self):
-        while not self.stop_event.wait(0.02):
-            try:
-                everything = self.test.etcd.range_prefix(PREFIX)
-            except RuntimeError:
-                continue
-            impacts = {k: v for k, v in everything.items()
-                       if k.startswith(PREFIX + f"groups/{self.group}/impact/")}
-            self.max_seen = max(self.max_seen, len(impacts))
-            if len(impacts) > self.limit:
-                self.violations.append(f"impacts held: {impacts}")
-            if not self.records:
-                continue
-            impacted = []
-            for key, value in everything.items():
-                if key.startswith(PREFIX + "hosts/"):
-                    record = json.loads(value)
-                    members = record.get("groups", {}).get(self.group, {})
-                    impacted += [f"{record['host']}:{m}" for m in members.get("impacted", [])]
-            if len(impacted) > self.limit:
-                self.violations.append(f"members impacted in the records: {impacted}")
+    def sample(self):
+        try:
+            everything = self.test.etcd.range_prefix(PREFIX)
+        except RuntimeError:
+            return
+        impacts = {k: v for k, v in everything.items()
+                   if k.startswith(PREFIX + f"groups/{self.group}/impact/")}
+        self.max_seen = max(self.max_seen, len(impacts))
+        if len(impacts) > self.limit:
+            self.violations.append(f"impacts held: {impacts}")
+        if not self.records:
+            return
+        impacted = []
+        for key, value in everything.items():
+            if key.startswith(PREFIX + "hosts/"):
+                record = json.loads(value)
+                members = record.get("groups", {}).get(self.group, {})
+                impacted += [f"{record['host']}:{m}" for m in members.get("impacted", [])]
+        if len(impacted) > self.limit:
+            self.violations.append(f"members impacted in the records: {impacted}")
 
     def check(self):
-        self.stop_event.set()
-        self.thread.join(timeout=5)
-        self.test.assertEqual(self.violations[:5], [], "the group's limit was broken")
+        super().check()
         self.test.assertEqual(self.max_seen, self.limit, "the group was never impacted")
 
 
@@ -595,6 +633,19 @@ class FleetGroupTest(FleetCase):
         self.assertEqual(over_bus["impacts"], [{"group": "db", "index": 0, "domain": "vm-db1"}])
         self.assertEqual(over_bus["host"], "h1")
         self.assertNotEqual(self.daemons["h3"].get_property("FleetStatus"), "null")
+        # The group across the fleet in `fleet status` and in every host's status.json.
+        ctl = self.daemons["h3"]
+        table = ctl.ctl("fleet", "--config", str(ctl.config_path), "status", check=0).stdout
+        self.assertRegex(table, r"(?m)^GROUP +IMPACTED +MEMBERS +IMPACTS +WHERE$")
+        self.assertRegex(table, r"(?m)^db +1/1 +3 +1 +h1: vm-db1$")
+        view = json.loads(ctl.ctl("fleet", "--config", str(ctl.config_path), "status", "--json",
+                                  check=0).stdout)
+        self.assertEqual(view["groups"], [{"group": "db", "members": 3, "max_impacted_members": 1,
+                                           "impacted": [{"host": "h1", "domain": "vm-db1"}],
+                                           "impacts_held": 1}])
+        groups = wait_until(lambda: (g := self.fleet("h3")["groups"]) and g[0]["impacted"] and g,
+                            10, "h3's status.json showing the group")
+        self.assertEqual(groups[0]["impacted"], [{"host": "h1", "domain": "vm-db1"}])
         # h1 finishes: vm-db1 restored, its impact given back, and only then vm-db2 goes.
         self.finish_when_empty("h1")
         self.wait_status("h2", lambda s: s["phase"] == "empty", "h2 empty, vm-db2 suspended")
@@ -667,6 +718,17 @@ class FleetPeerTest(FleetCase):
         self.assertEqual(peers["h3"]["max_incoming"], 2)
         self.assertFalse(peers["h2"]["usable"])
         self.assertEqual(peers["h2"]["why_not"], "0 of max 0 incoming migrations")
+        self.assertEqual((peers["h3"]["cordoned"], peers["h3"]["phase"]), (False, "idle"))
+        # `fleet status` shows every peer, read from etcd.
+        ctl = self.daemons["h2"]
+        table = ctl.ctl("fleet", "--config", str(ctl.config_path), "status", check=0).stdout
+        self.assertRegex(table, r"(?m)^PEER +FREE +INCOMING +CORDONED +PHASE +NOTE$")
+        self.assertRegex(table, r"(?m)^h2 +\S+ \S+ +0/0 +no +idle +0 of max 0 incoming migrations$")
+        self.assertRegex(table, r"(?m)^h3 +\S+ \S+ +0/2 +no +idle +takes migrations$")
+        view = json.loads(ctl.ctl("fleet", "--config", str(ctl.config_path), "status", "--json",
+                                  check=0).stdout)
+        self.assertEqual({p["host"]: (p["usable"], p["max_incoming"]) for p in view["peers"]},
+                         {"h1": (True, 2), "h2": (False, 0), "h3": (True, 2)})
         # With h3 a candidate the plan had a destination: only the test driver stops it.
         domain = self.migrate_plan()
         text = json.dumps(domain)
@@ -679,12 +741,96 @@ class FleetPeerTest(FleetCase):
         peers = wait_until(lambda: self.peers("h1")["h3"]["why_not"] == "cordoned"
                            and self.peers("h1"), 10, "h3 no longer a candidate: cordoned")
         self.assertFalse(peers["h3"]["usable"])
+        self.assertTrue(peers["h3"]["cordoned"])
+        self.assertNotEqual(peers["h3"]["phase"], "idle")
+        table = ctl.ctl("fleet", "--config", str(ctl.config_path), "status", check=0).stdout
+        self.assertRegex(table, r"(?m)^h3 +\S+ \S+ +0/2 +yes +(draining|empty) +cordoned$")
         over_bus = json.loads(self.daemons["h1"].get_property("FleetStatus"))
         self.assertEqual({p["host"]: p["usable"] for p in over_bus["peers"]},
                          {"h2": False, "h3": False})
         domain = self.migrate_plan()
         self.assertIn("no migration destination is configured", json.dumps(domain))
         self.finish_when_empty("h3")
+
+
+@requires_tools("etcd", "dbus-daemon")
+class FleetIncomingTest(FleetCase):
+    """A peer's incoming limit enforced across sources: h3 takes one incoming migration at
+    a time (max_incoming_migrations = 1). The sources are two fleet_race_source processes,
+    each the daemon's own FleetLink driven as the engine drives it (libvirt's test driver
+    cannot migrate): a migration starts only once mayMigrateToPeer grants it a claim."""
+    max_concurrent = 3
+
+    def fleet_config(self, host):
+        config = super().fleet_config(host)
+        if host == "h3":
+            config += 'migration_uri = "test:///peer/h3"\nmax_incoming_migrations = 1\n'
+        return config
+
+    def source(self, host, seconds, hold_ms):
+        return subprocess.Popen(
+            [RACE_SOURCE, "--endpoints", ",".join(self.etcd.endpoints), "--fleet", FLEET,
+             "--host", host, "--peer-uri", "test:///peer/h3", "--seconds", str(seconds),
+             "--hold-ms", str(hold_ms), "--lease-ttl", str(LEASE_TTL)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    @staticmethod
+    def events(output):
+        return [json.loads(line) for line in output.splitlines() if line.startswith('{')]
+
+    def wait_for_peer(self):
+        wait_until(lambda: (r := self.etcd.range_prefix(PREFIX + "hosts/h3").get(
+            PREFIX + "hosts/h3")) and json.loads(r)["max_incoming"] == 1
+                   and json.loads(r)["free_memory_bytes"], 20, "h3's record as a destination")
+
+    def test_two_sources_racing_for_one_peer_never_exceed_its_incoming_limit(self):
+        self.wait_for_peer()
+        watch = ClaimWatch(self, "h3", 1)
+        sources = [self.source(host, 8, 150) for host in ("src-a", "src-b")]
+        outputs = [p.communicate(timeout=60) for p in sources]
+        for process, (out, err) in zip(sources, outputs):
+            self.assertEqual(process.returncode, 0, err[-3000:])
+        events = [self.events(out) for out, _ in outputs]
+        summaries = [e[-1] for e in events]
+        # Both got the peer, in turns, and each was refused while the other had it.
+        for summary in summaries:
+            self.assertEqual(summary["event"], "summary")
+            self.assertGreaterEqual(summary["claimed"], 3, summaries)
+            self.assertGreaterEqual(summary["refused"], 1, summaries)
+        refusals = [e["why"] for per_source in events for e in per_source
+                    if e["event"] == "refused" and "incoming migrations" in e["why"]]
+        self.assertRegex(refusals[0], r"^peer h3 has 1 of max 1 incoming migrations "
+                                      r"\(src-[ab]: vm-src-[ab]-\d+\)$")
+        wait_until(lambda: not self.etcd.range_prefix(PREFIX + "incoming/h3/"), 10,
+                   "every claim given back")
+        watch.check()
+        self.assertEqual(watch.max_seen, 1, "no claim was ever seen")
+        self.assertGreater(watch.samples, 200)
+        # The peer counted them in its record as they came and went.
+        self.assertIn('"incoming"', self.etcd.range_prefix(PREFIX + "hosts/h3")[PREFIX + "hosts/h3"])
+
+    def test_a_dead_sources_claim_frees_with_its_lease(self):
+        self.wait_for_peer()
+        watch = ClaimWatch(self, "h3", 1)
+        holder = self.source("src-a", 60, 60000)  # claims once and holds it
+        wait_until(lambda: self.etcd.range_prefix(PREFIX + "incoming/h3/src-a/"), 20,
+                   "src-a's claim")
+        waiter = self.source("src-b", 3 * LEASE_TTL, 100)
+        time.sleep(1)
+        self.assertFalse(self.etcd.range_prefix(PREFIX + "incoming/h3/src-b/"),
+                         "src-b claimed past the limit")
+        lost_at = time.monotonic()
+        holder.kill()
+        holder.communicate()
+        wait_until(lambda: self.etcd.range_prefix(PREFIX + "incoming/h3/src-b/"),
+                   LEASE_TTL + 10, "src-b's claim once src-a's lease expired")
+        # src-a's claim lived on its slot lease, renewed at most one poll before the kill.
+        self.assertGreaterEqual(time.monotonic() - lost_at, LEASE_TTL - 0.5)
+        out, err = waiter.communicate(timeout=60)
+        self.assertEqual(waiter.returncode, 0, err[-3000:])
+        refusals = [e["why"] for e in self.events(out) if e["event"] == "refused"]
+        self.assertIn("peer h3 has 1 of max 1 incoming migrations (src-a: vm-src-a-1)", refusals)
+        watch.check()
 
 
 if __name__ == "__main__":

@@ -37,6 +37,19 @@ DestinationCandidate unreachable(const std::string& uri, const std::string& erro
   return candidate;
 }
 
+TEST(DestinationChoice, ADestinationWithNoSlotLeftIsWaitedForNotFallenBackFrom) {
+  // A fleet peer whose incoming limit other hosts' migrations reach.
+  DestinationCandidate full = reachable("qemu+tls://peer/system", 8192);
+  full.max_parallel = 0;
+  DestinationChoice choice = chooseDestination(1024 * kMib, {full});
+  EXPECT_EQ(choice.outcome, Outcome::wait);
+  EXPECT_EQ(choice.reason, "qemu+tls://peer/system: takes no more incoming migrations now");
+  // Another with room is chosen meanwhile.
+  choice = chooseDestination(1024 * kMib, {full, reachable("qemu+tls://other/system", 4096)});
+  EXPECT_EQ(choice.outcome, Outcome::chosen);
+  EXPECT_EQ(choice.destination.uri, "qemu+tls://other/system");
+}
+
 TEST(DestinationChoice, FitsOnlyInFreeMemoryMinusTheReserve) {
   // 1536 − 512 = 1024: exactly enough for 1 GiB.
   DestinationChoice exact = chooseDestination(1024 * kMib, {reachable("b", 1536)});

@@ -31,7 +31,15 @@ class FleetListener final : public agent::EngineListener {
     return "at most 1 member of group 'db' impacted across the fleet, held by h2 (vm-db2)";
   }
   std::vector<DestinationConfig> peerDestinations() override { return peers; }
+  std::optional<std::string> mayMigrateToPeer(const agent::PeerMigration& migration) override {
+    migrations_asked.push_back(migration);
+    if (!claims || claimed.contains(migration.uuid)) return std::nullopt;
+    return "peer h3 has 1 of max 1 incoming migrations (h2: vm-x)";
+  }
 
+  bool claims = false;  // answer mayMigrateToPeer from `claimed`
+  std::set<std::string> claimed;
+  std::vector<agent::PeerMigration> migrations_asked;
   std::set<std::string> granted;
   std::vector<agent::GroupMemberAction> asked;
   std::vector<DestinationConfig> peers;
@@ -160,6 +168,49 @@ TEST_F(EngineFleetGates, ASessionWithNoDestinationsMigratesToThePeersOffered) {
   EXPECT_EQ(requestsOf(ActionKind::live_migrate).size(), 2u);
 }
 
+TEST_F(EngineFleetGates, AMigrationToAPeerStartsOnlyOnceItsIncomingSlotIsClaimed) {
+  FleetListener listener;
+  listener.claims = true;
+  listener.peers = {DestinationConfig{kPeer, "", 2u, {}}};
+  const std::string vm1 =
+      add("vm1", {{"maintenance_action", "live-migrate"}, {"fallback_action", "suspend"}});
+  start(listener);
+  scheduleNow();
+  EXPECT_TRUE(requestsOf(ActionKind::live_migrate).empty());
+  EXPECT_TRUE(requestsOf(ActionKind::managed_save).empty()) << "a refused claim is waited for";
+  EXPECT_EQ(domain("vm1").stage, DomainStage::waiting);
+  EXPECT_EQ(domain("vm1").detail, "waiting for a destination: peer h3 has 1 of max 1 incoming "
+                                  "migrations (h2: vm-x)");
+  ASSERT_FALSE(listener.migrations_asked.empty());
+  EXPECT_EQ(listener.migrations_asked.back().uuid, vm1);
+  EXPECT_EQ(listener.migrations_asked.back().name, "vm1");
+  EXPECT_EQ(listener.migrations_asked.back().destination_uri, kPeer);
+  // Claimed: the owner ticks, and it starts.
+  listener.claimed.insert(vm1);
+  engine->tick();
+  const auto migrations = requestsOf(ActionKind::live_migrate);
+  ASSERT_EQ(migrations.size(), 1u);
+  EXPECT_EQ(migrations[0].destination_uri, kPeer);
+}
+
+TEST_F(EngineFleetGates, APeerOfferedFullIsWaitedForAndAnotherTaken) {
+  FleetListener listener;
+  constexpr const char* kOther = "qemu+tls://peer-3/system";
+  listener.peers = {DestinationConfig{kPeer, "", 0u, {}}};
+  add("vm1", {{"maintenance_action", "live-migrate"}, {"fallback_action", "suspend"}});
+  start(listener);
+  scheduleNow();
+  EXPECT_TRUE(requestsOf(ActionKind::live_migrate).empty());
+  EXPECT_TRUE(requestsOf(ActionKind::managed_save).empty()) << "no fallback while it is full";
+  EXPECT_THAT(domain("vm1").detail, HasSubstr("takes no more incoming migrations now"));
+  listener.peers.push_back(DestinationConfig{kOther, "", 2u, {}});
+  engine->tick();  // probes the new one
+  engine->tick();
+  const auto migrations = requestsOf(ActionKind::live_migrate);
+  ASSERT_EQ(migrations.size(), 1u);
+  EXPECT_EQ(migrations[0].destination_uri, kOther);
+}
+
 TEST_F(EngineFleetGates, ConfiguredDestinationsArePreferredToPeers) {
   FleetListener listener;
   listener.peers = {DestinationConfig{kPeer, "", {}, {}}};
@@ -171,6 +222,7 @@ TEST_F(EngineFleetGates, ConfiguredDestinationsArePreferredToPeers) {
   ASSERT_EQ(migrations.size(), 1u);
   EXPECT_EQ(migrations[0].destination_uri, "qemu+tls://host-b/system");
   EXPECT_EQ(hypervisor.destinationProbes(kPeer), 0);
+  EXPECT_TRUE(listener.migrations_asked.empty()) << "no claim for a destination of its own";
 }
 
 TEST_F(EngineFleetGates, NoPeerOfferedAndNoneConfiguredFallsBack) {

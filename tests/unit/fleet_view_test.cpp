@@ -78,7 +78,7 @@ TEST(FleetKeys, LayOutGroupImpactsAndIncomingMigrations) {
 TEST(HostRecord, CarriesGroupsAndWhatAPeerOffersAndReadsOldRecords) {
   HostRecord record;
   record.host = "h1";
-  record.groups["db"] = GroupMembers{{"vm-db1", "vm-db3"}, {"vm-db1"}};
+  record.groups["db"] = GroupMembers{{"vm-db1", "vm-db3"}, {"vm-db1"}, 1};
   record.migration_uri = "qemu+tls://h1/system";
   record.migrate_uri = "tcp://10.0.0.1";
   record.free_memory_bytes = 64ull << 30;
@@ -87,6 +87,10 @@ TEST(HostRecord, CarriesGroupsAndWhatAPeerOffersAndReadsOldRecords) {
   EXPECT_EQ(decodeHostRecord(encodeHostRecord(record)), record);
   const nlohmann::json encoded = nlohmann::json::parse(encodeHostRecord(record));
   EXPECT_EQ(encoded["groups"]["db"]["impacted"], nlohmann::json::array({"vm-db1"}));
+  EXPECT_EQ(encoded["groups"]["db"]["max_impacted_members"], 1);
+  // A group of a host that does not publish its limit: unknown (0).
+  EXPECT_EQ(decodeHostRecord(R"({"groups":{"db":{"members":["a"]}}})").groups.at("db").max_impacted,
+            0u);
   // A record of a host that does not publish them: none, unknown memory.
   const HostRecord old = decodeHostRecord(R"({"host":"h9","phase":"idle"})");
   EXPECT_TRUE(old.groups.empty());
@@ -102,13 +106,35 @@ TEST(HostRecord, ListsEachGroupsMembersAndTheImpactedOnes) {
   status.domains[0].name = "vm-db1";
   status.domains[0].group = "db";
   status.domains[0].group_impacted = true;
+  status.domains[0].group_max_impacted = 2;
   status.domains[1].name = "vm-db2";
   status.domains[1].group = "db";
+  status.domains[1].group_max_impacted = 1;
   status.domains[2].name = "web";
   const HostRecord record = hostRecordFrom(status, "h1", "");
   ASSERT_EQ(record.groups.size(), 1u);
   EXPECT_EQ(record.groups.at("db").members, (std::vector<std::string>{"vm-db1", "vm-db2"}));
   EXPECT_EQ(record.groups.at("db").impacted, std::vector<std::string>{"vm-db1"});
+  EXPECT_EQ(record.groups.at("db").max_impacted, 1u) << "the smallest of its members' limits";
+}
+
+TEST(GroupsAcrossFleet, CountTheMembersImpactedOnEveryHostAgainstTheSmallestLimit) {
+  FleetView view;
+  view.hosts["h1"].groups["db"] = GroupMembers{{"vm-db1", "vm-db3"}, {"vm-db1"}, 2};
+  view.hosts["h2"].groups["db"] = GroupMembers{{"vm-db2"}, {"vm-db2"}, 1};
+  view.hosts["h2"].groups["web"] = GroupMembers{{"web1"}, {}, 0};
+  view.impacts["db"][0] = ImpactHold{"db", 0, "h1", "u-1", "vm-db1", 5};
+  const std::vector<FleetGroup> groups = groupsAcrossFleet(view);
+  ASSERT_EQ(groups.size(), 2u);
+  EXPECT_EQ(groups[0].group, "db");
+  EXPECT_EQ(groups[0].members, 3u);
+  EXPECT_EQ(groups[0].max_impacted_members, 1u);
+  EXPECT_EQ(groups[0].impacted,
+            (std::vector<FleetGroupMember>{{"h1", "vm-db1"}, {"h2", "vm-db2"}}));
+  EXPECT_EQ(groups[0].impacts_held, 1u);
+  EXPECT_EQ(groups[1].group, "web");
+  EXPECT_EQ(groups[1].max_impacted_members, 0u) << "no host publishes it: unknown";
+  EXPECT_TRUE(groups[1].impacted.empty());
 }
 
 TEST(GroupImpacts, ReadFromTheirKeysAndTheFirstFreeIndexBelowTheLimitIsTaken) {
@@ -126,7 +152,7 @@ TEST(GroupImpacts, ReadFromTheirKeysAndTheFirstFreeIndexBelowTheLimitIsTaken) {
   expected.lease = 42;
   EXPECT_EQ(view.impacts.at("db").at(0), expected);
   EXPECT_EQ(view.impacts.at("db").at(2).host, "h3");
-  EXPECT_EQ(view.incoming, (std::vector<IncomingMigration>{{"h2", "h1", "u-1", "vm1"}}));
+  EXPECT_EQ(view.incoming, (std::vector<IncomingMigration>{{"h2", "h1", "u-1", "vm1", 45}}));
   EXPECT_EQ(view.malformed.size(), 2u)
       << "an impact naming no host, an incoming key without its parts";
 
@@ -176,6 +202,114 @@ TEST(PeerDestinations, OnlyIdleUncordonedPeersWithRoomAndBelowTheirIncomingLimit
   EXPECT_EQ(by_host["h7"].why_not, "2 of max 2 incoming migrations");
   EXPECT_EQ(by_host["h8"].why_not, "its free memory is not known");
   for (const auto& p : peers) EXPECT_EQ(p.usable, p.host == "h2") << p.host;
+  // Only h7 waits for a migration to end; the others are no destination.
+  for (const auto& p : peers) EXPECT_EQ(p.full, p.host == "h7") << p.host;
+}
+
+TEST(PeerDestinations, APeerThatTakesNoIncomingMigrationIsNotFull) {
+  FleetView view;
+  HostRecord& record = view.hosts["h2"];
+  record.phase = "idle";
+  record.migration_uri = "qemu+tls://h2/system";
+  record.free_memory_bytes = 8ull << 30;
+  record.max_incoming = 0;
+  const PeerDestination peer = peerDestinations(view, "h1").at(0);
+  EXPECT_FALSE(peer.usable);
+  EXPECT_FALSE(peer.full);
+  EXPECT_EQ(peer.why_not, "0 of max 0 incoming migrations");
+}
+
+// Claims on a peer's incoming slots (docs/fleet.md, "Peers as destinations").
+PeerClaims idlePeer(unsigned max_incoming) {
+  PeerClaims peer;
+  HostRecord record;
+  record.host = "h3";
+  record.phase = "idle";
+  record.migration_uri = "qemu+tls://h3/system";
+  record.free_memory_bytes = 8ull << 30;
+  record.max_incoming = max_incoming;
+  peer.record = record;
+  return peer;
+}
+
+TEST(IncomingClaims, KeysOfAClaimAndOfThePeersGuard) {
+  EXPECT_EQ(kKeys.incoming("h3", "h1", "u-1"), "/hostmaint/prod/incoming/h3/h1/u-1");
+  EXPECT_EQ(kKeys.incomingPrefix("h3"), "/hostmaint/prod/incoming/h3/");
+  EXPECT_EQ(kKeys.incomingGuard("h3"), "/hostmaint/prod/incoming_guard/h3");
+  // The guard is not a claim: the view reads no migration from it.
+  const FleetView view = parseFleetView({{kKeys.incomingGuard("h3"), "1", 5, 5, 0}}, kKeys);
+  EXPECT_TRUE(view.incoming.empty());
+  EXPECT_TRUE(view.malformed.empty());
+}
+
+TEST(IncomingClaims, RefusedAtThePeersLimitCountingEverySourceAndNamingThem) {
+  PeerClaims peer = idlePeer(2);
+  const IncomingClaim claim{"h3", "h1", "u-9", "vm-9", false};
+  EXPECT_EQ(incomingRefusal(peer, claim), std::nullopt);
+  peer.claims = {{"h3", "h2", "u-1", "vm-a", 7}};
+  EXPECT_EQ(incomingRefusal(peer, claim), std::nullopt);
+  // This host's other migration to it counts like another source's.
+  peer.claims.push_back({"h3", "h1", "u-2", "vm-b", 8});
+  EXPECT_EQ(incomingRefusal(peer, claim),
+            "peer h3 has 2 of max 2 incoming migrations (h2: vm-a, h1: vm-b)");
+  // The claim itself, held already, is not counted against itself.
+  const IncomingClaim held{"h3", "h1", "u-2", "vm-b", false};
+  EXPECT_EQ(incomingRefusal(peer, held), std::nullopt);
+  // A migration that runs is claimed whatever the count.
+  EXPECT_EQ(incomingRefusal(peer, IncomingClaim{"h3", "h1", "u-9", "vm-9", true}), std::nullopt);
+}
+
+TEST(IncomingClaims, RefusedWhenThePeerIsGoneOrNoLongerADestination) {
+  const IncomingClaim claim{"h3", "h1", "u-9", "vm-9", false};
+  EXPECT_EQ(incomingRefusal(PeerClaims{}, claim), "peer h3 is no longer in the fleet");
+  PeerClaims peer = idlePeer(2);
+  peer.record->cordoned = true;
+  EXPECT_EQ(incomingRefusal(peer, claim), "peer h3 takes no migration now: cordoned");
+  peer = idlePeer(2);
+  peer.record->phase = "scheduled";
+  EXPECT_EQ(incomingRefusal(peer, claim),
+            "peer h3 takes no migration now: in maintenance (scheduled)");
+  peer = idlePeer(0);
+  EXPECT_EQ(incomingRefusal(peer, claim), "peer h3 has 0 of max 0 incoming migrations");
+}
+
+TEST(IncomingClaims, TheTransactionIsGuardedByTheRevisionTheClaimsWereReadAt) {
+  PeerClaims peer = idlePeer(2);
+  peer.claims = {{"h3", "h2", "u-1", "vm-a", 7}};
+  peer.guard_revision = 41;
+  const IncomingClaimTxn txn =
+      incomingClaimTxn(kKeys, peer, IncomingClaim{"h3", "h1", "u-9", "vm-9", false}, 99);
+  ASSERT_EQ(txn.compares.size(), 2u);
+  // Any claim on the peer since the read rewrote the guard: this one fails
+  // and reads again.
+  EXPECT_EQ(txn.compares[0].key, kKeys.incomingGuard("h3"));
+  EXPECT_EQ(txn.compares[0].target, Compare::Target::mod_revision);
+  EXPECT_EQ(txn.compares[0].result, Compare::Result::equal);
+  EXPECT_EQ(txn.compares[0].revision, 41);
+  EXPECT_EQ(txn.compares[1].key, kKeys.incoming("h3", "h1", "u-9"));
+  EXPECT_EQ(txn.compares[1].target, Compare::Target::create_revision);
+  EXPECT_EQ(txn.compares[1].revision, 0);
+  ASSERT_EQ(txn.success.size(), 2u);
+  const auto& guard = std::get<Put>(txn.success[0]);
+  EXPECT_EQ(guard.key, kKeys.incomingGuard("h3"));
+  EXPECT_EQ(guard.value, "2");
+  EXPECT_EQ(guard.lease, 0);
+  const auto& key = std::get<Put>(txn.success[1]);
+  EXPECT_EQ(key.key, kKeys.incoming("h3", "h1", "u-9"));
+  EXPECT_EQ(key.value, "vm-9");
+  EXPECT_EQ(key.lease, 99) << "on the source's slot lease: gone with the source";
+  // A guard never written is compared as absent (mod revision 0).
+  EXPECT_EQ(incomingClaimTxn(kKeys, idlePeer(1), IncomingClaim{"h3", "h1", "u", "v", false}, 1)
+                .compares[0]
+                .revision,
+            0);
+}
+
+TEST(IncomingClaims, ReadFromTheirKeysWithTheSourcesLease) {
+  const FleetView view = parseFleetView({{kKeys.incoming("h3", "h1", "u-1"), "vm-a", 3, 3, 77}},
+                                        kKeys);
+  ASSERT_EQ(view.incoming.size(), 1u);
+  EXPECT_EQ(view.incoming[0], (IncomingMigration{"h3", "h1", "u-1", "vm-a", 77}));
 }
 
 TEST(MemAvailable, ReadFromMeminfo) {
@@ -333,6 +467,15 @@ TEST(FleetCtl, TableShowsEveryHostTheSlotsAndTheSchedule) {
   schedule.max_concurrent = 2;
   view.schedule = schedule;
   view.done["r1"] = {"h3"};
+  // h1 offers itself as a destination; h2 does not (no peer line).
+  view.hosts["h1"].migration_uri = "qemu+tls://h1/system";
+  view.hosts["h1"].max_incoming = 2;
+  view.hosts["h1"].free_memory_bytes = 3ull << 30;
+  view.hosts["h1"].cordoned = true;
+  view.incoming = {{"h1", "h7", "u-7", "vm-7", 9}};
+  view.hosts["h1"].groups["db"] = GroupMembers{{"vm-db1"}, {"vm-db1"}, 1};
+  view.hosts["h2"].groups["db"] = GroupMembers{{"vm-db2", "vm-db4"}, {}, 1};
+  view.impacts["db"][0] = ImpactHold{"db", 0, "h1", "u-1", "vm-db1", 5};
   const std::vector<std::string> lines = ctl::renderFleetTable(view, now);
   ASSERT_GE(lines.size(), 6u);
   EXPECT_THAT(lines[0], HasSubstr("HOST"));
@@ -341,6 +484,16 @@ TEST(FleetCtl, TableShowsEveryHostTheSlotsAndTheSchedule) {
   EXPECT_THAT(lines[3], HasSubstr("slot 1 held by h9, which publishes no record"));
   EXPECT_EQ(lines[4], "in maintenance: 2 host(s)");
   EXPECT_EQ(lines[5], "rolling schedule r1: all hosts, at most 2 at once, 1/2 done");
+  ASSERT_EQ(lines.size(), 10u);
+  EXPECT_THAT(lines[6], ::testing::MatchesRegex("GROUP +IMPACTED +MEMBERS +IMPACTS +WHERE"));
+  EXPECT_THAT(lines[7], ::testing::MatchesRegex("db +1/1 +3 +1 +h1: vm-db1"));
+  EXPECT_THAT(lines[8], ::testing::MatchesRegex("PEER +FREE +INCOMING +CORDONED +PHASE +NOTE"));
+  EXPECT_THAT(lines[9],
+              ::testing::MatchesRegex("h1 +3.0 GiB +1/2 +yes +draining +cordoned"));
+  // Without groups or peers, one line says so.
+  const std::vector<std::string> bare = ctl::renderFleetTable(FleetView{}, now);
+  EXPECT_THAT(bare, ::testing::Contains("no group has members in the fleet"));
+  EXPECT_THAT(bare, ::testing::Contains("no host offers itself as a migration destination"));
 
   const nlohmann::json document = ctl::fleetViewJson(view, "prod");
   EXPECT_EQ(document["fleet"], "prod");
@@ -348,6 +501,19 @@ TEST(FleetCtl, TableShowsEveryHostTheSlotsAndTheSchedule) {
   EXPECT_EQ(document["hosts"][0]["holds_slot"], true);
   EXPECT_EQ(document["hosts_in_maintenance"], 2);
   EXPECT_EQ(document["schedule"]["id"], "r1");
+  // Groups and peers shaped as in status.json's `fleet`; a peer's incoming
+  // counts every source.
+  EXPECT_EQ(document["groups"],
+            nlohmann::json::parse(R"([{"group":"db","members":3,"max_impacted_members":1,
+              "impacted":[{"host":"h1","domain":"vm-db1"}],"impacts_held":1}])"));
+  ASSERT_EQ(document["peers"].size(), 2u);
+  EXPECT_EQ(document["peers"][0]["host"], "h1");
+  EXPECT_EQ(document["peers"][0]["incoming"], 1);
+  EXPECT_EQ(document["peers"][0]["max_incoming"], 2);
+  EXPECT_EQ(document["peers"][0]["cordoned"], true);
+  EXPECT_EQ(document["peers"][0]["phase"], "draining");
+  EXPECT_EQ(document["peers"][0]["usable"], false);
+  EXPECT_EQ(document["peers"][1]["why_not"], "publishes no migration URI");
 }
 
 }  // namespace
@@ -401,6 +567,39 @@ TEST(FleetMetrics, GaugesOnlyWithAFleet) {
   EXPECT_THAT(text, ::testing::HasSubstr("\nhostmaint_fleet_hosts 3\n"));
   EXPECT_THAT(text, ::testing::HasSubstr("\nhostmaint_fleet_hosts_in_maintenance 2\n"));
   EXPECT_THAT(text, ::testing::HasSubstr("\nhostmaint_fleet_max_concurrent 2\n"));
+  EXPECT_EQ(text.find("hostmaint_fleet_group_"), std::string::npos) << "no group, no family";
+  EXPECT_EQ(text.find("hostmaint_fleet_peer_"), std::string::npos) << "no peer, no family";
+}
+
+TEST(FleetMetrics, OneSamplePerGroupAndPerPeer) {
+  agent::HostStatus status;
+  status.fleet = agent::FleetStatus{};
+  status.fleet->groups = {agent::FleetGroup{"db", 3, 1, {{"h1", "vm-db1"}}, 1},
+                          agent::FleetGroup{"web", 2, 0, {}, 0}};
+  status.fleet->peers = {
+      agent::FleetPeer{"h2", "qemu+tls://h2/system", 8ull << 30, 1, 2, true, "", false, "idle"},
+      agent::FleetPeer{"h3", "qemu+tls://h3/system", std::nullopt, 0, 2, false, "cordoned",
+                       true, "draining"}};
+  const std::string text = renderMetrics(status);
+  for (const char* line : {
+           "# TYPE hostmaint_fleet_group_impacted gauge\n",
+           "\nhostmaint_fleet_group_impacted{group=\"db\"} 1\n",
+           "\nhostmaint_fleet_group_impacted{group=\"web\"} 0\n",
+           "\nhostmaint_fleet_group_max_impacted{group=\"db\"} 1\n",
+           "\nhostmaint_fleet_group_members{group=\"db\"} 3\n",
+           "\nhostmaint_fleet_peer_incoming{peer=\"h2\"} 1\n",
+           "\nhostmaint_fleet_peer_max_incoming{peer=\"h2\"} 2\n",
+           "\nhostmaint_fleet_peer_free_memory_bytes{peer=\"h2\"} 8589934592\n",
+           "\nhostmaint_fleet_peer_usable{peer=\"h2\"} 1\n",
+           "\nhostmaint_fleet_peer_usable{peer=\"h3\"} 0\n",
+           "\nhostmaint_fleet_peer_cordoned{peer=\"h3\"} 1\n",
+           "\nhostmaint_fleet_peer_in_maintenance{peer=\"h2\"} 0\n",
+           "\nhostmaint_fleet_peer_in_maintenance{peer=\"h3\"} 1\n",
+       })
+    EXPECT_THAT(text, ::testing::HasSubstr(line));
+  // Unknown values are left out, not shown as 0.
+  EXPECT_EQ(text.find("hostmaint_fleet_group_max_impacted{group=\"web\"}"), std::string::npos);
+  EXPECT_EQ(text.find("hostmaint_fleet_peer_free_memory_bytes{peer=\"h3\"}"), std::string::npos);
 }
 
 }  // namespace
@@ -436,12 +635,16 @@ TEST(FleetStatusJson, ShownOnlyWithAFleetWithEveryField) {
                                    {"hosts_in_maintenance", 0},
                                    {"schedule_id", "r1"},
                                    {"impacts", nlohmann::json::array()},
-                                   {"peers", nlohmann::json::array()}}));
+                                   {"peers", nlohmann::json::array()},
+                                   {"groups", nlohmann::json::array()}}));
   // The impacts held and the peers as destinations.
   status.fleet->impacts = {FleetImpact{"db", 0, "vm-db1"}};
-  status.fleet->peers = {FleetPeer{"h2", "qemu+tls://h2/system", 8ull << 30, 1, 2, true, ""},
+  status.fleet->peers = {FleetPeer{"h2", "qemu+tls://h2/system", 8ull << 30, 1, 2, true, "",
+                                   false, "idle"},
                          FleetPeer{"h3", "", std::nullopt, 0, 2, false,
-                                   "publishes no migration URI"}};
+                                   "publishes no migration URI", true, "empty"}};
+  status.fleet->groups = {FleetGroup{"db", 3, 1, {{"h2", "vm-db2"}}, 1},
+                          FleetGroup{"web", 1, 0, {}, 0}};
   const nlohmann::json more = fleetToJson(*status.fleet);
   EXPECT_EQ(more["impacts"],
             (nlohmann::json::array({{{"group", "db"}, {"index", 0}, {"domain", "vm-db1"}}})));
@@ -451,9 +654,17 @@ TEST(FleetStatusJson, ShownOnlyWithAFleetWithEveryField) {
                                               {"incoming", 1},
                                               {"max_incoming", 2},
                                               {"usable", true},
-                                              {"why_not", nullptr}}));
+                                              {"why_not", nullptr},
+                                              {"cordoned", false},
+                                              {"phase", "idle"}}));
   EXPECT_EQ(more["peers"][1]["free_memory_bytes"], nullptr);
   EXPECT_EQ(more["peers"][1]["why_not"], "publishes no migration URI");
+  EXPECT_EQ(more["peers"][1]["cordoned"], true);
+  EXPECT_EQ(more["peers"][1]["phase"], "empty");
+  EXPECT_EQ(more["groups"], nlohmann::json::parse(R"([
+      {"group":"db","members":3,"max_impacted_members":1,
+       "impacted":[{"host":"h2","domain":"vm-db2"}],"impacts_held":1},
+      {"group":"web","members":1,"max_impacted_members":null,"impacted":[],"impacts_held":0}])"));
 }
 
 }  // namespace

@@ -50,9 +50,13 @@ DestinationChoice chooseDestination(std::uint64_t needed_bytes,
       continue;
     }
     if (candidate.migrations_in_flight >= candidate.max_parallel) {
+      // A peer whose incoming limit others' migrations reach is offered
+      // with none left (docs/fleet.md): it frees when one of them ends.
       addReason(reasons, uri,
-                std::to_string(candidate.migrations_in_flight) + " of max " +
-                    std::to_string(candidate.max_parallel) + " migrations to it running");
+                candidate.max_parallel == 0
+                    ? std::string("takes no more incoming migrations now")
+                    : std::to_string(candidate.migrations_in_flight) + " of max " +
+                          std::to_string(candidate.max_parallel) + " migrations to it running");
       may_free_up = true;
       continue;
     }

@@ -123,6 +123,14 @@ void MaintenanceEngine::Impl::startDrainActions() {
       waitFor(*fleet);
       continue;
     }
+    // Last: a claim on a peer's incoming slot is held only by a domain
+    // nothing else holds back.
+    if (destination) {
+      if (auto peer = fleetPeerWait(*record, *destination)) {
+        waitFor(*peer);
+        continue;
+      }
+    }
     startDrainAction(*record, destination);
     in_flight = inFlight(state);
   }

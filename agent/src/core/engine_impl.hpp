@@ -200,6 +200,12 @@ struct MaintenanceEngine::Impl {
   // settings.migration with the peers' entries (their migrate URI and
   // incoming limit) when the session uses them.
   MigrationConfig migrationWithPeers() const;
+  // The session has no destinations of its own: the fleet's peers are its.
+  bool usesPeers() const;
+  // The wait when the fleet holds no claim on the chosen peer's incoming
+  // slots for the record (nullopt: go, or not a peer).
+  std::optional<WaitReason> fleetPeerWait(const DomainRecord& record,
+                                          const DestinationConfig& destination);
 
   // engine_guard.cpp: the cordon and the host-shutdown path
   bool hostGoingDown() const;

@@ -312,7 +312,22 @@ nlohmann::json fleetToJson(const FleetStatus& fleet) {
                      {"incoming", peer.incoming},
                      {"max_incoming", peer.max_incoming},
                      {"usable", peer.usable},
-                     {"why_not", peer.usable ? json(nullptr) : json(peer.why_not)}});
+                     {"why_not", peer.usable ? json(nullptr) : json(peer.why_not)},
+                     {"cordoned", peer.cordoned},
+                     {"phase", peer.phase}});
+  }
+  json groups = json::array();
+  for (const FleetGroup& group : fleet.groups) {
+    json impacted = json::array();
+    for (const FleetGroupMember& member : group.impacted)
+      impacted.push_back({{"host", member.host}, {"domain", member.domain}});
+    groups.push_back({{"group", group.group},
+                      {"members", group.members},
+                      {"max_impacted_members", group.max_impacted_members > 0
+                                                   ? json(group.max_impacted_members)
+                                                   : json(nullptr)},
+                      {"impacted", impacted},
+                      {"impacts_held", group.impacts_held}});
   }
   return {
       {"name", fleet.name},
@@ -329,6 +344,7 @@ nlohmann::json fleetToJson(const FleetStatus& fleet) {
       {"schedule_id", orNull(fleet.schedule_id, [](const std::string& id) { return id; })},
       {"impacts", impacts},
       {"peers", peers},
+      {"groups", groups},
   };
 }
 

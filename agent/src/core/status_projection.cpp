@@ -342,6 +342,8 @@ bool projectStatusInto(const StatusInputs& in, HostStatus& current) {
     view.detail = text.detail;
     view.group = record.policy.group;
     view.group_impacted = !record.policy.group.empty() && impactsGroup(record, in.now);
+    view.group_max_impacted =
+        record.policy.group.empty() ? 0 : record.policy.max_impacted_members;
     view.priority = record.policy.priority;
     view.ack_required = record.policy.ack_required;
     view.ack = record.ack;

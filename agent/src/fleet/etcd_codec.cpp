@@ -134,6 +134,15 @@ Compare Compare::absent(std::string key) {
   return compare;
 }
 
+Compare Compare::modRevisionIs(std::string key, std::int64_t revision) {
+  Compare compare;
+  compare.key = std::move(key);
+  compare.target = Target::mod_revision;
+  compare.result = Result::equal;
+  compare.revision = revision;
+  return compare;
+}
+
 Compare Compare::valueIs(std::string key, std::string value) {
   Compare compare;
   compare.key = std::move(key);

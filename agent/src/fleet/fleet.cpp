@@ -61,7 +61,9 @@ std::optional<unsigned> parseIndex(std::string_view text) {
 json groupsJson(const std::map<std::string, GroupMembers>& groups) {
   json out = json::object();
   for (const auto& [name, members] : groups) {
-    out[name] = {{"members", members.members}, {"impacted", members.impacted}};
+    out[name] = {{"members", members.members},
+                 {"impacted", members.impacted},
+                 {"max_impacted_members", members.max_impacted}};
   }
   return out;
 }
@@ -92,7 +94,13 @@ std::string FleetKeys::groupImpact(const std::string& group, unsigned index) con
 }
 std::string FleetKeys::incoming(const std::string& destination, const std::string& source,
                                 const std::string& uuid) const {
-  return base_ + "incoming/" + destination + "/" + source + "/" + uuid;
+  return incomingPrefix(destination) + source + "/" + uuid;
+}
+std::string FleetKeys::incomingPrefix(const std::string& destination) const {
+  return base_ + "incoming/" + destination + "/";
+}
+std::string FleetKeys::incomingGuard(const std::string& destination) const {
+  return base_ + "incoming_guard/" + destination;
 }
 
 std::string encodeHostRecord(const HostRecord& record) {
@@ -142,7 +150,8 @@ HostRecord decodeHostRecord(const std::string& text) {
     for (const auto& [name, entry] : groups->items()) {
       if (!entry.is_object()) throw EtcdFormatError("group '" + name + "' is not an object");
       record.groups[name] = GroupMembers{field<std::vector<std::string>>(entry, "members", {}),
-                                         field<std::vector<std::string>>(entry, "impacted", {})};
+                                         field<std::vector<std::string>>(entry, "impacted", {}),
+                                         field<unsigned>(entry, "max_impacted_members", 0)};
     }
   }
   record.migration_uri = field<std::string>(object, "migration_uri", "");
@@ -181,6 +190,9 @@ HostRecord hostRecordFrom(const HostStatus& status, const std::string& host,
     GroupMembers& members = record.groups[domain.group];
     members.members.push_back(domain.name);
     if (domain.group_impacted) members.impacted.push_back(domain.name);
+    if (domain.group_max_impacted > 0 &&
+        (members.max_impacted == 0 || domain.group_max_impacted < members.max_impacted))
+      members.max_impacted = domain.group_max_impacted;
   }
   if (status.fleet) {
     record.slot = status.fleet->slot;
@@ -288,7 +300,7 @@ FleetView parseFleetView(const std::vector<KeyValue>& kvs, const FleetKeys& keys
         view.incoming.push_back(
             IncomingMigration{std::string(tail.substr(0, first)),
                               std::string(tail.substr(first + 1, second - first - 1)),
-                              std::string(tail.substr(second + 1)), kv.value});
+                              std::string(tail.substr(second + 1)), kv.value, kv.lease});
       } else if (rest.starts_with("done/")) {
         const std::string_view tail = rest.substr(5);
         const std::size_t slash = tail.find('/');
@@ -443,6 +455,29 @@ void releaseImpact(EtcdClient& etcd, const FleetKeys& keys, const ImpactHold& im
   etcd.txn({Compare::valueIs(key, encodeImpact(impact))}, {Delete{key}}, {});
 }
 
+namespace {
+
+// Why a peer's record makes it no destination now, its incoming limit aside.
+std::optional<std::string> peerWhyNot(const HostRecord& record) {
+  if (record.migration_uri.empty()) return "publishes no migration URI";
+  if (record.cordoned) return "cordoned";
+  if (record.phase != "idle") return "in maintenance (" + record.phase + ")";
+  if (!record.free_memory_bytes) return "its free memory is not known";
+  if (*record.free_memory_bytes == 0) return "no free memory after its reserve";
+  return std::nullopt;
+}
+
+std::string incomingCountText(unsigned incoming, unsigned max) {
+  return std::to_string(incoming) + " of max " + std::to_string(max) + " incoming migrations";
+}
+
+// A claim of `source` for `uuid` on that peer: the same one, held already.
+bool sameClaim(const IncomingMigration& held, const IncomingClaim& claim) {
+  return held.source == claim.source && held.uuid == claim.uuid;
+}
+
+}  // namespace
+
 std::vector<PeerDestination> peerDestinations(const FleetView& view, const std::string& self) {
   std::map<std::string, unsigned> incoming;  // destination -> from other sources
   for (const IncomingMigration& migration : view.incoming) {
@@ -458,24 +493,128 @@ std::vector<PeerDestination> peerDestinations(const FleetView& view, const std::
     peer.free_memory_bytes = record.free_memory_bytes;
     peer.incoming = incoming[host];
     peer.max_incoming = record.max_incoming;
-    if (peer.uri.empty()) {
-      peer.why_not = "publishes no migration URI";
-    } else if (record.cordoned) {
-      peer.why_not = "cordoned";
-    } else if (record.phase != "idle") {
-      peer.why_not = "in maintenance (" + record.phase + ")";
-    } else if (!record.free_memory_bytes || *record.free_memory_bytes == 0) {
-      peer.why_not = record.free_memory_bytes ? "no free memory after its reserve"
-                                              : "its free memory is not known";
+    peer.cordoned = record.cordoned;
+    peer.phase = record.phase;
+    if (auto why = peerWhyNot(record)) {
+      peer.why_not = *why;
     } else if (peer.incoming >= peer.max_incoming) {
-      peer.why_not = std::to_string(peer.incoming) + " of max " +
-                     std::to_string(peer.max_incoming) + " incoming migrations";
+      peer.why_not = incomingCountText(peer.incoming, peer.max_incoming);
+      peer.full = peer.max_incoming > 0;
     } else {
       peer.usable = true;
     }
     peers.push_back(std::move(peer));
   }
   return peers;
+}
+
+std::optional<std::string> incomingRefusal(const PeerClaims& peer, const IncomingClaim& claim) {
+  if (claim.running) return std::nullopt;
+  const std::string name = "peer " + claim.destination;
+  if (!peer.record) return name + " is no longer in the fleet";
+  if (auto why = peerWhyNot(*peer.record)) return name + " takes no migration now: " + *why;
+  unsigned count = 0;
+  std::string holders;
+  for (const IncomingMigration& held : peer.claims) {
+    if (sameClaim(held, claim)) continue;
+    ++count;
+    if (!holders.empty()) holders += ", ";
+    holders += held.source + ": " + (held.name.empty() ? held.uuid : held.name);
+  }
+  if (count < peer.record->max_incoming) return std::nullopt;
+  return name + " has " + incomingCountText(count, peer.record->max_incoming) +
+         (holders.empty() ? std::string() : " (" + holders + ")");
+}
+
+IncomingClaimTxn incomingClaimTxn(const FleetKeys& keys, const PeerClaims& peer,
+                                  const IncomingClaim& claim, std::int64_t lease) {
+  const std::string key = keys.incoming(claim.destination, claim.source, claim.uuid);
+  const std::string guard = keys.incomingGuard(claim.destination);
+  const auto others = std::count_if(peer.claims.begin(), peer.claims.end(),
+                                    [&](const IncomingMigration& held) {
+                                      return !sameClaim(held, claim);
+                                    });
+  IncomingClaimTxn txn;
+  txn.compares = {Compare::modRevisionIs(guard, peer.guard_revision), Compare::absent(key)};
+  txn.success = {Put{guard, std::to_string(others + 1), 0}, Put{key, claim.name, lease}};
+  return txn;
+}
+
+IncomingClaimOutcome claimIncoming(EtcdClient& etcd, const FleetKeys& keys,
+                                   const IncomingClaim& claim, std::int64_t lease) {
+  constexpr int kAttempts = 3;
+  IncomingClaimOutcome outcome;
+  for (int attempt = 0; attempt < kAttempts; ++attempt) {
+    // The peer's record, its claims and the guard at one revision.
+    const TxnResult read = etcd.txn({},
+                                    {Range{keys.hostRecord(claim.destination), false},
+                                     Range{keys.incomingPrefix(claim.destination), true},
+                                     Range{keys.incomingGuard(claim.destination), false}},
+                                    {});
+    if (read.ranges.size() != 3) throw EtcdFormatError("a read of three ranges answered otherwise");
+    PeerClaims peer;
+    if (!read.ranges[0].empty()) {
+      try {
+        peer.record = decodeHostRecord(read.ranges[0].front().value);
+        peer.record->host = claim.destination;
+      } catch (const EtcdFormatError& error) {
+        outcome.why_not = "peer " + claim.destination + "'s record is malformed: " + error.what();
+        return outcome;
+      }
+    }
+    const FleetView claims = parseFleetView(read.ranges[1], keys);
+    peer.claims = claims.incoming;
+    if (!read.ranges[2].empty()) peer.guard_revision = read.ranges[2].front().mod_revision;
+    outcome.claims = peer.claims;
+    if (std::any_of(peer.claims.begin(), peer.claims.end(),
+                    [&](const IncomingMigration& held) { return sameClaim(held, claim); })) {
+      outcome.claimed = true;
+      return outcome;
+    }
+    if (auto why = incomingRefusal(peer, claim)) {
+      outcome.why_not = *why;
+      return outcome;
+    }
+    const IncomingClaimTxn txn = incomingClaimTxn(keys, peer, claim, lease);
+    if (etcd.txn(txn.compares, txn.success, {}).succeeded) {
+      outcome.claimed = true;
+      outcome.claims.push_back(
+          IncomingMigration{claim.destination, claim.source, claim.uuid, claim.name, lease});
+      return outcome;
+    }
+    outcome.why_not = "another host claimed an incoming migration of peer " + claim.destination +
+                      " first";
+  }
+  return outcome;
+}
+
+void releaseIncoming(EtcdClient& etcd, const FleetKeys& keys, const IncomingMigration& claim) {
+  etcd.remove(keys.incoming(claim.destination, claim.source, claim.uuid));
+}
+
+std::vector<FleetGroup> groupsAcrossFleet(const FleetView& view) {
+  std::map<std::string, FleetGroup> groups;
+  auto entry = [&](const std::string& name) -> FleetGroup& {
+    FleetGroup& group = groups[name];
+    group.group = name;
+    return group;
+  };
+  for (const auto& [host, record] : view.hosts) {
+    for (const auto& [name, members] : record.groups) {
+      FleetGroup& group = entry(name);
+      group.members += static_cast<unsigned>(members.members.size());
+      for (const std::string& member : members.impacted)
+        group.impacted.push_back(FleetGroupMember{host, member});
+      if (members.max_impacted > 0 &&
+          (group.max_impacted_members == 0 || members.max_impacted < group.max_impacted_members))
+        group.max_impacted_members = members.max_impacted;
+    }
+  }
+  for (const auto& [name, held] : view.impacts)
+    entry(name).impacts_held = static_cast<unsigned>(held.size());
+  std::vector<FleetGroup> out;
+  for (auto& [name, group] : groups) out.push_back(std::move(group));
+  return out;
 }
 
 std::optional<std::uint64_t> memAvailableBytes(std::string_view meminfo) {

@@ -137,6 +137,11 @@ std::vector<agent::DestinationConfig> AgentService::peerDestinations() {
   return fleet_->peerDestinations();
 }
 
+std::optional<std::string> AgentService::mayMigrateToPeer(const agent::PeerMigration& migration) {
+  if (fleet_ == nullptr) return std::nullopt;
+  return fleet_->mayMigrateToPeer(migration);
+}
+
 void AgentService::armWakeup() {
   const std::optional<agent::TimePoint> next = wakeup_at_;
   if (!next) {

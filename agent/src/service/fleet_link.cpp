@@ -52,6 +52,7 @@ FleetLink::FleetLink(boost::asio::io_context& io, const agent::FleetConfig& conf
       keys_(config.prefix, config.name),
       etcd_(fl::etcdSettingsFrom(config)),
       local_(std::move(local)),
+      holds_(host_),
       runner_(io) {
   // A maintenance command recorded before a restart (or the reboot it did).
   if (std::ifstream in(local_.command_file); in) {
@@ -89,7 +90,7 @@ void FleetLink::setDesired(const std::function<void(Desired&)>& change) {
     change(desired_);
     if (desired_.need == before.need && desired_.session_id == before.session_id &&
         desired_.record == before.record && desired_.done_schedule == before.done_schedule &&
-        desired_.impacts == before.impacts && desired_.incoming == before.incoming)
+        desired_.holds == before.holds)
       return;
     poke_ = true;
   }
@@ -124,20 +125,9 @@ bool FleetLink::mayDrain(const std::string& session_id) {
 }
 
 std::optional<std::string> FleetLink::mayImpactGroupMember(const agent::GroupMemberAction& member) {
-  if (slotValid()) {
-    if (auto held = impacts_.find(member.uuid);
-        held != impacts_.end() && held->second.group == member.group)
-      return std::nullopt;
-  }
-  const bool asked_before = impact_requests_.contains(member.uuid);
-  impact_requests_[member.uuid] = member;
-  impact_limits_[member.group] = member.max_impacted_members;
-  if (!asked_before) wantImpacts();
-  const std::string group = "group '" + member.group + "'";
-  if (!slotValid()) return "the fleet slot, before a member of " + group + " is impacted";
-  if (auto why = impact_why_not_.find(member.group); why != impact_why_not_.end())
-    return why->second;
-  return "an impact of " + group + " across the fleet (being taken)";
+  const FleetHolds::Answer answer = holds_.mayImpact(member, slotValid());
+  if (answer.asked_anew) pushWants();
+  return answer.why_not;
 }
 
 std::vector<agent::DestinationConfig> FleetLink::peerDestinations() const {
@@ -145,34 +135,39 @@ std::vector<agent::DestinationConfig> FleetLink::peerDestinations() const {
   // A view etcd no longer confirms offers nothing new.
   if (!view_ || !shown_.reachable) return destinations;
   for (const fl::PeerDestination& peer : fl::peerDestinations(*view_, host_)) {
-    if (!peer.usable) continue;
+    // A full peer is offered with nothing left, so that a migration waits
+    // for it rather than falling back while its incoming slots are taken.
+    if (!peer.usable && !peer.full) continue;
     agent::DestinationConfig destination;
     destination.uri = peer.uri;
     destination.migrate_uri = peer.migrate_uri;
-    destination.max_parallel = peer.max_incoming - peer.incoming;  // usable: incoming below
+    destination.max_parallel = peer.usable ? peer.max_incoming - peer.incoming : 0;
     destinations.push_back(std::move(destination));
   }
   return destinations;
 }
 
-// The impacts the worker is to hold: one for each member impacted now (it
-// keeps the one it has, or takes one again after it lost its slot), and one
-// for each member whose action waits for it.
-void FleetLink::wantImpacts() {
-  std::map<std::string, ImpactWant> wanted;
-  auto limitOf = [&](const std::string& group) {
-    const auto found = impact_limits_.find(group);
-    return found != impact_limits_.end() ? found->second : 1u;
-  };
-  for (const auto& [uuid, member] : impact_requests_)
-    wanted[uuid] = ImpactWant{member.group, member.name, member.max_impacted_members};
-  if (last_status_) {
-    for (const agent::DomainStatus& domain : last_status_->domains) {
-      if (domain.group_impacted && !wanted.contains(domain.uuid))
-        wanted[domain.uuid] = ImpactWant{domain.group, domain.name, limitOf(domain.group)};
-    }
+std::optional<std::string> FleetLink::peerOfUri(const std::string& uri) const {
+  if (!view_) return std::nullopt;
+  for (const auto& [peer, record] : view_->hosts) {
+    if (peer != host_ && !record.migration_uri.empty() && record.migration_uri == uri) return peer;
   }
-  setDesired([&](Desired& desired) { desired.impacts = std::move(wanted); });
+  return std::nullopt;
+}
+
+std::optional<std::string> FleetLink::mayMigrateToPeer(const agent::PeerMigration& migration) {
+  const std::optional<std::string> peer = peerOfUri(migration.destination_uri);
+  if (!peer) return "no peer of the fleet publishes " + migration.destination_uri + " any more";
+  const FleetHolds::Answer answer = holds_.mayMigrate(migration, *peer, slotValid());
+  if (answer.asked_anew) pushWants();
+  return answer.why_not;
+}
+
+void FleetLink::pushWants() {
+  FleetHolds::Wants wants =
+      holds_.wants(last_status_ ? &*last_status_ : nullptr,
+                   [this](const std::string& uri) { return peerOfUri(uri); });
+  setDesired([&](Desired& desired) { desired.holds = std::move(wants); });
 }
 
 // A scheduled maintenance whose window has begun: it drains once it has a slot.
@@ -197,32 +192,10 @@ void FleetLink::offerStatus(const agent::HostStatus& status) {
   record.migration_uri = config_.migration_uri;
   record.migrate_uri = config_.migrate_uri;
   record.max_incoming = config_.max_incoming_migrations;
-  // A request is for a member that waits to start its action; acting, it is
-  // impacted (and kept as such), or it went another way.
-  std::erase_if(impact_requests_, [&](const auto& request) {
-    return std::none_of(status.domains.begin(), status.domains.end(),
-                        [&](const agent::DomainStatus& domain) {
-                          return domain.uuid == request.first &&
-                                 domain.stage == agent::DomainStage::waiting;
-                        });
-  });
-  wantImpacts();
-  // This host's migrations to peers, counted by their keys against each
-  // peer's incoming limit.
-  std::map<std::string, IncomingWant> incoming;
-  if (view_) {
-    for (const agent::DomainStatus& domain : status.domains) {
-      if (domain.stage != agent::DomainStage::acting || !domain.destination) continue;
-      for (const auto& [peer, peer_record] : view_->hosts) {
-        if (peer != host_ && !peer_record.migration_uri.empty() &&
-            peer_record.migration_uri == *domain.destination)
-          incoming[domain.uuid] = IncomingWant{peer, domain.name};
-      }
-    }
-  }
+  holds_.forgetRequestsNotWaiting(status);
+  pushWants();
   setDesired([&](Desired& desired) {
     desired.record = record;
-    desired.incoming = incoming;
     if (inMaintenance(status.phase) || started) {
       // In maintenance, a host must be counted: a lost slot is taken again.
       desired.need = Need::claim;
@@ -259,34 +232,17 @@ void FleetLink::decorate(agent::HostStatus& status) const {
     fleet.max_concurrent = limitsFor(*status.session_id).max_concurrent;
     fleet.schedule_id = scheduleIdOfSession(*status.session_id);
   }
-  for (const auto& [uuid, impact] : impacts_)
-    fleet.impacts.push_back(agent::FleetImpact{impact.group, impact.index, impact.name});
+  fleet.impacts = holds_.impactsShown();
   if (view_) {
     for (const fl::PeerDestination& peer : fl::peerDestinations(*view_, host_)) {
       fleet.peers.push_back(agent::FleetPeer{peer.host, peer.uri, peer.free_memory_bytes,
                                              peer.incoming, peer.max_incoming, peer.usable,
-                                             peer.why_not});
+                                             peer.why_not, peer.cordoned, peer.phase});
     }
+    fleet.groups = fl::groupsAcrossFleet(*view_);
   }
   status.fleet = fleet;
-  // A group whose members wait for an impact across the fleet, or are
-  // impacted without one (its lease expired while hostmaintd was away): one
-  // blocker per group, naming who holds its impacts.
-  std::set<std::string> short_groups;
-  for (const agent::DomainStatus& domain : status.domains) {
-    if (domain.group.empty() || impacts_.contains(domain.uuid)) continue;
-    const bool waits = domain.stage == agent::DomainStage::waiting &&
-                       impact_requests_.contains(domain.uuid);
-    if (waits || domain.group_impacted) short_groups.insert(domain.group);
-  }
-  for (const std::string& group : short_groups) {
-    const auto why = impact_why_not_.find(group);
-    status.blockers.push_back(agent::Blocker{
-        "group " + group,
-        why != impact_why_not_.end() ? why->second
-        : !slotValid() ? "waiting for the fleet slot before a member is impacted"
-                       : "taking an impact across the fleet"});
-  }
+  holds_.decorate(status, slotValid());
   if (command_ && command_->state == "failed" && command_->session_id == status.session_id) {
     status.blockers.push_back(agent::Blocker{"fleet maintenance command", command_->detail});
   }
@@ -451,7 +407,6 @@ void FleetLink::commandDone(const CommandResult& result) {
 
 void FleetLink::apply(Report report) {
   const bool was_valid = slotValid();
-  const auto impacts_before = impacts_;
   agent::HostStatus before = last_status_.value_or(agent::HostStatus{});
   decorate(before);
   if (report.reachable != shown_.reachable || !shown_.since) shown_.since = clock_.now();
@@ -475,8 +430,7 @@ void FleetLink::apply(Report report) {
   confirmed_until_ = report.confirmed_until;
   why_not_ = report.why_not;
   long_hold_session_ = report.long_hold_session;
-  impacts_ = std::move(report.impacts);
-  impact_why_not_ = std::move(report.impact_why_not);
+  const bool holds_changed = holds_.take(std::move(report.holds));
   if (report.view) {
     view_ = std::move(report.view);
     shown_.hosts = static_cast<unsigned>(view_->hosts.size());
@@ -489,7 +443,7 @@ void FleetLink::apply(Report report) {
   // Publish again only when something shown changed, and tick the engine
   // when the gate may have opened (it asks again on the tick).
   if (hooks_.on_change && (after.fleet != before.fleet || after.blockers != before.blockers ||
-                           was_valid != slotValid() || impacts_ != impacts_before)) {
+                           was_valid != slotValid() || holds_changed)) {
     hooks_.on_change();
   }
 }
@@ -539,8 +493,7 @@ FleetLink::Report FleetLink::exchange(const Desired& desired) {
         spdlog::warn("fleet: the lease of slot {} expired; its keys are gone", worker_hold_->slot);
         worker_hold_.reset();
         worker_confirmed_until_.reset();
-        worker_impacts_.clear();
-        worker_incoming_.clear();
+        holds_.dropAll();
       }
     }
     fl::FleetView view = fl::readFleetView(etcd_, keys_);
@@ -575,21 +528,11 @@ FleetLink::Report FleetLink::exchange(const Desired& desired) {
         compares.push_back(fl::Compare::valueIs(key, host_));
         puts.push_back(fl::Put{key, host_, lease});
       }
-      // The group impacts of members that stay down move with the slot:
-      // the reboot does not free them either.
-      for (const auto& [uuid, impact] : worker_impacts_) {
-        const std::string key = keys_.groupImpact(impact.group, impact.index);
-        compares.push_back(fl::Compare::valueIs(key, fl::encodeImpact(impact)));
-        puts.push_back(fl::Put{key, fl::encodeImpact(impact), lease});
-      }
-      for (const auto& [uuid, key] : worker_incoming_) {
-        const auto want = desired.incoming.find(uuid);
-        if (want != desired.incoming.end()) puts.push_back(fl::Put{key, want->second.name, lease});
-      }
+      holds_.addMoveTo(keys_, lease, compares, puts);
       if (etcd_.txn(compares, puts, {}).succeeded) {
         etcd_.revokeLease(hold.lease);
         worker_hold_ = moved;
-        for (auto& [uuid, impact] : worker_impacts_) impact.lease = lease;
+        holds_.movedTo(lease);
         worker_long_hold_ = desired.long_hold_session;
       } else {
         etcd_.revokeLease(lease);
@@ -601,8 +544,7 @@ FleetLink::Report FleetLink::exchange(const Desired& desired) {
       etcd_.revokeLease(worker_hold_->lease);
       worker_hold_.reset();
       worker_confirmed_until_.reset();
-      worker_impacts_.clear();
-      worker_incoming_.clear();
+      holds_.dropAll();
       view = fl::readFleetView(etcd_, keys_);
     } else if (desired.need == Need::claim && !worker_hold_) {
       const agent::TimePoint asked = clock_.now();
@@ -620,8 +562,8 @@ FleetLink::Report FleetLink::exchange(const Desired& desired) {
       }
       view = fl::readFleetView(etcd_, keys_);
     }
-    exchangeImpacts(desired, view, report);
-    exchangeIncoming(desired, view);
+    holds_.exchange(etcd_, keys_, worker_hold_, desired.holds, desired.record.has_value(), view,
+                    report.holds);
     worker_incoming_count_ = static_cast<unsigned>(
         std::count_if(view.incoming.begin(), view.incoming.end(),
                       [&](const fl::IncomingMigration& m) { return m.destination == host_; }));
@@ -634,94 +576,11 @@ FleetLink::Report FleetLink::exchange(const Desired& desired) {
   report.hold = worker_hold_;
   report.confirmed_until = worker_confirmed_until_;
   report.long_hold_session = worker_long_hold_;
-  report.impacts = worker_impacts_;
+  FleetHolds::Held held = holds_.held();
+  held.impact_why_not = std::move(report.holds.impact_why_not);
+  held.incoming_why_not = std::move(report.holds.incoming_why_not);
+  report.holds = std::move(held);
   return report;
-}
-
-// Groups across hosts: each impacted (or about to be) member of a group
-// holds one index of groups/{group}/impact/ on the slot's lease, taken in a
-// transaction that creates it only if absent; given back once the member is
-// neither impacted nor waiting for it. Without a slot nothing is taken.
-void FleetLink::exchangeImpacts(const Desired& desired, fl::FleetView& view, Report& report) {
-  // Until the first status is offered the members' needs are unknown: an
-  // impact adopted after a restart must not be given back for want of them.
-  if (!desired.record) {
-    report.impacts = worker_impacts_;
-    return;
-  }
-  // Ours in etcd: adopted after a restart while the slot's lease lived, or
-  // given back when no member needs it any more.
-  std::vector<fl::ImpactHold> stale;
-  for (const auto& [group, held] : view.impacts) {
-    for (const auto& [index, impact] : held) {
-      if (impact.host != host_ || !worker_hold_ || impact.lease != worker_hold_->lease) continue;
-      if (!desired.impacts.contains(impact.uuid)) {
-        stale.push_back(impact);
-      } else if (!worker_impacts_.contains(impact.uuid)) {
-        worker_impacts_[impact.uuid] = impact;
-      }
-    }
-  }
-  for (auto it = worker_impacts_.begin(); it != worker_impacts_.end();) {
-    if (desired.impacts.contains(it->first)) {
-      ++it;
-      continue;
-    }
-    stale.push_back(it->second);
-    it = worker_impacts_.erase(it);
-  }
-  for (const fl::ImpactHold& impact : stale) {
-    fl::releaseImpact(etcd_, keys_, impact);
-    view.impacts[impact.group].erase(impact.index);
-    spdlog::info("fleet: impact {} of group '{}' given back ({} recovered)", impact.index,
-                 impact.group, impact.name);
-  }
-  if (!worker_hold_) return;
-  for (const auto& [uuid, want] : desired.impacts) {
-    if (worker_impacts_.contains(uuid)) continue;
-    const std::optional<unsigned> index = fl::freeImpactIndex(view, want.group, want.limit);
-    if (!index) {
-      report.impact_why_not[want.group] = fl::impactsHeldText(view, want.group, want.limit);
-      continue;
-    }
-    const fl::ImpactHold impact{want.group, *index, host_, uuid, want.name, worker_hold_->lease};
-    if (fl::takeImpact(etcd_, keys_, impact, worker_hold_->lease)) {
-      spdlog::info("fleet: impact {} of group '{}' taken for {}", *index, want.group, want.name);
-      worker_impacts_[uuid] = impact;
-      view.impacts[want.group][*index] = impact;
-    } else {
-      report.impact_why_not[want.group] = "another host took the free impact of group '" +
-                                          want.group + "' first";
-    }
-  }
-}
-
-// Peers as destinations: each migration of this host's to a peer is a key
-// incoming/{peer}/{host}/{uuid} on the slot's lease, so the peer's limit is
-// counted across its sources.
-void FleetLink::exchangeIncoming(const Desired& desired, const fl::FleetView& view) {
-  if (!desired.record) return;  // no status offered yet
-  // Keys of this host's left on an adopted slot lease by its previous process.
-  for (const fl::IncomingMigration& migration : view.incoming) {
-    if (migration.source == host_ && !desired.incoming.contains(migration.uuid) &&
-        !worker_incoming_.contains(migration.uuid))
-      etcd_.remove(keys_.incoming(migration.destination, host_, migration.uuid));
-  }
-  for (auto it = worker_incoming_.begin(); it != worker_incoming_.end();) {
-    if (desired.incoming.contains(it->first)) {
-      ++it;
-      continue;
-    }
-    etcd_.remove(it->second);
-    it = worker_incoming_.erase(it);
-  }
-  if (!worker_hold_) return;
-  for (const auto& [uuid, want] : desired.incoming) {
-    if (worker_incoming_.contains(uuid)) continue;
-    const std::string key = keys_.incoming(want.destination, host_, uuid);
-    etcd_.put(key, want.name, worker_hold_->lease);
-    worker_incoming_[uuid] = key;
-  }
 }
 
 // MemAvailable less this host's own reserve, in steps of 64 MiB so that the

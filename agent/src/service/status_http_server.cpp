@@ -268,6 +268,49 @@ std::string renderMetrics(const agent::HostStatus& status, const MetricsCounters
     text.family("hostmaint_fleet_max_concurrent", "gauge",
                 "Hosts of the fleet allowed in maintenance at once (this host's limit).");
     text.sample("hostmaint_fleet_max_concurrent", static_cast<std::uint64_t>(fleet.max_concurrent));
+    // Groups across hosts and peers as destinations, as last read: one
+    // sample per group or peer, each family only when there is one.
+    auto perGroup = [&](std::string_view name, std::string_view help, auto value) {
+      if (fleet.groups.empty()) return;
+      text.family(name, "gauge", help);
+      for (const agent::FleetGroup& group : fleet.groups) {
+        if (auto v = value(group)) text.sample(name, {{"group", group.group}}, *v);
+      }
+    };
+    using Value = std::optional<std::uint64_t>;
+    perGroup("hostmaint_fleet_group_impacted",
+             "Members of the group impacted now across the fleet, as the hosts' records say.",
+             [](const agent::FleetGroup& g) -> Value { return g.impacted.size(); });
+    perGroup("hostmaint_fleet_group_max_impacted",
+             "The group's max_impacted_members (the smallest any host publishes).",
+             [](const agent::FleetGroup& g) -> Value {
+               return g.max_impacted_members > 0 ? Value(g.max_impacted_members) : std::nullopt;
+             });
+    perGroup("hostmaint_fleet_group_members", "Members of the group on every host of the fleet.",
+             [](const agent::FleetGroup& g) -> Value { return g.members; });
+    auto perPeer = [&](std::string_view name, std::string_view help, auto value) {
+      if (fleet.peers.empty()) return;
+      text.family(name, "gauge", help);
+      for (const agent::FleetPeer& peer : fleet.peers) {
+        if (auto v = value(peer)) text.sample(name, {{"peer", peer.host}}, *v);
+      }
+    };
+    perPeer("hostmaint_fleet_peer_incoming",
+            "Migrations into the peer claimed by hosts other than this one.",
+            [](const agent::FleetPeer& p) -> Value { return p.incoming; });
+    perPeer("hostmaint_fleet_peer_max_incoming", "The peer's max_incoming_migrations.",
+            [](const agent::FleetPeer& p) -> Value { return p.max_incoming; });
+    perPeer("hostmaint_fleet_peer_free_memory_bytes",
+            "The peer's free memory after its reserve, as it publishes it (when known).",
+            [](const agent::FleetPeer& p) -> Value { return p.free_memory_bytes; });
+    perPeer("hostmaint_fleet_peer_usable",
+            "1 while the peer is a migration destination candidate for this host.",
+            [](const agent::FleetPeer& p) -> Value { return p.usable ? 1 : 0; });
+    perPeer("hostmaint_fleet_peer_cordoned", "1 while the peer is cordoned.",
+            [](const agent::FleetPeer& p) -> Value { return p.cordoned ? 1 : 0; });
+    perPeer("hostmaint_fleet_peer_in_maintenance",
+            "1 while the peer's own maintenance is on (its phase is not idle).",
+            [](const agent::FleetPeer& p) -> Value { return p.phase != "idle" ? 1 : 0; });
   }
   text.family("hostmaint_status_generation", "gauge",
               "Generation of the status snapshot, bumped on every change.");

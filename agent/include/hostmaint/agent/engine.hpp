@@ -46,6 +46,15 @@ struct GroupMemberAction {
   unsigned max_impacted_members = 1;  // the member's policy
 };
 
+// A migration about to start to a destination the fleet offered as a peer
+// (EngineListener::peerDestinations): what the engine asks before it starts
+// (docs/fleet.md, "Peers as destinations").
+struct PeerMigration {
+  std::string uuid;
+  std::string name;
+  std::string destination_uri;
+};
+
 class EngineListener {
  public:
   virtual ~EngineListener() = default;
@@ -79,6 +88,14 @@ class EngineListener {
   // none of its own (no [migration] destinations, none requested); probed
   // and chosen among like configured ones. Answered at once.
   virtual std::vector<DestinationConfig> peerDestinations() { return {}; }
+  // Whether a migration to a peer offered above may start now, asked last
+  // before it does: nullopt for yes, else why not (the domain waits for a
+  // destination and is asked again; the owner ticks when the answer may have
+  // changed). A fleet answers yes only while it holds a claim on one of the
+  // peer's incoming slots for it. Answered at once; no fleet: always yes.
+  virtual std::optional<std::string> mayMigrateToPeer(const PeerMigration& /*migration*/) {
+    return std::nullopt;
+  }
 };
 
 class MaintenanceEngine final : public hv::HypervisorObserver {

@@ -204,6 +204,9 @@ struct DomainStatus {
   // within its recovery time): what the fleet counts across hosts
   // (docs/fleet.md). Not rendered in status.json.
   bool group_impacted = false;
+  // Its policy's max_impacted_members when in a group (0 otherwise): what
+  // the fleet shows the group's limit as. Not rendered in status.json.
+  unsigned group_max_impacted = 0;
   int priority = 0;
   bool ack_required = false;
   std::optional<AckChoice> ack;
@@ -372,7 +375,29 @@ struct FleetPeer {
   unsigned max_incoming = 0;
   bool usable = false;  // a candidate for this host's migrations now
   std::string why_not;  // when not
+  bool cordoned = false;
+  std::string phase;  // "idle", or how far its own maintenance is
   bool operator==(const FleetPeer&) const = default;
+};
+
+// A member of a group impacted now on some host of the fleet.
+struct FleetGroupMember {
+  std::string host;
+  std::string domain;
+  bool operator==(const FleetGroupMember&) const = default;
+};
+
+// A group across every host of the fleet, from the hosts' records and the
+// impacts held in etcd.
+struct FleetGroup {
+  std::string group;
+  unsigned members = 0;  // on every host publishing a record
+  // The smallest max_impacted_members any host publishes for its members;
+  // 0: none publishes one (records of older versions).
+  unsigned max_impacted_members = 0;
+  std::vector<FleetGroupMember> impacted;  // impacted now, as the records say
+  unsigned impacts_held = 0;  // groups/{group}/impact/ keys
+  bool operator==(const FleetGroup&) const = default;
 };
 
 // This host's part in a fleet coordinated through etcd (docs/fleet.md).
@@ -391,6 +416,7 @@ struct FleetStatus {
   std::optional<std::string> schedule_id;  // the rolling schedule this host follows
   std::vector<FleetImpact> impacts;  // group impacts held for this host's members
   std::vector<FleetPeer> peers;      // every other host, as a destination
+  std::vector<FleetGroup> groups;    // every group with a member in the fleet
 
   bool operator==(const FleetStatus&) const = default;
 };

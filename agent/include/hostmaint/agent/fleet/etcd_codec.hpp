@@ -54,6 +54,8 @@ struct Compare {
   static Compare absent(std::string key);
   // The key exists with exactly this value.
   static Compare valueIs(std::string key, std::string value);
+  // The key was last written at `revision` (0: it does not exist).
+  static Compare modRevisionIs(std::string key, std::int64_t revision);
 };
 
 struct Put {

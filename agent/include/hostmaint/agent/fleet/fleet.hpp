@@ -12,7 +12,11 @@
 //   groups/{group}/impact/{k}     ImpactHold as JSON, with the holder's slot lease:
 //                                 k < the member's max_impacted_members
 //   incoming/{dest}/{source}/{uuid}  the domain's name, with the source's slot
-//                                 lease: a migration from source to dest peer
+//                                 lease: a migration from source to dest peer,
+//                                 claimed before it starts
+//   incoming_guard/{dest}         the number of claims on dest when the last one
+//                                 was made, no lease: every claim rewrites it,
+//                                 so two concurrent claims cannot both pass
 //
 // Pure parsing and layout here; claimSlot/releaseSlot/readFleetView do the
 // I/O through an EtcdClient on the caller's (worker) thread.
@@ -45,6 +49,8 @@ class FleetKeys {
   std::string groupImpact(const std::string& group, unsigned index) const;
   std::string incoming(const std::string& destination, const std::string& source,
                        const std::string& uuid) const;
+  std::string incomingPrefix(const std::string& destination) const;
+  std::string incomingGuard(const std::string& destination) const;
 
  private:
   std::string base_;
@@ -55,6 +61,7 @@ class FleetKeys {
 struct GroupMembers {
   std::vector<std::string> members;
   std::vector<std::string> impacted;
+  unsigned max_impacted = 0;  // the smallest of its members' max_impacted_members; 0: unknown
   bool operator==(const GroupMembers&) const = default;
 };
 
@@ -141,6 +148,7 @@ struct IncomingMigration {
   std::string source;
   std::string uuid;
   std::string name;  // the value
+  std::int64_t lease = 0;  // from the key's lease
   bool operator==(const IncomingMigration&) const = default;
 };
 
@@ -212,9 +220,73 @@ struct PeerDestination {
   unsigned max_incoming = 0;
   bool usable = false;
   std::string why_not;  // when not usable
+  bool cordoned = false;
+  std::string phase;  // as its record says
+  // Not usable only because its incoming limit (above 0) is reached: a
+  // destination again once a migration to it ends.
+  bool full = false;
   bool operator==(const PeerDestination&) const = default;
 };
 std::vector<PeerDestination> peerDestinations(const FleetView& view, const std::string& self);
+
+// Peers as destinations, enforced: before a migration to a peer starts, its
+// source claims one of the peer's incoming slots in a transaction. The claim
+// is the key incoming/{peer}/{source}/{uuid} on the source's slot lease
+// (deleted when the migration ends, or with the lease when the source dies);
+// the transaction also rewrites incoming_guard/{peer} and compares its mod
+// revision with the one read with the claims, so of two sources claiming the
+// peer's last slot at once only one passes: the other reads again and is
+// refused. The count of claims thus never exceeds max_incoming_migrations.
+struct IncomingClaim {
+  std::string destination;  // the peer
+  std::string source;       // this host
+  std::string uuid;
+  std::string name;
+  // The migration already runs (found after a restart, or its claim lost
+  // with the slot): it is claimed whatever the count, so that the others
+  // count it, but it never waits for the claim.
+  bool running = false;
+  bool operator==(const IncomingClaim&) const = default;
+};
+// What a source reads of a peer before it claims, at one revision.
+struct PeerClaims {
+  std::optional<HostRecord> record;  // unset: the peer has no record (gone)
+  std::vector<IncomingMigration> claims;  // on the peer, from every source
+  std::int64_t guard_revision = 0;  // mod revision of incoming_guard/{peer}; 0: never written
+};
+// Why `claim` may not be taken on what was read: the peer gone or no longer
+// a destination (cordoned, in maintenance, no room), or its incoming limit
+// reached by the claims of every source (this one's other domains too),
+// naming them: "peer h3 has 1 of max 1 incoming migrations (h2: vm-a)".
+// nullopt: it may be tried. A running claim is never refused.
+std::optional<std::string> incomingRefusal(const PeerClaims& peer, const IncomingClaim& claim);
+// The transaction that takes `claim` with `lease`, given what was read:
+// guarded by the guard's mod revision, it creates the claim key and
+// rewrites the guard with the count of claims it makes.
+struct IncomingClaimTxn {
+  std::vector<Compare> compares;
+  std::vector<Operation> success;
+};
+IncomingClaimTxn incomingClaimTxn(const FleetKeys& keys, const PeerClaims& peer,
+                                  const IncomingClaim& claim, std::int64_t lease);
+struct IncomingClaimOutcome {
+  bool claimed = false;
+  std::string why_not;  // when not claimed
+  std::vector<IncomingMigration> claims;  // the peer's, as last read (with this one when claimed)
+};
+// Reads the peer (one transaction of ranges: one revision), then claims in
+// the guarded transaction; when another source claimed in between, reads
+// again, a few times. A claim key of this source's that exists already is
+// claimed.
+IncomingClaimOutcome claimIncoming(EtcdClient& etcd, const FleetKeys& keys,
+                                   const IncomingClaim& claim, std::int64_t lease);
+// Gives a claim back: its migration ended (or never started).
+void releaseIncoming(EtcdClient& etcd, const FleetKeys& keys, const IncomingMigration& claim);
+
+// Every group with a member on a host publishing a record: its members,
+// limit and impacted members across the fleet, and the impacts held. By
+// group name.
+std::vector<FleetGroup> groupsAcrossFleet(const FleetView& view);
 
 // MemAvailable of /proc/meminfo, in bytes; nullopt when absent.
 std::optional<std::uint64_t> memAvailableBytes(std::string_view meminfo);

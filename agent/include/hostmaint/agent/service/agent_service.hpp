@@ -110,6 +110,7 @@ class AgentService final : private agent::EngineListener, private hv::Hypervisor
   bool mayDrain(const std::string& session_id) override;
   std::optional<std::string> mayImpactGroupMember(const agent::GroupMemberAction& member) override;
   std::vector<agent::DestinationConfig> peerDestinations() override;
+  std::optional<std::string> mayMigrateToPeer(const agent::PeerMigration& migration) override;
   // hv::HypervisorObserver: forwarded to the engine.
   void onDomainEvent(const hv::DomainEvent& event) override;
   void onInventoryRefreshed() override;
