@@ -53,6 +53,7 @@ struct BlockingMigrateCall {
 struct JobSnapshot {
   bool active = false;
   ActionProgress progress;
+  std::optional<std::string> error;  // the job could not be read
 };
 
 JobSnapshot readJob(virDomainPtr dom, unsigned int flags) {
@@ -60,7 +61,10 @@ JobSnapshot readJob(virDomainPtr dom, unsigned int flags) {
   int type = VIR_DOMAIN_JOB_NONE;
   virTypedParameterPtr params = nullptr;
   int n = 0;
-  if (virDomainGetJobStats(dom, &type, &params, &n, flags) < 0) return snapshot;
+  if (virDomainGetJobStats(dom, &type, &params, &n, flags) < 0) {
+    snapshot.error = lastError();
+    return snapshot;
+  }
   auto get = [&](const char* field) {
     unsigned long long value = 0;
     virTypedParamsGetULLong(params, n, field, &value);
@@ -112,6 +116,21 @@ class MigrationMonitor {
     std::uint64_t least_remaining = std::numeric_limits<std::uint64_t>::max();
     std::uint64_t most_processed = 0;
     unsigned step = resumedStep();
+    bool read_error_logged = false;
+    // Nothing moved at all: not a guest that dirties memory faster than the
+    // link, but a link that carries nothing (cut, or the destination stopped
+    // reading). Post-copy over it would freeze the guest; the destination is
+    // at fault, so the engine retries.
+    auto abortIfStalled = [&](Clock::time_point now, std::uint64_t remaining) {
+      if (tuning.stall_timeout.count() <= 0 || now - last_transfer <= tuning.stall_timeout)
+        return false;
+      abort("moved no data for " + std::to_string(tuning.stall_timeout.count()) +
+            "s: the link to " + request_.destination_uri + " is cut or stalled (" +
+            std::to_string(remaining >> 20) + " MiB left)");
+      std::lock_guard stalled_lock(mutex_);
+      stalled_ = abort_reason_.has_value();
+      return true;
+    };
     std::unique_lock lock(mutex_);
     while (!cv_.wait_for(lock, kPollInterval, [this] { return finished_; })) {
       lock.unlock();
@@ -119,6 +138,16 @@ class MigrationMonitor {
       const auto now = Clock::now();
       const auto since_last_poll = now - last_poll;
       last_poll = now;
+      if (job.error && !held_ && !post_copy_) {
+        // A job that cannot be read shows no data moving either: the stall
+        // deadline keeps running, or a cut link that also upsets the job
+        // query would never be noticed.
+        if (!read_error_logged) {
+          spdlog::warn("cannot read the migration job of '{}': {}", request_.name, *job.error);
+          read_error_logged = true;
+        }
+        abortIfStalled(now, last_seen_ ? last_seen_->data_remaining_bytes : 0);
+      }
       if (job.active) applySteer();
       if (job.active && held_) {
         // Held so that others converge: it is expected to make no progress,
@@ -169,16 +198,8 @@ class MigrationMonitor {
         // it can only finish.
         if (!post_copy_) {
           std::optional<std::string> timed_out;
-          // Nothing moved at all: not a guest that dirties memory faster
-          // than the link, but a link that carries nothing (cut, or the
-          // destination stopped reading). Post-copy over it would freeze the
-          // guest; the destination is at fault, so the engine retries.
-          if (tuning.stall_timeout.count() > 0 && now - last_transfer > tuning.stall_timeout) {
-            abort("moved no data for " + std::to_string(tuning.stall_timeout.count()) +
-                  "s: the link to " + request_.destination_uri + " is cut or stalled (" +
-                  std::to_string(remaining >> 20) + " MiB left)");
-            std::lock_guard stalled_lock(mutex_);
-            stalled_ = abort_reason_.has_value();
+          if (abortIfStalled(now, remaining)) {
+            // A destination failure: the engine retries, no timeout applies.
           } else if (tuning.completion_timeout.count() > 0 && now - started > tuning.completion_timeout) {
             timed_out = "did not complete within " +
                         std::to_string(tuning.completion_timeout.count()) + "s";
