@@ -293,6 +293,35 @@ TEST(StatusRenderer, WritesWhatNlohmannWritesForEveryFieldAndString) {
   EXPECT_EQ(renderer.render(status), statusToJson(status).dump(2));
 }
 
+// One rendering of each notice serves the status document, the ledger and
+// D-Bus: the compact text is the indented one without its layout, which must
+// be nlohmann's compact rendering whatever the strings hold.
+TEST(NoticeTexts, IndentedAndCompactAreNlohmannsAndFollowChanges) {
+  DomainNotice notice;
+  notice.revision = 3;
+  notice.issued_at = at(2026, 11, 25, 4, 0, 0);
+  notice.session_id = "s 1";
+  notice.action = MaintenanceAction::live_migrate;
+  notice.expected_downtime = seconds(30);
+  notice.ack_reason = "a \"quoted\" reason:  {with} [layout]\n, characters";
+  notice.message = "web1: \\\" spaced  out \" \t r\u00e9sum\u00e9";
+  NoticeTexts texts;
+  // A member's value three levels deep, as in status.json and notices.json.
+  auto indented = [](const DomainNotice& n) {
+    std::string text = json{{"a", {{"b", {{"c", noticeToJson(n)}}}}}}.dump(2);
+    const std::string key = "\"c\": ";
+    text = text.substr(text.find(key) + key.size());
+    return text.substr(0, text.rfind("}\n    }") + 1);
+  };
+  EXPECT_EQ(texts.indented("u1", notice), indented(notice));
+  EXPECT_EQ(texts.compact("u1", notice), noticeToJson(notice).dump());
+  EXPECT_EQ(texts.compact("u2", DomainNotice{}), noticeToJson(DomainNotice{}).dump());
+  notice.revision = 4;
+  notice.message = "changed";
+  EXPECT_EQ(texts.compact("u1", notice), noticeToJson(notice).dump());
+  EXPECT_EQ(texts.indented("u1", notice), indented(notice));
+}
+
 TEST(Time, FormatsUtcWithSeconds) {
   EXPECT_EQ(formatTime(at(2026, 11, 25, 4, 0, 0)), "2026-11-25T04:00:00Z");
   EXPECT_EQ(formatTime(at(2026, 1, 2, 3, 4, 5) + milliseconds(999)), "2026-01-02T03:04:05Z");

@@ -80,6 +80,29 @@ std::string Object::text() {
   return out;
 }
 
+std::string compacted(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  bool in_string = false;
+  bool escaped = false;
+  for (const char c : text) {
+    if (in_string) {
+      out += c;
+      if (escaped) {
+        escaped = false;
+      } else if (c == '\\') {
+        escaped = true;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c != ' ' && c != '\n') {
+      out += c;
+      in_string = c == '"';
+    }
+  }
+  return out;
+}
+
 std::string array(const std::vector<std::string>& values, Layout layout) {
   if (values.empty()) return "[]";
   const bool pretty = layout.indent >= 0;

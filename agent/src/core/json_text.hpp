@@ -54,6 +54,10 @@ class Object {
   std::vector<std::pair<std::string_view, std::string>> members_;
 };
 
+// `text` (rendered with an indent) as compact: nlohmann's indented and
+// compact renderings differ only in the spaces and newlines between tokens.
+std::string compacted(std::string_view text);
+
 // An array of values already rendered for layout.deeper().
 std::string array(const std::vector<std::string>& values, Layout layout);
 
@@ -66,6 +70,9 @@ std::string orNull(const std::optional<T>& value, Render render) {
 // noticeToJson(notice) (notice.cpp) and the status document's domain entry
 // (status_json.cpp).
 std::string noticeText(const DomainNotice& notice, Layout layout);
-std::string domainText(const DomainStatus& domain, Layout layout);
+// `notice_text`, when given, is domain.notice already rendered for
+// layout.deeper() (NoticeTexts::indented at {2, 2}).
+std::string domainText(const DomainStatus& domain, Layout layout,
+                       const std::string* notice_text = nullptr);
 
 }  // namespace hostmaint::agent::json_text

@@ -112,7 +112,7 @@ json domainToJson(const DomainStatus& domain) {
 namespace json_text {
 
 // domainToJson(domain), written directly.
-std::string domainText(const DomainStatus& domain, Layout layout) {
+std::string domainText(const DomainStatus& domain, Layout layout, const std::string* notice_text) {
   auto time = [](TimePoint value) { return quote(formatTime(value)); };
   auto text = [](const std::string& value) { return quote(value); };
   auto textOrNull = [](const std::string& value) { return value.empty() ? null() : quote(value); };
@@ -171,7 +171,7 @@ std::string domainText(const DomainStatus& domain, Layout layout) {
       .add("policy_error", textOrNull(domain.policy_error))
       .add("memory_mib", number(std::uint64_t{domain.memory_kib / 1024}))
       .add("notice", orNull(domain.notice, [&](const DomainNotice& n) {
-             return noticeText(n, out.inner());
+             return notice_text ? *notice_text : noticeText(n, out.inner());
            }))
       .add("timeline", orNull(domain.timeline, timeline))
       .add("predicted_duration_s",
@@ -456,8 +456,11 @@ std::string StatusRenderer::render(const HostStatus& status) {
       entry = std::move(cached->second);
     } else {
       entry.status = domain;
-      // An element of the top-level "domains": two levels deep.
-      entry.text = std::string(kElementIndent) + json_text::domainText(domain, {2, 2});
+      // An element of the top-level "domains": two levels deep, its notice
+      // three, as the ledger lays it out.
+      const std::string* notice =
+          domain.notice ? &notices_->indented(domain.uuid, *domain.notice) : nullptr;
+      entry.text = std::string(kElementIndent) + json_text::domainText(domain, {2, 2}, notice);
     }
     auto [placed, fresh] = kept.insert_or_assign(domain.uuid, std::move(entry));
     // Two domains with one UUID (never from the engine): each is rendered.
