@@ -71,8 +71,10 @@ std::string Object::text() {
     if (!first) out += ',';
     first = false;
     if (pretty) newline(out, inner());
-    out += quote(key);
-    out += pretty ? ": " : ":";
+    // Keys are this program's own names, which need no escape.
+    out += '"';
+    out += key;
+    out += pretty ? "\": " : "\":";
     out += value;
   }
   if (pretty) newline(out, layout_);

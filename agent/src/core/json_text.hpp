@@ -38,7 +38,8 @@ struct Layout {
 
 // An object's members, given in any order; text() writes them in key
 // order, as nlohmann's std::map-backed objects do. Each value is already
-// rendered for layout.deeper().
+// rendered for layout.deeper(). Keys are written as given: this program's
+// own names, which need no escape.
 class Object {
  public:
   explicit Object(Layout layout) : layout_(layout) {}
