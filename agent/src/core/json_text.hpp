@@ -2,7 +2,7 @@
 // dump(indent)) renders the same value, without building a json value
 // first: the status, the owners' notices and the journal render hundreds of
 // domains, and building nlohmann's maps for each was most of their cost.
-// Tests compare every renderer built on this with its nlohmann twin.
+// Tests compare every renderer built on this with an nlohmann twin.
 #pragma once
 
 #include <algorithm>
@@ -67,9 +67,9 @@ std::string orNull(const std::optional<T>& value, Render render) {
   return value ? render(*value) : null();
 }
 
-// Renderers built on this, each the twin of a nlohmann one:
-// noticeToJson(notice) (notice.cpp) and the status document's domain entry
-// (status_json.cpp).
+// Renderers built on this: noticeText, the twin of noticeToJson(notice)
+// (notice.cpp), and domainText, the only list of a domain entry's fields
+// (statusToJson() parses it; the unit tests keep an nlohmann twin).
 std::string noticeText(const DomainNotice& notice, Layout layout);
 // `notice_text`, when given, is domain.notice already rendered for
 // layout.deeper() (NoticeTexts::indented at {2, 2}).
