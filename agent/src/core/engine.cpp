@@ -9,7 +9,6 @@
 
 #include <algorithm>
 #include <random>
-#include <unordered_set>
 
 #include "engine_impl.hpp"
 #include "hostmaint/agent/status_json.hpp"
