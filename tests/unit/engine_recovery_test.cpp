@@ -289,5 +289,49 @@ TEST_F(EngineRecovery, AJournalOfAnOlderVersionIsContinuedAndRewrittenOnce) {
   EXPECT_EQ(status().session_id, session);
 }
 
+// The engine finds each record's last saved copy at the record's own place
+// while the order of domains is the same, and saves only what differs: when
+// a domain comes or goes mid-maintenance the order changes, and what the
+// journal holds afterwards, through further changes, must still be the
+// whole state as a restart reads it.
+TEST_F(EngineRecovery, WhatIsSavedAcrossAChangeOfTheDomainsOrderIsTheWholeState) {
+  const std::vector<std::pair<std::string, std::string>> suspend = {
+      {"maintenance_action", "suspend"}, {"ack_required", "true"}};
+  add("web1", suspend);
+  add("web2", suspend);
+  add("web3", suspend);
+  start();
+  engine->schedule(window(1h));
+  engine->acknowledge("web1", AckChoice::keep);
+  auto shown = [&] {
+    std::vector<std::tuple<std::string, DomainStage, std::string, std::optional<AckChoice>>> out;
+    for (const agent::DomainStatus& d : status().domains)
+      out.emplace_back(d.name, d.stage, d.detail, d.ack);
+    return out;
+  };
+  hv::DomainInfo web0 = makeDomain("web0");
+  web0.policy_xml = policyXml(suspend);
+  hypervisor.addDomainWithEvent(web0);
+  hypervisor.removeDomainWithEvent(domain("web2").uuid);
+  engine->acknowledge("web3", AckChoice::move);  // after the reorder, in place
+  ASSERT_EQ(journal.lastUpdate().records.size(), 1u) << "only what changed is saved";
+  EXPECT_EQ(journal.lastUpdate().records[0].first, domain("web3").uuid);
+  const auto before = shown();
+  ASSERT_EQ(before.size(), 4u);  // web2 stays, as gone
+  crash();
+  start();
+  EXPECT_EQ(shown(), before);
+  engine->acknowledge("web0", AckChoice::move);
+  ASSERT_EQ(journal.lastUpdate().records.size(), 1u);
+  EXPECT_EQ(journal.lastUpdate().records[0].first, domain("web0").uuid);
+  const auto later = shown();
+  crash();
+  start();
+  EXPECT_EQ(shown(), later);
+  EXPECT_EQ(domain("web0").ack, AckChoice::move);
+  EXPECT_EQ(domain("web3").ack, AckChoice::move);
+  EXPECT_EQ(domain("web1").ack, AckChoice::keep);
+}
+
 }  // namespace
 }  // namespace hostmaint::fake

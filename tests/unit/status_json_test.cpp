@@ -16,6 +16,86 @@ TimePoint at(int y, unsigned mo, unsigned d, int h, int mi, int s) {
   return sys_days(year(y) / month(mo) / day(d)) + hours(h) + minutes(mi) + seconds(s);
 }
 
+// The status document as nlohmann renders it, its domains from fields
+// listed here again (the production code lists them once, in
+// json_text::domainText): what StatusRenderer writes must read the same.
+template <typename T, typename Render>
+json orNull(const std::optional<T>& value, Render render) {
+  return value ? json(render(*value)) : json(nullptr);
+}
+
+json referenceDomain(const DomainStatus& domain) {
+  auto text = [](const std::string& value) { return value; };
+  auto time = [](TimePoint value) { return formatTime(value); };
+  auto progress = [](const MigrationProgress& p) {
+    return json{
+        {"data_total_bytes", p.data_total_bytes},
+        {"data_processed_bytes", p.data_processed_bytes},
+        {"data_remaining_bytes", p.data_remaining_bytes},
+        {"memory_dirty_rate_bps", p.memory_dirty_rate_bps},
+        {"throughput_bps", p.throughput_bps},
+        {"percent", p.percent},
+        {"downtime_limit_ms", p.downtime_limit_ms},
+        {"iteration", p.iteration},
+        {"post_copy", p.post_copy},
+        {"escalation", p.escalation.empty() ? json(nullptr) : json(p.escalation)},
+        {"started_at", p.started_at ? json(formatTime(*p.started_at)) : json(nullptr)},
+        {"held", p.held},
+        {"hurried", p.hurried},
+    };
+  };
+  auto timeline = [](const MigrationTimeline& t) {
+    auto stamp = [](const std::optional<TimePoint>& at) {
+      return at ? json(formatTimeMs(*at)) : json(nullptr);
+    };
+    return json{
+        {"queued_at", stamp(t.queued_at)},       {"probed_at", stamp(t.probed_at)},
+        {"started_at", stamp(t.started_at)},     {"converged_at", stamp(t.converged_at)},
+        {"finished_at", stamp(t.finished_at)},
+    };
+  };
+  return {
+      {"name", domain.name},
+      {"uuid", domain.uuid},
+      {"state", toString(domain.stage)},
+      {"run_state", hv::toString(domain.run_state)},
+      {"action", orNull(domain.action, [](MaintenanceAction a) { return toString(a); })},
+      {"fallback_used", domain.fallback_used},
+      {"result", domain.result},
+      {"detail", domain.detail},
+      {"group", domain.group.empty() ? json(nullptr) : json(domain.group)},
+      {"priority", domain.priority},
+      {"owner", orNull(domain.owner, text)},
+      {"project", orNull(domain.project, text)},
+      {"ack_required", domain.ack_required},
+      {"ack", orNull(domain.ack, [](AckChoice c) { return toString(c); })},
+      {"ack_reason",
+       domain.ack && !domain.ack_reason.empty() ? json(domain.ack_reason) : json(nullptr)},
+      {"ack_deadline", orNull(domain.ack_deadline, time)},
+      {"earliest_start", orNull(domain.earliest_start, time)},
+      {"destination", orNull(domain.destination, text)},
+      {"progress", orNull(domain.progress, progress)},
+      {"action_started_at", orNull(domain.action_started_at, time)},
+      {"action_finished_at", orNull(domain.action_finished_at, time)},
+      {"policy_error", domain.policy_error.empty() ? json(nullptr) : json(domain.policy_error)},
+      {"memory_mib", domain.memory_kib / 1024},
+      {"notice", orNull(domain.notice, noticeToJson)},
+      {"timeline", orNull(domain.timeline, timeline)},
+      {"predicted_duration_s",
+       orNull(domain.predicted_duration_s, [](double seconds) { return seconds; })},
+      {"dirty_rate_bps", orNull(domain.dirty_rate_bps, [](std::uint64_t bps) { return bps; })},
+  };
+}
+
+// statusToJson(status).dump(2) with the reference domains.
+std::string reference(const HostStatus& status) {
+  json document = statusToJson(status);
+  document["domains"] = json::array();
+  for (const DomainStatus& domain : status.domains)
+    document["domains"].push_back(referenceDomain(domain));
+  return document.dump(2);
+}
+
 HostStatus emptyStatus() {
   HostStatus status;
   status.generation = 3;
@@ -208,7 +288,7 @@ TEST(StatusRenderer, RendersTheSchedulersFieldsByteForByte) {
   status.domains = {domain};
   status.scheduler = SchedulerStatus{true, 2, 4, 2, 25000000, "the link is the limit"};
   const std::string rendered = renderer.render(status);
-  EXPECT_EQ(rendered, statusToJson(status).dump(2));
+  EXPECT_EQ(rendered, reference(status));
   const auto doc = nlohmann::json::parse(rendered);
   EXPECT_EQ(doc["domains"][0]["timeline"]["queued_at"], "2025-12-01T13:05:01.123Z");
   EXPECT_EQ(doc["domains"][0]["timeline"]["started_at"], "2025-12-01T13:05:01.130Z");
@@ -224,7 +304,7 @@ TEST(StatusRenderer, RendersTheSchedulersFieldsByteForByte) {
 TEST(StatusRenderer, RendersTheDocumentByteForByteAcrossChanges) {
   StatusRenderer renderer;
   HostStatus status = emptyStatus();
-  EXPECT_EQ(renderer.render(status), statusToJson(status).dump(2));
+  EXPECT_EQ(renderer.render(status), reference(status));
   DomainStatus first = fullDomain();
   DomainNotice notice;
   notice.revision = 7;
@@ -238,20 +318,20 @@ TEST(StatusRenderer, RendersTheDocumentByteForByteAcrossChanges) {
   second.stage = DomainStage::waiting;
   status.domains = {first, second};
   status.blockers.push_back({"domain db1", "waiting: 2 of max 2 actions running"});
-  EXPECT_EQ(renderer.render(status), statusToJson(status).dump(2));
+  EXPECT_EQ(renderer.render(status), reference(status));
   status.domains[1].stage = DomainStage::done;
   status.domains[1].result = "suspended";
   status.generation = 4;
-  EXPECT_EQ(renderer.render(status), statusToJson(status).dump(2));
+  EXPECT_EQ(renderer.render(status), reference(status));
   std::swap(status.domains[0], status.domains[1]);
-  EXPECT_EQ(renderer.render(status), statusToJson(status).dump(2));
+  EXPECT_EQ(renderer.render(status), reference(status));
   status.domains.pop_back();
-  EXPECT_EQ(renderer.render(status), statusToJson(status).dump(2));
+  EXPECT_EQ(renderer.render(status), reference(status));
   status.domains.clear();
-  EXPECT_EQ(renderer.render(status), statusToJson(status).dump(2));
+  EXPECT_EQ(renderer.render(status), reference(status));
   status.domains = {second};
   const std::string rendered = renderer.render(status);
-  EXPECT_EQ(rendered, statusToJson(status).dump(2));
+  EXPECT_EQ(rendered, reference(status));
   EXPECT_EQ(json::parse(rendered)["domains"][0]["name"], "db1");
 }
 
@@ -290,7 +370,36 @@ TEST(StatusRenderer, WritesWhatNlohmannWritesForEveryFieldAndString) {
   bare.uuid = "u";
   status.domains = {full, bare};
   StatusRenderer renderer;
-  EXPECT_EQ(renderer.render(status), statusToJson(status).dump(2));
+  EXPECT_EQ(renderer.render(status), reference(status));
+}
+
+// One rendering of each notice serves the status document, the ledger and
+// D-Bus: the compact text is the indented one without its layout, which must
+// be nlohmann's compact rendering whatever the strings hold.
+TEST(NoticeTexts, IndentedAndCompactAreNlohmannsAndFollowChanges) {
+  DomainNotice notice;
+  notice.revision = 3;
+  notice.issued_at = at(2026, 11, 25, 4, 0, 0);
+  notice.session_id = "s 1";
+  notice.action = MaintenanceAction::live_migrate;
+  notice.expected_downtime = seconds(30);
+  notice.ack_reason = "a \"quoted\" reason:  {with} [layout]\n, characters";
+  notice.message = "web1: \\\" spaced  out \" \t r\u00e9sum\u00e9";
+  NoticeTexts texts;
+  // A member's value three levels deep, as in status.json and notices.json.
+  auto indented = [](const DomainNotice& n) {
+    std::string text = json{{"a", {{"b", {{"c", noticeToJson(n)}}}}}}.dump(2);
+    const std::string key = "\"c\": ";
+    text = text.substr(text.find(key) + key.size());
+    return text.substr(0, text.rfind("}\n    }") + 1);
+  };
+  EXPECT_EQ(texts.indented("u1", notice), indented(notice));
+  EXPECT_EQ(texts.compact("u1", notice), noticeToJson(notice).dump());
+  EXPECT_EQ(texts.compact("u2", DomainNotice{}), noticeToJson(DomainNotice{}).dump());
+  notice.revision = 4;
+  notice.message = "changed";
+  EXPECT_EQ(texts.compact("u1", notice), noticeToJson(notice).dump());
+  EXPECT_EQ(texts.indented("u1", notice), indented(notice));
 }
 
 TEST(Time, FormatsUtcWithSeconds) {

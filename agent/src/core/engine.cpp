@@ -9,7 +9,6 @@
 
 #include <algorithm>
 #include <random>
-#include <unordered_set>
 
 #include "engine_impl.hpp"
 #include "hostmaint/agent/status_json.hpp"
@@ -160,18 +159,25 @@ bool MaintenanceEngine::Impl::persist() {
   // A record equal to the one last saved (every member compared, which is
   // far cheaper than encoding it) is not encoded again; one that differs
   // only in what is not journaled encodes the same and is not written.
-  std::vector<std::pair<const DomainRecord*, std::string>> encoded;
-  bool order_changed = save_everything || state.domains.size() != saved_order.size();
+  // While the order of domains is the saved one, each record's saved copy
+  // is at its own index.
+  std::vector<std::pair<std::size_t, std::string>> encoded;  // by index into state.domains
+  bool order_changed = save_everything || state.domains.size() != saved_records.size();
   for (std::size_t i = 0; i < state.domains.size(); ++i) {
     const DomainRecord& record = state.domains[i];
-    if (!order_changed && saved_order[i] != record.uuid) order_changed = true;
-    const auto saved = saved_records.find(record.uuid);
-    const bool known = saved != saved_records.end();
-    if (!save_everything && known && saved->second.record == record) continue;
+    const SavedRecord* saved = nullptr;
+    if (!order_changed && saved_records[i].record.uuid == record.uuid) {
+      saved = &saved_records[i];
+    } else {
+      order_changed = true;
+      if (const auto found = saved_index.find(record.uuid); found != saved_index.end())
+        saved = &saved_records[found->second];
+    }
+    if (!save_everything && saved && saved->record == record) continue;
     std::string text = encodeDomainRecord(record);
-    if (save_everything || !known || text != saved->second.encoded)
+    if (save_everything || !saved || text != saved->encoded)
       update.records.emplace_back(record.uuid, text);
-    encoded.emplace_back(&record, std::move(text));
+    encoded.emplace_back(i, std::move(text));
   }
   if (order_changed) {
     std::vector<std::string> order;
@@ -188,13 +194,25 @@ bool MaintenanceEngine::Impl::persist() {
     }
   }
   if (update.header) saved_header = std::move(*update.header);
-  if (update.order) {
-    saved_order = std::move(*update.order);
-    const std::unordered_set<std::string_view> kept(saved_order.begin(), saved_order.end());
-    std::erase_if(saved_records, [&](const auto& entry) { return !kept.contains(entry.first); });
+  if (order_changed) {
+    // Laid out again in the state's order; the records of domains gone go.
+    std::vector<SavedRecord> reordered;
+    reordered.reserve(state.domains.size());
+    std::size_t next = 0;
+    for (std::size_t i = 0; i < state.domains.size(); ++i) {
+      if (next < encoded.size() && encoded[next].first == i) {
+        reordered.push_back({state.domains[i], std::move(encoded[next++].second)});
+      } else {
+        reordered.push_back(std::move(saved_records[saved_index.at(state.domains[i].uuid)]));
+      }
+    }
+    saved_records = std::move(reordered);
+    saved_index.clear();
+    for (std::size_t i = 0; i < saved_records.size(); ++i)
+      saved_index.emplace(saved_records[i].record.uuid, i);
+  } else {
+    for (auto& [i, text] : encoded) saved_records[i] = {state.domains[i], std::move(text)};
   }
-  for (auto& [record, text] : encoded)
-    saved_records.insert_or_assign(record->uuid, SavedRecord{*record, std::move(text)});
   save_everything = false;
   journal_error.reset();
   return true;
@@ -202,16 +220,14 @@ bool MaintenanceEngine::Impl::persist() {
 
 void MaintenanceEngine::Impl::rememberSaved(const std::string& document) {
   saved_header = encodeEngineHeader(state);
-  saved_order.clear();
   saved_records.clear();
+  saved_index.clear();
   std::vector<std::string_view> records;
   for (const DomainRecord& record : state.domains) {
-    saved_order.push_back(record.uuid);
-    const auto& saved =
-        saved_records.insert_or_assign(record.uuid, SavedRecord{record, encodeDomainRecord(record)})
-            .first->second;
-    records.push_back(saved.encoded);
+    saved_index.emplace(record.uuid, saved_records.size());
+    saved_records.push_back({record, encodeDomainRecord(record)});
   }
+  for (const SavedRecord& saved : saved_records) records.push_back(saved.encoded);
   // Written by an older version (or edited): the next save writes it all
   // again, as this version encodes it.
   save_everything = renderJournalDocument(saved_header, records) != document;

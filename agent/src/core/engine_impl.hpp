@@ -74,8 +74,10 @@ struct MaintenanceEngine::Impl {
     std::string encoded;
   };
   std::string saved_header;
-  std::vector<std::string> saved_order;
-  std::unordered_map<std::string, SavedRecord> saved_records;
+  // In the journal's order of domains, which is mostly the state's: a save
+  // then finds each record's saved copy at the same place, without a lookup.
+  std::vector<SavedRecord> saved_records;
+  std::unordered_map<std::string, std::size_t> saved_index;  // by UUID, into saved_records
   bool save_everything = false;  // the loaded document is not what the engine would write
   std::optional<TimePoint> notified_wakeup;  // the listener's last onWakeupChanged
   DestinationProbes destination_probes;

@@ -170,6 +170,27 @@ DomainPolicy decodePolicy(const json& in) {
   return policy;
 }
 
+// encodePolicy(policy, layout) of the last policy asked for, reused while
+// the same is asked for again: the domains of a host mostly share the
+// host's default policy, and a schedule journals them all at once.
+const std::string& policyText(const DomainPolicy& policy, json_text::Layout layout) {
+  struct Last {
+    DomainPolicy policy;
+    int indent = 0;
+    int level = 0;
+    std::string text;
+  };
+  thread_local Last last;
+  if (last.text.empty() || last.indent != layout.indent || last.level != layout.level ||
+      !(last.policy == policy)) {
+    last.text = encodePolicy(policy, layout);
+    last.policy = policy;
+    last.indent = layout.indent;
+    last.level = layout.level;
+  }
+  return last.text;
+}
+
 // Version 1 keeps each domain's stage as its name plus the words the status
 // shows (result, detail); the typed stage is rebuilt from them and from the
 // plan's times. Waits and running actions carry nothing that outlives the
@@ -202,7 +223,7 @@ std::string encodeDomain(const DomainRecord& record) {
       .add("earliest_start", time(record.earliest_start))
       .add("destination", orNull(record.destination, [](const std::string& d) { return quote(d); }))
       .add("policy_error", quote(record.policy_error))
-      .add("policy", encodePolicy(record.policy, out.inner()))
+      .add("policy", policyText(record.policy, out.inner()))
       .add("fallback", orNull(record.fallback, text))
       .add("note", quote(record.note))
       .add("ack_time", time(record.ack_time))

@@ -72,7 +72,7 @@ std::string randomSuffix() {
 }  // namespace
 
 void writeFileAtomically(const std::filesystem::path& path, const std::string& content,
-                         unsigned mode) {
+                         unsigned mode, FileSync sync) {
   std::filesystem::path directory = path.parent_path();
   if (directory.empty()) directory = ".";
 
@@ -102,11 +102,13 @@ void writeFileAtomically(const std::filesystem::path& path, const std::string& c
   }
   // Mode set explicitly: the umask must not decide who can read state.
   if (::fchmod(file.get(), static_cast<mode_t>(mode)) != 0) fail("set mode of", temp.path(), errno);
-  if (::fsync(file.get()) != 0) fail("sync", temp.path(), errno);
+  const bool durable = sync == FileSync::durable;
+  if (durable && ::fsync(file.get()) != 0) fail("sync", temp.path(), errno);
   if (file.close() != 0) fail("close", temp.path(), errno);
 
   if (::rename(temp.path().c_str(), path.c_str()) != 0) fail("replace", path, errno);
   temp.release();
+  if (!durable) return;
 
   // The rename is durable only once the directory entry is on disk.
   FileDescriptor dir(::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));

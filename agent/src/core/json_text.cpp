@@ -71,12 +71,37 @@ std::string Object::text() {
     if (!first) out += ',';
     first = false;
     if (pretty) newline(out, inner());
-    out += quote(key);
-    out += pretty ? ": " : ":";
+    // Keys are this program's own names, which need no escape.
+    out += '"';
+    out += key;
+    out += pretty ? "\": " : "\":";
     out += value;
   }
   if (pretty) newline(out, layout_);
   out += '}';
+  return out;
+}
+
+std::string compacted(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  bool in_string = false;
+  bool escaped = false;
+  for (const char c : text) {
+    if (in_string) {
+      out += c;
+      if (escaped) {
+        escaped = false;
+      } else if (c == '\\') {
+        escaped = true;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c != ' ' && c != '\n') {
+      out += c;
+      in_string = c == '"';
+    }
+  }
   return out;
 }
 

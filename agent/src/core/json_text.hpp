@@ -2,7 +2,7 @@
 // dump(indent)) renders the same value, without building a json value
 // first: the status, the owners' notices and the journal render hundreds of
 // domains, and building nlohmann's maps for each was most of their cost.
-// Tests compare every renderer built on this with its nlohmann twin.
+// Tests compare every renderer built on this with an nlohmann twin.
 #pragma once
 
 #include <algorithm>
@@ -38,7 +38,8 @@ struct Layout {
 
 // An object's members, given in any order; text() writes them in key
 // order, as nlohmann's std::map-backed objects do. Each value is already
-// rendered for layout.deeper().
+// rendered for layout.deeper(). Keys are written as given: this program's
+// own names, which need no escape.
 class Object {
  public:
   explicit Object(Layout layout) : layout_(layout) {}
@@ -54,6 +55,10 @@ class Object {
   std::vector<std::pair<std::string_view, std::string>> members_;
 };
 
+// `text` (rendered with an indent) as compact: nlohmann's indented and
+// compact renderings differ only in the spaces and newlines between tokens.
+std::string compacted(std::string_view text);
+
 // An array of values already rendered for layout.deeper().
 std::string array(const std::vector<std::string>& values, Layout layout);
 
@@ -62,10 +67,13 @@ std::string orNull(const std::optional<T>& value, Render render) {
   return value ? render(*value) : null();
 }
 
-// Renderers built on this, each the twin of a nlohmann one:
-// noticeToJson(notice) (notice.cpp) and the status document's domain entry
-// (status_json.cpp).
+// Renderers built on this: noticeText, the twin of noticeToJson(notice)
+// (notice.cpp), and domainText, the only list of a domain entry's fields
+// (statusToJson() parses it; the unit tests keep an nlohmann twin).
 std::string noticeText(const DomainNotice& notice, Layout layout);
-std::string domainText(const DomainStatus& domain, Layout layout);
+// `notice_text`, when given, is domain.notice already rendered for
+// layout.deeper() (NoticeTexts::indented at {2, 2}).
+std::string domainText(const DomainStatus& domain, Layout layout,
+                       const std::string* notice_text = nullptr);
 
 }  // namespace hostmaint::agent::json_text

@@ -353,6 +353,29 @@ std::string noticeToText(const DomainNotice& notice) {
   return json_text::noticeText(notice, json_text::Layout{});
 }
 
+NoticeTexts::Texts& NoticeTexts::of(const std::string& uuid, const DomainNotice& notice) {
+  // Texts of domains long gone go now and then.
+  constexpr std::size_t kMostKept = 10000;
+  if (texts_.size() > kMostKept && !texts_.contains(uuid)) texts_.clear();
+  Texts& texts = texts_[uuid];
+  if (texts.indented.empty() || !(texts.notice == notice)) {
+    texts.notice = notice;
+    texts.indented = json_text::noticeText(notice, json_text::Layout{2, 3});
+    texts.compact.clear();
+  }
+  return texts;
+}
+
+const std::string& NoticeTexts::indented(const std::string& uuid, const DomainNotice& notice) {
+  return of(uuid, notice).indented;
+}
+
+const std::string& NoticeTexts::compact(const std::string& uuid, const DomainNotice& notice) {
+  Texts& texts = of(uuid, notice);
+  if (texts.compact.empty()) texts.compact = json_text::compacted(texts.indented);
+  return texts.compact;
+}
+
 DomainNotice noticeFromJson(const json& v) {
   try {
     DomainNotice n;
@@ -498,7 +521,7 @@ std::string NoticeLedger::encode() const {
       // is laid out two levels deep.
       json_text::Object value(json_text::Layout{2, 2});
       value.add("name", json_text::quote(entry.name))
-          .add("notice", json_text::noticeText(entry.notice, value.inner()));
+          .add("notice", texts_->indented(uuid, entry.notice));  // value.inner(): {2, 3}
       encoded.text = "    " + json_text::quote(uuid) + ": " + value.text();
     }
     if (!entries.empty()) entries += ",\n";

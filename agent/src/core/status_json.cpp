@@ -27,37 +27,6 @@ json windowToJson(const MaintenanceWindow& window) {
   };
 }
 
-json progressToJson(const MigrationProgress& progress) {
-  return {
-      {"data_total_bytes", progress.data_total_bytes},
-      {"data_processed_bytes", progress.data_processed_bytes},
-      {"data_remaining_bytes", progress.data_remaining_bytes},
-      {"memory_dirty_rate_bps", progress.memory_dirty_rate_bps},
-      {"throughput_bps", progress.throughput_bps},
-      {"percent", progress.percent},
-      {"downtime_limit_ms", progress.downtime_limit_ms},
-      {"iteration", progress.iteration},
-      {"post_copy", progress.post_copy},
-      {"escalation", progress.escalation.empty() ? json(nullptr) : json(progress.escalation)},
-      {"started_at", progress.started_at ? json(formatTime(*progress.started_at)) : json(nullptr)},
-      {"held", progress.held},
-      {"hurried", progress.hurried},
-  };
-}
-
-json timelineToJson(const MigrationTimeline& timeline) {
-  auto stamp = [](const std::optional<TimePoint>& at) {
-    return at ? json(formatTimeMs(*at)) : json(nullptr);
-  };
-  return {
-      {"queued_at", stamp(timeline.queued_at)},
-      {"probed_at", stamp(timeline.probed_at)},
-      {"started_at", stamp(timeline.started_at)},
-      {"converged_at", stamp(timeline.converged_at)},
-      {"finished_at", stamp(timeline.finished_at)},
-  };
-}
-
 json schedulerToJson(const SchedulerStatus& scheduler) {
   return {
       {"adaptive", scheduler.adaptive},
@@ -69,50 +38,14 @@ json schedulerToJson(const SchedulerStatus& scheduler) {
   };
 }
 
-json domainToJson(const DomainStatus& domain) {
-  auto text = [](const std::string& value) { return value; };
-  auto time = [](TimePoint value) { return formatTime(value); };
-  return {
-      {"name", domain.name},
-      {"uuid", domain.uuid},
-      // `state` is where the domain is in the maintenance; what libvirt
-      // says about it is `run_state`.
-      {"state", toString(domain.stage)},
-      {"run_state", hv::toString(domain.run_state)},
-      {"action", orNull(domain.action, [](MaintenanceAction a) { return toString(a); })},
-      {"fallback_used", domain.fallback_used},
-      {"result", domain.result},
-      {"detail", domain.detail},
-      {"group", domain.group.empty() ? json(nullptr) : json(domain.group)},
-      {"priority", domain.priority},
-      {"owner", orNull(domain.owner, text)},
-      {"project", orNull(domain.project, text)},
-      {"ack_required", domain.ack_required},
-      {"ack", orNull(domain.ack, [](AckChoice c) { return toString(c); })},
-      {"ack_reason",
-       domain.ack && !domain.ack_reason.empty() ? json(domain.ack_reason) : json(nullptr)},
-      {"ack_deadline", orNull(domain.ack_deadline, time)},
-      {"earliest_start", orNull(domain.earliest_start, time)},
-      {"destination", orNull(domain.destination, text)},
-      {"progress", orNull(domain.progress, progressToJson)},
-      {"action_started_at", orNull(domain.action_started_at, time)},
-      {"action_finished_at", orNull(domain.action_finished_at, time)},
-      {"policy_error", domain.policy_error.empty() ? json(nullptr) : json(domain.policy_error)},
-      {"memory_mib", domain.memory_kib / 1024},
-      {"notice", orNull(domain.notice, noticeToJson)},
-      {"timeline", orNull(domain.timeline, timelineToJson)},
-      {"predicted_duration_s",
-       orNull(domain.predicted_duration_s, [](double seconds) { return seconds; })},
-      {"dirty_rate_bps", orNull(domain.dirty_rate_bps, [](std::uint64_t bps) { return bps; })},
-  };
-}
-
 }  // namespace
 
 namespace json_text {
 
-// domainToJson(domain), written directly.
-std::string domainText(const DomainStatus& domain, Layout layout) {
+// The one field list of a domain's entry: status.json and StatusJSON use
+// the text, statusToJson() parses it (the tests compare it with an
+// independent nlohmann rendering).
+std::string domainText(const DomainStatus& domain, Layout layout, const std::string* notice_text) {
   auto time = [](TimePoint value) { return quote(formatTime(value)); };
   auto text = [](const std::string& value) { return quote(value); };
   auto textOrNull = [](const std::string& value) { return value.empty() ? null() : quote(value); };
@@ -171,7 +104,7 @@ std::string domainText(const DomainStatus& domain, Layout layout) {
       .add("policy_error", textOrNull(domain.policy_error))
       .add("memory_mib", number(std::uint64_t{domain.memory_kib / 1024}))
       .add("notice", orNull(domain.notice, [&](const DomainNotice& n) {
-             return noticeText(n, out.inner());
+             return notice_text ? *notice_text : noticeText(n, out.inner());
            }))
       .add("timeline", orNull(domain.timeline, timeline))
       .add("predicted_duration_s",
@@ -448,7 +381,8 @@ constexpr std::string_view kElementIndent = "    ";  // an element of a top-leve
 json statusToJson(const HostStatus& status) {
   json document = statusDocument(status);
   json& domains = document["domains"];
-  for (const DomainStatus& domain : status.domains) domains.push_back(domainToJson(domain));
+  for (const DomainStatus& domain : status.domains)
+    domains.push_back(json::parse(json_text::domainText(domain, {})));
   return document;
 }
 
@@ -472,8 +406,11 @@ std::string StatusRenderer::render(const HostStatus& status) {
       entry = std::move(cached->second);
     } else {
       entry.status = domain;
-      // An element of the top-level "domains": two levels deep.
-      entry.text = std::string(kElementIndent) + json_text::domainText(domain, {2, 2});
+      // An element of the top-level "domains": two levels deep, its notice
+      // three, as the ledger lays it out.
+      const std::string* notice =
+          domain.notice ? &notices_->indented(domain.uuid, *domain.notice) : nullptr;
+      entry.text = std::string(kElementIndent) + json_text::domainText(domain, {2, 2}, notice);
     }
     auto [placed, fresh] = kept.insert_or_assign(domain.uuid, std::move(entry));
     // Two domains with one UUID (never from the engine): each is rendered.

@@ -290,6 +290,7 @@ bool projectStatusInto(const StatusInputs& in, HostStatus& current) {
     in.cache->texts.clear();
     in.cache->notices.clear();
     in.cache->views.clear();
+    in.cache->views_by_index.clear();
   }
   if (in.cache) {
     ProjectionCache::Context context{state.phase,       state.window,
@@ -299,6 +300,7 @@ bool projectStatusInto(const StatusInputs& in, HostStatus& current) {
                                      in.default_policy, in.notice_settings};
     if (in.cache->context != context) {
       in.cache->views.clear();
+      in.cache->views_by_index.clear();
       in.cache->context = std::move(context);
     }
   }
@@ -414,7 +416,11 @@ bool projectStatusInto(const StatusInputs& in, HostStatus& current) {
       DomainStatus entry = project(record, info, blocking);
       place(i, pacing ? withPacing(std::move(entry), *pacing) : entry);
     } else {
-      ProjectionCache::View& cached = in.cache->views[record.uuid];
+      std::vector<ProjectionCache::View*>& by_index = in.cache->views_by_index;
+      if (by_index.size() != state.domains.size()) by_index.resize(state.domains.size(), nullptr);
+      if (!by_index[i] || by_index[i]->record.uuid != record.uuid)
+        by_index[i] = &in.cache->views[record.uuid];
+      ProjectionCache::View& cached = *by_index[i];
       // A notice dated now (no scheduled_at) changes with the clock.
       const bool timeless = state.scheduled_at || !inMaintenance(state.phase);
       const bool same =

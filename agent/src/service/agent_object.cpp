@@ -107,20 +107,8 @@ PropertyValues propertyValuesOf(const agent::HostStatus& status) {
   return propertyValuesOf(status, agent::statusToJson(status).dump(2));
 }
 
-const std::string& NoticeTexts::of(const std::string& uuid, const agent::DomainNotice& notice) {
-  // Texts of domains long gone go now and then.
-  constexpr std::size_t kMostKept = 10000;
-  if (texts_.size() > kMostKept) texts_.clear();
-  auto& entry = texts_[uuid];
-  if (entry.second.empty() || !(entry.first == notice)) {
-    entry.first = notice;
-    entry.second = agent::noticeToText(notice);
-  }
-  return entry.second;
-}
-
 PropertyValues propertyValuesOf(const agent::HostStatus& status, std::string status_json,
-                                NoticeTexts* notice_texts) {
+                                agent::NoticeTexts* notice_texts) {
   PropertyValues values;
   values.phase = std::string(agent::toString(status.phase));
   values.ready = status.ready;
@@ -146,7 +134,7 @@ PropertyValues propertyValuesOf(const agent::HostStatus& status, std::string sta
   for (const agent::DomainStatus& domain : status.domains) {
     if (!domain.notice) continue;
     values.notices.emplace_back(domain.uuid, domain.name, domain.notice->revision,
-                                notice_texts ? notice_texts->of(domain.uuid, *domain.notice)
+                                notice_texts ? notice_texts->compact(domain.uuid, *domain.notice)
                                              : agent::noticeToJson(*domain.notice).dump());
   }
   for (const agent::DomainStatus& domain : status.domains) {
@@ -193,11 +181,14 @@ std::vector<std::string> changedProperties(const PropertyValues& before,
 }
 
 AgentObject::AgentObject(sd_bus* bus, agent::MaintenanceEngine& engine, CallerPolicy policy,
-                         std::function<void()> before_reply)
+                         std::function<void()> before_reply,
+                         std::shared_ptr<agent::NoticeTexts> notice_texts)
     : bus_(bus),
       engine_(engine),
       policy_(std::move(policy)),
       before_reply_(std::move(before_reply)),
+      notice_texts_(notice_texts ? std::move(notice_texts)
+                                 : std::make_shared<agent::NoticeTexts>()),
       values_(propertyValuesOf(engine.status())) {
   sd_bus_slot* raw = nullptr;
   const int result = sd_bus_add_object_vtable(bus, &raw, kObjectPath, kInterface, vtable(), this);
@@ -212,7 +203,7 @@ void AgentObject::publish(const agent::HostStatus& status) {
 }
 
 void AgentObject::publish(const agent::HostStatus& status, std::string status_json) {
-  PropertyValues next = propertyValuesOf(status, std::move(status_json), &notice_texts_);
+  PropertyValues next = propertyValuesOf(status, std::move(status_json), notice_texts_.get());
   const std::vector<std::string> changed = changedProperties(values_, next);
   values_ = std::move(next);
   if (changed.empty()) return;
@@ -229,7 +220,7 @@ void AgentObject::publish(const agent::HostStatus& status, std::string status_js
 
 void AgentObject::emitNotice(const std::string& uuid, const std::string& name,
                              const agent::DomainNotice& notice) {
-  const std::string& json = notice_texts_.of(uuid, notice);
+  const std::string& json = notice_texts_->compact(uuid, notice);
   const int result = sd_bus_emit_signal(bus_, kObjectPath, kInterface, "Notice", "ssts",
                                         uuid.c_str(), name.c_str(), notice.revision, json.c_str());
   // The notice stays readable in the Notices property and StatusJSON.

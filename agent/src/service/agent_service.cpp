@@ -39,9 +39,12 @@ AgentService::AgentService(boost::asio::io_context& io, AgentServiceParts parts,
   hypervisor_.setObserver(this);
   try {
     engine_.recover();
+    // Each notice is rendered once, for status.json, notices.json and D-Bus.
+    if (notice_board_) notice_board_->shareNoticeTexts(status_renderer_.noticeTexts());
     bus_link_.emplace(io_, clock_, engine_, options_.caller_policy,
                       BusLinkHooks{options_.reopen_bus, [this] { return shownStatus(); },
-                                   [this] { republish(); }, [this] { flushStatus(); }},
+                                   [this] { republish(); }, [this] { flushStatus(); },
+                                   status_renderer_.noticeTexts()},
                       options_.bus_reconnect);
     // Registers the object, publishes the status on it (notices issued now,
     // by a restart that changed a plan, go out as signals) and claims the name.

@@ -61,7 +61,8 @@ void BusLink::connect(BusPtr bus) {
   connection_.emplace();
   connection_->bus = std::move(bus);
   sd_bus* raw = connection_->bus.get();
-  connection_->object = std::make_unique<AgentObject>(raw, engine_, policy_, hooks_.before_reply);
+  connection_->object = std::make_unique<AgentObject>(raw, engine_, policy_, hooks_.before_reply,
+                                                         hooks_.notice_texts);
   connection_->dispatcher = std::make_unique<BusDispatcher>(
       io_, raw, [this] { fail("lost the connection to the D-Bus system bus"); });
   usable_ = true;

@@ -124,9 +124,13 @@ class FileJournal final : public Journal {
   bool snapshot_due_ = true;
 };
 
+// Whether writeFileAtomically() makes the new content durable (the file and
+// its directory synced) or only visible whole to readers (the rename).
+enum class FileSync { durable, visible_only };
+
 // Atomically replaces `path` with `content` (used by the journal and by the
 // status file). Throws JournalError on failure.
 void writeFileAtomically(const std::filesystem::path& path, const std::string& content,
-                         unsigned mode = 0644);
+                         unsigned mode = 0644, FileSync sync = FileSync::durable);
 
 }  // namespace hostmaint::agent

@@ -15,10 +15,12 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -85,6 +87,29 @@ std::string noticeToText(const DomainNotice& notice);
 // Throws std::runtime_error naming the field when `value` is not a notice.
 DomainNotice noticeFromJson(const nlohmann::json& value);
 
+// Each domain's notice rendered once for all who show it, while it is the
+// same: the status document (status.json, StatusJSON) and the ledger
+// (notices.json) lay it out alike, indented by 2 at three levels deep; D-Bus
+// (the Notices property, the Notice signal) takes it compact, which is that
+// text without the layout's whitespace. A schedule issues a notice for
+// every domain, and rendering each three times was a third of its cost.
+class NoticeTexts {
+ public:
+  // noticeToJson(notice).dump(2) as a member value three levels deep.
+  const std::string& indented(const std::string& uuid, const DomainNotice& notice);
+  // noticeToJson(notice).dump().
+  const std::string& compact(const std::string& uuid, const DomainNotice& notice);
+
+ private:
+  struct Texts {
+    DomainNotice notice;
+    std::string indented;
+    std::string compact;  // empty until asked for
+  };
+  Texts& of(const std::string& uuid, const DomainNotice& notice);
+  std::unordered_map<std::string, Texts> texts_;  // by UUID
+};
+
 class NoticeLedgerError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
@@ -114,6 +139,9 @@ class NoticeLedger {
 
   // Versioned JSON; decode throws NoticeLedgerError saying what is wrong.
   std::string encode() const;
+  // encode() takes each notice's text from `texts`, shared with the status
+  // renderer (which then renders none of them again).
+  void shareNoticeTexts(std::shared_ptr<NoticeTexts> texts) { texts_ = std::move(texts); }
   static NoticeLedger decode(std::string_view document);
 
  private:
@@ -131,6 +159,7 @@ class NoticeLedger {
     std::string text;
   };
   mutable std::map<std::string, EncodedEntry> encoded_;  // by uuid
+  std::shared_ptr<NoticeTexts> texts_ = std::make_shared<NoticeTexts>();
 };
 
 }  // namespace hostmaint::agent

@@ -3,12 +3,14 @@
 // --json and (later) the controller's status report. Schema: docs/status-json.md.
 #pragma once
 
+#include <memory>
 #include <string>
 #include <unordered_map>
 
 #include <nlohmann/json.hpp>
 
 #include "hostmaint/agent/model.hpp"
+#include "hostmaint/agent/notice.hpp"
 
 namespace hostmaint::agent {
 
@@ -25,6 +27,9 @@ nlohmann::json fleetToJson(const FleetStatus& fleet);
 class StatusRenderer {
  public:
   std::string render(const HostStatus& status);
+  // The notices' texts it renders with, to share with the notice ledger and
+  // D-Bus (NoticeTexts).
+  const std::shared_ptr<NoticeTexts>& noticeTexts() const { return notices_; }
 
  private:
   struct Domain {
@@ -32,6 +37,7 @@ class StatusRenderer {
     std::string text;  // as it reads in the document: indented, no separator
   };
   std::unordered_map<std::string, Domain> domains_;  // by UUID
+  std::shared_ptr<NoticeTexts> notices_ = std::make_shared<NoticeTexts>();
 };
 
 // RFC 3339 UTC with seconds, e.g. "2026-11-25T04:00:00Z".

@@ -13,6 +13,7 @@
 #include <array>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <tuple>
 #include <unordered_map>
@@ -21,6 +22,7 @@
 
 #include "hostmaint/agent/engine.hpp"
 #include "hostmaint/agent/model.hpp"
+#include "hostmaint/agent/notice.hpp"
 #include "hostmaint/agent/service/asio_sd_bus.hpp"
 
 namespace hostmaint::service {
@@ -67,23 +69,11 @@ struct PropertyValues {
   bool operator==(const PropertyValues&) const = default;
 };
 
-// Each domain's notice as compact JSON, as the Notices property and the
-// Notice signal carry it, rendered again only when the notice changed: a
-// publication of many domains reuses the texts of the notices it did not
-// change.
-class NoticeTexts {
- public:
-  const std::string& of(const std::string& uuid, const agent::DomainNotice& notice);
-
- private:
-  std::unordered_map<std::string, std::pair<agent::DomainNotice, std::string>> texts_;
-};
-
 PropertyValues propertyValuesOf(const agent::HostStatus& status);
 // The same with StatusJSON already rendered (statusToJson(status).dump(2))
 // and, when given, the notices' texts reused from `notice_texts`.
 PropertyValues propertyValuesOf(const agent::HostStatus& status, std::string status_json,
-                                NoticeTexts* notice_texts = nullptr);
+                                agent::NoticeTexts* notice_texts = nullptr);
 
 // Names of the properties that differ between `before` and `after`, in
 // vtable order.
@@ -99,9 +89,12 @@ class AgentObject {
  public:
   // Registers the object on `bus` with the engine's current status.
   // `before_reply` (may be empty) runs after a command succeeded, before its
-  // reply is sent: the owner publishes the status it changed.
+  // reply is sent: the owner publishes the status it changed. The notices'
+  // texts come from `notice_texts` when given (shared with the status
+  // renderer), else from its own.
   AgentObject(sd_bus* bus, agent::MaintenanceEngine& engine, CallerPolicy policy,
-              std::function<void()> before_reply = {});
+              std::function<void()> before_reply = {},
+              std::shared_ptr<agent::NoticeTexts> notice_texts = nullptr);
   AgentObject(const AgentObject&) = delete;
   AgentObject& operator=(const AgentObject&) = delete;
 
@@ -149,8 +142,8 @@ class AgentObject {
   std::function<void()> before_reply_;
   // The uid whose command runs now (runCommand), for what the engine records.
   uid_t caller_ = 0;
+  std::shared_ptr<agent::NoticeTexts> notice_texts_;
   PropertyValues values_;
-  NoticeTexts notice_texts_;
   SlotPtr slot_;
 };
 

@@ -53,6 +53,8 @@ struct BusLinkHooks {
   // Before a method's reply: publish a status change still held back, so the
   // caller reads what its call did (AgentServiceOptions::publish_interval).
   std::function<void()> before_reply;
+  // The notices' texts, shared with the status renderer (may be null).
+  std::shared_ptr<agent::NoticeTexts> notice_texts;
 };
 
 class BusLink {

@@ -109,6 +109,10 @@ class NoticeBoard {
   std::vector<agent::NoticeLedger::Issued> apply(agent::HostStatus& status);
 
   const std::filesystem::path& path() const { return path_; }
+  // The ledger takes its notices' texts from `texts` (NoticeTexts).
+  void shareNoticeTexts(std::shared_ptr<agent::NoticeTexts> texts) {
+    ledger_.shareNoticeTexts(std::move(texts));
+  }
 
  private:
   void save();
