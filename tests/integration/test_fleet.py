@@ -16,9 +16,10 @@ import tempfile
 import threading
 import time
 import unittest
+import urllib.request
 from pathlib import Path
 
-from etcd_cluster import EtcdCluster, SecureEtcd, b64
+from etcd_cluster import EtcdCluster, SecureEtcd, b64, free_port
 from harness import (DATA_DIR, SOURCE_DIR, Daemon, PrivateBus, requires_tools, run_hostmaintd,
                      wait_until)
 
@@ -193,6 +194,40 @@ class FleetCase(unittest.TestCase):
         self.daemons[host].ctl("finish", check=0)
         self.wait_status(host, lambda s: s["phase"] == "idle", "idle again", timeout)
 
+    def _holder_loses_its_slot(self, lose, regain):
+        """h1 holds the slot; `lose` takes its agent away; h2 waits for the slot and gets it
+        only once h1's lease expired; `regain` brings h1 back, which then waits."""
+        watch = InvariantWatch(self, self.max_concurrent)
+        self.schedule_now("h1")
+        self.wait_status("h1", lambda s: s["phase"] == "empty" and s["fleet"]["slot"] == 0,
+                         "empty with slot 0")
+        self.schedule_now("h2")
+        status = self.wait_status("h2", lambda s: s["fleet"]["waiting_for_slot"],
+                                  "waiting for a slot")
+        self.assertEqual(status["phase"], "scheduled")
+        self.assertIn("fleet", [b["subject"] for b in status["blockers"]])
+        lost_at = time.monotonic()
+        lose(self.daemons["h1"])
+        wait_until(lambda: self.slots().get(PREFIX + "slots/all/0") == "h2", LEASE_TTL + 10,
+                   "h2 holding the slot")
+        # The lease was renewed at most one poll before: the slot was held that long.
+        self.assertGreaterEqual(time.monotonic() - lost_at, LEASE_TTL - 0.5)
+        self.wait_status("h2", lambda s: s["phase"] == "empty", "h2 empty")
+        regain(self.daemons["h1"])
+        # Back, h1 is still in maintenance (its journal says so) but holds no slot: it waits.
+        status = self.wait_status("h1", lambda s: s.get("fleet", {}).get("waiting_for_slot"),
+                                  "h1 waiting for a slot again")
+        self.assertIsNone(status["fleet"]["slot"])
+        self.assertEqual(list(self.slots().values()), ["h2"])
+        self.finish_when_empty("h2")
+        self.wait_status("h1", lambda s: s["fleet"]["slot"] == 0, "h1 holding the slot again")
+        self.finish_when_empty("h1")
+        wait_until(lambda: not self.slots(), 10, "every slot given back")
+        watch.violations = [v for v in watch.violations if not v.startswith("in maintenance")]
+        # h1 stays `empty` (its host has no domain) while h2 drains: the phases overlap
+        # by design once a lease expired (docs/fleet.md); the slots never do.
+        watch.check()
+
 
 
 @requires_tools("etcd", "dbus-daemon")
@@ -254,40 +289,6 @@ class FleetTest(FleetCase):
         time.sleep(1)
         for host in HOSTS:
             self.assertEqual(self.status(host)["phase"], "idle")
-
-    def _holder_loses_its_slot(self, lose, regain):
-        """h1 holds the slot; `lose` takes its agent away; h2 waits for the slot and gets it
-        only once h1's lease expired; `regain` brings h1 back, which then waits."""
-        watch = InvariantWatch(self, self.max_concurrent)
-        self.schedule_now("h1")
-        self.wait_status("h1", lambda s: s["phase"] == "empty" and s["fleet"]["slot"] == 0,
-                         "empty with slot 0")
-        self.schedule_now("h2")
-        status = self.wait_status("h2", lambda s: s["fleet"]["waiting_for_slot"],
-                                  "waiting for a slot")
-        self.assertEqual(status["phase"], "scheduled")
-        self.assertIn("fleet", [b["subject"] for b in status["blockers"]])
-        lost_at = time.monotonic()
-        lose(self.daemons["h1"])
-        wait_until(lambda: self.slots().get(PREFIX + "slots/all/0") == "h2", LEASE_TTL + 10,
-                   "h2 holding the slot")
-        # The lease was renewed at most one poll before: the slot was held that long.
-        self.assertGreaterEqual(time.monotonic() - lost_at, LEASE_TTL - 0.5)
-        self.wait_status("h2", lambda s: s["phase"] == "empty", "h2 empty")
-        regain(self.daemons["h1"])
-        # Back, h1 is still in maintenance (its journal says so) but holds no slot: it waits.
-        status = self.wait_status("h1", lambda s: s.get("fleet", {}).get("waiting_for_slot"),
-                                  "h1 waiting for a slot again")
-        self.assertIsNone(status["fleet"]["slot"])
-        self.assertEqual(list(self.slots().values()), ["h2"])
-        self.finish_when_empty("h2")
-        self.wait_status("h1", lambda s: s["fleet"]["slot"] == 0, "h1 holding the slot again")
-        self.finish_when_empty("h1")
-        wait_until(lambda: not self.slots(), 10, "every slot given back")
-        watch.violations = [v for v in watch.violations if not v.startswith("in maintenance")]
-        # h1 stays `empty` (its host has no domain) while h2 drains: the phases overlap
-        # by design once a lease expired (docs/fleet.md); the slots never do.
-        watch.check()
 
     def test_killed_holder_frees_its_slot_after_the_ttl_and_waits_when_back(self):
         self._holder_loses_its_slot(lambda d: d.stop(sig=signal.SIGKILL), lambda d: d.start())
@@ -695,8 +696,20 @@ class FleetPeerTest(FleetCase):
 
     def fleet_config(self, host):
         limit = 0 if host == "h2" else 2
-        return (super().fleet_config(host) + f'migration_uri = "test:///peer/{host}"\n'
-                f"max_incoming_migrations = {limit}\n")
+        config = (super().fleet_config(host) + f'migration_uri = "test:///peer/{host}"\n'
+                  f"max_incoming_migrations = {limit}\n")
+        if host == "h1":  # h1's /metrics shows the fleet's peers
+            self.h1_http_port = free_port()
+            config += f"\n[http]\nenabled = true\nport = {self.h1_http_port}\n"
+        return config
+
+    def h1_metrics(self):
+        """h1's /metrics samples as {'name{labels}': value}."""
+        url = f"http://127.0.0.1:{self.h1_http_port}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as reply:
+            text = reply.read().decode()
+        return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+                for line in text.splitlines() if line and not line.startswith("#")}
 
     def peers(self, host):
         return {p["host"]: p for p in self.fleet(host).get("peers", [])}
@@ -719,6 +732,14 @@ class FleetPeerTest(FleetCase):
         self.assertFalse(peers["h2"]["usable"])
         self.assertEqual(peers["h2"]["why_not"], "0 of max 0 incoming migrations")
         self.assertEqual((peers["h3"]["cordoned"], peers["h3"]["phase"]), (False, "idle"))
+        # /metrics has the same view.
+        metrics = self.h1_metrics()
+        self.assertEqual(metrics['hostmaint_fleet_peer_usable{peer="h3"}'], 1)
+        self.assertEqual(metrics['hostmaint_fleet_peer_usable{peer="h2"}'], 0)
+        self.assertEqual(metrics['hostmaint_fleet_peer_max_incoming{peer="h3"}'], 2)
+        self.assertEqual(metrics['hostmaint_fleet_peer_incoming{peer="h3"}'], 0)
+        self.assertGreater(metrics['hostmaint_fleet_peer_free_memory_bytes{peer="h3"}'], 0)
+        self.assertEqual(metrics["hostmaint_fleet_hosts"], 3)
         # `fleet status` shows every peer, read from etcd.
         ctl = self.daemons["h2"]
         table = ctl.ctl("fleet", "--config", str(ctl.config_path), "status", check=0).stdout
