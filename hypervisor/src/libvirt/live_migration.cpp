@@ -146,7 +146,10 @@ class MigrationMonitor {
           spdlog::warn("cannot read the migration job of '{}': {}", request_.name, *job.error);
           read_error_logged = true;
         }
-        abortIfStalled(now, last_seen_ ? last_seen_->data_remaining_bytes : 0);
+        // Once aborted, a job that still cannot be read is not aborted (and
+        // logged) again at every poll; a failed abort is not recorded, so it
+        // is tried again.
+        if (!abortReason()) abortIfStalled(now, last_seen_ ? last_seen_->data_remaining_bytes : 0);
       }
       if (job.active) applySteer();
       if (job.active && held_) {
