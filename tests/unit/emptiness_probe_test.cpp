@@ -158,3 +158,31 @@ TEST(EmptinessProbe, DomainChecksNameWhatBlocks) {
 }
 
 }  // namespace
+
+TEST_F(EmptinessProbeTest, AProcessGoneBeforeItsCommandLineIsReadIsSkipped) {
+  fs::create_directories(tree.proc() / "500");  // listed, but no cmdline any more
+  const auto found = hv::scanQemuProcesses(tree.proc());
+  ASSERT_EQ(found.size(), 2u);
+  EXPECT_EQ(found[0].pid, 100);
+  EXPECT_EQ(found[1].pid, 200);
+}
+
+// A read that fails (a process exiting mid-read fails with ESRCH; here a
+// directory fails with EISDIR) must not throw out of the scan, and what could
+// not be read cannot count as evidence of an empty host, in either scope.
+TEST_F(EmptinessProbeTest, ACommandLineThatCannotBeReadBlocksAndIsNamed) {
+  fs::create_directories(tree.proc() / "600" / "cmdline");
+  const auto found = hv::scanQemuProcesses(tree.proc());
+  ASSERT_EQ(found.size(), 3u);
+  EXPECT_EQ(found[2].pid, 600);
+  EXPECT_NE(found[2].unreadable, "");
+  for (const char* scope : {"known-domains", "all"}) {
+    hv::EmptinessQuery query;
+    query.known_uuids = {"uuid-web1"};
+    const auto report = hv::probeHostEmptiness({}, query, tree.scan(scope));
+    const auto& qemu = find(report, "no-qemu-processes");
+    EXPECT_FALSE(qemu.ok) << scope;
+    EXPECT_NE(qemu.detail.find("pid 600 (command line unreadable: "), std::string::npos)
+        << scope << ": " << qemu.detail;
+  }
+}

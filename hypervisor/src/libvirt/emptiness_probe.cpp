@@ -1,6 +1,10 @@
 // Emptiness evidence: the inventory's view plus what /proc and sysfs show,
 // because a QEMU process or a pinned huge page can outlive libvirt's record.
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cctype>
 #include <fstream>
 #include <iterator>
@@ -19,20 +23,59 @@ bool isNumber(const std::string& s) {
          std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isdigit(c); });
 }
 
-std::vector<std::string> readCmdline(const fs::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in) return {};
-  std::string raw((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+// An open file descriptor, closed when it goes out of scope.
+class OpenFile {
+ public:
+  explicit OpenFile(const fs::path& file) : fd_(::open(file.c_str(), O_RDONLY | O_CLOEXEC)) {}
+  OpenFile(const OpenFile&) = delete;
+  OpenFile& operator=(const OpenFile&) = delete;
+  ~OpenFile() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  int fd() const { return fd_; }
+
+ private:
+  int fd_;
+};
+
+struct Cmdline {
   std::vector<std::string> argv;
+  int error = 0;  // errno of a failed open or read; 0 when read
+};
+
+// With read(2), not a stream: libstdc++'s filebuf throws when a read fails,
+// and reading a process's cmdline fails with ESRCH once the process is gone.
+Cmdline readCmdline(const fs::path& file) {
+  Cmdline result;
+  OpenFile in(file);
+  if (in.fd() < 0) {
+    result.error = errno;
+    return result;
+  }
+  std::string raw;
+  char buffer[4096];
+  for (;;) {
+    const ssize_t n = ::read(in.fd(), buffer, sizeof buffer);
+    if (n == 0) break;
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      result.error = errno;
+      return result;
+    }
+    raw.append(buffer, static_cast<std::size_t>(n));
+  }
   std::string::size_type start = 0;
   while (start < raw.size()) {
     auto end = raw.find('\0', start);
     if (end == std::string::npos) end = raw.size();
-    argv.push_back(raw.substr(start, end - start));
+    result.argv.push_back(raw.substr(start, end - start));
     start = end + 1;
   }
-  return argv;
+  return result;
 }
+
+// The process exited between the listing and the read.
+bool vanished(int error) { return error == ENOENT || error == ESRCH; }
 
 bool isQemuBinary(const std::string& argv0) {
   const std::string base = fs::path(argv0).filename().string();
@@ -92,9 +135,17 @@ std::vector<QemuProcess> scanQemuProcesses(const fs::path& proc_root) {
   for (fs::directory_iterator it(proc_root, ec), end; !ec && it != end; it.increment(ec)) {
     const std::string pid = it->path().filename().string();
     if (!isNumber(pid)) continue;
-    // A process may exit between listing and reading: an empty argv skips it.
-    const auto argv = readCmdline(it->path() / "cmdline");
-    if (argv.empty() || !isQemuBinary(argv[0])) continue;
+    const auto cmdline = readCmdline(it->path() / "cmdline");
+    if (cmdline.error != 0 && !vanished(cmdline.error)) {
+      // Whatever it runs, it might be a QEMU: it cannot count as evidence.
+      QemuProcess process;
+      process.pid = std::stoi(pid);
+      process.unreadable = std::error_code(cmdline.error, std::generic_category()).message();
+      found.push_back(std::move(process));
+      continue;
+    }
+    const auto& argv = cmdline.argv;
+    if (argv.empty() || !isQemuBinary(argv[0])) continue;  // a kernel thread, a zombie, gone
     QemuProcess process;
     process.pid = std::stoi(pid);
     for (std::size_t i = 1; i + 1 < argv.size(); ++i) {
@@ -162,11 +213,12 @@ EmptinessReport probeHostEmptiness(const std::vector<DomainInfo>& domains,
   std::vector<std::string> qemu;
   const bool known_only = scan.qemu_process_scope == "known-domains";
   for (const auto& p : scanQemuProcesses(scan.proc_root)) {
-    if (known_only && std::find(query.known_uuids.begin(), query.known_uuids.end(), p.uuid) ==
+    if (known_only && p.unreadable.empty() && std::find(query.known_uuids.begin(), query.known_uuids.end(), p.uuid) ==
                           query.known_uuids.end())
       continue;
     std::string item = "pid " + std::to_string(p.pid);
     if (!p.name.empty()) item += " (guest " + p.name + ")";
+    if (!p.unreadable.empty()) item += " (command line unreadable: " + p.unreadable + ")";
     qemu.push_back(std::move(item));
   }
   report.checks.push_back(check("no-qemu-processes", qemu,

@@ -71,10 +71,15 @@ struct QemuProcess {
   int pid = 0;
   std::string uuid;  // from -uuid, empty when absent
   std::string name;  // from -name guest=NAME,... or -name NAME, empty when absent
+  // Set when the command line could not be read (other than the process being
+  // gone): such a process may be a QEMU, so it still blocks emptiness.
+  std::string unreadable;
 };
 
 // Every process under `proc_root` whose argv[0] is a qemu-system-* or
-// qemu-kvm binary, by pid. Processes that vanish while scanning are skipped.
+// qemu-kvm binary, by pid. Processes that vanish while scanning are skipped;
+// one whose command line cannot be read for another reason is listed with
+// `unreadable` set.
 std::vector<QemuProcess> scanQemuProcesses(const std::filesystem::path& proc_root);
 
 // One huge page pool: sysfs_root/kernel/mm/hugepages/hugepages-<size>/.
