@@ -278,6 +278,7 @@ class LibvirtHypervisor final : public Hypervisor {
         spdlog::warn("{}: {}", context, e.what());
       }
     }
+    spdlog::debug("{}: {} re-read", context, uuid);
     asio::post(io_, [this, alive, uuid, after = std::move(after), known,
                      deliver = std::move(deliver)] {
       if (!alive.lock()) return;

@@ -19,6 +19,7 @@ using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
 constexpr auto kPollInterval = 500ms;
+constexpr auto kReadErrorWarnAfter = 5s;
 
 // What libvirt's QEMU driver takes as "no limit" (QEMU_DOMAIN_MIG_BANDWIDTH_MAX).
 constexpr unsigned long kUnlimitedBandwidthMiBs = 8796093022207UL;
@@ -117,6 +118,8 @@ class MigrationMonitor {
     std::uint64_t most_processed = 0;
     unsigned step = resumedStep();
     bool read_error_logged = false;
+    bool read_failing = false;
+    Clock::time_point first_read_error{};
     // Nothing moved at all: not a guest that dirties memory faster than the
     // link, but a link that carries nothing (cut, or the destination stopped
     // reading). Post-copy over it would freeze the guest; the destination is
@@ -142,14 +145,26 @@ class MigrationMonitor {
         // A job that cannot be read shows no data moving either: the stall
         // deadline keeps running, or a cut link that also upsets the job
         // query would never be noticed.
-        if (!read_error_logged) {
-          spdlog::warn("cannot read the migration job of '{}': {}", request_.name, *job.error);
+        // The read fails for a moment at every successful end too (the
+        // source domain stops before the call returns): only a failure that
+        // lasts is worth a warning.
+        if (!read_failing) {
+          read_failing = true;
+          first_read_error = now;
+          spdlog::debug("cannot read the migration job of '{}': {}", request_.name, *job.error);
+        } else if (!read_error_logged && now - first_read_error >= kReadErrorWarnAfter) {
+          spdlog::warn("cannot read the migration job of '{}' for {} s: {}", request_.name,
+                       std::chrono::duration_cast<std::chrono::seconds>(now - first_read_error)
+                           .count(),
+                       *job.error);
           read_error_logged = true;
         }
         // Once aborted, a job that still cannot be read is not aborted (and
         // logged) again at every poll; a failed abort is not recorded, so it
         // is tried again.
         if (!abortReason()) abortIfStalled(now, last_seen_ ? last_seen_->data_remaining_bytes : 0);
+      } else if (!job.error) {
+        read_failing = false;
       }
       if (job.active) applySteer();
       if (job.active && held_) {
@@ -454,6 +469,8 @@ ActionResult migrateLive(virConnectPtr conn, virDomainPtr dom, const ActionReque
       }
     }
   }
+  spdlog::debug("live migration of '{}': call returned after {} ms", request.name,
+                std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count());
   monitor.finish();
   watcher.join();
   if (left_running) {
