@@ -1,8 +1,8 @@
 // Reads hostmaintd.conf and its drop-ins into Config. Every value is checked
 // where it is read, so an error can name the file, line and key it came from.
-// Longer than 700 lines on purpose: it is the one place that reads the
-// config's schema, table by table in the order docs/configuration.md lists
-// them, and splitting it per table would scatter that one list.
+// The config's schema is here in one list, table by table in the order
+// docs/configuration.md lists them; the value readers are in
+// config_values.cpp, the reading of files in config_files.cpp.
 #include "hostmaint/agent/config.hpp"
 
 
@@ -25,12 +25,17 @@
 #include <boost/asio/ip/address.hpp>
 #include <toml++/toml.h>
 
+#include "config_files.hpp"
+#include "config_values.hpp"
 #include "policy_keys.hpp"
 
 namespace hostmaint::agent {
 namespace {
 
 using namespace std::chrono_literals;
+using namespace config_values;
+using config_files::dropInFiles;
+using config_files::readFile;
 
 // Where a key was last set, so errors found after merging (cross-key
 // checks, policy combinations) still point at the right file and line.
@@ -47,178 +52,6 @@ std::string describe(const Location& where) {
 
 [[noreturn]] void failAt(const Location& where, std::string_view key, std::string_view what) {
   throw ConfigError(describe(where) + ": key '" + std::string(key) + "': " + std::string(what));
-}
-
-// Thrown by value readers; turned into a ConfigError with the location.
-struct BadValue {
-  std::string what;
-};
-
-std::string_view typeName(const toml::node& node) {
-  switch (node.type()) {
-    case toml::node_type::string:
-      return "string";
-    case toml::node_type::integer:
-      return "integer";
-    case toml::node_type::floating_point:
-      return "float";
-    case toml::node_type::boolean:
-      return "boolean";
-    case toml::node_type::date:
-      return "date";
-    case toml::node_type::time:
-      return "time";
-    case toml::node_type::date_time:
-      return "date-time";
-    case toml::node_type::array:
-      return "array";
-    case toml::node_type::table:
-      return "table";
-    case toml::node_type::none:
-      break;
-  }
-  return "nothing";
-}
-
-[[noreturn]] void wrongType(const toml::node& node, std::string_view expected) {
-  throw BadValue{"expected " + std::string(expected) + ", got " + std::string(typeName(node))};
-}
-
-std::string readString(const toml::node& node) {
-  if (const auto* value = node.as_string()) return value->get();
-  wrongType(node, "a string");
-}
-
-std::string readNonEmptyString(const toml::node& node) {
-  std::string value = readString(node);
-  if (value.empty()) throw BadValue{"must not be empty"};
-  return value;
-}
-
-bool readBool(const toml::node& node) {
-  const auto* value = node.as_boolean();
-  if (value == nullptr) wrongType(node, "a boolean (true or false)");
-  return value->get();
-}
-
-std::int64_t readInteger(const toml::node& node, std::int64_t min, std::int64_t max) {
-  const auto* value = node.as_integer();
-  if (value == nullptr) wrongType(node, "an integer");
-  if (value->get() < min || value->get() > max) {
-    throw BadValue{"must be between " + std::to_string(min) + " and " + std::to_string(max) +
-                   ", got " + std::to_string(value->get())};
-  }
-  return value->get();
-}
-
-constexpr unsigned kMaxParallel = 64;
-
-// 1 PiB: a reservation above any host's memory is a typo.
-constexpr std::int64_t kMaxReservedMemoryMib = std::int64_t{1} << 30;
-
-// A destination: "qemu+tls://b/system", or { uri = "...", migrate_uri = "...",
-// max_parallel = N, reserved_memory_mib = M }.
-DestinationConfig readDestination(const toml::node& element, std::size_t position) {
-  const std::string where = "element " + std::to_string(position);
-  DestinationConfig destination;
-  if (const auto* text = element.as_string()) {
-    if (text->get().empty()) throw BadValue{where + " must be a non-empty libvirt URI"};
-    destination.uri = text->get();
-    return destination;
-  }
-  const auto* table = element.as_table();
-  if (table == nullptr) {
-    throw BadValue{where + " must be a libvirt URI or a { uri = ... } table, got " +
-                   std::string(typeName(element))};
-  }
-  for (const auto& [key, value] : *table) {
-    const std::string name(key.str());
-    try {
-      if (name == "uri") {
-        destination.uri = readNonEmptyString(value);
-      } else if (name == "migrate_uri") {
-        destination.migrate_uri = readNonEmptyString(value);
-      } else if (name == "max_parallel") {
-        destination.max_parallel = static_cast<unsigned>(readInteger(value, 1, kMaxParallel));
-      } else if (name == "reserved_memory_mib") {
-        destination.reserved_memory_mib =
-            static_cast<std::uint64_t>(readInteger(value, 0, kMaxReservedMemoryMib));
-      } else {
-        throw BadValue{"unknown key; a destination has uri, migrate_uri, max_parallel, "
-                       "reserved_memory_mib"};
-      }
-    } catch (const BadValue& bad) {
-      throw BadValue{where + ", key '" + name + "': " + bad.what};
-    }
-  }
-  if (destination.uri.empty()) throw BadValue{where + " has no uri"};
-  return destination;
-}
-
-std::string durationHint(std::chrono::milliseconds min, std::chrono::milliseconds max) {
-  auto show = [](std::chrono::milliseconds value) {
-    if (value % 1s == 0ms)
-      return formatDuration(std::chrono::duration_cast<std::chrono::seconds>(value));
-    return std::to_string(value.count()) + "ms";
-  };
-  return "must be between " + show(min) + " and " + show(max);
-}
-
-// A duration: a string like "30m" or "500ms", or an integer number of
-// seconds (the same as in the policy table, so integers never mean ms).
-std::chrono::milliseconds readDuration(const toml::node& node, std::chrono::milliseconds min,
-                                       std::chrono::milliseconds max) {
-  std::chrono::milliseconds value{};
-  if (const auto* integer = node.as_integer()) {
-    std::int64_t seconds = integer->get();
-    if (seconds < 0 || seconds > max.count() / 1000 + 1) {
-      throw BadValue{durationHint(min, max) + ", got " + std::to_string(seconds)};
-    }
-    value = std::chrono::seconds(seconds);
-  } else if (const auto* string = node.as_string()) {
-    std::string_view text = string->get();
-    if (text.size() > 2 && text.ends_with("ms") &&
-        std::all_of(text.begin(), text.end() - 2, [](char c) { return c >= '0' && c <= '9'; }) &&
-        text.size() <= 12) {
-      value = std::chrono::milliseconds(std::stoll(std::string(text.substr(0, text.size() - 2))));
-    } else if (auto seconds = parseDuration(text)) {
-      value = *seconds;
-    } else {
-      throw BadValue{
-          "'" + std::string(text) +
-          "' is not a duration (like 500ms, 90s, 30m, 2h, 1h30m or a number of seconds)"};
-    }
-  } else {
-    wrongType(node, "a duration string or an integer number of seconds");
-  }
-  if (value < min || value > max) {
-    std::string got = node.is_string() ? std::string(*node.value<std::string>())
-                                       : std::to_string(*node.value<std::int64_t>());
-    throw BadValue{durationHint(min, max) + ", got " + got};
-  }
-  return value;
-}
-
-// Notice estimates are shown in whole seconds; a fraction is rounded up.
-std::chrono::seconds wholeSeconds(std::chrono::milliseconds value) {
-  return std::chrono::ceil<std::chrono::seconds>(value);
-}
-
-std::filesystem::path readAbsolutePath(const toml::node& node) {
-  std::filesystem::path path = readNonEmptyString(node);
-  if (!path.is_absolute()) throw BadValue{"must be an absolute path, got '" + path.string() + "'"};
-  return path;
-}
-
-std::string readWord(const toml::node& node, std::span<const std::string_view> accepted) {
-  std::string value = readString(node);
-  if (std::find(accepted.begin(), accepted.end(), value) != accepted.end()) return value;
-  std::string list;
-  for (std::string_view word : accepted) {
-    if (!list.empty()) list += ", ";
-    list += word;
-  }
-  throw BadValue{"'" + value + "' is not one of " + list};
 }
 
 constexpr std::array<std::string_view, 2> kQemuProcessScopes{"all", "known-domains"};
@@ -461,17 +294,6 @@ const std::array<SettingKey, 4> kGuardSettings{{
      }},
 }};
 
-// A fleet name or host name in the fleet's keys: no '/', no control bytes.
-std::string readKeyWord(const toml::node& node) {
-  std::string word = readNonEmptyString(node);
-  for (char ch : word) {
-    if (static_cast<unsigned char>(ch) <= 0x20 || ch == '/' || ch == 0x7f) {
-      throw BadValue{"'" + word + "' must not contain '/', spaces or control characters"};
-    }
-  }
-  return word;
-}
-
 // [fleet] (docs/fleet.md): coordination through etcd.
 const std::array<SettingKey, 21> kFleetSettings{{
     {"fleet", "endpoints",
@@ -624,71 +446,6 @@ std::string policyText(const PolicyKey& key, const toml::node& node) {
       wrongType(node, "a duration string or an integer number of seconds");
   }
   wrongType(node, "a value");
-}
-
-// A config file is a few KiB; anything past this is not one.
-constexpr std::size_t kMaxConfigFileBytes = 1024 * 1024;
-
-struct FdCloser {
-  int fd;
-  ~FdCloser() { ::close(fd); }
-};
-
-[[noreturn]] void cannotRead(const std::filesystem::path& path, const std::string& why) {
-  throw ConfigError("cannot read config file '" + path.string() + "': " + why);
-}
-
-std::string fileTypeName(mode_t mode) {
-  if (S_ISDIR(mode)) return "a directory";
-  if (S_ISFIFO(mode)) return "a FIFO";
-  if (S_ISCHR(mode)) return "a character device";
-  if (S_ISBLK(mode)) return "a block device";
-  if (S_ISSOCK(mode)) return "a socket";
-  return "not a regular file";
-}
-
-// The file's text; nullopt when it does not exist and that is allowed.
-// Only a regular file of bounded size is read: the reload runs on the event
-// loop, and a FIFO (which blocks until someone writes) or /dev/zero (which
-// never ends) at the path must not stop the daemon from serving.
-std::optional<std::string> readFile(const std::filesystem::path& path, bool missing_ok) {
-  // O_NONBLOCK: opening a FIFO without a writer returns at once; fstat on
-  // the opened file, not stat on the path, so the checked file is the read one.
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-  if (fd < 0) {
-    const int open_error = errno;
-    if (open_error == ELOOP) cannotRead(path, "it is a symbolic link loop");
-    std::error_code ignored;
-    // A link to nowhere was meant to be read: not the same as no file.
-    if (open_error == ENOENT && std::filesystem::is_symlink(path, ignored))
-      cannotRead(path, "it is a dangling symbolic link");
-    if (open_error == ENOENT && missing_ok) return std::nullopt;
-    cannotRead(path, std::strerror(open_error));
-  }
-  FdCloser closer{fd};
-  struct stat info {};
-  if (::fstat(fd, &info) != 0) cannotRead(path, std::strerror(errno));
-  if (!S_ISREG(info.st_mode)) cannotRead(path, "it is " + fileTypeName(info.st_mode) +
-                                                   ", not a regular file");
-  if (static_cast<std::uintmax_t>(info.st_size) > kMaxConfigFileBytes)
-    cannotRead(path, "it is " + std::to_string(info.st_size) + " bytes, more than the " +
-                         std::to_string(kMaxConfigFileBytes) + " bytes a config file may have");
-  std::string text;
-  char buffer[8192];
-  for (;;) {
-    const ssize_t count = ::read(fd, buffer, sizeof buffer);
-    if (count < 0) {
-      if (errno == EINTR) continue;
-      cannotRead(path, std::strerror(errno));
-    }
-    if (count == 0) break;
-    text.append(buffer, static_cast<std::size_t>(count));
-    // It may grow while being read.
-    if (text.size() > kMaxConfigFileBytes)
-      cannotRead(path, "it is more than the " + std::to_string(kMaxConfigFileBytes) +
-                           " bytes a config file may have");
-  }
-  return text;
 }
 
 class ConfigReader {
@@ -846,49 +603,6 @@ class ConfigReader {
   Config config_;
   std::map<std::string, Location> origins_;
 };
-
-std::vector<std::filesystem::path> dropInFiles(const std::filesystem::path& directory) {
-  std::vector<std::filesystem::path> files;
-  std::error_code error;
-  if (!std::filesystem::exists(directory, error)) return files;
-  std::filesystem::directory_iterator entries(directory, error);
-  if (error) {
-    throw ConfigError("cannot read config drop-in directory '" + directory.string() +
-                      "': " + error.message());
-  }
-  std::vector<std::filesystem::directory_entry> candidates;
-  for (const auto& entry : entries) {
-    if (entry.path().extension() == ".conf") candidates.push_back(entry);
-  }
-  // Name order (bytewise, like systemd), so 10-x.conf is applied before
-  // 50-y.conf, and the first bad one is the one named.
-  std::sort(candidates.begin(), candidates.end(), [](const auto& a, const auto& b) {
-    return a.path().filename().string() < b.path().filename().string();
-  });
-  for (const auto& entry : candidates) {
-    // A .conf that cannot be read as a file (a symlink loop, a dangling
-    // link, a directory, a FIFO) was meant to configure something: it is an
-    // error, like an unreadable one, never skipped without a word.
-    std::error_code status_error;
-    const std::filesystem::file_status status = entry.status(status_error);
-    if (status_error || !std::filesystem::is_regular_file(status)) {
-      std::string why;
-      if (status_error == std::errc::too_many_symbolic_link_levels) {
-        why = "it is a symbolic link loop";
-      } else if (entry.is_symlink(error) && !std::filesystem::exists(status)) {
-        why = "it is a dangling symbolic link";
-      } else if (status_error) {
-        why = status_error.message();
-      } else {
-        why = std::filesystem::is_directory(status) ? "it is a directory, not a regular file"
-                                                    : "it is not a regular file";
-      }
-      throw ConfigError("cannot read config drop-in '" + entry.path().string() + "': " + why);
-    }
-    files.push_back(entry.path());
-  }
-  return files;
-}
 
 }  // namespace
 
