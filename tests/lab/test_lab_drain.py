@@ -36,6 +36,30 @@ class DrainToB(LabTestCase):
         self.assertGreater(status["migration_throughput_bps"], 0)
 
 
+    def test_transient_guests_are_live_migrated_and_stay_transient(self):
+        # Transient: running, but no longer defined on a. Shut down or suspended it
+        # would be gone, so its shutdown policy falls back to the live migration.
+        self.create("lab-t1", memory_mib=256, dirty_mib=100,
+                    maintenance_action="shutdown", fallback_action="live-migrate")
+        self.create("lab-t2", memory_mib=256, dirty_mib=100)
+        self.wait_all_ready()
+        for guest in self.guests:
+            labctl.virsh("a", "undefine", guest)
+        self.daemon.start()
+        self.schedule_now()
+        self.wait_ready()
+
+        placement = self.assert_invariant()
+        self.assertEqual(placement, {g: "b" for g in self.guests})
+        first = self.daemon.domain("lab-t1")
+        self.assertEqual(first["action"], "live-migrate", first)
+        self.assertTrue(first["fallback_used"], first)
+        self.assertIn("the domain is transient", first["detail"], first)
+        for guest in self.guests:
+            info = labctl.virsh("b", "dominfo", guest)
+            self.assertRegex(info, r"(?m)^Persistent: +no$", f"{guest} on b:\n{info}")
+            self.assertEqual(labctl.where(guest), {"b": "running"})
+
     def test_a_guest_that_cannot_converge_is_escalated_then_falls_back_to_suspend(self):
         # The first pass (120 MiB dirtied, the rest zero pages) takes a few seconds at
         # 32 MiB/s; after it, 64 MiB/s rewritten never lets the remaining data shrink, so

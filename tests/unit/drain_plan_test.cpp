@@ -49,6 +49,36 @@ TEST(DrainPlan, BlockedWhenFallbackImpossibleToo) {
   EXPECT_NE(plan.reason.find("fallback cold-migrate not possible either"), std::string::npos);
 }
 
+// A transient domain shut down or suspended would be gone: only a live
+// migration (or its owner) can take it off the host.
+TEST(DrainPlan, TransientDomainIsNeverShutDownOrSuspended) {
+  hv::DomainInfo transient = hostmaint::fake::makeDomain("t");
+  transient.persistent = false;
+  DomainPolicy policy;
+  policy.maintenance_action = MaintenanceAction::shutdown;
+  policy.fallback_action = MaintenanceAction::live_migrate;
+  DomainPlan plan = planDomain(transient, policy, context(), std::nullopt, std::nullopt);
+  EXPECT_EQ(plan.kind, DomainPlan::Kind::act);
+  EXPECT_EQ(plan.action, MaintenanceAction::live_migrate);
+  EXPECT_TRUE(plan.fallback_used);
+  EXPECT_NE(plan.note.find("shutdown not possible: the domain is transient"), std::string::npos)
+      << plan.note;
+
+  // The default policy's fallback (suspend) cannot stand in for a migration
+  // that is impossible: it is blocked, saying why.
+  plan = planDomain(transient, DomainPolicy{}, context(false, false), std::nullopt, std::nullopt);
+  EXPECT_EQ(plan.kind, DomainPlan::Kind::blocked);
+  EXPECT_NE(plan.reason.find("fallback suspend not possible either: the domain is transient"),
+            std::string::npos)
+      << plan.reason;
+
+  // The same policy for a persistent domain is unchanged.
+  plan = planDomain(hostmaint::fake::makeDomain("p"), policy, context(), std::nullopt,
+                    std::nullopt);
+  EXPECT_EQ(plan.action, MaintenanceAction::shutdown);
+  EXPECT_FALSE(plan.fallback_used);
+}
+
 TEST(DrainPlan, LeadTimeCountsFromNoticeOrAck) {
   DomainPolicy policy;
   policy.lead_time = 2h;
@@ -76,9 +106,12 @@ TEST(DrainPlan, KeepSelectsTheKeepInPlaceAction) {
                                std::nullopt);
   EXPECT_EQ(plan.action, MaintenanceAction::suspend);
   EXPECT_FALSE(plan.fallback_used);
-  EXPECT_FALSE(keepDecision("a", policy, true).action.has_value());
+  EXPECT_FALSE(keepDecision("a", policy, true, true).action.has_value());
+  const KeepDecision transient = keepDecision("a", policy, false, false);
+  EXPECT_FALSE(transient.action.has_value());
+  EXPECT_NE(transient.refusal.find("it is transient"), std::string::npos) << transient.refusal;
   policy.fallback_action = MaintenanceAction::owner;
-  EXPECT_FALSE(keepDecision("a", policy, false).action.has_value());
+  EXPECT_FALSE(keepDecision("a", policy, false, true).action.has_value());
 }
 
 TEST(DrainPlan, MoveSelectsMigration) {

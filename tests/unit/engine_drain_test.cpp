@@ -176,6 +176,22 @@ TEST_F(EngineDrain, FailedActionTriesFallbackThenFailsAsBlocker) {
   EXPECT_FALSE(status().ready);
 }
 
+
+// A transient domain whose migration failed is not suspended (libvirt keeps
+// no managed save of it): it stays running here, failed, with the reason.
+TEST_F(EngineDrain, AFailedMigrationOfATransientDomainDoesNotFallBackToSuspend) {
+  const std::string uuid = add("scratch");
+  hypervisor.mutableDomain(uuid).persistent = false;
+  start();
+  hypervisor.failNext(uuid, ActionKind::live_migrate, "cannot migrate 'scratch': no route");
+  scheduleNow();
+  hypervisor.completeNext();
+  EXPECT_EQ(stage("scratch"), DomainStage::failed);
+  EXPECT_TRUE(hasBlocker("domain scratch", "fallback suspend not possible: the domain is transient"));
+  EXPECT_EQ(hypervisor.requestCount(uuid), 1) << "nothing but the migration was tried";
+  EXPECT_EQ(hypervisor.domain(uuid)->state, hv::DomainRunState::running);
+}
+
 TEST_F(EngineDrain, MalformedPolicyBlocksOnlyThatDomain) {
   add("broken", {{"maintenance_action", "teleport"}});
   add("good", {{"maintenance_action", "suspend"}});

@@ -165,6 +165,22 @@ TEST_F(EngineGuard, AFailedSuspendIsReportedAndNotRestored) {
   EXPECT_EQ(hypervisor.requests().size(), before + 1) << "only what was suspended comes back";
 }
 
+// libvirt keeps no managed save of a transient domain: suspending it would
+// fail and leave it to be killed with the host, so it is shut down cleanly.
+TEST_F(EngineGuard, ATransientDomainIsShutDownInsteadOfSuspended) {
+  add("web1");
+  add("scratch");
+  hypervisor.mutableDomain(hypervisor.uuidOf("scratch")).persistent = false;
+  start();
+  engine->hostShutdown("uid 0");
+  EXPECT_EQ(shutdownOf("web1").action, agent::HostShutdownAction::suspend);
+  EXPECT_EQ(shutdownOf("scratch").action, agent::HostShutdownAction::shutdown);
+  EXPECT_EQ(requestsOf(ActionKind::managed_save), 1);
+  EXPECT_EQ(requestsOf(ActionKind::shutdown), 1);
+  hypervisor.completeAll();
+  EXPECT_EQ(shutdownOf("scratch").result, HostShutdownResult::shut_down);
+}
+
 TEST_F(EngineGuard, DuringADrainNothingNewStartsAndWhatIsLeftIsHandedToTheFinish) {
   settings.limits.max_parallel_actions = 1;
   add("moving");

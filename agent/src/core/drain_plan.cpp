@@ -27,18 +27,29 @@ ActionAbility abilityFrom(const hv::Capabilities& capabilities, bool have_destin
   return ability;
 }
 
-std::optional<std::string> whyImpossible(MaintenanceAction action, const ActionAbility& ability) {
+std::optional<std::string> whyImpossible(MaintenanceAction action, const ActionAbility& ability,
+                                         bool persistent) {
+  // A transient domain exists only while it runs: libvirt keeps no managed
+  // save of it, and once it is shut down there is nothing left to start
+  // again, here or (should the start there fail) on a destination.
+  constexpr std::string_view kTransient =
+      "the domain is transient (not defined on this host): shut down or stopped, it would be "
+      "gone; define it (virsh define) or let it be live-migrated";
   switch (action) {
     case MaintenanceAction::live_migrate:
       if (!ability.live_migration) return ability.why_no_migration;
       return std::nullopt;
     case MaintenanceAction::cold_migrate:
+      if (!persistent) return std::string(kTransient);
       if (!ability.cold_migration) return ability.why_no_migration;
       return std::nullopt;
     case MaintenanceAction::suspend:
+      if (!persistent) return std::string(kTransient);
       if (!ability.managed_save) return std::string("the hypervisor cannot managed-save");
       return std::nullopt;
     case MaintenanceAction::shutdown:
+      if (!persistent) return std::string(kTransient);
+      return std::nullopt;
     case MaintenanceAction::owner: return std::nullopt;
   }
   return std::nullopt;
@@ -50,11 +61,16 @@ PolicyResult policyFor(const hv::DomainInfo& domain, const DomainPolicy& default
 }
 
 KeepDecision keepDecision(const std::string& domain_name, const DomainPolicy& policy,
-                          bool removal) {
+                          bool removal, bool persistent) {
   if (removal) {
     return {std::nullopt, "cannot keep '" + domain_name +
                               "' on this host: the host is being removed for good; ack 'move' "
                               "or let the owner move it"};
+  }
+  if (!persistent) {
+    return {std::nullopt, "cannot keep '" + domain_name +
+                              "' on this host: it is transient (not defined here), so suspended "
+                              "or shut down it would be gone; ack 'move' instead"};
   }
   if (keepsDomainOnHost(policy.maintenance_action)) return {policy.maintenance_action, {}};
   if (keepsDomainOnHost(policy.fallback_action)) return {policy.fallback_action, {}};
@@ -103,7 +119,7 @@ DomainPlan planDomain(const hv::DomainInfo& domain, const DomainPolicy& policy,
       plan.note = must_go;
       return plan;
     }
-    if (!whyImpossible(MaintenanceAction::cold_migrate, context.ability)) {
+    if (!whyImpossible(MaintenanceAction::cold_migrate, context.ability, domain.persistent)) {
       plan.action = MaintenanceAction::cold_migrate;
       return plan;
     }
@@ -126,7 +142,7 @@ DomainPlan planDomain(const hv::DomainInfo& domain, const DomainPolicy& policy,
   if (ack == AckChoice::keep) {
     // Refused at ack time when not allowed; a journal from an older policy
     // may still carry it, so stay safe and ignore it then.
-    KeepDecision keep = keepDecision(domain.name, policy, context.removal);
+    KeepDecision keep = keepDecision(domain.name, policy, context.removal, domain.persistent);
     if (keep.action) {
       action = *keep.action;
       fallback = std::nullopt;
@@ -139,14 +155,14 @@ DomainPlan planDomain(const hv::DomainInfo& domain, const DomainPolicy& policy,
   }
   if (fallback == action) fallback = std::nullopt;
 
-  if (auto why = whyImpossible(action, context.ability)) {
+  if (auto why = whyImpossible(action, context.ability, domain.persistent)) {
     const std::string first = name(action) + " not possible: " + *why;
     if (!fallback) {
       plan.kind = DomainPlan::Kind::blocked;
       plan.reason = first + "; no fallback action";
       return plan;
     }
-    if (auto why_fallback = whyImpossible(*fallback, context.ability)) {
+    if (auto why_fallback = whyImpossible(*fallback, context.ability, domain.persistent)) {
       plan.kind = DomainPlan::Kind::blocked;
       plan.reason =
           first + "; fallback " + name(*fallback) + " not possible either: " + *why_fallback;

@@ -24,8 +24,10 @@ struct ActionAbility {
 // Migration needs both the hypervisor's capability and somewhere to go.
 ActionAbility abilityFrom(const hv::Capabilities& capabilities, bool have_destinations);
 
-// Why `action` cannot be done here, or nullopt when it can.
-std::optional<std::string> whyImpossible(MaintenanceAction action, const ActionAbility& ability);
+// Why `action` cannot be done here to a domain that is `persistent` (or
+// transient), or nullopt when it can.
+std::optional<std::string> whyImpossible(MaintenanceAction action, const ActionAbility& ability,
+                                         bool persistent);
 
 // The domain's effective policy: defaults overridden by its metadata.
 PolicyResult policyFor(const hv::DomainInfo& domain, const DomainPolicy& defaults);
@@ -65,7 +67,8 @@ struct KeepDecision {
   std::optional<MaintenanceAction> action;
   std::string refusal;
 };
-KeepDecision keepDecision(const std::string& domain_name, const DomainPolicy& policy, bool removal);
+KeepDecision keepDecision(const std::string& domain_name, const DomainPolicy& policy, bool removal,
+                          bool persistent);
 
 // The deadline by which an `owner` domain must have left: the ack deadline
 // when an ack is required, else window start + ack_timeout.

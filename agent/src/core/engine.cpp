@@ -571,7 +571,9 @@ void MaintenanceEngine::acknowledge(const std::string& domain, AckChoice choice,
     // planRecord will act on them after this ack.
     const DomainPolicy& policy =
         record->policy_error.empty() ? record->policy : e.settings.default_policy;
-    KeepDecision keep = keepDecision(name, policy, e.state.window && e.state.window->removal);
+    const std::optional<hv::DomainInfo> known = e.hypervisor.domain(record->uuid);
+    KeepDecision keep = keepDecision(name, policy, e.state.window && e.state.window->removal,
+                                     !known || known->persistent);
     if (!keep.action) throw CommandError(keep.refusal);
   }
   std::optional<hv::DomainInfo> info = e.hypervisor.domain(record->uuid);

@@ -341,7 +341,9 @@ void MaintenanceEngine::Impl::failDrain(DomainRecord& record, const std::string&
   record.finished_at = now();
   record.destination.reset();
   if (phase() != HostPhase::restoring && record.fallback) {
-    if (auto why = whyImpossible(*record.fallback, planContext().ability)) {
+    const std::optional<hv::DomainInfo> info = hypervisor.domain(record.uuid);
+    if (auto why = whyImpossible(*record.fallback, planContext().ability,
+                                 !info || info->persistent)) {
       transition(record, stage::Failed{failed + "; fallback " + actionName(record.fallback) +
                                        " not possible: " + *why});
       return;

@@ -115,6 +115,14 @@ void MaintenanceEngine::Impl::sweepHostShutdown() {
     entry.name = info.name;
     const DomainPolicy policy = shutdownPolicyOf(info);
     entry.action = policy.host_shutdown_action;
+    if (entry.action == HostShutdownAction::suspend && !info.persistent) {
+      // libvirt keeps no managed save of a transient domain: it is lost with
+      // the host either way, and a clean shutdown is better than a kill.
+      spdlog::info("host shutdown: '{}' is transient and cannot be suspended: it is shut down "
+                   "instead, and will not come back",
+                   info.name);
+      entry.action = HostShutdownAction::shutdown;
+    }
     entry.priority = policy.priority;
     record.domains.push_back(std::move(entry));
   }

@@ -184,7 +184,8 @@ std::optional<DomainNotice> computeNotice(const NoticeInput& input,
     notice.ack_deadline = domain.ack_deadline;
     notice.ack_timeout_action = input.policy.ack_timeout_action;
   }
-  const KeepDecision keep = keepDecision(domain.name, input.policy, input.window.removal);
+  const KeepDecision keep =
+      keepDecision(domain.name, input.policy, input.window.removal, domain.persistent);
   notice.keep_allowed = keep.action.has_value();
   notice.keep_action = keep.action;
   notice.overrun = input.overrun;

@@ -357,6 +357,7 @@ bool projectStatusInto(const StatusInputs& in, HostStatus& current) {
     view.action_started_at = record.started_at;
     view.action_finished_at = record.finished_at;
     view.policy_error = record.policy_error;
+    if (info) view.persistent = info->persistent;
     if (info) {
       view.run_state = info->state;
       view.memory_kib = info->memory_kib;

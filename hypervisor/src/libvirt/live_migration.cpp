@@ -410,8 +410,10 @@ ActionResult migrateLive(virConnectPtr conn, virDomainPtr dom, const ActionReque
     return result;
   };
   const MigrationTuning& tuning = request.tuning;
-  unsigned int flags = VIR_MIGRATE_LIVE | VIR_MIGRATE_PEER2PEER | VIR_MIGRATE_PERSIST_DEST |
-                       VIR_MIGRATE_UNDEFINE_SOURCE;
+  unsigned int flags = VIR_MIGRATE_LIVE | VIR_MIGRATE_PEER2PEER;
+  // A persistent domain is defined there and undefined here; a transient one
+  // stays transient (libvirt would otherwise define it on the destination).
+  if (virDomainIsPersistent(dom) != 0) flags |= VIR_MIGRATE_PERSIST_DEST | VIR_MIGRATE_UNDEFINE_SOURCE;
   if (tuning.auto_converge) flags |= VIR_MIGRATE_AUTO_CONVERGE;
   if (tuning.post_copy_allowed) flags |= VIR_MIGRATE_POSTCOPY;
   TypedParams params;

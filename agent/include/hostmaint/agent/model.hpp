@@ -207,6 +207,9 @@ struct DomainStatus {
   // Its policy's max_impacted_members when in a group (0 otherwise): what
   // the fleet shows the group's limit as. Not rendered in status.json.
   unsigned group_max_impacted = 0;
+  // False for a transient domain (libvirt keeps no definition of it), which
+  // cannot be kept on the host. Not rendered in status.json.
+  bool persistent = true;
   int priority = 0;
   bool ack_required = false;
   std::optional<AckChoice> ack;
