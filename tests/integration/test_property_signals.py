@@ -2,7 +2,8 @@
 (Phase, SessionId, ...) arrive with their values, the ones that grow with the number of
 domains (StatusJSON, Notices, Domains, Blockers, Evidence) only as invalidated, and a Get
 then returns the new value (docs/dbus-api.md, "Properties"); introspection says which is
-which; hostmaintctl wait follows such signals."""
+which; hostmaintctl wait follows such signals. What a schedule published is logged once
+its reply is out."""
 
 import json
 import queue
@@ -113,6 +114,26 @@ class PropertySignals(DaemonTestCase):
         self.assertEqual({json.loads(n[3])["session_id"] for n in notices}, {session_id})
         self.assertEqual({row[1]: row[3] for row in self.daemon.get_property("Domains")},
                          {d["name"]: d["state"] for d in after["domains"]})
+
+    def test_notices_and_stage_changes_are_logged_after_the_reply(self):
+        self.daemon.start()
+        self.daemon.ctl("schedule", "--start", "+1h", "--end", "+3h", check=0)
+        notices = self.daemon.get_property("Notices")
+        self.assertTrue(notices)
+        lines = wait_until(
+            lambda: (lambda log: all(f"notice revision {n[2]} for domain {n[1]}:" in log
+                                     for n in notices) and log.splitlines())(
+                self.daemon.log_text()), 10, "a log line per notice")
+        done = next(i for i, line in enumerate(lines) if "Schedule by uid" in line)
+        # What the schedule published goes to the log once the reply is out,
+        # every notice and every domain's new stage.
+        for notice in notices:
+            at = next(i for i, line in enumerate(lines)
+                      if f"notice revision {notice[2]} for domain {notice[1]}:" in line)
+            self.assertGreater(at, done, lines[at])
+        staged = [i for i, line in enumerate(lines) if "[info] domain '" in line]
+        self.assertTrue(staged, "no domain's stage logged")
+        self.assertGreater(min(staged), done, lines[min(staged)])
 
     def test_introspection_says_which_properties_only_invalidate(self):
         self.daemon.start()
