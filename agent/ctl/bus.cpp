@@ -3,7 +3,6 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
-#include <utility>
 
 #include "exit_status.hpp"
 
@@ -222,23 +221,9 @@ int StatusWatch::onPropertiesChanged(sd_bus_message* message, void* self, sd_bus
   const char* interface = nullptr;
   if (sd_bus_message_read(message, "s", &interface) < 0 || std::strcmp(interface, kInterface) != 0)
     return 0;
+  // Every change invalidates StatusJSON (its generation moves), which the
+  // daemon does not send by value (docs/dbus-api.md): the caller Gets it.
   watch.changed_ = true;
-  // A change that does not carry the document makes any carried earlier stale.
-  watch.status_json_.reset();
-  // The daemon sends StatusJSON's new value with every change; taking it from
-  // the signal saves a round trip. If it is absent, the caller re-reads it.
-  if (sd_bus_message_enter_container(message, SD_BUS_TYPE_ARRAY, "{sv}") < 0) return 0;
-  while (sd_bus_message_enter_container(message, SD_BUS_TYPE_DICT_ENTRY, "sv") > 0) {
-    const char* name = nullptr;
-    if (sd_bus_message_read(message, "s", &name) < 0) return 0;
-    if (std::strcmp(name, "StatusJSON") == 0) {
-      const char* json = nullptr;
-      if (sd_bus_message_read(message, "v", "s", &json) >= 0 && json) watch.status_json_ = json;
-    } else if (sd_bus_message_skip(message, "v") < 0) {
-      return 0;
-    }
-    if (sd_bus_message_exit_container(message) < 0) return 0;
-  }
   return 0;
 }
 
@@ -256,11 +241,13 @@ StatusWatch::Event StatusWatch::next(std::optional<std::chrono::steady_clock::ti
   using namespace std::chrono;
   changed_ = false;
   while (true) {
-    // Dispatch everything already queued before deciding to block.
+    // Dispatch everything already queued before deciding to block: signals
+    // that queued up while the caller read the status come out as one
+    // change, one Get.
     int result = 0;
     do {
       result = sd_bus_process(client_.bus(), nullptr);
-    } while (result > 0 && !changed_ && !daemon_gone_);
+    } while (result > 0 && !daemon_gone_);
     if (result < 0)
       throw CtlError(ExitStatus::unreachable, "lost the connection to the bus at " +
                                                   client_.address() + ": " + describeErrno(result));
@@ -279,7 +266,5 @@ StatusWatch::Event StatusWatch::next(std::optional<std::chrono::steady_clock::ti
                                                   client_.address() + ": " + describeErrno(result));
   }
 }
-
-std::optional<std::string> StatusWatch::takeStatusJson() { return std::exchange(status_json_, std::nullopt); }
 
 }  // namespace hostmaint::ctl

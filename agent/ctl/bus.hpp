@@ -87,12 +87,9 @@ class StatusWatch {
   StatusWatch& operator=(const StatusWatch&) = delete;
 
   // Dispatches bus traffic until a property changes, the daemon leaves the
-  // bus, or `deadline` passes (never when nullopt).
+  // bus, or `deadline` passes (never when nullopt). The signal does not carry
+  // StatusJSON (it is only invalidated): after `changed`, read it.
   Event next(std::optional<std::chrono::steady_clock::time_point> deadline);
-
-  // The StatusJSON carried by the last change signal, if it carried one;
-  // cleared by the call.
-  std::optional<std::string> takeStatusJson();
 
  private:
   static int onPropertiesChanged(sd_bus_message* message, void* self, sd_bus_error* error);
@@ -103,7 +100,6 @@ class StatusWatch {
   SlotPtr owner_slot_;
   bool changed_ = false;
   bool daemon_gone_ = false;
-  std::optional<std::string> status_json_;
 };
 
 }  // namespace hostmaint::ctl

@@ -32,12 +32,11 @@ json parseStatus(const std::string& text) {
   }
 }
 
-// After a change signal: the document it carried (or read afresh), unless
-// it is older than `status`. Signals queued before the first read carry
-// older documents: the generation orders them, so a display never steps back.
-void takeNewerStatus(StatusWatch& watch, AgentClient& client, json& status) {
-  auto carried = watch.takeStatusJson();
-  json next = parseStatus(carried ? *carried : client.statusJson());
+// After a change signal: the document read afresh (the signal only names
+// StatusJSON as invalidated), unless it is older than `status`; the
+// generation orders them, so a display never steps back.
+void takeNewerStatus(AgentClient& client, json& status) {
+  json next = parseStatus(client.statusJson());
   if (generationOf(next) >= generationOf(status)) status = std::move(next);
 }
 
@@ -266,7 +265,7 @@ int runWait(const std::string& address, const WaitArguments& arguments) {
     }
     switch (watch.next(wake)) {
       case StatusWatch::Event::changed:
-        takeNewerStatus(watch, client, status);
+        takeNewerStatus(client, status);
         break;
       case StatusWatch::Event::daemon_gone:
         throw CtlError(ExitStatus::unreachable, "hostmaintd left the bus while waiting for " + goal);
@@ -379,7 +378,7 @@ int runHostShutdown(const std::string& address, const HostShutdownArguments& arg
     }
     switch (watch.next(deadline)) {
       case StatusWatch::Event::changed:
-        takeNewerStatus(watch, client, status);
+        takeNewerStatus(client, status);
         break;
       case StatusWatch::Event::daemon_gone:
         throw CtlError(ExitStatus::unreachable, "hostmaintd left the bus during the host shutdown");

@@ -210,6 +210,8 @@ void AgentObject::publish(const agent::HostStatus& status, std::string status_js
   std::vector<char*> names;
   for (const std::string& name : changed) names.push_back(const_cast<char*>(name.c_str()));
   names.push_back(nullptr);
+  // sd-bus sends the EMITS_CHANGE ones with their values and lists the
+  // EMITS_INVALIDATION ones (vtable()) as invalidated, without reading them.
   const int result =
       sd_bus_emit_properties_changed_strv(bus_, kObjectPath, kInterface, names.data());
   // Clients re-read on their next Get; a lost signal is not worth stopping for.
@@ -230,6 +232,12 @@ void AgentObject::emitNotice(const std::string& uuid, const std::string& name,
 }
 
 const sd_bus_vtable* AgentObject::vtable() {
+  // Properties whose size grows with the number of domains only invalidate:
+  // one PropertiesChanged of a schedule of 500 domains carried 1.4 MB by
+  // value (StatusJSON alone 880 kB), which hostmaintd marshalled, dbus-daemon
+  // validated and every watcher copied before the method's reply got through
+  // (docs/performance.md, "fourth round"). A watcher re-reads them with Get;
+  // the small ones (Phase, Ready, ...) still arrive with their values.
   static const sd_bus_vtable table[] = {
       SD_BUS_VTABLE_START(0),
       SD_BUS_PROPERTY("Phase", "s", &AgentObject::getProperty, 0,
@@ -247,17 +255,17 @@ const sd_bus_vtable* AgentObject::vtable() {
       SD_BUS_PROPERTY("Reason", "s", &AgentObject::getProperty, 0,
                       SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
       SD_BUS_PROPERTY("Blockers", "a(ss)", &AgentObject::getProperty, 0,
-                      SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+                      SD_BUS_VTABLE_PROPERTY_EMITS_INVALIDATION),
       SD_BUS_PROPERTY("Evidence", "a(sbs)", &AgentObject::getProperty, 0,
-                      SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+                      SD_BUS_VTABLE_PROPERTY_EMITS_INVALIDATION),
       SD_BUS_PROPERTY("Domains", "a(sssssss)", &AgentObject::getProperty, 0,
-                      SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+                      SD_BUS_VTABLE_PROPERTY_EMITS_INVALIDATION),
       SD_BUS_PROPERTY("HypervisorConnection", "s", &AgentObject::getProperty, 0,
                       SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
       SD_BUS_PROPERTY("StatusJSON", "s", &AgentObject::getProperty, 0,
-                      SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+                      SD_BUS_VTABLE_PROPERTY_EMITS_INVALIDATION),
       SD_BUS_PROPERTY("Notices", "a(ssts)", &AgentObject::getProperty, 0,
-                      SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+                      SD_BUS_VTABLE_PROPERTY_EMITS_INVALIDATION),
       SD_BUS_PROPERTY("Migrations", "a(sssdttttbs)", &AgentObject::getProperty, 0,
                       SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
       SD_BUS_PROPERTY("Cordoned", "b", &AgentObject::getProperty, 0,

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <iterator>
+#include <utility>
 
 #include "hostmaint/agent/journal.hpp"
 #include "hostmaint/agent/status_json.hpp"
@@ -63,7 +64,12 @@ AgentService::AgentService(boost::asio::io_context& io, AgentServiceParts parts,
   armWakeup();
 }
 
-AgentService::~AgentService() { hypervisor_.setObserver(nullptr); }
+AgentService::~AgentService() {
+  hypervisor_.setObserver(nullptr);
+  // Every notice and change published is logged, even when the loop stopped
+  // before its next turn (the signals go with the bus).
+  logLines(std::exchange(unlogged_, {}));
+}
 
 void AgentService::reload(agent::EngineSettings settings, CallerPolicy policy) {
   engine_.updateSettings(std::move(settings));
@@ -187,20 +193,28 @@ void AgentService::decorate(agent::HostStatus& status) {
   if (!notice_board_) return;
   std::vector<agent::NoticeLedger::Issued> issued = notice_board_->apply(status);
   if (issued.empty()) return;
-  // The Notices property already holds them (this publication); the
-  // signals follow once the loop is free, after a command's reply.
-  const bool armed = !unsent_notices_.empty();
+  // The Notices property already holds them (this publication), and
+  // notices.json: their log lines and signals follow once the loop is free,
+  // after a command's reply.
+  for (const agent::NoticeLedger::Issued& notice : issued)
+    unlogged_.push_back(noticeLogLine(notice));
   std::move(issued.begin(), issued.end(), std::back_inserter(unsent_notices_));
-  if (armed) return;
+  armAfterReply();
+}
+
+void AgentService::armAfterReply() {
+  if (after_reply_armed_) return;
+  after_reply_armed_ = true;
   notice_timer_.expires_after(std::chrono::steady_clock::duration::zero());
   notice_timer_.async_wait([this](const boost::system::error_code& error) {
-    if (!error) emitNotices();
+    if (!error) afterReply();
   });
 }
 
-void AgentService::emitNotices() {
-  std::vector<agent::NoticeLedger::Issued> notices = std::move(unsent_notices_);
-  unsent_notices_.clear();
+void AgentService::afterReply() {
+  after_reply_armed_ = false;
+  logLines(std::exchange(unlogged_, {}));
+  std::vector<agent::NoticeLedger::Issued> notices = std::exchange(unsent_notices_, {});
   if (!bus_link_) return;
   for (const agent::NoticeLedger::Issued& issued : notices)
     bus_link_->emitNotice(issued.uuid, issued.name, issued.notice);
@@ -252,7 +266,13 @@ void AgentService::publishNow() {
   }
   agent::HostStatus status = engine_.status();
   decorate(status);
-  change_log_.record(status);
+  // Logged after a command's reply, with the notices (a schedule: a line
+  // per domain): the status itself is what goes out now.
+  std::vector<StatusLogLine> lines = change_log_.record(status);
+  if (!lines.empty()) {
+    std::move(lines.begin(), lines.end(), std::back_inserter(unlogged_));
+    armAfterReply();
+  }
   // Rendered once, for the file and the StatusJSON property.
   std::string rendered = status_renderer_.render(status);
   writeStatusFile(rendered);

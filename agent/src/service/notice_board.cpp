@@ -201,12 +201,16 @@ std::vector<agent::NoticeLedger::Issued> NoticeBoard::apply(agent::HostStatus& s
   // Saved before it goes out: a restart must not give the same revision to
   // different content.
   save();
-  for (const agent::NoticeLedger::Issued& notice : issued) {
-    spdlog::info("notice revision {} for domain {}: {}", notice.notice.revision, notice.name,
-                 notice.notice.message);
-    if (webhook_) webhook_->enqueue(notice.uuid, notice.notice.revision, webhookBody(host_, notice));
+  if (webhook_) {
+    for (const agent::NoticeLedger::Issued& notice : issued)
+      webhook_->enqueue(notice.uuid, notice.notice.revision, webhookBody(host_, notice));
   }
   return issued;
+}
+
+StatusLogLine noticeLogLine(const agent::NoticeLedger::Issued& notice) {
+  return {spdlog::level::info, "notice revision " + std::to_string(notice.notice.revision) +
+                                   " for domain " + notice.name + ": " + notice.notice.message};
 }
 
 void NoticeBoard::save() {

@@ -107,11 +107,14 @@ std::vector<StatusLogLine> describeStatusChanges(const std::optional<agent::Host
   return lines;
 }
 
-void StatusChangeLog::record(const agent::HostStatus& status) {
-  for (const StatusLogLine& line : describeStatusChanges(previous_, status)) {
-    spdlog::log(line.level, "{}", line.text);
-  }
+std::vector<StatusLogLine> StatusChangeLog::record(const agent::HostStatus& status) {
+  std::vector<StatusLogLine> lines = describeStatusChanges(previous_, status);
   previous_ = status;
+  return lines;
+}
+
+void logLines(const std::vector<StatusLogLine>& lines) {
+  for (const StatusLogLine& line : lines) spdlog::log(line.level, "{}", line.text);
 }
 
 }  // namespace hostmaint::service

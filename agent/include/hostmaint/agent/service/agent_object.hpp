@@ -2,7 +2,10 @@
 // docs/dbus-api.md; introspection XML: agent/src/service/org.hostmaint.Agent1.xml).
 //
 // Properties are rendered from the engine's HostStatus; publish() emits
-// PropertiesChanged for exactly the properties whose D-Bus values changed.
+// PropertiesChanged for exactly the properties whose D-Bus values changed:
+// the small ones with their new values, the ones that grow with the number
+// of domains (Blockers, Evidence, Domains, StatusJSON, Notices) as
+// invalidated only, to be re-read with Get (docs/dbus-api.md, "Properties").
 // Methods call the engine; a refusal (CommandError) becomes
 // org.hostmaint.Agent1.Error.Refused with the engine's message.
 #pragma once

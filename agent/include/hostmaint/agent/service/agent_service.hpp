@@ -127,10 +127,13 @@ class AgentService final : private agent::EngineListener, private hv::Hypervisor
   // Publishes a change held back by the interval, if any: before a reply.
   void flushStatus();
   // Puts the controller health and the issued notices into `status`; the
-  // Notice signal for each new notice follows in the loop's next turn.
+  // log line and the Notice signal of each new notice follow in the loop's
+  // next turn.
   void decorate(agent::HostStatus& status);
-  // Emits the Notice signals decorate() issued.
-  void emitNotices();
+  // Arms the loop's next turn for afterReply().
+  void armAfterReply();
+  // Logs the lines held back, then emits the Notice signals decorate() issued.
+  void afterReply();
   void writeStatusFile(const agent::HostStatus& status);
   void writeStatusFile(const std::string& rendered);
 
@@ -165,11 +168,16 @@ class AgentService final : private agent::EngineListener, private hv::Hypervisor
   // that begins never does.
   std::optional<agent::CordonStatus> cordon_written_;
   std::optional<agent::CordonStatus> cordon_pending_;
-  // Notices issued and not yet signalled: their signals go out after the
-  // reply of the command that issued them (a schedule issues one per
-  // domain, which the caller need not wait behind).
+  // Work that follows the reply of the command that caused it, in the loop's
+  // next turn (a schedule issues a notice and changes the stage of every
+  // domain, which the caller need not wait behind): the log lines of the
+  // status changes and notices published (in their order), then the notices'
+  // signals. Both are already durable and published: notices.json, the
+  // journal, status.json, the Notices property.
+  std::vector<StatusLogLine> unlogged_;
   std::vector<agent::NoticeLedger::Issued> unsent_notices_;
   boost::asio::steady_timer notice_timer_;
+  bool after_reply_armed_ = false;
   std::optional<agent::TimePoint> wakeup_at_;  // as the engine last told
   bool serving_ = false;  // false while recovering: nothing is published yet
   agent::MaintenanceEngine engine_;

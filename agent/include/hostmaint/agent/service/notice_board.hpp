@@ -27,6 +27,7 @@
 #include "hostmaint/agent/config.hpp"
 #include "hostmaint/agent/model.hpp"
 #include "hostmaint/agent/notice.hpp"
+#include "hostmaint/agent/service/status_change_log.hpp"
 
 namespace hostmaint::agent::controller {
 class HttpClient;
@@ -105,7 +106,8 @@ class NoticeBoard {
 
   // Puts the issued notices (and the webhook's health) into `status`,
   // issuing what is new: persisted and queued for the webhook before this
-  // returns them (the caller emits them as the D-Bus signal).
+  // returns them (the caller emits them as the D-Bus signal and logs each,
+  // noticeLogLine()).
   std::vector<agent::NoticeLedger::Issued> apply(agent::HostStatus& status);
 
   const std::filesystem::path& path() const { return path_; }
@@ -125,5 +127,8 @@ class NoticeBoard {
   std::optional<agent::NoticeWebhookHealth> webhook_health_;
   std::string last_save_error_;
 };
+
+// The log line of an issued notice ("notice revision N for domain X: ...").
+StatusLogLine noticeLogLine(const agent::NoticeLedger::Issued& notice);
 
 }  // namespace hostmaint::service

@@ -18,15 +18,19 @@ struct StatusLogLine {
   std::string text;
 };
 
+// Logs each line through spdlog at its level.
+void logLines(const std::vector<StatusLogLine>& lines);
+
 // Lines describing what changed from `before` (nullopt: first snapshot) to
 // `after`. Pure, so it is tested without a logger.
 std::vector<StatusLogLine> describeStatusChanges(const std::optional<agent::HostStatus>& before,
                                                  const agent::HostStatus& after);
 
-// Keeps the previous snapshot and logs the differences through spdlog.
+// Keeps the previous snapshot; record() returns the lines describing what
+// changed since it, for the caller to log (logLines()) when it is free to.
 class StatusChangeLog {
  public:
-  void record(const agent::HostStatus& status);
+  std::vector<StatusLogLine> record(const agent::HostStatus& status);
 
  private:
   std::optional<agent::HostStatus> previous_;
