@@ -9,12 +9,14 @@ NOTIFY_SOCKET), not from a sleep.
 import json
 import os
 import pwd
+import queue
 import re
 import shutil
 import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import unittest
 from pathlib import Path
@@ -93,6 +95,41 @@ def wait_until(predicate, timeout, what):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(0.05)
+
+
+class BusMonitor:
+    """`busctl monitor --json=short` on a daemon's private bus with the given match
+    rules; each message is handed to `received` (the test thread, in collected())."""
+
+    def __init__(self, daemon, *matches):
+        argv = ["busctl", f"--address={daemon.bus.address}", "monitor", "--json=short"]
+        for match in matches:
+            argv += ["--match", match]
+        self.process = subprocess.Popen(argv, stdout=subprocess.PIPE,
+                                        stderr=subprocess.DEVNULL, text=True)
+        self.lines = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.process.stdout:
+            self.lines.put(line)
+
+    def received(self, message):
+        raise NotImplementedError
+
+    def drain(self):
+        """Hands every message read so far to `received`."""
+        while True:
+            try:
+                line = self.lines.get_nowait()
+            except queue.Empty:
+                return
+            self.received(json.loads(line))
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait()
+        self.process.stdout.close()
 
 
 class PrivateBus:

@@ -5,12 +5,10 @@ a failing webhook is visible and never blocks the daemon."""
 
 import http.server
 import json
-import queue
-import subprocess
 import threading
 import unittest
 
-from harness import (BUS_NAME, DATA_DIR, INTERFACE, OBJECT_PATH, DaemonTestCase,
+from harness import (BUS_NAME, DATA_DIR, INTERFACE, OBJECT_PATH, BusMonitor, DaemonTestCase,
                      run_hostmaintd, wait_until)
 
 
@@ -62,37 +60,21 @@ class WebhookServer:
         self.server.server_close()
 
 
-class SignalMonitor:
+class SignalMonitor(BusMonitor):
     """busctl monitor for the Notice signal, parsed into (uuid, name, revision, notice)."""
 
     def __init__(self, daemon):
-        self.process = subprocess.Popen(
-            ["busctl", f"--address={daemon.bus.address}", "monitor", "--json=short",
-             "--match", f"type='signal',interface='{INTERFACE}',member='Notice'"],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        self.lines = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
         self.signals = []
+        super().__init__(daemon, f"type='signal',interface='{INTERFACE}',member='Notice'")
 
-    def _read(self):
-        for line in self.process.stdout:
-            self.lines.put(line)
+    def received(self, message):
+        if message.get("member") == "Notice":
+            uuid, name, revision, notice = message["payload"]["data"]
+            self.signals.append((uuid, name, revision, json.loads(notice)))
 
     def collected(self):
-        while True:
-            try:
-                line = self.lines.get_nowait()
-            except queue.Empty:
-                return list(self.signals)
-            message = json.loads(line)
-            if message.get("member") == "Notice":
-                uuid, name, revision, notice = message["payload"]["data"]
-                self.signals.append((uuid, name, revision, json.loads(notice)))
-
-    def stop(self):
-        self.process.terminate()
-        self.process.wait()
-        self.process.stdout.close()
+        self.drain()
+        return list(self.signals)
 
 
 def by_name(bodies):

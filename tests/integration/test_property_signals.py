@@ -6,14 +6,12 @@ which; hostmaintctl wait follows such signals. What a schedule published is logg
 its reply is out."""
 
 import json
-import queue
 import subprocess
-import threading
 import unittest
 import xml.etree.ElementTree as ElementTree
 
-from harness import (BUS_NAME, DATA_DIR, INTERFACE, OBJECT_PATH, HOSTMAINTCTL, DaemonTestCase,
-                     wait_until)
+from harness import (BUS_NAME, DATA_DIR, INTERFACE, OBJECT_PATH, HOSTMAINTCTL, BusMonitor,
+                     DaemonTestCase, wait_until)
 
 BY_VALUE = {"Phase", "Ready", "SessionId", "WindowStart", "WindowEnd", "Removal", "Reason",
             "HypervisorConnection", "Migrations", "Cordoned", "HostShutdownState", "FleetStatus"}
@@ -21,40 +19,32 @@ INVALIDATED = {"Blockers", "Evidence", "Domains", "StatusJSON", "Notices"}
 EMITS = "org.freedesktop.DBus.Property.EmitsChangedSignal"
 
 
-class ChangeMonitor:
+class ChangeMonitor(BusMonitor):
     """busctl monitor for the agent's PropertiesChanged, parsed into (changed values,
     invalidated names); also sees the bus's GetId calls, which prove it is listening."""
 
     def __init__(self, daemon):
         self.daemon = daemon
-        self.process = subprocess.Popen(
-            ["busctl", f"--address={daemon.bus.address}", "monitor", "--json=short",
-             "--match", f"type='signal',path='{OBJECT_PATH}',"
-                        "interface='org.freedesktop.DBus.Properties',member='PropertiesChanged'",
-             "--match", "type='method_call',interface='org.freedesktop.DBus',member='GetId'"],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        self.lines = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
         self.changes = []
         self.pings = 0
+        super().__init__(
+            daemon,
+            f"type='signal',path='{OBJECT_PATH}',"
+            "interface='org.freedesktop.DBus.Properties',member='PropertiesChanged'",
+            "type='method_call',interface='org.freedesktop.DBus',member='GetId'")
 
-    def _read(self):
-        for line in self.process.stdout:
-            self.lines.put(line)
+    def received(self, message):
+        if message.get("member") == "GetId":
+            self.pings += 1
+        elif message.get("member") == "PropertiesChanged":
+            interface, changed, invalidated = message["payload"]["data"]
+            if interface == INTERFACE:
+                self.changes.append(({name: value["data"] for name, value in changed.items()},
+                                     set(invalidated)))
 
     def collected(self):
-        while True:
-            try:
-                message = json.loads(self.lines.get_nowait())
-            except queue.Empty:
-                return list(self.changes)
-            if message.get("member") == "GetId":
-                self.pings += 1
-            elif message.get("member") == "PropertiesChanged":
-                interface, changed, invalidated = message["payload"]["data"]
-                if interface == INTERFACE:
-                    self.changes.append(({name: value["data"] for name, value in changed.items()},
-                                         set(invalidated)))
+        self.drain()
+        return list(self.changes)
 
     def wait_listening(self):
         """busctl becomes a monitor some time after it starts: ping until it sees one."""
@@ -65,10 +55,6 @@ class ChangeMonitor:
             return self.pings > 0
         wait_until(seen, 10, "busctl monitor listening")
 
-    def stop(self):
-        self.process.terminate()
-        self.process.wait()
-        self.process.stdout.close()
 
 
 class PropertySignals(DaemonTestCase):
