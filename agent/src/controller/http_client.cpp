@@ -12,6 +12,8 @@
 #include <sstream>
 #include <system_error>
 
+#include "hostmaint/file_descriptor.hpp"
+
 namespace hostmaint::agent::controller {
 
 namespace {
@@ -178,10 +180,7 @@ std::string readSecretFile(const std::filesystem::path& path, unsigned allowed_o
     throw TokenFileError("cannot open " + what + " " + path.string() + ": " +
                          std::strerror(errno));
   }
-  struct FdCloser {
-    int fd;
-    ~FdCloser() { ::close(fd); }
-  } closer{fd};
+  const FileDescriptor closer(fd);
 
   struct stat info {};
   if (::fstat(fd, &info) != 0) {

@@ -11,17 +11,13 @@
 #include <system_error>
 
 #include "hostmaint/agent/config.hpp"
+#include "hostmaint/file_descriptor.hpp"
 
 namespace hostmaint::agent::config_files {
 namespace {
 
 // A config file is a few KiB; anything past this is not one.
 constexpr std::size_t kMaxConfigFileBytes = 1024 * 1024;
-
-struct FdCloser {
-  int fd;
-  ~FdCloser() { ::close(fd); }
-};
 
 [[noreturn]] void cannotRead(const std::filesystem::path& path, const std::string& why) {
   throw ConfigError("cannot read config file '" + path.string() + "': " + why);
@@ -56,7 +52,7 @@ std::optional<std::string> readFile(const std::filesystem::path& path, bool miss
     if (open_error == ENOENT && missing_ok) return std::nullopt;
     cannotRead(path, std::strerror(open_error));
   }
-  FdCloser closer{fd};
+  const FileDescriptor closer(fd);
   struct stat info {};
   if (::fstat(fd, &info) != 0) cannotRead(path, std::strerror(errno));
   if (!S_ISREG(info.st_mode)) cannotRead(path, "it is " + fileTypeName(info.st_mode) +

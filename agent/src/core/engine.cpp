@@ -566,17 +566,16 @@ void MaintenanceEngine::acknowledge(const std::string& domain, AckChoice choice,
                          std::string(toString(record->stage())));
     default: break;
   }
+  std::optional<hv::DomainInfo> info = e.hypervisor.domain(record->uuid);
   if (choice == AckChoice::keep) {
     // A domain with a malformed policy is judged by the host's defaults, as
     // planRecord will act on them after this ack.
     const DomainPolicy& policy =
         record->policy_error.empty() ? record->policy : e.settings.default_policy;
-    const std::optional<hv::DomainInfo> known = e.hypervisor.domain(record->uuid);
     KeepDecision keep = keepDecision(name, policy, e.state.window && e.state.window->removal,
-                                     !known || known->persistent);
+                                     !info || info->persistent);
     if (!keep.action) throw CommandError(keep.refusal);
   }
-  std::optional<hv::DomainInfo> info = e.hypervisor.domain(record->uuid);
   Impl::Entry entry(e);
   EngineState before = e.state;
   record->ack = choice;

@@ -15,27 +15,10 @@
 #include <unordered_set>
 #include <utility>
 
+#include "hostmaint/file_descriptor.hpp"
+
 namespace hostmaint::agent {
 namespace {
-
-// Owns one file descriptor.
-class FileDescriptor {
- public:
-  explicit FileDescriptor(int fd) : fd_(fd) {}
-  FileDescriptor(const FileDescriptor&) = delete;
-  FileDescriptor& operator=(const FileDescriptor&) = delete;
-  ~FileDescriptor() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  int get() const { return fd_; }
-  explicit operator bool() const { return fd_ >= 0; }
-  // Closes now so a failing close (delayed write error on some file
-  // systems) is reported instead of ignored in the destructor.
-  int close() { return ::close(std::exchange(fd_, -1)); }
-
- private:
-  int fd_;
-};
 
 [[noreturn]] void fail(std::string_view what, const std::filesystem::path& path, int error) {
   throw JournalError("cannot " + std::string(what) + " '" + path.string() +

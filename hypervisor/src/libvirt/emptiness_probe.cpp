@@ -7,10 +7,10 @@
 #include <cerrno>
 #include <cctype>
 #include <fstream>
-#include <iterator>
 #include <stdexcept>
 #include <system_error>
 
+#include "hostmaint/file_descriptor.hpp"
 #include "hostmaint/hypervisor/libvirt_hypervisor.hpp"
 
 namespace hostmaint::hv {
@@ -23,21 +23,6 @@ bool isNumber(const std::string& s) {
          std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isdigit(c); });
 }
 
-// An open file descriptor, closed when it goes out of scope.
-class OpenFile {
- public:
-  explicit OpenFile(const fs::path& file) : fd_(::open(file.c_str(), O_RDONLY | O_CLOEXEC)) {}
-  OpenFile(const OpenFile&) = delete;
-  OpenFile& operator=(const OpenFile&) = delete;
-  ~OpenFile() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  int fd() const { return fd_; }
-
- private:
-  int fd_;
-};
-
 struct Cmdline {
   std::vector<std::string> argv;
   int error = 0;  // errno of a failed open or read; 0 when read
@@ -47,15 +32,15 @@ struct Cmdline {
 // and reading a process's cmdline fails with ESRCH once the process is gone.
 Cmdline readCmdline(const fs::path& file) {
   Cmdline result;
-  OpenFile in(file);
-  if (in.fd() < 0) {
+  const FileDescriptor in(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!in) {
     result.error = errno;
     return result;
   }
   std::string raw;
   char buffer[4096];
   for (;;) {
-    const ssize_t n = ::read(in.fd(), buffer, sizeof buffer);
+    const ssize_t n = ::read(in.get(), buffer, sizeof buffer);
     if (n == 0) break;
     if (n < 0) {
       if (errno == EINTR) continue;
@@ -213,9 +198,9 @@ EmptinessReport probeHostEmptiness(const std::vector<DomainInfo>& domains,
   std::vector<std::string> qemu;
   const bool known_only = scan.qemu_process_scope == "known-domains";
   for (const auto& p : scanQemuProcesses(scan.proc_root)) {
-    if (known_only && p.unreadable.empty() && std::find(query.known_uuids.begin(), query.known_uuids.end(), p.uuid) ==
-                          query.known_uuids.end())
-      continue;
+    const bool known = std::find(query.known_uuids.begin(), query.known_uuids.end(), p.uuid) !=
+                       query.known_uuids.end();
+    if (known_only && p.unreadable.empty() && !known) continue;
     std::string item = "pid " + std::to_string(p.pid);
     if (!p.name.empty()) item += " (guest " + p.name + ")";
     if (!p.unreadable.empty()) item += " (command line unreadable: " + p.unreadable + ")";

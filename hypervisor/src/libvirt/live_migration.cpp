@@ -413,7 +413,8 @@ ActionResult migrateLive(virConnectPtr conn, virDomainPtr dom, const ActionReque
   unsigned int flags = VIR_MIGRATE_LIVE | VIR_MIGRATE_PEER2PEER;
   // A persistent domain is defined there and undefined here; a transient one
   // stays transient (libvirt would otherwise define it on the destination).
-  if (virDomainIsPersistent(dom) != 0) flags |= VIR_MIGRATE_PERSIST_DEST | VIR_MIGRATE_UNDEFINE_SOURCE;
+  if (virDomainIsPersistent(dom) != 0)
+    flags |= VIR_MIGRATE_PERSIST_DEST | VIR_MIGRATE_UNDEFINE_SOURCE;
   if (tuning.auto_converge) flags |= VIR_MIGRATE_AUTO_CONVERGE;
   if (tuning.post_copy_allowed) flags |= VIR_MIGRATE_POSTCOPY;
   TypedParams params;
@@ -471,8 +472,9 @@ ActionResult migrateLive(virConnectPtr conn, virDomainPtr dom, const ActionReque
       }
     }
   }
-  spdlog::debug("live migration of '{}': call returned after {} ms", request.name,
-                std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count());
+  spdlog::debug(
+      "live migration of '{}': call returned after {} ms", request.name,
+      std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count());
   monitor.finish();
   watcher.join();
   if (left_running) {
