@@ -44,10 +44,37 @@ TEST(DestinationChoice, ADestinationWithNoSlotLeftIsWaitedForNotFallenBackFrom) 
   DestinationChoice choice = chooseDestination(1024 * kMib, {full});
   EXPECT_EQ(choice.outcome, Outcome::wait);
   EXPECT_EQ(choice.reason, "qemu+tls://peer/system: takes no more incoming migrations now");
+  // The domain queues for it.
+  ASSERT_TRUE(choice.queue_for);
+  EXPECT_EQ(choice.queue_for->uri, "qemu+tls://peer/system");
   // Another with room is chosen meanwhile.
   choice = chooseDestination(1024 * kMib, {full, reachable("qemu+tls://other/system", 4096)});
   EXPECT_EQ(choice.outcome, Outcome::chosen);
   EXPECT_EQ(choice.destination.uri, "qemu+tls://other/system");
+}
+
+TEST(DestinationChoice, QueuesOnlyForAFullPeerItFitsInTheBestOfThem) {
+  DestinationCandidate full_small = reachable("qemu+tls://small/system", 2048);
+  full_small.max_parallel = 0;
+  DestinationCandidate full_big = reachable("qemu+tls://big/system", 8192);
+  full_big.max_parallel = 0;
+  DestinationCandidate too_small = reachable("qemu+tls://tiny/system", 1024);
+  too_small.max_parallel = 0;
+  DestinationChoice choice = chooseDestination(1024 * kMib, {full_small, too_small, full_big});
+  EXPECT_EQ(choice.outcome, Outcome::wait);
+  ASSERT_TRUE(choice.queue_for);
+  EXPECT_EQ(choice.queue_for->uri, "qemu+tls://big/system") << "the most room, like a choice";
+  // Its own migrations filling a destination: they end, nobody else's wait.
+  DestinationCandidate busy = reachable("qemu+tls://busy/system", 8192);
+  busy.max_parallel = 1;
+  busy.migrations_in_flight = 1;
+  choice = chooseDestination(1024 * kMib, {busy});
+  EXPECT_EQ(choice.outcome, Outcome::wait);
+  EXPECT_FALSE(choice.queue_for);
+  // A full peer it does not fit: nothing to queue for.
+  choice = chooseDestination(1024 * kMib, {too_small});
+  EXPECT_EQ(choice.outcome, Outcome::none_fits);
+  EXPECT_FALSE(choice.queue_for);
 }
 
 TEST(DestinationChoice, FitsOnlyInFreeMemoryMinusTheReserve) {

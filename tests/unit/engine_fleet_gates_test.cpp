@@ -195,20 +195,57 @@ TEST_F(EngineFleetGates, AMigrationToAPeerStartsOnlyOnceItsIncomingSlotIsClaimed
 
 TEST_F(EngineFleetGates, APeerOfferedFullIsWaitedForAndAnotherTaken) {
   FleetListener listener;
+  listener.claims = true;
   constexpr const char* kOther = "qemu+tls://peer-3/system";
   listener.peers = {DestinationConfig{kPeer, "", 0u, {}}};
-  add("vm1", {{"maintenance_action", "live-migrate"}, {"fallback_action", "suspend"}});
+  const std::string vm1 =
+      add("vm1", {{"maintenance_action", "live-migrate"}, {"fallback_action", "suspend"}});
   start(listener);
   scheduleNow();
   EXPECT_TRUE(requestsOf(ActionKind::live_migrate).empty());
   EXPECT_TRUE(requestsOf(ActionKind::managed_save).empty()) << "no fallback while it is full";
-  EXPECT_THAT(domain("vm1").detail, HasSubstr("takes no more incoming migrations now"));
+  // It asked for a claim all the same: its place in the peer's queue.
+  ASSERT_FALSE(listener.migrations_asked.empty());
+  EXPECT_EQ(listener.migrations_asked.back().destination_uri, kPeer);
+  EXPECT_EQ(domain("vm1").detail, "waiting for a destination: peer h3 has 1 of max 1 incoming "
+                                  "migrations (h2: vm-x)");
   listener.peers.push_back(DestinationConfig{kOther, "", 2u, {}});
+  listener.claimed.insert(vm1);
   engine->tick();  // probes the new one
   engine->tick();
   const auto migrations = requestsOf(ActionKind::live_migrate);
   ASSERT_EQ(migrations.size(), 1u);
   EXPECT_EQ(migrations[0].destination_uri, kOther);
+}
+
+TEST_F(EngineFleetGates, OneDomainAPassQueuesForAFullPeerAndStartsOnceItsClaimPasses) {
+  FleetListener listener;
+  listener.claims = true;
+  listener.peers = {DestinationConfig{kPeer, "", 0u, {}}};
+  const std::string vm1 =
+      add("vm1", {{"maintenance_action", "live-migrate"}, {"fallback_action", "suspend"}});
+  const std::string vm2 =
+      add("vm2", {{"maintenance_action", "live-migrate"}, {"fallback_action", "suspend"}});
+  start(listener);
+  scheduleNow();
+  std::set<std::string> asked;
+  for (const auto& migration : listener.migrations_asked) asked.insert(migration.uuid);
+  EXPECT_EQ(asked.size(), 1u) << "this host's one place in the peer's line";
+  const std::string first = *asked.begin();
+  const std::string second = first == vm1 ? vm2 : vm1;
+  EXPECT_THAT(domain(first == vm1 ? "vm2" : "vm1").detail,
+              HasSubstr("takes no more incoming migrations now"));
+  // The slot freed and its claim passed, before the view says so: it starts.
+  listener.claimed.insert(first);
+  engine->tick();
+  auto migrations = requestsOf(ActionKind::live_migrate);
+  ASSERT_EQ(migrations.size(), 1u);
+  EXPECT_EQ(migrations[0].uuid, first);
+  EXPECT_EQ(migrations[0].destination_uri, kPeer);
+  // The other is next in line.
+  engine->tick();
+  EXPECT_EQ(listener.migrations_asked.back().uuid, second);
+  EXPECT_TRUE(requestsOf(ActionKind::managed_save).empty());
 }
 
 TEST_F(EngineFleetGates, ConfiguredDestinationsArePreferredToPeers) {

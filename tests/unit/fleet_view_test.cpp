@@ -289,7 +289,7 @@ TEST(IncomingClaims, TheTransactionIsGuardedByTheRevisionTheClaimsWereReadAt) {
   EXPECT_EQ(txn.compares[1].key, kKeys.incoming("h3", "h1", "u-9"));
   EXPECT_EQ(txn.compares[1].target, Compare::Target::create_revision);
   EXPECT_EQ(txn.compares[1].revision, 0);
-  ASSERT_EQ(txn.success.size(), 2u);
+  ASSERT_EQ(txn.success.size(), 3u);
   const auto& guard = std::get<Put>(txn.success[0]);
   EXPECT_EQ(guard.key, kKeys.incomingGuard("h3"));
   EXPECT_EQ(guard.value, "2");
@@ -298,6 +298,8 @@ TEST(IncomingClaims, TheTransactionIsGuardedByTheRevisionTheClaimsWereReadAt) {
   EXPECT_EQ(key.key, kKeys.incoming("h3", "h1", "u-9"));
   EXPECT_EQ(key.value, "vm-9");
   EXPECT_EQ(key.lease, 99) << "on the source's slot lease: gone with the source";
+  // Claimed, it waits in the peer's queue no more.
+  EXPECT_EQ(std::get<Delete>(txn.success[2]).key, kKeys.incomingQueue("h3", "h1", "u-9"));
   // A guard never written is compared as absent (mod revision 0).
   EXPECT_EQ(incomingClaimTxn(kKeys, idlePeer(1), IncomingClaim{"h3", "h1", "u", "v", false}, 1)
                 .compares[0]
@@ -310,6 +312,61 @@ TEST(IncomingClaims, ReadFromTheirKeysWithTheSourcesLease) {
                                         kKeys);
   ASSERT_EQ(view.incoming.size(), 1u);
   EXPECT_EQ(view.incoming[0], (IncomingMigration{"h3", "h1", "u-1", "vm-a", 77}));
+}
+
+TEST(IncomingQueue, KeysReadWithTheirPlaceInLine) {
+  EXPECT_EQ(kKeys.incomingQueue("h3", "h1", "u-1"), "/hostmaint/prod/incoming_queue/h3/h1/u-1");
+  EXPECT_EQ(kKeys.incomingQueuePrefix("h3"), "/hostmaint/prod/incoming_queue/h3/");
+  const FleetView view =
+      parseFleetView({{kKeys.incomingQueue("h3", "h1", "u-1"), "vm-a", 12, 14, 77},
+                      {kKeys.incomingQueuePrefix("h3") + "h1-bad", "vm-b", 13, 13, 77}},
+                     kKeys);
+  EXPECT_TRUE(view.incoming.empty()) << "a place in line is not a claim";
+  ASSERT_EQ(view.queued.size(), 1u);
+  EXPECT_EQ(view.queued[0], (QueuedMigration{"h3", "h1", "u-1", "vm-a", 77, 12}));
+  ASSERT_EQ(view.malformed.size(), 1u);
+  EXPECT_THAT(view.malformed[0], HasSubstr("incoming_queue/h3/h1-bad"));
+}
+
+TEST(IncomingQueue, AFreeSlotGoesToWhoWaitedLongestFromAnySource) {
+  PeerClaims peer = idlePeer(1);
+  const IncomingClaim mine{"h3", "h1", "u-9", "vm-9", false};
+  // Nobody waits: the free slot may be tried.
+  EXPECT_EQ(incomingRefusal(peer, mine), std::nullopt);
+  // h2 has waited since revision 20, this one not at all: h2 goes first.
+  peer.queue = {{"h3", "h2", "u-1", "vm-a", 7, 20}};
+  EXPECT_EQ(incomingRefusal(peer, mine),
+            "peer h3 has 0 of max 1 incoming migrations; 1 waiting longer goes first (h2: vm-a)");
+  EXPECT_EQ(incomingRefusal(peer, IncomingClaim{"h3", "h2", "u-1", "vm-a", false}), std::nullopt)
+      << "the one waiting longest takes it";
+  // In line behind h2 (revision 25), still behind; ahead of it, first.
+  peer.queue.push_back({"h3", "h1", "u-9", "vm-9", 8, 25});
+  EXPECT_NE(incomingRefusal(peer, mine), std::nullopt);
+  peer.queue[1].create_revision = 15;
+  EXPECT_EQ(incomingRefusal(peer, mine), std::nullopt);
+  // Two free slots: one waiting longer leaves one for this claim.
+  peer = idlePeer(2);
+  peer.queue = {{"h3", "h2", "u-1", "vm-a", 7, 20}};
+  EXPECT_EQ(incomingRefusal(peer, mine), std::nullopt);
+  // One of them claimed since: it waits no more and holds nothing back.
+  peer = idlePeer(2);
+  peer.claims = {{"h3", "h2", "u-1", "vm-a", 7}};
+  peer.queue = {{"h3", "h2", "u-1", "vm-a", 7, 20}};
+  EXPECT_EQ(incomingRefusal(peer, mine), std::nullopt);
+  // A migration that runs never waits in line.
+  peer = idlePeer(1);
+  peer.queue = {{"h3", "h2", "u-1", "vm-a", 7, 20}};
+  EXPECT_EQ(incomingRefusal(peer, IncomingClaim{"h3", "h1", "u-9", "vm-9", true}), std::nullopt);
+}
+
+TEST(IncomingQueue, ALongLineIsNamedByItsFirstThreeInOrder) {
+  PeerClaims peer = idlePeer(1);
+  for (int i = 0; i < 5; ++i)
+    peer.queue.push_back({"h3", "h2", "u-" + std::to_string(i), "vm-" + std::to_string(i), 7,
+                          50 - i});
+  EXPECT_EQ(incomingRefusal(peer, IncomingClaim{"h3", "h1", "u-9", "vm-9", false}),
+            "peer h3 has 0 of max 1 incoming migrations; 5 waiting longer go first "
+            "(h2: vm-4, h2: vm-3, h2: vm-2, ...)");
 }
 
 TEST(MemAvailable, ReadFromMeminfo) {

@@ -26,6 +26,13 @@ DestinationChoice chooseDestination(std::uint64_t needed_bytes,
   bool may_free_up = false;
   const DestinationCandidate* best = nullptr;
   std::uint64_t best_room = 0;
+  const DestinationCandidate* best_full_peer = nullptr;
+  std::uint64_t best_full_peer_room = 0;
+  auto better = [](const DestinationCandidate& candidate, std::uint64_t room,
+                   const DestinationCandidate* than, std::uint64_t than_room) {
+    return !than || std::make_tuple(candidate.group_members, than_room) <
+                        std::make_tuple(than->group_members, room);
+  };
   for (const DestinationCandidate& candidate : candidates) {
     const std::string& uri = candidate.config.uri;
     if (!candidate.report) {
@@ -58,10 +65,13 @@ DestinationChoice chooseDestination(std::uint64_t needed_bytes,
                     : std::to_string(candidate.migrations_in_flight) + " of max " +
                           std::to_string(candidate.max_parallel) + " migrations to it running");
       may_free_up = true;
+      if (candidate.max_parallel == 0 && better(candidate, room, best_full_peer, best_full_peer_room)) {
+        best_full_peer = &candidate;
+        best_full_peer_room = room;
+      }
       continue;
     }
-    if (!best || std::make_tuple(candidate.group_members, best_room) <
-                     std::make_tuple(best->group_members, room)) {
+    if (better(candidate, room, best, best_room)) {
       best = &candidate;
       best_room = room;
     }
@@ -74,6 +84,7 @@ DestinationChoice chooseDestination(std::uint64_t needed_bytes,
   choice.outcome =
       may_free_up ? DestinationChoice::Outcome::wait : DestinationChoice::Outcome::none_fits;
   choice.reason = std::move(reasons);
+  if (best_full_peer) choice.queue_for = best_full_peer->config;
   return choice;
 }
 

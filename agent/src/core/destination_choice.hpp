@@ -35,6 +35,11 @@ struct DestinationChoice {
   DestinationConfig destination;
   // For wait and none_fits: each candidate and why not, "; "-separated.
   std::string reason;
+  // For wait: the fitting candidate that takes no more incoming migrations
+  // now (a peer full with other hosts' migrations, max_parallel 0) it
+  // would be, best first. The domain queues for it (docs/fleet.md), so a
+  // peer that frees goes to who waited longest.
+  std::optional<DestinationConfig> queue_for;
 };
 
 // Fits: reachable, and `needed_bytes` within free − reserved − committed.

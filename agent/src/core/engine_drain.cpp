@@ -48,6 +48,7 @@ void MaintenanceEngine::Impl::refreshDestinationProbes() {
 void MaintenanceEngine::Impl::startDrainActions() {
   steerMigrations();
   InFlight in_flight = inFlight(state);  // counted again after each start
+  std::set<std::string> queued_peers;     // full peers a domain asked for in this pass
   for (const std::string& uuid : drainOrder(state, DomainStage::waiting, memoryOf())) {
     DomainRecord* record = find(uuid);
     if (!record || !holds<stage::Waiting>(record->state)) continue;
@@ -97,6 +98,10 @@ void MaintenanceEngine::Impl::startDrainActions() {
       }
     }
     std::optional<DestinationConfig> destination;
+    // A peer full with other hosts' migrations: the domain asks for a claim
+    // all the same, which puts it in the peer's queue (one domain per peer
+    // and pass: the host's place in line), or claims a slot freed since.
+    std::optional<DestinationConfig> queue_for;
     if (record->action == MaintenanceAction::live_migrate ||
         record->action == MaintenanceAction::cold_migrate) {
       refreshDestinationProbes();
@@ -105,15 +110,19 @@ void MaintenanceEngine::Impl::startDrainActions() {
           destinationCandidates(state, *record, destinationUris(), migrationWithPeers(),
                                 destination_probes, memoryOf()));
       if (choice.outcome == DestinationChoice::Outcome::wait) {
-        waitFor(wait::Destination{choice.reason});
-        continue;
+        if (!choice.queue_for || !usesPeers() ||
+            !queued_peers.insert(choice.queue_for->uri).second) {
+          waitFor(wait::Destination{choice.reason});
+          continue;
+        }
+        queue_for = std::move(choice.queue_for);
       }
       if (choice.outcome == DestinationChoice::Outcome::none_fits) {
         failDrain(*record, "no destination can take it: " + choice.reason);
         pump_again = true;
         continue;
       }
-      destination = std::move(choice.destination);
+      if (!queue_for) destination = std::move(choice.destination);
     }
     if (auto group = groupWait(state, *record, now())) {
       waitFor(*group);
@@ -125,11 +134,13 @@ void MaintenanceEngine::Impl::startDrainActions() {
     }
     // Last: a claim on a peer's incoming slot is held only by a domain
     // nothing else holds back.
-    if (destination) {
-      if (auto peer = fleetPeerWait(*record, *destination)) {
+    if (destination || queue_for) {
+      if (auto peer = fleetPeerWait(*record, destination ? *destination : *queue_for)) {
         waitFor(*peer);
         continue;
       }
+      // Claimed: the slot freed since the peer was last seen full.
+      if (!destination) destination = std::move(queue_for);
     }
     startDrainAction(*record, destination);
     in_flight = inFlight(state);

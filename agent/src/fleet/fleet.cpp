@@ -1,6 +1,7 @@
 #include "hostmaint/agent/fleet/fleet.hpp"
 
 #include <algorithm>
+#include <limits>
 
 #include "hostmaint/agent/status_json.hpp"
 
@@ -101,6 +102,13 @@ std::string FleetKeys::incomingPrefix(const std::string& destination) const {
 }
 std::string FleetKeys::incomingGuard(const std::string& destination) const {
   return base_ + "incoming_guard/" + destination;
+}
+std::string FleetKeys::incomingQueue(const std::string& destination, const std::string& source,
+                                     const std::string& uuid) const {
+  return incomingQueuePrefix(destination) + source + "/" + uuid;
+}
+std::string FleetKeys::incomingQueuePrefix(const std::string& destination) const {
+  return base_ + "incoming_queue/" + destination + "/";
 }
 
 std::string encodeHostRecord(const HostRecord& record) {
@@ -258,6 +266,27 @@ SlotHold decodeHold(const std::string& text, std::int64_t lease) {
   return hold;
 }
 
+namespace {
+
+struct PeerKey {
+  std::string destination;
+  std::string source;
+  std::string uuid;
+};
+
+// {destination}/{source}/{uuid} (of incoming/ and incoming_queue/): host
+// names have no '/'.
+PeerKey parsePeerKey(std::string_view tail) {
+  const std::size_t first = tail.find('/');
+  const std::size_t second = first == std::string_view::npos ? first : tail.find('/', first + 1);
+  if (second == std::string_view::npos) throw EtcdFormatError("not destination/source/uuid");
+  return PeerKey{std::string(tail.substr(0, first)),
+                 std::string(tail.substr(first + 1, second - first - 1)),
+                 std::string(tail.substr(second + 1))};
+}
+
+}  // namespace
+
 FleetView parseFleetView(const std::vector<KeyValue>& kvs, const FleetKeys& keys) {
   FleetView view;
   for (const KeyValue& kv : kvs) {
@@ -291,16 +320,13 @@ FleetView parseFleetView(const std::vector<KeyValue>& kvs, const FleetKeys& keys
         impact.index = *index;
         view.impacts[impact.group][*index] = std::move(impact);
       } else if (rest.starts_with("incoming/")) {
-        // incoming/{destination}/{source}/{uuid}: host names have no '/'.
-        const std::string_view tail = rest.substr(9);
-        const std::size_t first = tail.find('/');
-        const std::size_t second =
-            first == std::string_view::npos ? first : tail.find('/', first + 1);
-        if (second == std::string_view::npos) throw EtcdFormatError("not destination/source/uuid");
+        const PeerKey key = parsePeerKey(rest.substr(9));
         view.incoming.push_back(
-            IncomingMigration{std::string(tail.substr(0, first)),
-                              std::string(tail.substr(first + 1, second - first - 1)),
-                              std::string(tail.substr(second + 1)), kv.value, kv.lease});
+            IncomingMigration{key.destination, key.source, key.uuid, kv.value, kv.lease});
+      } else if (rest.starts_with("incoming_queue/")) {
+        const PeerKey key = parsePeerKey(rest.substr(15));
+        view.queued.push_back(QueuedMigration{key.destination, key.source, key.uuid, kv.value,
+                                              kv.lease, kv.create_revision});
       } else if (rest.starts_with("done/")) {
         const std::string_view tail = rest.substr(5);
         const std::size_t slash = tail.find('/');
@@ -508,6 +534,49 @@ std::vector<PeerDestination> peerDestinations(const FleetView& view, const std::
   return peers;
 }
 
+namespace {
+
+bool sameQueued(const QueuedMigration& queued, const IncomingClaim& claim) {
+  return queued.source == claim.source && queued.uuid == claim.uuid;
+}
+
+// The migrations of the peer's queue ahead of `claim` (all of them when it
+// is not in line), longest waiting first; one that holds a claim already
+// waits no more.
+std::vector<QueuedMigration> queuedAhead(const PeerClaims& peer, const IncomingClaim& claim) {
+  std::int64_t place = std::numeric_limits<std::int64_t>::max();
+  for (const QueuedMigration& queued : peer.queue) {
+    if (sameQueued(queued, claim)) place = queued.create_revision;
+  }
+  std::vector<QueuedMigration> ahead;
+  for (const QueuedMigration& queued : peer.queue) {
+    const bool claimed = std::any_of(
+        peer.claims.begin(), peer.claims.end(), [&](const IncomingMigration& held) {
+          return held.source == queued.source && held.uuid == queued.uuid;
+        });
+    if (!claimed && !sameQueued(queued, claim) && queued.create_revision < place)
+      ahead.push_back(queued);
+  }
+  std::sort(ahead.begin(), ahead.end(), [](const QueuedMigration& a, const QueuedMigration& b) {
+    return a.create_revision < b.create_revision;
+  });
+  return ahead;
+}
+
+std::string queuedText(const std::vector<QueuedMigration>& ahead) {
+  constexpr std::size_t kNamed = 3;
+  std::string names;
+  for (std::size_t i = 0; i < ahead.size() && i < kNamed; ++i) {
+    if (i > 0) names += ", ";
+    names += ahead[i].source + ": " + (ahead[i].name.empty() ? ahead[i].uuid : ahead[i].name);
+  }
+  if (ahead.size() > kNamed) names += ", ...";
+  return std::to_string(ahead.size()) + " waiting longer " + (ahead.size() == 1 ? "goes" : "go") +
+         " first (" + names + ")";
+}
+
+}  // namespace
+
 std::optional<std::string> incomingRefusal(const PeerClaims& peer, const IncomingClaim& claim) {
   if (claim.running) return std::nullopt;
   const std::string name = "peer " + claim.destination;
@@ -521,9 +590,15 @@ std::optional<std::string> incomingRefusal(const PeerClaims& peer, const Incomin
     if (!holders.empty()) holders += ", ";
     holders += held.source + ": " + (held.name.empty() ? held.uuid : held.name);
   }
-  if (count < peer.record->max_incoming) return std::nullopt;
-  return name + " has " + incomingCountText(count, peer.record->max_incoming) +
-         (holders.empty() ? std::string() : " (" + holders + ")");
+  const unsigned max = peer.record->max_incoming;
+  if (count >= max) {
+    return name + " has " + incomingCountText(count, max) +
+           (holders.empty() ? std::string() : " (" + holders + ")");
+  }
+  // The free slots go to the migrations waiting longest, from any source.
+  const std::vector<QueuedMigration> ahead = queuedAhead(peer, claim);
+  if (ahead.size() < max - count) return std::nullopt;
+  return name + " has " + incomingCountText(count, max) + "; " + queuedText(ahead);
 }
 
 IncomingClaimTxn incomingClaimTxn(const FleetKeys& keys, const PeerClaims& peer,
@@ -536,35 +611,55 @@ IncomingClaimTxn incomingClaimTxn(const FleetKeys& keys, const PeerClaims& peer,
                                     });
   IncomingClaimTxn txn;
   txn.compares = {Compare::modRevisionIs(guard, peer.guard_revision), Compare::absent(key)};
-  txn.success = {Put{guard, std::to_string(others + 1), 0}, Put{key, claim.name, lease}};
+  txn.success = {Put{guard, std::to_string(others + 1), 0}, Put{key, claim.name, lease},
+                 Delete{keys.incomingQueue(claim.destination, claim.source, claim.uuid)}};
   return txn;
 }
+
+namespace {
+
+// The peer's record, its claims, the guard and its queue, at one revision.
+// A record that cannot be read is left unset, and said in `malformed`.
+PeerClaims readPeerClaims(EtcdClient& etcd, const FleetKeys& keys, const std::string& peer_host,
+                          std::string& malformed) {
+  const TxnResult read = etcd.txn({},
+                                  {Range{keys.hostRecord(peer_host), false},
+                                   Range{keys.incomingPrefix(peer_host), true},
+                                   Range{keys.incomingGuard(peer_host), false},
+                                   Range{keys.incomingQueuePrefix(peer_host), true}},
+                                  {});
+  if (read.ranges.size() != 4) throw EtcdFormatError("a read of four ranges answered otherwise");
+  PeerClaims peer;
+  if (!read.ranges[0].empty()) {
+    try {
+      peer.record = decodeHostRecord(read.ranges[0].front().value);
+      peer.record->host = peer_host;
+    } catch (const EtcdFormatError& error) {
+      malformed = error.what();
+    }
+  }
+  FleetView listed = parseFleetView(read.ranges[1], keys);
+  peer.claims = std::move(listed.incoming);
+  if (!read.ranges[2].empty()) peer.guard_revision = read.ranges[2].front().mod_revision;
+  listed = parseFleetView(read.ranges[3], keys);
+  peer.queue = std::move(listed.queued);
+  return peer;
+}
+
+}  // namespace
 
 IncomingClaimOutcome claimIncoming(EtcdClient& etcd, const FleetKeys& keys,
                                    const IncomingClaim& claim, std::int64_t lease) {
   constexpr int kAttempts = 3;
   IncomingClaimOutcome outcome;
+  PeerClaims peer;
   for (int attempt = 0; attempt < kAttempts; ++attempt) {
-    // The peer's record, its claims and the guard at one revision.
-    const TxnResult read = etcd.txn({},
-                                    {Range{keys.hostRecord(claim.destination), false},
-                                     Range{keys.incomingPrefix(claim.destination), true},
-                                     Range{keys.incomingGuard(claim.destination), false}},
-                                    {});
-    if (read.ranges.size() != 3) throw EtcdFormatError("a read of three ranges answered otherwise");
-    PeerClaims peer;
-    if (!read.ranges[0].empty()) {
-      try {
-        peer.record = decodeHostRecord(read.ranges[0].front().value);
-        peer.record->host = claim.destination;
-      } catch (const EtcdFormatError& error) {
-        outcome.why_not = "peer " + claim.destination + "'s record is malformed: " + error.what();
-        return outcome;
-      }
+    std::string malformed;
+    peer = readPeerClaims(etcd, keys, claim.destination, malformed);
+    if (!malformed.empty()) {
+      outcome.why_not = "peer " + claim.destination + "'s record is malformed: " + malformed;
+      return outcome;
     }
-    const FleetView claims = parseFleetView(read.ranges[1], keys);
-    peer.claims = claims.incoming;
-    if (!read.ranges[2].empty()) peer.guard_revision = read.ranges[2].front().mod_revision;
     outcome.claims = peer.claims;
     if (std::any_of(peer.claims.begin(), peer.claims.end(),
                     [&](const IncomingMigration& held) { return sameClaim(held, claim); })) {
@@ -573,7 +668,7 @@ IncomingClaimOutcome claimIncoming(EtcdClient& etcd, const FleetKeys& keys,
     }
     if (auto why = incomingRefusal(peer, claim)) {
       outcome.why_not = *why;
-      return outcome;
+      break;
     }
     const IncomingClaimTxn txn = incomingClaimTxn(keys, peer, claim, lease);
     if (etcd.txn(txn.compares, txn.success, {}).succeeded) {
@@ -585,11 +680,25 @@ IncomingClaimOutcome claimIncoming(EtcdClient& etcd, const FleetKeys& keys,
     outcome.why_not = "another host claimed an incoming migration of peer " + claim.destination +
                       " first";
   }
+  // Refused by a peer that is still a destination: in line for its next
+  // free slot, keeping the place it has.
+  if (claim.running || !peer.record || peerWhyNot(*peer.record)) return outcome;
+  outcome.queued = std::any_of(peer.queue.begin(), peer.queue.end(),
+                               [&](const QueuedMigration& q) { return sameQueued(q, claim); });
+  if (!outcome.queued) {
+    const std::string key = keys.incomingQueue(claim.destination, claim.source, claim.uuid);
+    etcd.txn({Compare::absent(key)}, {Put{key, claim.name, lease}}, {});
+    outcome.queued = true;  // put now, or by an earlier round whose answer was lost
+  }
   return outcome;
 }
 
 void releaseIncoming(EtcdClient& etcd, const FleetKeys& keys, const IncomingMigration& claim) {
   etcd.remove(keys.incoming(claim.destination, claim.source, claim.uuid));
+}
+
+void leaveIncomingQueue(EtcdClient& etcd, const FleetKeys& keys, const QueuedMigration& queued) {
+  etcd.remove(keys.incomingQueue(queued.destination, queued.source, queued.uuid));
 }
 
 std::vector<FleetGroup> groupsAcrossFleet(const FleetView& view) {

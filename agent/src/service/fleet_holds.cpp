@@ -209,14 +209,18 @@ void FleetHolds::exchangeImpacts(fl::EtcdClient& etcd, const fl::FleetKeys& keys
 // claim incoming/{peer}/{host}/{uuid} on the slot's lease, taken in the
 // peer's guarded transaction before it starts (fl::claimIncoming), so the
 // peer's limit holds across its sources; given back when it is no longer
-// wanted (the migration ended, or went elsewhere). Without a slot nothing is
-// claimed.
+// wanted (the migration ended, or went elsewhere). A refused claim waits in
+// the peer's queue (incoming_queue/{peer}/{host}/{uuid}, same lease) until
+// it is claimed or no longer wanted. Without a slot nothing is claimed.
 void FleetHolds::exchangeIncoming(fl::EtcdClient& etcd, const fl::FleetKeys& keys,
                                   const std::optional<fl::SlotHold>& hold, const Wants& wants,
                                   fl::FleetView& view, Held& report) {
+  auto wantedAt = [&](const std::string& uuid, const std::string& destination) {
+    const auto want = wants.incoming.find(uuid);
+    return want != wants.incoming.end() && want->second.destination == destination;
+  };
   auto wanted = [&](const fl::IncomingMigration& claim) {
-    const auto want = wants.incoming.find(claim.uuid);
-    return want != wants.incoming.end() && want->second.destination == claim.destination;
+    return wantedAt(claim.uuid, claim.destination);
   };
   std::vector<fl::IncomingMigration> stale;
   // Ours in etcd: adopted after a restart while the slot's lease lived, or
@@ -241,6 +245,7 @@ void FleetHolds::exchangeIncoming(fl::EtcdClient& etcd, const fl::FleetKeys& key
     fl::releaseIncoming(etcd, keys, claim);
     std::erase(view.incoming, claim);
   }
+  leaveQueuesNotWanted(etcd, keys, hold, wants, view);
   if (!hold) return;
   for (const auto& [uuid, want] : wants.incoming) {
     if (worker_incoming_.contains(uuid)) continue;
@@ -257,15 +262,54 @@ void FleetHolds::exchangeIncoming(fl::EtcdClient& etcd, const fl::FleetKeys& key
                    want.name);
       worker_incoming_[uuid] =
           fl::IncomingMigration{want.destination, host_, uuid, want.name, hold->lease};
+      worker_queued_.erase(uuid);  // the claim's transaction took it out of the queue
     } else {
       report.incoming_why_not[uuid] = outcome.why_not;
+      if (outcome.queued && !worker_queued_.contains(uuid)) {
+        spdlog::debug("fleet: {} waits in peer {}'s queue: {}", want.name, want.destination,
+                      outcome.why_not);
+        worker_queued_[uuid] =
+            fl::QueuedMigration{want.destination, host_, uuid, want.name, hold->lease, 0};
+      }
     }
   }
+}
+
+// Ours in a peer's queue that no longer wait for that peer (the domain went
+// elsewhere or another way, or a previous process left them) leave it: a
+// place held by nobody would keep the others waiting until the lease ends.
+void FleetHolds::leaveQueuesNotWanted(fl::EtcdClient& etcd, const fl::FleetKeys& keys,
+                                      const std::optional<fl::SlotHold>& hold,
+                                      const Wants& wants, const fl::FleetView& view) {
+  auto waits = [&](const fl::QueuedMigration& queued) {
+    const auto want = wants.incoming.find(queued.uuid);
+    return want != wants.incoming.end() && want->second.destination == queued.destination &&
+           !worker_incoming_.contains(queued.uuid);
+  };
+  std::vector<fl::QueuedMigration> stale;
+  for (const fl::QueuedMigration& queued : view.queued) {
+    if (queued.source != host_ || worker_queued_.contains(queued.uuid)) continue;
+    if (waits(queued) && hold && queued.lease == hold->lease) {
+      worker_queued_[queued.uuid] = queued;
+    } else {
+      stale.push_back(queued);
+    }
+  }
+  for (auto it = worker_queued_.begin(); it != worker_queued_.end();) {
+    if (waits(it->second)) {
+      ++it;
+      continue;
+    }
+    stale.push_back(it->second);
+    it = worker_queued_.erase(it);
+  }
+  for (const fl::QueuedMigration& queued : stale) fl::leaveIncomingQueue(etcd, keys, queued);
 }
 
 void FleetHolds::dropAll() {
   worker_impacts_.clear();
   worker_incoming_.clear();
+  worker_queued_.clear();
 }
 
 void FleetHolds::addMoveTo(const fl::FleetKeys& keys, std::int64_t lease,
@@ -280,11 +324,18 @@ void FleetHolds::addMoveTo(const fl::FleetKeys& keys, std::int64_t lease,
   }
   for (const auto& [uuid, claim] : worker_incoming_)
     puts.push_back(fl::Put{keys.incoming(claim.destination, host_, uuid), claim.name, lease});
+  // A put keeps an existing key's create revision: a queued migration keeps
+  // its place.
+  for (const auto& [uuid, queued] : worker_queued_) {
+    puts.push_back(
+        fl::Put{keys.incomingQueue(queued.destination, host_, uuid), queued.name, lease});
+  }
 }
 
 void FleetHolds::movedTo(std::int64_t lease) {
   for (auto& [uuid, impact] : worker_impacts_) impact.lease = lease;
   for (auto& [uuid, claim] : worker_incoming_) claim.lease = lease;
+  for (auto& [uuid, queued] : worker_queued_) queued.lease = lease;
 }
 
 FleetHolds::Held FleetHolds::held() const {

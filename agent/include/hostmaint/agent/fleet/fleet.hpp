@@ -51,6 +51,9 @@ class FleetKeys {
                        const std::string& uuid) const;
   std::string incomingPrefix(const std::string& destination) const;
   std::string incomingGuard(const std::string& destination) const;
+  std::string incomingQueue(const std::string& destination, const std::string& source,
+                            const std::string& uuid) const;
+  std::string incomingQueuePrefix(const std::string& destination) const;
 
  private:
   std::string base_;
@@ -152,6 +155,20 @@ struct IncomingMigration {
   bool operator==(const IncomingMigration&) const = default;
 };
 
+// A migration waiting for one of a peer's incoming slots, in line:
+// incoming_queue/{destination}/{source}/{uuid}, put when its claim was
+// refused. Its create revision is its place: a free slot goes to those
+// waiting longest first.
+struct QueuedMigration {
+  std::string destination;
+  std::string source;
+  std::string uuid;
+  std::string name;  // the value
+  std::int64_t lease = 0;
+  std::int64_t create_revision = 0;
+  bool operator==(const QueuedMigration&) const = default;
+};
+
 // Everything under the fleet's prefix, as read at one revision.
 struct FleetView {
   std::map<std::string, HostRecord> hosts;
@@ -162,6 +179,7 @@ struct FleetView {
   std::map<std::string, std::set<std::string>> done;  // schedule id -> hosts
   std::map<std::string, std::map<unsigned, ImpactHold>> impacts;  // group -> index -> hold
   std::vector<IncomingMigration> incoming;
+  std::vector<QueuedMigration> queued;
   std::vector<std::string> malformed;  // keys whose value could not be read
   bool operator==(const FleetView&) const = default;
 };
@@ -237,6 +255,11 @@ std::vector<PeerDestination> peerDestinations(const FleetView& view, const std::
 // revision with the one read with the claims, so of two sources claiming the
 // peer's last slot at once only one passes: the other reads again and is
 // refused. The count of claims thus never exceeds max_incoming_migrations.
+// A refused claim waits in line (incoming_queue/{peer}/{source}/{uuid}, on
+// the same lease): a slot that frees goes to the migrations waiting longest,
+// from whichever source, not to whichever source asks first; otherwise a
+// source whose migration just ended, claiming again at once, could keep a
+// busy peer to itself.
 struct IncomingClaim {
   std::string destination;  // the peer
   std::string source;       // this host
@@ -253,16 +276,21 @@ struct PeerClaims {
   std::optional<HostRecord> record;  // unset: the peer has no record (gone)
   std::vector<IncomingMigration> claims;  // on the peer, from every source
   std::int64_t guard_revision = 0;  // mod revision of incoming_guard/{peer}; 0: never written
+  std::vector<QueuedMigration> queue;  // waiting for the peer, from every source
 };
 // Why `claim` may not be taken on what was read: the peer gone or no longer
 // a destination (cordoned, in maintenance, no room), or its incoming limit
 // reached by the claims of every source (this one's other domains too),
-// naming them: "peer h3 has 1 of max 1 incoming migrations (h2: vm-a)".
-// nullopt: it may be tried. A running claim is never refused.
+// naming them: "peer h3 has 1 of max 1 incoming migrations (h2: vm-a)",
+// or its free slots promised to migrations waiting longer in its queue:
+// "peer h3 has 0 of max 1 incoming migrations; 1 waiting longer goes
+// first (h2: vm-b)". nullopt: it may be tried. A running claim is never
+// refused.
 std::optional<std::string> incomingRefusal(const PeerClaims& peer, const IncomingClaim& claim);
 // The transaction that takes `claim` with `lease`, given what was read:
-// guarded by the guard's mod revision, it creates the claim key and
-// rewrites the guard with the count of claims it makes.
+// guarded by the guard's mod revision, it creates the claim key, rewrites
+// the guard with the count of claims it makes and takes the claim's place
+// in the queue out.
 struct IncomingClaimTxn {
   std::vector<Compare> compares;
   std::vector<Operation> success;
@@ -273,15 +301,19 @@ struct IncomingClaimOutcome {
   bool claimed = false;
   std::string why_not;  // when not claimed
   std::vector<IncomingMigration> claims;  // the peer's, as last read (with this one when claimed)
+  bool queued = false;  // refused, and in the peer's queue (put now, or earlier)
 };
 // Reads the peer (one transaction of ranges: one revision), then claims in
 // the guarded transaction; when another source claimed in between, reads
 // again, a few times. A claim key of this source's that exists already is
-// claimed.
+// claimed. Refused while the peer is otherwise a destination, the claim is
+// put in the peer's queue, unless it is there already (keeping its place).
 IncomingClaimOutcome claimIncoming(EtcdClient& etcd, const FleetKeys& keys,
                                    const IncomingClaim& claim, std::int64_t lease);
 // Gives a claim back: its migration ended (or never started).
 void releaseIncoming(EtcdClient& etcd, const FleetKeys& keys, const IncomingMigration& claim);
+// Takes a migration out of a peer's queue: it no longer waits for that peer.
+void leaveIncomingQueue(EtcdClient& etcd, const FleetKeys& keys, const QueuedMigration& queued);
 
 // Every group with a member on a host publishing a record: its members,
 // limit and impacted members across the fleet, and the impacts held. By

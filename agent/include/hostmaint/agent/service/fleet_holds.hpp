@@ -3,7 +3,9 @@
 //   - one impact of a group across hosts per member impacted, or about to
 //     be (groups/{group}/impact/{k});
 //   - one claim on a peer's incoming slots per migration to that peer,
-//     running or about to start (incoming/{peer}/{host}/{uuid}).
+//     running or about to start (incoming/{peer}/{host}/{uuid}), and a
+//     place in the peer's queue for one whose claim was refused
+//     (incoming_queue/{peer}/{host}/{uuid}).
 // Part of FleetLink, in its two halves, each used by one thread only:
 //   - the loop answers the engine from what was last taken (mayImpact,
 //     mayMigrate), says what the status needs (wants), takes in what the
@@ -109,6 +111,9 @@ class FleetHolds {
   void exchangeIncoming(agent::fleet::EtcdClient& etcd, const agent::fleet::FleetKeys& keys,
                         const std::optional<agent::fleet::SlotHold>& hold, const Wants& wants,
                         agent::fleet::FleetView& view, Held& report);
+  void leaveQueuesNotWanted(agent::fleet::EtcdClient& etcd, const agent::fleet::FleetKeys& keys,
+                            const std::optional<agent::fleet::SlotHold>& hold,
+                            const Wants& wants, const agent::fleet::FleetView& view);
 
   const std::string host_;
 
@@ -121,6 +126,7 @@ class FleetHolds {
   // Worker only: what is held in etcd now.
   std::map<std::string, agent::fleet::ImpactHold> worker_impacts_;  // by the member's uuid
   std::map<std::string, agent::fleet::IncomingMigration> worker_incoming_;  // by uuid
+  std::map<std::string, agent::fleet::QueuedMigration> worker_queued_;      // by uuid
 };
 
 }  // namespace hostmaint::service
