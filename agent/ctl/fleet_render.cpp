@@ -112,13 +112,14 @@ void peerLines(const fl::FleetView& view, std::vector<std::string>& lines) {
   static const std::vector<int> kWidths{16, 11, 9, 9, 15};
   lines.push_back(row(kWidths, {"PEER", "FREE", "INCOMING", "CORDONED", "PHASE", "NOTE"}));
   for (const fl::PeerDestination& peer : peers) {
+    std::string note = peer.usable ? "takes migrations" : peer.why_not;
+    if (peer.queued > 0) note += ", " + std::to_string(peer.queued) + " waiting in its queue";
     lines.push_back(row(kWidths, {peer.host,
                                   peer.free_memory_bytes ? formatBytes(*peer.free_memory_bytes)
                                                          : "-",
                                   std::to_string(peer.incoming) + "/" +
                                       std::to_string(peer.max_incoming),
-                                  peer.cordoned ? "yes" : "no", peer.phase,
-                                  peer.usable ? "takes migrations" : peer.why_not}));
+                                  peer.cordoned ? "yes" : "no", peer.phase, note}));
   }
 }
 
@@ -166,9 +167,7 @@ json fleetViewJson(const fl::FleetView& view, const std::string& fleet) {
   // The groups and peers in status.json's shape, rendered by the same code.
   agent::FleetStatus shaped;
   for (const fl::PeerDestination& peer : fl::peerDestinations(view, "")) {
-    shaped.peers.push_back(agent::FleetPeer{peer.host, peer.uri, peer.free_memory_bytes,
-                                            peer.incoming, peer.max_incoming, peer.usable,
-                                            peer.why_not, peer.cordoned, peer.phase});
+    shaped.peers.push_back(fl::shownPeer(peer));
   }
   shaped.groups = fl::groupsAcrossFleet(view);
   json rendered = agent::fleetToJson(shaped);

@@ -730,6 +730,7 @@ class FleetPeerTest(FleetCase):
         self.assertEqual(peers["h3"]["uri"], "test:///peer/h3")
         self.assertGreater(peers["h3"]["free_memory_bytes"], 0)
         self.assertEqual(peers["h3"]["max_incoming"], 2)
+        self.assertEqual(peers["h3"]["queued"], 0)
         self.assertFalse(peers["h2"]["usable"])
         self.assertEqual(peers["h2"]["why_not"], "0 of max 0 incoming migrations")
         self.assertEqual((peers["h3"]["cordoned"], peers["h3"]["phase"]), (False, "idle"))
@@ -739,6 +740,7 @@ class FleetPeerTest(FleetCase):
         self.assertEqual(metrics['hostmaint_fleet_peer_usable{peer="h2"}'], 0)
         self.assertEqual(metrics['hostmaint_fleet_peer_max_incoming{peer="h3"}'], 2)
         self.assertEqual(metrics['hostmaint_fleet_peer_incoming{peer="h3"}'], 0)
+        self.assertEqual(metrics['hostmaint_fleet_peer_queued{peer="h3"}'], 0)
         self.assertGreater(metrics['hostmaint_fleet_peer_free_memory_bytes{peer="h3"}'], 0)
         self.assertEqual(metrics["hostmaint_fleet_hosts"], 3)
         # `fleet status` shows every peer, read from etcd.
@@ -852,6 +854,13 @@ class FleetIncomingTest(FleetCase):
                    "src-b in h3's queue")
         self.assertFalse(self.etcd.range_prefix(PREFIX + "incoming/h3/src-b/"),
                          "src-b claimed past the limit")
+        # Every host shows the line: h1's status.json counts it for peer h3.
+        wait_until(lambda: {p["host"]: p for p in self.fleet("h1")["peers"]}["h3"]["queued"] == 1,
+                   10, "h1 showing one migration in h3's queue")
+        ctl = self.daemons["h2"]
+        table = ctl.ctl("fleet", "--config", str(ctl.config_path), "status", check=0).stdout
+        self.assertRegex(table, r"(?m)^h3 +\S+ \S+ +1/1 +no +idle +1 of max 1 incoming "
+                                r"migrations, 1 waiting in its queue$")
         lost_at = time.monotonic()
         holder.kill()
         holder.communicate()

@@ -188,6 +188,7 @@ TEST(PeerDestinations, OnlyIdleUncordonedPeersWithRoomAndBelowTheirIncomingLimit
   peer("h8", "idle").free_memory_bytes.reset();
   view.incoming = {{"h7", "h9", "u-1", "a"}, {"h7", "h9", "u-2", "b"},  // h7 full from h9
                    {"h2", "h1", "u-3", "c"}};  // self's own: the engine counts those
+  view.queued = {{"h7", "h1", "u-4", "d", 0, 30}, {"h7", "h2", "u-5", "e", 0, 31}};
   const std::vector<PeerDestination> peers = peerDestinations(view, "h1");
   ASSERT_EQ(peers.size(), 7u);
   std::map<std::string, PeerDestination> by_host;
@@ -200,6 +201,10 @@ TEST(PeerDestinations, OnlyIdleUncordonedPeersWithRoomAndBelowTheirIncomingLimit
   EXPECT_EQ(by_host["h5"].why_not, "no free memory after its reserve");
   EXPECT_EQ(by_host["h6"].why_not, "publishes no migration URI");
   EXPECT_EQ(by_host["h7"].why_not, "2 of max 2 incoming migrations");
+  EXPECT_EQ(by_host["h7"].queued, 2u) << "every source's, this host's too";
+  EXPECT_EQ(by_host["h2"].queued, 0u);
+  EXPECT_EQ(shownPeer(by_host["h7"]).queued, 2u);
+  EXPECT_EQ(shownPeer(by_host["h7"]).why_not, "2 of max 2 incoming migrations");
   EXPECT_EQ(by_host["h8"].why_not, "its free memory is not known");
   for (const auto& p : peers) EXPECT_EQ(p.usable, p.host == "h2") << p.host;
   // Only h7 waits for a migration to end; the others are no destination.
@@ -697,7 +702,7 @@ TEST(FleetStatusJson, ShownOnlyWithAFleetWithEveryField) {
   // The impacts held and the peers as destinations.
   status.fleet->impacts = {FleetImpact{"db", 0, "vm-db1"}};
   status.fleet->peers = {FleetPeer{"h2", "qemu+tls://h2/system", 8ull << 30, 1, 2, true, "",
-                                   false, "idle"},
+                                   false, "idle", 3},
                          FleetPeer{"h3", "", std::nullopt, 0, 2, false,
                                    "publishes no migration URI", true, "empty"}};
   status.fleet->groups = {FleetGroup{"db", 3, 1, {{"h2", "vm-db2"}}, 1},
@@ -710,6 +715,7 @@ TEST(FleetStatusJson, ShownOnlyWithAFleetWithEveryField) {
                                               {"free_memory_bytes", 8ull << 30},
                                               {"incoming", 1},
                                               {"max_incoming", 2},
+                                              {"queued", 3},
                                               {"usable", true},
                                               {"why_not", nullptr},
                                               {"cordoned", false},

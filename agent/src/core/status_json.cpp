@@ -244,6 +244,7 @@ nlohmann::json fleetToJson(const FleetStatus& fleet) {
                       orNull(peer.free_memory_bytes, [](std::uint64_t b) { return b; })},
                      {"incoming", peer.incoming},
                      {"max_incoming", peer.max_incoming},
+                     {"queued", peer.queued},
                      {"usable", peer.usable},
                      {"why_not", peer.usable ? json(nullptr) : json(peer.why_not)},
                      {"cordoned", peer.cordoned},

@@ -509,6 +509,8 @@ std::vector<PeerDestination> peerDestinations(const FleetView& view, const std::
   for (const IncomingMigration& migration : view.incoming) {
     if (migration.source != self) ++incoming[migration.destination];
   }
+  std::map<std::string, unsigned> queued;  // destination -> from every source
+  for (const QueuedMigration& migration : view.queued) ++queued[migration.destination];
   std::vector<PeerDestination> peers;
   for (const auto& [host, record] : view.hosts) {
     if (host == self) continue;
@@ -519,6 +521,7 @@ std::vector<PeerDestination> peerDestinations(const FleetView& view, const std::
     peer.free_memory_bytes = record.free_memory_bytes;
     peer.incoming = incoming[host];
     peer.max_incoming = record.max_incoming;
+    peer.queued = queued[host];
     peer.cordoned = record.cordoned;
     peer.phase = record.phase;
     if (auto why = peerWhyNot(record)) {
@@ -576,6 +579,19 @@ std::string queuedText(const std::vector<QueuedMigration>& ahead) {
 }
 
 }  // namespace
+
+FleetPeer shownPeer(const PeerDestination& peer) {
+  return FleetPeer{.host = peer.host,
+                   .uri = peer.uri,
+                   .free_memory_bytes = peer.free_memory_bytes,
+                   .incoming = peer.incoming,
+                   .max_incoming = peer.max_incoming,
+                   .usable = peer.usable,
+                   .why_not = peer.why_not,
+                   .cordoned = peer.cordoned,
+                   .phase = peer.phase,
+                   .queued = peer.queued};
+}
 
 std::optional<std::string> incomingRefusal(const PeerClaims& peer, const IncomingClaim& claim) {
   if (claim.running) return std::nullopt;

@@ -235,9 +235,7 @@ void FleetLink::decorate(agent::HostStatus& status) const {
   fleet.impacts = holds_.impactsShown();
   if (view_) {
     for (const fl::PeerDestination& peer : fl::peerDestinations(*view_, host_)) {
-      fleet.peers.push_back(agent::FleetPeer{peer.host, peer.uri, peer.free_memory_bytes,
-                                             peer.incoming, peer.max_incoming, peer.usable,
-                                             peer.why_not, peer.cordoned, peer.phase});
+      fleet.peers.push_back(fl::shownPeer(peer));
     }
     fleet.groups = fl::groupsAcrossFleet(*view_);
   }

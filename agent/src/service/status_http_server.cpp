@@ -300,6 +300,9 @@ std::string renderMetrics(const agent::HostStatus& status, const MetricsCounters
             [](const agent::FleetPeer& p) -> Value { return p.incoming; });
     perPeer("hostmaint_fleet_peer_max_incoming", "The peer's max_incoming_migrations.",
             [](const agent::FleetPeer& p) -> Value { return p.max_incoming; });
+    perPeer("hostmaint_fleet_peer_queued",
+            "Migrations waiting in the peer's queue for an incoming slot, from every host.",
+            [](const agent::FleetPeer& p) -> Value { return p.queued; });
     perPeer("hostmaint_fleet_peer_free_memory_bytes",
             "The peer's free memory after its reserve, as it publishes it (when known).",
             [](const agent::FleetPeer& p) -> Value { return p.free_memory_bytes; });

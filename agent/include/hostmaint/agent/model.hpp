@@ -380,6 +380,7 @@ struct FleetPeer {
   std::string why_not;  // when not
   bool cordoned = false;
   std::string phase;  // "idle", or how far its own maintenance is
+  unsigned queued = 0;  // migrations waiting in its queue for a slot, from every host
   bool operator==(const FleetPeer&) const = default;
 };
 

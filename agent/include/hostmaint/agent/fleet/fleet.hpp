@@ -236,6 +236,7 @@ struct PeerDestination {
   std::optional<std::uint64_t> free_memory_bytes;
   unsigned incoming = 0;  // from every source but `self`
   unsigned max_incoming = 0;
+  unsigned queued = 0;  // migrations waiting in its queue, from every source
   bool usable = false;
   std::string why_not;  // when not usable
   bool cordoned = false;
@@ -246,6 +247,8 @@ struct PeerDestination {
   bool operator==(const PeerDestination&) const = default;
 };
 std::vector<PeerDestination> peerDestinations(const FleetView& view, const std::string& self);
+// A peer as status.json's fleet.peers shows it.
+FleetPeer shownPeer(const PeerDestination& peer);
 
 // Peers as destinations, enforced: before a migration to a peer starts, its
 // source claims one of the peer's incoming slots in a transaction. The claim
