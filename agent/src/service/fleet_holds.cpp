@@ -215,12 +215,9 @@ void FleetHolds::exchangeImpacts(fl::EtcdClient& etcd, const fl::FleetKeys& keys
 void FleetHolds::exchangeIncoming(fl::EtcdClient& etcd, const fl::FleetKeys& keys,
                                   const std::optional<fl::SlotHold>& hold, const Wants& wants,
                                   fl::FleetView& view, Held& report) {
-  auto wantedAt = [&](const std::string& uuid, const std::string& destination) {
-    const auto want = wants.incoming.find(uuid);
-    return want != wants.incoming.end() && want->second.destination == destination;
-  };
   auto wanted = [&](const fl::IncomingMigration& claim) {
-    return wantedAt(claim.uuid, claim.destination);
+    const auto want = wants.incoming.find(claim.uuid);
+    return want != wants.incoming.end() && want->second.destination == claim.destination;
   };
   std::vector<fl::IncomingMigration> stale;
   // Ours in etcd: adopted after a restart while the slot's lease lived, or
