@@ -65,7 +65,8 @@ DestinationChoice chooseDestination(std::uint64_t needed_bytes,
                     : std::to_string(candidate.migrations_in_flight) + " of max " +
                           std::to_string(candidate.max_parallel) + " migrations to it running");
       may_free_up = true;
-      if (candidate.max_parallel == 0 && better(candidate, room, best_full_peer, best_full_peer_room)) {
+      if (candidate.max_parallel == 0 &&
+          better(candidate, room, best_full_peer, best_full_peer_room)) {
         best_full_peer = &candidate;
         best_full_peer_room = room;
       }
